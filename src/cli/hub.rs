@@ -1,0 +1,281 @@
+//! `bones hub start | stop | status`.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::{exit, report};
+use crate::duration;
+use crate::hub::{self, Health, HubError, StartOptions, StartOutcome, StopOptions, StopOutcome};
+
+#[derive(Debug, Subcommand)]
+pub enum HubCommand {
+    /// Start the hub (idempotent: succeeds at once when one already runs).
+    ///
+    /// Without --detach this command *is* the hub: it runs in the foreground
+    /// until SIGINT or SIGTERM, then drains within --drain-timeout. With
+    /// --detach it starts the hub in a new background session, waits until
+    /// it is ready (JetStream answers and the trunk opens), prints one ready
+    /// line on stderr and returns. The first start seeds the trunk from the
+    /// working-tree content of every git-tracked file.
+    Start(StartArgs),
+    /// Stop the hub: SIGTERM, a grace period, then SIGKILL.
+    ///
+    /// Refuses (exit 4) while slots hold live leases, naming them, unless
+    /// --force. Succeeds when no hub runs. The hub repository, the
+    /// coordination state and the URL files are kept for the next start.
+    Stop(StopArgs),
+    /// Probe the hub: exit 0 healthy, 1 not running, 3 running but degraded.
+    ///
+    /// Never starts a hub. Checks that the process is the hub (pid and start
+    /// time), that its status endpoint answers, that JetStream answers and
+    /// that the trunk opens.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Run in the background and return once the hub is ready.
+    #[arg(long)]
+    detach: bool,
+    /// Port of the HTTP endpoint (default: the recorded port, else a free one).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    repo_port: Option<u16>,
+    /// Port of the coordination server (default: the recorded port, else a free one).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    coord_port: Option<u16>,
+    /// Bound on the graceful shutdown, e.g. 30s or 1m.
+    #[arg(long, value_name = "D", default_value = "30s", value_parser = duration::parse)]
+    drain_timeout: Duration,
+    /// How long to wait for the hub to become ready, e.g. 15s.
+    #[arg(long, value_name = "D", default_value = "15s", value_parser = duration::parse)]
+    ready_timeout: Duration,
+    /// Lowest level written to hub.log: debug, info, warn or error
+    /// (default: $BONES_HUB_LOG_LEVEL, else info). Errors are always written.
+    #[arg(long, value_name = "L", value_parser = ["debug", "info", "warn", "error"], ignore_case = true)]
+    log_level: Option<String>,
+    /// Internal: set on the background process a detached start spawns.
+    #[arg(long, hide = true)]
+    detached_child: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Stop even while slots hold live leases.
+    #[arg(long)]
+    force: bool,
+    /// Time between SIGTERM and SIGKILL, e.g. 10s.
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = duration::parse)]
+    grace: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(command: HubCommand) -> u8 {
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(err) => {
+            report(&format!("cannot read the current directory: {err}"));
+            return exit::FAILURE;
+        }
+    };
+    match command {
+        HubCommand::Start(args) => start(&cwd, args),
+        HubCommand::Stop(args) => stop(&cwd, args),
+        HubCommand::Status(args) => status(&cwd, args),
+    }
+}
+
+fn start(cwd: &std::path::Path, args: StartArgs) -> u8 {
+    let opts = StartOptions {
+        detach: args.detach,
+        repo_port: args.repo_port,
+        coord_port: args.coord_port,
+        drain_timeout: args.drain_timeout,
+        ready_timeout: args.ready_timeout,
+        log_level: args.log_level,
+        program: None,
+        detached_child: args.detached_child,
+    };
+    match hub::start(cwd, &opts) {
+        Ok(StartOutcome::AlreadyRunning(record)) => {
+            eprintln!(
+                "hub: already running (pid={}) repo={} coord={}",
+                record.pid,
+                hub::ports::repo_url(record.repo_port),
+                hub::ports::nats_url(record.coord_port)
+            );
+            exit::OK
+        }
+        Ok(StartOutcome::Started { pid, ports }) => {
+            eprintln!(
+                "hub: ready (pid={pid}) repo={} coord={}",
+                hub::ports::repo_url(ports.repo),
+                hub::ports::nats_url(ports.coord)
+            );
+            exit::OK
+        }
+        Ok(StartOutcome::Exited) => exit::OK,
+        Err(err) => {
+            report(&err);
+            exit::FAILURE
+        }
+    }
+}
+
+fn stop(cwd: &std::path::Path, args: StopArgs) -> u8 {
+    let opts = StopOptions {
+        force: args.force,
+        grace: args.grace,
+    };
+    match hub::stop(cwd, &opts) {
+        Ok(StopOutcome::NotRunning { cleaned }) => {
+            if cleaned.is_empty() {
+                eprintln!("hub: not running");
+            } else {
+                eprintln!("hub: not running; cleaned up {}", cleaned.join(", "));
+            }
+            exit::OK
+        }
+        Ok(StopOutcome::Stopped { pid, killed }) => {
+            if killed {
+                eprintln!(
+                    "hub: stopped (pid={pid}); it ignored SIGTERM for {} and was killed",
+                    duration::format(args.grace)
+                );
+            } else {
+                eprintln!("hub: stopped (pid={pid})");
+            }
+            exit::OK
+        }
+        Err(err @ HubError::ActiveSlots(_)) => {
+            report(&err);
+            exit::LIVE_LEASES
+        }
+        Err(err) => {
+            report(&err);
+            exit::FAILURE
+        }
+    }
+}
+
+fn status(cwd: &std::path::Path, args: StatusArgs) -> u8 {
+    let (paths, health) = match hub::status(cwd) {
+        Ok(found) => found,
+        Err(err) => {
+            report(&err);
+            return exit::FAILURE;
+        }
+    };
+    let repo_url = hub::repo_url(cwd);
+    let nats_url = hub::nats_url(cwd);
+    let (code, value) = match &health {
+        Health::NotRunning => (
+            exit::FAILURE,
+            json!({
+                "running": false,
+                "healthy": false,
+                "status": "stopped",
+                "state_dir": paths.state_dir,
+                "repo_url": repo_url,
+                "nats_url": nats_url,
+            }),
+        ),
+        Health::Running {
+            record,
+            report,
+            problem,
+        } => {
+            let healthy = problem.is_none();
+            let code = if healthy { exit::OK } else { exit::DEGRADED };
+            (
+                code,
+                json!({
+                    "running": true,
+                    "healthy": healthy,
+                    "status": if healthy { "ok" } else { "degraded" },
+                    "problem": problem,
+                    "pid": record.pid,
+                    "started_at": record.started_at,
+                    "uptime_s": report.as_ref().map(|r| r.uptime_s),
+                    "version": record.version,
+                    "state_dir": paths.state_dir,
+                    "repo_url": repo_url,
+                    "nats_url": nats_url,
+                    "ports": { "repo": record.repo_port, "coord": record.coord_port },
+                    "trunk_tip": report.as_ref().and_then(|r| r.trunk_tip.clone()),
+                    "jetstream": report.as_ref().is_some_and(|r| r.jetstream),
+                    "parts": {
+                        "process": { "ok": true },
+                        "http": { "ok": report.is_some() },
+                        "repo": report.as_ref().map(|r| json!(r.parts.repo)),
+                        "coord": report.as_ref().map(|r| json!(r.parts.coord)),
+                    },
+                }),
+            )
+        }
+    };
+    if args.json {
+        println!("{value}");
+    } else {
+        print_status(&health, &value);
+    }
+    code
+}
+
+fn print_status(health: &Health, value: &serde_json::Value) {
+    let text = |key: &str| value[key].as_str().unwrap_or("-").to_string();
+    match health {
+        Health::NotRunning => {
+            println!("hub: not running (state in {})", text("state_dir"));
+            println!("start it with: bones hub start --detach");
+        }
+        Health::Running {
+            record,
+            report,
+            problem,
+        } => {
+            let uptime = report
+                .as_ref()
+                .map(|r| duration::format(Duration::from_secs(r.uptime_s)))
+                .unwrap_or_else(|| "?".into());
+            println!(
+                "hub: {} (pid {}, up {uptime})",
+                if problem.is_none() { "ok" } else { "DEGRADED" },
+                record.pid
+            );
+            let part = |name: &str| {
+                let p = &value["parts"][name];
+                match (p["ok"].as_bool(), p["error"].as_str()) {
+                    (Some(true), _) => "ok".to_string(),
+                    (_, Some(err)) => format!("FAILED: {err}"),
+                    _ => "unknown".to_string(),
+                }
+            };
+            let tip = report
+                .as_ref()
+                .and_then(|r| r.trunk_tip.as_deref())
+                .map(|t| &t[..t.len().min(12)])
+                .unwrap_or("-");
+            println!(
+                "  repo   {:<28} {} (trunk {tip})",
+                text("repo_url"),
+                part("repo")
+            );
+            println!("  coord  {:<28} {}", text("nats_url"), part("coord"));
+            if let Some(problem) = problem {
+                println!("  problem: {problem}");
+                println!(
+                    "  details: bones logs --hub (or {})",
+                    "the hub.log in the state directory"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The command line: argument definitions and the mapping of results to
+//! output and exit codes. Behaviour lives in the library modules; this layer
+//! only parses, calls, and prints (results on stdout, everything else on
+//! stderr).
+
+mod hub;
+mod up;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes scripts can rely on.
+pub mod exit {
+    /// Success (for `hub status`: running and healthy).
+    pub const OK: u8 = 0;
+    /// The operation failed (for `hub status`: no hub running).
+    pub const FAILURE: u8 = 1;
+    /// The command line was wrong.
+    pub const USAGE: u8 = 2;
+    /// `hub status`: the hub runs but a part of it is not healthy.
+    pub const DEGRADED: u8 = 3;
+    /// `hub stop`: refused because slots hold live leases.
+    pub const LIVE_LEASES: u8 = 4;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bones",
+    version,
+    about = "Run many AI coding agents on one repository without them trampling each other",
+    long_about = "Run many AI coding agents on one repository without them trampling each other.\n\n\
+        One hub per workspace runs a coordination server (nats-server with JetStream) and a \
+        shared trunk repository. Agents work in isolated slots and land every commit through \
+        the hub, so trunk history stays linear.\n\n\
+        Start here:\n  \
+        bones up                    make this repository a workspace\n  \
+        bones hub start --detach    start the hub in the background\n  \
+        bones hub status            is it healthy? (exit 0 yes, 1 not running, 3 degraded)\n  \
+        bones hub stop              stop it",
+    after_help = "Exit codes: 0 success, 1 failure, 2 usage error, 3 hub degraded (hub status), \
+        4 live slot leases (hub stop)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make the current directory a bones workspace (idempotent).
+    ///
+    /// Creates .bones/agent.id (the workspace marker every verb walks up to
+    /// find) and adds .bones/ to .gitignore. Set BONES_DIR to keep the state
+    /// directory elsewhere.
+    Up(up::UpArgs),
+    /// Start, stop and inspect the workspace hub.
+    #[command(subcommand)]
+    Hub(hub::HubCommand),
+}
+
+/// Parses the command line, runs the command, and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let code = match cli.command {
+        Command::Up(args) => up::run(args),
+        Command::Hub(command) => hub::run(command),
+    };
+    ExitCode::from(code)
+}
+
+/// Prints an error the way every verb does: one `bones:` line (or a few,
+/// when it carries a log tail) on stderr.
+fn report(err: &dyn std::fmt::Display) {
+    eprintln!("bones: {err}");
+}

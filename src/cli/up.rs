@@ -1,0 +1,48 @@
+//! `bones up`: make a directory a workspace.
+
+use clap::Args;
+
+use super::{exit, report};
+use crate::workspace::Workspace;
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Print the workspace as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: UpArgs) -> u8 {
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(err) => {
+            report(&format!("cannot read the current directory: {err}"));
+            return exit::FAILURE;
+        }
+    };
+    match Workspace::init(&cwd) {
+        Ok((ws, created)) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "root": ws.root,
+                        "state_dir": ws.state_dir,
+                        "created": created,
+                    })
+                );
+            }
+            let verb = if created { "created" } else { "already set up" };
+            eprintln!(
+                "bones: workspace {verb} at {} (state in {}); next: bones hub start --detach",
+                ws.root.display(),
+                ws.state_dir.display()
+            );
+            exit::OK
+        }
+        Err(err) => {
+            report(&err);
+            exit::FAILURE
+        }
+    }
+}

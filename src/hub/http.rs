@@ -1,0 +1,102 @@
+//! The hub's HTTP endpoint on the repo port (127.0.0.1 only).
+//!
+//! For now it serves `GET /.status`; a read-only view of the swarm comes
+//! later. Each request checks the parts it reports on.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::sync::RwLock;
+
+use super::log::utc_now_rfc3339;
+use super::repo;
+use super::status::{PartHealth, Parts, STATUS_DEGRADED, STATUS_OK, StatusReport};
+
+/// What `/.status` needs to know about the hub.
+pub struct StatusSource {
+    pub started: Instant,
+    pub pid: u32,
+    pub repo_port: u16,
+    pub coord_port: u16,
+    pub hub_repo: PathBuf,
+    /// Set once the coordination server is ready.
+    pub coord: RwLock<Option<async_nats::jetstream::Context>>,
+}
+
+/// How long a health check waits for JetStream before calling it down.
+const JETSTREAM_CHECK: Duration = Duration::from_secs(1);
+
+/// The router for the repo port.
+pub fn router(source: Arc<StatusSource>) -> Router {
+    Router::new()
+        .route("/.status", get(status))
+        .with_state(source)
+}
+
+async fn status(State(source): State<Arc<StatusSource>>) -> impl IntoResponse {
+    let report = check(&source).await;
+    let code = if report.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(report))
+}
+
+/// Checks every part now.
+pub async fn check(source: &StatusSource) -> StatusReport {
+    let hub_repo = source.hub_repo.clone();
+    let repo_check = tokio::task::spawn_blocking(move || repo::trunk_tip(&hub_repo));
+    let coord = match source.coord.read().await.clone() {
+        None => PartHealth::failed("coordination server not ready yet"),
+        Some(js) => match tokio::time::timeout(JETSTREAM_CHECK, js.query_account()).await {
+            Ok(Ok(_)) => PartHealth::ok(),
+            Ok(Err(e)) => PartHealth::failed(format!("JetStream: {e}")),
+            Err(_) => PartHealth::failed(format!(
+                "JetStream did not answer within {JETSTREAM_CHECK:?}"
+            )),
+        },
+    };
+    let (repo_health, trunk_tip) = match repo_check.await {
+        Ok(Ok(tip)) => (PartHealth::ok(), Some(tip)),
+        Ok(Err(e)) => (PartHealth::failed(e.to_string()), None),
+        Err(e) => (
+            PartHealth::failed(format!("repository check panicked: {e}")),
+            None,
+        ),
+    };
+    let mut failed = Vec::new();
+    if !repo_health.ok {
+        failed.push("repo".to_string());
+    }
+    if !coord.ok {
+        failed.push("coord".to_string());
+    }
+    StatusReport {
+        status: if failed.is_empty() {
+            STATUS_OK
+        } else {
+            STATUS_DEGRADED
+        }
+        .to_string(),
+        timestamp: utc_now_rfc3339(),
+        pid: source.pid,
+        uptime_s: source.started.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        repo_port: source.repo_port,
+        coord_port: source.coord_port,
+        trunk_tip,
+        jetstream: coord.ok,
+        parts: Parts {
+            repo: repo_health,
+            coord,
+        },
+        failed,
+    }
+}

@@ -1,0 +1,51 @@
+//! Every file the hub keeps in the state directory, named once.
+//!
+//! See `adr/0002-state-directory-layout.md` for what each holds and who
+//! writes and removes it.
+
+use std::path::PathBuf;
+
+use crate::workspace::Workspace;
+
+/// Absolute paths of the hub's state files for one workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub state_dir: PathBuf,
+    pub hub_pid: PathBuf,
+    pub hub_json: PathBuf,
+    pub repo_url_file: PathBuf,
+    pub nats_url_file: PathBuf,
+    pub nats_conf: PathBuf,
+    pub nats_token: PathBuf,
+    pub nats_pid: PathBuf,
+    pub nats_log: PathBuf,
+    pub hub_repo: PathBuf,
+    pub coord_dir: PathBuf,
+    pub hub_log: PathBuf,
+    pub lock: PathBuf,
+    pub swarm_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn new(ws: &Workspace) -> Paths {
+        let dir = &ws.state_dir;
+        Paths {
+            root: ws.root.clone(),
+            state_dir: dir.clone(),
+            hub_pid: dir.join("hub.pid"),
+            hub_json: dir.join("hub.json"),
+            repo_url_file: dir.join("hub-repo-url"),
+            nats_url_file: dir.join("hub-nats-url"),
+            nats_conf: dir.join("nats.conf"),
+            nats_token: dir.join("nats.token"),
+            nats_pid: dir.join("nats.pid"),
+            nats_log: dir.join("nats.log"),
+            hub_repo: dir.join("hub.git"),
+            coord_dir: dir.join("coord"),
+            hub_log: dir.join("hub.log"),
+            lock: dir.join("hub.lock"),
+            swarm_dir: dir.join("swarm"),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Port resolution and the URL files `hub-repo-url` and `hub-nats-url`.
+//!
+//! A restart re-binds the ports recorded in the URL files, so agents that
+//! cached a URL keep working (Go #157). When a recorded port is now held by
+//! another process, the hub picks a fresh one, rewrites the file and logs a
+//! WARN instead of failing (decision 5). A port given by flag is the
+//! operator's explicit wish: if it is taken, that is an error.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+
+use super::log::HubLog;
+use super::paths::Paths;
+use crate::fsutil;
+
+/// The two ports a hub listens on, both on 127.0.0.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    /// HTTP endpoint (`/.status`), the "repo" port.
+    pub repo: u16,
+    /// The coordination server's client port.
+    pub coord: u16,
+}
+
+/// Ports requested on the command line (`None` = choose).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortRequest {
+    pub repo: Option<u16>,
+    pub coord: Option<u16>,
+}
+
+/// Why ports could not be chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error(
+        "{what} port {port} was requested with a flag but 127.0.0.1:{port} is already in use; pick another port or stop the process holding it"
+    )]
+    Taken { what: &'static str, port: u16 },
+    #[error("--repo-port and --coord-port must differ (both are {0})")]
+    Same(u16),
+    #[error("cannot find a free port on 127.0.0.1: {0}")]
+    NoFreePort(io::Error),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The port in a URL such as `http://127.0.0.1:8080`.
+pub fn parse_port(url: &str) -> Option<u16> {
+    let (_, port) = url.trim().trim_end_matches('/').rsplit_once(':')?;
+    port.parse::<u16>().ok().filter(|p| *p > 0)
+}
+
+/// `http://127.0.0.1:PORT`
+pub fn repo_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+/// `nats://127.0.0.1:PORT`
+pub fn nats_url(port: u16) -> String {
+    format!("nats://127.0.0.1:{port}")
+}
+
+fn bind(port: u16) -> io::Result<TcpListener> {
+    TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+}
+
+/// Chooses both ports and rewrites both URL files.
+///
+/// Each chosen port is held by a listener until both are chosen, so the two
+/// can never be the same port.
+pub fn resolve(paths: &Paths, request: PortRequest, log: &HubLog) -> Result<Ports, PortError> {
+    if let (Some(r), Some(c)) = (request.repo, request.coord) {
+        if r == c {
+            return Err(PortError::Same(r));
+        }
+    }
+    let mut held = Vec::new();
+    let mut choose = |what: &'static str, flag: Option<u16>, file: &std::path::Path| {
+        if let Some(port) = flag.filter(|p| *p > 0) {
+            let listener = bind(port).map_err(|_| PortError::Taken { what, port })?;
+            held.push(listener);
+            return Ok(port);
+        }
+        let recorded = fsutil::read_trimmed(file)
+            .ok()
+            .flatten()
+            .and_then(|url| parse_port(&url));
+        if let Some(port) = recorded {
+            if let Ok(listener) = bind(port) {
+                held.push(listener);
+                return Ok(port);
+            }
+        }
+        let listener = bind(0).map_err(PortError::NoFreePort)?;
+        let port = listener.local_addr().map_err(PortError::NoFreePort)?.port();
+        held.push(listener);
+        if let Some(old) = recorded {
+            log.warn(format!(
+                "hub: recorded {what} port {old} is in use by another process; using {port} instead"
+            ));
+        }
+        Ok(port)
+    };
+    let repo = choose("repo", request.repo, &paths.repo_url_file)?;
+    let coord = choose("coord", request.coord, &paths.nats_url_file)?;
+    drop(held);
+    write_url_files(paths, Ports { repo, coord })?;
+    Ok(Ports { repo, coord })
+}
+
+fn write_url_files(paths: &Paths, ports: Ports) -> Result<(), PortError> {
+    for (path, url) in [
+        (&paths.repo_url_file, repo_url(ports.repo)),
+        (&paths.nats_url_file, nats_url(ports.coord)),
+    ] {
+        fsutil::write_private(path, format!("{url}\n").as_bytes()).map_err(|source| {
+            PortError::Write {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ports_from_urls() {
+        assert_eq!(parse_port("http://127.0.0.1:8080\n"), Some(8080));
+        assert_eq!(parse_port("nats://127.0.0.1:4222/"), Some(4222));
+        assert_eq!(parse_port("garbage"), None);
+        assert_eq!(parse_port("http://127.0.0.1:0"), None);
+        assert_eq!(parse_port("http://127.0.0.1:99999"), None);
+    }
+}

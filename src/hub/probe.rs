@@ -1,0 +1,64 @@
+//! A minimal HTTP/1.0 GET for probing `/.status` on 127.0.0.1.
+//!
+//! The CLI only ever asks its own hub one question on loopback; a full HTTP
+//! client would cost start-up time on every `bones hub status` for nothing.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use super::status::StatusReport;
+
+/// What a probe of `/.status` found.
+#[derive(Debug)]
+pub enum Probe {
+    /// The endpoint answered with a report (any HTTP status).
+    Answered {
+        http_status: u16,
+        report: StatusReport,
+    },
+    /// Something answered, but not with a bones status report.
+    Foreign(String),
+    /// Nothing answered.
+    Unreachable(String),
+}
+
+/// GETs `/.status` from `127.0.0.1:port`, giving up after `timeout`.
+pub fn status(port: u16, timeout: Duration) -> Probe {
+    match get(port, "/.status", timeout) {
+        Err(err) => Probe::Unreachable(err.to_string()),
+        Ok((http_status, body)) => match serde_json::from_slice::<StatusReport>(&body) {
+            Ok(report) => Probe::Answered {
+                http_status,
+                report,
+            },
+            Err(_) => Probe::Foreign(format!(
+                "127.0.0.1:{port} answered HTTP {http_status} but not with a bones status report"
+            )),
+        },
+    }
+}
+
+fn get(port: u16, path: &str, timeout: Duration) -> std::io::Result<(u16, Vec<u8>)> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.take(1 << 20).read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("malformed HTTP response"))?;
+    let head = String::from_utf8_lossy(&response[..split]);
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| std::io::Error::other("malformed HTTP status line"))?;
+    Ok((code, response[split + 4..].to_vec()))
+}

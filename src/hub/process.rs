@@ -1,0 +1,158 @@
+//! Process liveness and termination.
+//!
+//! A pid alone lies: after a crash the kernel may hand the hub's old pid to
+//! an unrelated process, and `kill(pid, 0)` would then call a dead hub alive
+//! (decision 7). Liveness therefore compares the process start time with the
+//! one recorded when the process was launched.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
+
+/// What the process table says about one pid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Start time in seconds since the Unix epoch.
+    pub start_time: u64,
+    /// The command line, arguments joined by spaces.
+    pub cmdline: String,
+    /// True for a zombie: exited but not yet reaped by its parent.
+    pub zombie: bool,
+}
+
+/// Looks a pid up in the process table.
+pub fn inspect(pid: u32) -> Option<ProcessInfo> {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return None;
+    }
+    let spid = sysinfo::Pid::from_u32(pid);
+    let mut system = System::new().ok()?;
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[spid]),
+        true,
+        ProcessRefreshKind::nothing().with_cmd(UpdateKind::Always),
+    );
+    let process = system.process(spid)?;
+    let cmdline = process
+        .cmd()
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(ProcessInfo {
+        start_time: process.start_time(),
+        cmdline,
+        zombie: matches!(process.status(), sysinfo::ProcessStatus::Zombie),
+    })
+}
+
+/// True while `pid` names a running (not zombie) process.
+pub fn is_alive(pid: u32) -> bool {
+    inspect(pid).is_some_and(|p| !p.zombie)
+}
+
+/// True while `pid` runs and started at `start_time` (seconds since epoch).
+pub fn is_same_process(pid: u32, start_time: u64) -> bool {
+    inspect(pid).is_some_and(|p| !p.zombie && p.start_time == start_time)
+}
+
+/// Sends `signal` to `pid`; a process already gone is not an error.
+pub fn signal(pid: u32, signal: Signal) -> nix::Result<()> {
+    let Ok(raw) = i32::try_from(pid) else {
+        return Err(Errno::ESRCH);
+    };
+    if raw <= 0 {
+        return Err(Errno::ESRCH);
+    }
+    match kill(Pid::from_raw(raw), signal) {
+        Err(Errno::ESRCH) => Ok(()),
+        other => other,
+    }
+}
+
+/// Waits until `pid` is gone or `timeout` passes; true when it is gone.
+pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !is_alive(pid) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How a [`terminate`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Termination {
+    /// Exited within the grace period after SIGTERM.
+    Exited,
+    /// Ignored SIGTERM past the grace period and was killed.
+    Killed,
+    /// Still there after SIGKILL (uninterruptible sleep, or not ours to kill).
+    Survived,
+}
+
+/// SIGTERM, up to `grace` for a clean exit, then SIGKILL.
+pub fn terminate(pid: u32, grace: Duration) -> Termination {
+    if signal(pid, Signal::SIGTERM).is_err() {
+        return if is_alive(pid) {
+            Termination::Survived
+        } else {
+            Termination::Exited
+        };
+    }
+    if wait_gone(pid, grace) {
+        return Termination::Exited;
+    }
+    let _ = signal(pid, Signal::SIGKILL);
+    if wait_gone(pid, Duration::from_secs(2)) {
+        Termination::Killed
+    } else {
+        Termination::Survived
+    }
+}
+
+/// Start time of the calling process (seconds since the epoch).
+pub fn own_start_time() -> u64 {
+    inspect(std::process::id())
+        .map(|p| p.start_time)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sees_itself_and_rejects_a_wrong_start_time() {
+        let me = std::process::id();
+        let info = inspect(me).unwrap();
+        assert!(is_same_process(me, info.start_time));
+        assert!(!is_same_process(me, info.start_time + 1000));
+        assert!(!is_alive(0));
+    }
+
+    #[test]
+    fn terminate_kills_a_process_that_ignores_sigterm() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "trap '' TERM; while :; do sleep 0.05; done"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // reap in the background so the pid does not linger as a zombie
+        let reaper = thread::spawn(move || child.wait());
+        assert_eq!(
+            terminate(pid, Duration::from_millis(200)),
+            Termination::Killed
+        );
+        reaper.join().unwrap().unwrap();
+        assert!(!is_alive(pid));
+    }
+}

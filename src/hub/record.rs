@@ -1,0 +1,124 @@
+//! `hub.pid` and `hub.json`: who the running hub is.
+//!
+//! `hub.pid` holds only the pid so `kill $(cat .bones/hub.pid)` works;
+//! `hub.json` adds the process start time (to reject a reused pid), ports,
+//! version and start timestamp. Both are written atomically by the hub and
+//! removed by it on a clean exit, or by `hub stop` once the process is
+//! confirmed dead.
+
+use std::io;
+
+use serde::{Deserialize, Serialize};
+
+use super::paths::Paths;
+use super::process;
+use crate::fsutil;
+
+/// The contents of `hub.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubRecord {
+    pub pid: u32,
+    /// Process start time, seconds since the Unix epoch.
+    pub start_time: u64,
+    pub repo_port: u16,
+    pub coord_port: u16,
+    pub version: String,
+    /// UTC RFC 3339.
+    pub started_at: String,
+}
+
+/// What the pid files say about the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubState {
+    /// No hub.pid, or it names a process that is gone.
+    Stopped { stale_pid: Option<u32> },
+    /// hub.pid names a live process confirmed to be the hub.
+    Running(HubRecord),
+}
+
+impl HubRecord {
+    /// Writes `hub.json` then `hub.pid`.
+    pub fn write(&self, paths: &Paths) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        fsutil::write_private(&paths.hub_json, &json)?;
+        fsutil::write_private(&paths.hub_pid, format!("{}\n", self.pid).as_bytes())
+    }
+
+    /// Removes both files.
+    pub fn remove(paths: &Paths) -> io::Result<()> {
+        fsutil::remove_if_exists(&paths.hub_pid)?;
+        fsutil::remove_if_exists(&paths.hub_json)
+    }
+}
+
+/// Reads the pid files and checks the process behind them.
+///
+/// A corrupt or missing `hub.json` next to a live pid is judged by the
+/// command line instead: only a `bones ... hub start` process counts, so a
+/// stranger holding a reused pid is never mistaken for the hub.
+pub fn hub_state(paths: &Paths) -> HubState {
+    let pid = fsutil::read_trimmed(&paths.hub_pid)
+        .ok()
+        .flatten()
+        .and_then(|text| text.parse::<u32>().ok())
+        .filter(|pid| *pid > 0);
+    let Some(pid) = pid else {
+        return HubState::Stopped { stale_pid: None };
+    };
+    let record = std::fs::read(&paths.hub_json)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<HubRecord>(&bytes).ok())
+        .filter(|record| record.pid == pid);
+    let Some(info) = process::inspect(pid).filter(|p| !p.zombie) else {
+        return HubState::Stopped {
+            stale_pid: Some(pid),
+        };
+    };
+    match record {
+        Some(record) if record.start_time == info.start_time => HubState::Running(record),
+        Some(_) => HubState::Stopped {
+            stale_pid: Some(pid),
+        },
+        None if looks_like_hub(&info.cmdline) => HubState::Running(HubRecord {
+            pid,
+            start_time: info.start_time,
+            repo_port: port_from_url_file(&paths.repo_url_file),
+            coord_port: port_from_url_file(&paths.nats_url_file),
+            version: String::new(),
+            started_at: String::new(),
+        }),
+        None => HubState::Stopped {
+            stale_pid: Some(pid),
+        },
+    }
+}
+
+fn looks_like_hub(cmdline: &str) -> bool {
+    let mut words = cmdline.split_whitespace();
+    let is_bones = words
+        .next()
+        .is_some_and(|argv0| argv0.rsplit('/').next() == Some("bones"));
+    let rest: Vec<&str> = words.collect();
+    is_bones && rest.windows(2).any(|w| w == ["hub", "start"])
+}
+
+fn port_from_url_file(path: &std::path::Path) -> u16 {
+    fsutil::read_trimmed(path)
+        .ok()
+        .flatten()
+        .and_then(|url| super::ports::parse_port(&url))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_hub_command_lines() {
+        assert!(looks_like_hub("/usr/bin/bones hub start --repo-port 1"));
+        assert!(looks_like_hub("bones hub start"));
+        assert!(!looks_like_hub("vim hub start.md"));
+        assert!(!looks_like_hub("/usr/bin/bones hub stop"));
+    }
+}

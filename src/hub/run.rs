@@ -1,0 +1,216 @@
+//! The hub process itself: bring-up, serving, and the drained shutdown.
+//!
+//! Bring-up order matters for speed and for truth: the coordination server
+//! is spawned first (it is the slowest part), the repository is opened or
+//! seeded and the HTTP endpoint bound while it boots, and `hub: ready` is
+//! logged only once JetStream answers. `/.status` answers 503 until then.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::RwLock;
+
+use super::coord::{self, Supervisor};
+use super::http::{self, StatusSource};
+use super::lock::WorkspaceLock;
+use super::log::HubLog;
+use super::paths::Paths;
+use super::ports::{self, Ports};
+use super::record::HubRecord;
+use super::{HubError, StartOptions, process, repo};
+use crate::fsutil;
+
+/// Runs the hub in this process until SIGINT, SIGTERM or SIGHUP.
+///
+/// `lock` is held until the hub is ready, so concurrent starters wait and
+/// then find this hub running.
+pub(super) fn foreground(
+    paths: &Paths,
+    ports: Ports,
+    opts: &StartOptions,
+    lock: Option<WorkspaceLock>,
+    log: HubLog,
+) -> Result<(), HubError> {
+    let pid = std::process::id();
+    log.info(format!(
+        "hub: starting (pid={pid}, repo-port={}, coord-port={})",
+        ports.repo, ports.coord
+    ));
+    install_panic_hook(log.clone());
+    let started = Instant::now();
+    let result = bring_up(paths, ports, &log).and_then(|supervisor| {
+        let served = serve(paths, ports, opts, lock, &log, started);
+        let drain_left = opts
+            .drain_timeout
+            .saturating_sub(served.as_ref().map(|s| s.elapsed()).unwrap_or_default());
+        let coord_clean = supervisor.stop(drain_left.max(Duration::from_millis(100)));
+        let _ = HubRecord::remove(paths);
+        match served {
+            Ok(_) if !coord_clean => Err(HubError::DrainTimeout(opts.drain_timeout)),
+            Ok(_) => Ok(()),
+            Err(err) => Err(err),
+        }
+    });
+    match &result {
+        Ok(()) => log.info("hub: stopped"),
+        Err(HubError::DrainTimeout(d)) => log.error(
+            "hub: stopped with drain error",
+            format!("shutdown exceeded {d:?}"),
+        ),
+        Err(err) => {
+            let _ = HubRecord::remove(paths);
+            log.error("hub: bring-up failed", err.to_string())
+        }
+    }
+    result
+}
+
+/// Prepares state, records this process as the hub, spawns the
+/// coordination server and opens (or seeds) the repository.
+fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Supervisor, HubError> {
+    let binary = coord::find_nats_server()?;
+    fsutil::ensure_private_dir(&paths.coord_dir)
+        .map_err(HubError::io("cannot create", &paths.coord_dir))?;
+    let token = coord::ensure_token(paths)?;
+    coord::write_config(paths, ports.coord, &token)?;
+    let record = HubRecord {
+        pid: std::process::id(),
+        start_time: process::own_start_time(),
+        repo_port: ports.repo,
+        coord_port: ports.coord,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: super::log::utc_now_rfc3339(),
+    };
+    record
+        .write(paths)
+        .map_err(HubError::io("cannot write", &paths.hub_pid))?;
+    let supervisor = Supervisor::start(binary, paths, log.clone())?;
+    match repo::open_or_seed(&paths.hub_repo, &paths.root) {
+        Ok(Some(seeded)) => {
+            log.info(format!(
+                "hub: seeded trunk {} from {} tracked files",
+                &seeded.commit[..7],
+                seeded.files
+            ));
+            Ok(supervisor)
+        }
+        Ok(None) => Ok(supervisor),
+        Err(err) => {
+            supervisor.stop(Duration::from_secs(5));
+            Err(err.into())
+        }
+    }
+}
+
+/// Serves until a stop signal; returns when the HTTP server has drained,
+/// with the instant the stop began.
+fn serve(
+    paths: &Paths,
+    ports: Ports,
+    opts: &StartOptions,
+    lock: Option<WorkspaceLock>,
+    log: &HubLog,
+    started: Instant,
+) -> Result<Instant, HubError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(HubError::Runtime)?;
+    runtime.block_on(async {
+        let mut stop = StopSignals::install().map_err(HubError::Runtime)?;
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, ports.repo))
+            .await
+            .map_err(|source| HubError::Bind {
+                port: ports.repo,
+                source,
+            })?;
+        let source = Arc::new(StatusSource {
+            started,
+            pid: std::process::id(),
+            repo_port: ports.repo,
+            coord_port: ports.coord,
+            hub_repo: paths.hub_repo.clone(),
+            coord: RwLock::new(None),
+        });
+        let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(
+            axum::serve(listener, http::router(source.clone()))
+                .with_graceful_shutdown(async move {
+                    let _ = shutdown_rx.wait_for(|stop| *stop).await;
+                })
+                .into_future(),
+        );
+
+        let token = coord::ensure_token(paths)?;
+        let url = ports::nats_url(ports.coord);
+        let ready = tokio::select! {
+            ready = coord::wait_ready(&url, &token, opts.ready_timeout, &paths.nats_log) => Some(ready),
+            _ = stop.recv() => None,
+        };
+        let client = match ready {
+            Some(Ok(client)) => {
+                *source.coord.write().await = Some(async_nats::jetstream::new(client.clone()));
+                log.info("hub: ready");
+                drop(lock);
+                stop.recv().await;
+                Some(client)
+            }
+            Some(Err(err)) => {
+                let _ = shutdown_tx.send(true);
+                let _ = server.await;
+                return Err(err.into());
+            }
+            None => None,
+        };
+
+        log.info("hub: stopping");
+        let stopping = Instant::now();
+        let _ = shutdown_tx.send(true);
+        if tokio::time::timeout(opts.drain_timeout, server).await.is_err() {
+            return Err(HubError::DrainTimeout(opts.drain_timeout));
+        }
+        if let Some(client) = client {
+            let left = opts.drain_timeout.saturating_sub(stopping.elapsed());
+            let _ = tokio::time::timeout(left, client.drain()).await;
+        }
+        Ok(stopping)
+    })
+}
+
+/// SIGINT, SIGTERM and SIGHUP all mean "drain and stop".
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
+        }
+    }
+}
+
+/// A panic in the hub becomes an ERROR entry, so the operator sees it in
+/// `bones logs --hub` rather than in a terminal that no longer exists.
+fn install_panic_hook(log: HubLog) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        log.error("hub: panic", info.to_string());
+        default(info);
+    }));
+}

@@ -1,0 +1,114 @@
+//! `hub stop`: SIGTERM, a grace period for the drain, then SIGKILL.
+//!
+//! `hub.pid` is removed only once the process is confirmed gone (decision 7;
+//! the reference removed it unconditionally). Stopping a hub that is not
+//! running succeeds, and clears what a crashed hub left behind. Without
+//! `--force`, a stop is refused while any slot holds a live lease: agents
+//! mid-task would lose their coordination server (decision 3).
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::paths::Paths;
+use super::process::{self, Termination};
+use super::record::{self, HubRecord, HubState};
+use super::{HubError, coord};
+use crate::swarm::lease;
+use crate::workspace::Workspace;
+
+/// Default time a hub gets to drain after SIGTERM before SIGKILL.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// Options for [`stop`].
+#[derive(Debug, Clone)]
+pub struct StopOptions {
+    /// Stop even while slots hold live leases.
+    pub force: bool,
+    /// Time between SIGTERM and SIGKILL.
+    pub grace: Duration,
+}
+
+impl Default for StopOptions {
+    fn default() -> StopOptions {
+        StopOptions {
+            force: false,
+            grace: DEFAULT_GRACE,
+        }
+    }
+}
+
+/// What [`stop`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// No hub was running. `cleaned` lists leftovers that were removed.
+    NotRunning { cleaned: Vec<String> },
+    /// The hub exited after SIGTERM (`killed` = false) or was SIGKILLed.
+    Stopped { pid: u32, killed: bool },
+}
+
+/// Stops the hub of the workspace containing `root`.
+pub fn stop(root: &Path, opts: &StopOptions) -> Result<StopOutcome, HubError> {
+    let paths = Paths::new(&Workspace::discover(root)?);
+    let record = match record::hub_state(&paths) {
+        HubState::Running(record) => record,
+        HubState::Stopped { stale_pid } => {
+            let mut cleaned = Vec::new();
+            if let Some(pid) = stale_pid {
+                HubRecord::remove(&paths).map_err(HubError::io("cannot remove", &paths.hub_pid))?;
+                cleaned.push(format!("stale hub.pid (pid {pid} is gone)"));
+            }
+            if let Some(pid) = coord::stop_orphan(&paths) {
+                cleaned.push(format!("orphaned coord server (pid {pid})"));
+            }
+            return Ok(StopOutcome::NotRunning { cleaned });
+        }
+    };
+    if record.pid == std::process::id() {
+        return Err(HubError::SelfSignal(record.pid));
+    }
+    if !opts.force {
+        refuse_with_live_leases(&paths)?;
+    }
+    let killed = match process::terminate(record.pid, opts.grace) {
+        Termination::Exited => false,
+        Termination::Killed => true,
+        Termination::Survived => return Err(HubError::StillAlive(record.pid)),
+    };
+    // A hub that exits cleanly removes its own files; one that was killed
+    // cannot, and neither can it stop its coordination server gracefully.
+    if !matches!(record::hub_state(&paths), HubState::Running(_)) {
+        let _ = HubRecord::remove(&paths);
+    }
+    coord::stop_orphan(&paths);
+    Ok(StopOutcome::Stopped {
+        pid: record.pid,
+        killed,
+    })
+}
+
+fn refuse_with_live_leases(paths: &Paths) -> Result<(), HubError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(HubError::Runtime)?;
+    let checked = runtime.block_on(async {
+        let client = coord::connect(paths).await.map_err(|e| e.to_string())?;
+        let js = async_nats::jetstream::new(client);
+        tokio::time::timeout(Duration::from_secs(5), lease::live(&js))
+            .await
+            .map_err(|_| "the sessions bucket did not answer within 5s".to_string())?
+            .map_err(|e| e.to_string())
+    });
+    match checked {
+        Ok(live) if live.is_empty() => Ok(()),
+        Ok(live) => Err(HubError::ActiveSlots(
+            live.iter().map(|l| l.slot().to_string()).collect(),
+        )),
+        Err(why) => {
+            // The coordination server is down, so no agent can renew or use
+            // a lease either; stopping loses nothing (checkouts are kept).
+            eprintln!("hub: warning: could not check slot leases ({why}); stopping anyway");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! bones: run many AI coding agents on one repository without them
+//! trampling each other.
+//!
+//! The dependency direction is `cli -> {hub, swarm} -> workspace`, never
+//! back: the binary is a thin layer and everything is testable as a library.
+
+pub mod cli;
+pub mod duration;
+pub mod fsutil;
+pub mod hub;
+pub mod swarm;
+pub mod workspace;

@@ -1,0 +1,7 @@
+//! Slots and their leases, as seen by clients of the hub.
+//!
+//! A slot is alive while its lease is: a record in the `bones-swarm-sessions`
+//! KV bucket renewed by every slot verb (decision 3). The pid of a
+//! short-lived CLI says nothing about whether an agent is still working.
+
+pub mod lease;
