@@ -69,14 +69,14 @@ impl Workspace {
     /// Finds the workspace that contains `start`.
     pub fn discover(start: &Path) -> Result<Workspace, WorkspaceError> {
         let start = start.canonicalize().map_err(io_err(start))?;
-        if let Some(state_dir) = bones_dir_override() {
-            if state_dir.join(MARKER).is_file() {
-                let root = fsutil::read_trimmed(&state_dir.join("root"))
-                    .map_err(io_err(&state_dir))?
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| start.clone());
-                return Ok(Workspace { root, state_dir });
-            }
+        if let Some(state_dir) = bones_dir_override()
+            && state_dir.join(MARKER).is_file()
+        {
+            let root = fsutil::read_trimmed(&state_dir.join("root"))
+                .map_err(io_err(&state_dir))?
+                .map(PathBuf::from)
+                .unwrap_or_else(|| start.clone());
+            return Ok(Workspace { root, state_dir });
         }
         let mut dir = start.as_path();
         for _ in 0..MAX_WALK_UP {

@@ -271,10 +271,7 @@ fn print_status(health: &Health, value: &serde_json::Value) {
             println!("  coord  {:<28} {}", text("nats_url"), part("coord"));
             if let Some(problem) = problem {
                 println!("  problem: {problem}");
-                println!(
-                    "  details: bones logs --hub (or {})",
-                    "the hub.log in the state directory"
-                );
+                println!("  details: {}/hub.log", text("state_dir"));
             }
         }
     }

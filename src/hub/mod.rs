@@ -268,7 +268,7 @@ pub enum Health {
     /// The process runs; `report` is what `/.status` said, if it answered.
     Running {
         record: HubRecord,
-        report: Option<StatusReport>,
+        report: Option<Box<StatusReport>>,
         /// Why the hub is not healthy, when it is not.
         problem: Option<String>,
     },
@@ -299,7 +299,7 @@ pub fn status(root: &Path) -> Result<(Paths, Health), HubError> {
                 }
                 parts.join("; ")
             });
-            (Some(report), problem)
+            (Some(Box::new(report)), problem)
         }
         probe::Probe::Foreign(why) => (None, Some(why)),
         probe::Probe::Unreachable(why) => (

@@ -73,10 +73,10 @@ fn bind(port: u16) -> io::Result<TcpListener> {
 /// Each chosen port is held by a listener until both are chosen, so the two
 /// can never be the same port.
 pub fn resolve(paths: &Paths, request: PortRequest, log: &HubLog) -> Result<Ports, PortError> {
-    if let (Some(r), Some(c)) = (request.repo, request.coord) {
-        if r == c {
-            return Err(PortError::Same(r));
-        }
+    if let (Some(r), Some(c)) = (request.repo, request.coord)
+        && r == c
+    {
+        return Err(PortError::Same(r));
     }
     let mut held = Vec::new();
     let mut choose = |what: &'static str, flag: Option<u16>, file: &std::path::Path| {
@@ -89,11 +89,11 @@ pub fn resolve(paths: &Paths, request: PortRequest, log: &HubLog) -> Result<Port
             .ok()
             .flatten()
             .and_then(|url| parse_port(&url));
-        if let Some(port) = recorded {
-            if let Ok(listener) = bind(port) {
-                held.push(listener);
-                return Ok(port);
-            }
+        if let Some(port) = recorded
+            && let Ok(listener) = bind(port)
+        {
+            held.push(listener);
+            return Ok(port);
         }
         let listener = bind(0).map_err(PortError::NoFreePort)?;
         let port = listener.local_addr().map_err(PortError::NoFreePort)?.port();

@@ -141,11 +141,22 @@ mod tests {
 
     #[test]
     fn terminate_kills_a_process_that_ignores_sigterm() {
+        use std::io::BufRead;
         let mut child = std::process::Command::new("sh")
-            .args(["-c", "trap '' TERM; while :; do sleep 0.05; done"])
+            .args([
+                "-c",
+                "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+            ])
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let pid = child.id();
+        // the trap is installed once the child says so
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
         // reap in the background so the pid does not linger as a zombie
         let reaper = thread::spawn(move || child.wait());
         assert_eq!(

@@ -219,7 +219,7 @@ mod tests {
             .peel_to_commit()
             .unwrap();
         assert!(commit.message().unwrap().starts_with("session base: "));
-        assert_eq!(commit.author().name(), Some(SEED_AUTHOR));
+        assert_eq!(commit.author().name().ok(), Some(SEED_AUTHOR));
         let tree = commit.tree().unwrap();
         let readme = tree.get_path(Path::new("README.md")).unwrap();
         let blob = repo.find_blob(readme.id()).unwrap();

@@ -1,0 +1,292 @@
+//! Real fixtures for integration tests: a git repository in a temp dir with
+//! a temp `HOME`, the `bones` binary, and a drop guard that kills every hub
+//! and `nats-server` the test started, even when the test fails.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bones::hub::Paths;
+use bones::workspace::Workspace;
+pub use nix::sys::signal::Signal;
+
+pub const BONES: &str = env!("CARGO_BIN_EXE_bones");
+
+/// A git repository with a few tracked files, made a bones workspace.
+pub struct TestWorkspace {
+    _tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub home: PathBuf,
+    extra_pids: Vec<u32>,
+}
+
+impl TestWorkspace {
+    /// A committed repository (`README.md`, `src/main.rs`, an executable
+    /// `run.sh`) on which `bones up` has run.
+    pub fn new() -> TestWorkspace {
+        let ws = TestWorkspace::bare_dir();
+        fs::create_dir_all(ws.root.join("src")).unwrap();
+        fs::write(ws.root.join("README.md"), "# example\n").unwrap();
+        fs::write(ws.root.join("src/main.rs"), "fn main() {}\n").unwrap();
+        fs::write(ws.root.join("run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+        fs::set_permissions(ws.root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        ws.git(&["init", "-q", "-b", "main"]);
+        ws.git(&["add", "."]);
+        ws.git(&["commit", "-qm", "init"]);
+        ws.ok(&["up"]);
+        ws
+    }
+
+    /// An empty directory (no git, no workspace) with a temp HOME.
+    pub fn bare_dir() -> TestWorkspace {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("repo").canonicalize().unwrap_or_else(|_| {
+            fs::create_dir_all(tmp.path().join("repo")).unwrap();
+            tmp.path().join("repo").canonicalize().unwrap()
+        });
+        let home = tmp.path().join("home");
+        fs::create_dir_all(&home).unwrap();
+        TestWorkspace {
+            _tmp: tmp,
+            root,
+            home,
+            extra_pids: Vec::new(),
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(".bones")
+    }
+
+    pub fn paths(&self) -> Paths {
+        Paths::new(&Workspace {
+            root: self.root.clone(),
+            state_dir: self.state_dir(),
+        })
+    }
+
+    pub fn git(&self, args: &[&str]) {
+        let status = Command::new("git")
+            .args(args)
+            .current_dir(&self.root)
+            .env("HOME", &self.home)
+            .env("GIT_AUTHOR_NAME", "test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?} failed");
+    }
+
+    /// A `bones` command in the workspace root with an isolated environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        self.command_in(&self.root, args)
+    }
+
+    pub fn command_in(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(BONES);
+        command
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", &self.home)
+            .env("NO_COLOR", "1")
+            .env_remove("BONES_DIR")
+            .env_remove("BONES_HUB_LOG_LEVEL")
+            .env_remove("BONES_LOG_MAX_SIZE")
+            .env_remove("BONES_LOG_MAX_FILES")
+            .stdin(Stdio::null());
+        if let Some(nats) = nats_server() {
+            command.env("BONES_NATS_SERVER", nats);
+        }
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs and asserts exit 0.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "bones {args:?} failed ({}):\nstdout: {}\nstderr: {}\nhub.log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.hub_log()
+        );
+        out
+    }
+
+    pub fn start(&self) -> Output {
+        self.ok(&["hub", "start", "--detach"])
+    }
+
+    pub fn stop(&self) -> Output {
+        self.ok(&["hub", "stop"])
+    }
+
+    /// `hub status --json` as a value, with the exit code.
+    pub fn status(&self) -> (i32, serde_json::Value) {
+        let out = self.run(&["hub", "status", "--json"]);
+        let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status --json is not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (out.status.code().unwrap_or(-1), value)
+    }
+
+    pub fn hub_pid(&self) -> Option<u32> {
+        read_pid(&self.state_dir().join("hub.pid"))
+    }
+
+    pub fn nats_pid(&self) -> Option<u32> {
+        read_pid(&self.state_dir().join("nats.pid"))
+    }
+
+    pub fn read_state(&self, name: &str) -> String {
+        fs::read_to_string(self.state_dir().join(name)).unwrap_or_default()
+    }
+
+    pub fn hub_log(&self) -> String {
+        self.read_state("hub.log")
+    }
+
+    /// Lifecycle messages in hub.log, in order.
+    pub fn log_messages(&self) -> Vec<String> {
+        self.hub_log()
+            .lines()
+            .map(|line| {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+                v["msg"].as_str().unwrap_or_default().to_string()
+            })
+            .collect()
+    }
+
+    /// Kills this pid too when the test ends.
+    pub fn track(&mut self, pid: u32) {
+        self.extra_pids.push(pid);
+    }
+
+    /// Every live process started for this workspace: a hub (its cwd is the
+    /// root) or a coordination server (its command line names the state dir).
+    pub fn processes(&self) -> Vec<u32> {
+        workspace_processes(&self.root, &self.state_dir())
+    }
+}
+
+impl Drop for TestWorkspace {
+    fn drop(&mut self) {
+        let mut pids = self.processes();
+        pids.extend(self.extra_pids.iter().copied());
+        pids.extend(self.hub_pid());
+        pids.extend(self.nats_pid());
+        for pid in pids {
+            if pid != std::process::id() {
+                send_signal(pid, Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Sends `signal` to `pid`, ignoring a process already gone.
+pub fn send_signal(pid: u32, signal: Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+}
+
+pub fn read_pid(path: &Path) -> Option<u32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next());
+            state != Some("Z") && state != Some("X")
+        }
+        Err(_) => false,
+    }
+}
+
+fn workspace_processes(root: &Path, state_dir: &Path) -> Vec<u32> {
+    let state = state_dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() || !alive(pid) {
+            continue;
+        }
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        let cwd = fs::read_link(format!("/proc/{pid}/cwd")).ok();
+        let is_bones = cmdline.contains("bones") && cwd.as_deref() == Some(root);
+        let is_nats = cmdline.contains("nats-server") && cmdline.contains(&state);
+        if is_bones || is_nats {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Polls `cond` until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `nats-server` binary tests hand to bones: `$BONES_NATS_SERVER`, else
+/// the first on PATH.
+pub fn nats_server() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("BONES_NATS_SERVER").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+/// A spawned child that is killed when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
