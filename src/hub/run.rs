@@ -41,7 +41,7 @@ pub(super) fn foreground(
     install_panic_hook(log.clone());
     let started = Instant::now();
     let result = bring_up(paths, ports, &log).and_then(|supervisor| {
-        let served = serve(paths, ports, opts, lock, &log, started);
+        let served = serve(paths, ports, opts, lock, &log, started, &supervisor);
         let drain_left = opts
             .drain_timeout
             .saturating_sub(served.as_ref().map(|s| s.elapsed()).unwrap_or_default());
@@ -113,6 +113,7 @@ fn serve(
     lock: Option<WorkspaceLock>,
     log: &HubLog,
     started: Instant,
+    supervisor: &Supervisor,
 ) -> Result<Instant, HubError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -147,7 +148,7 @@ fn serve(
         let token = coord::ensure_token(paths)?;
         let url = ports::nats_url(ports.coord);
         let ready = tokio::select! {
-            ready = coord::wait_ready(&url, &token, opts.ready_timeout, &paths.nats_log) => Some(ready),
+            ready = coord::wait_ready(&url, &token, opts.ready_timeout, &paths.nats_log, || supervisor.first_exit()) => Some(ready),
             _ = stop.recv() => None,
         };
         let client = match ready {
