@@ -4,6 +4,7 @@
 //! stderr).
 
 mod hub;
+mod logs;
 mod up;
 
 use std::process::ExitCode;
@@ -57,6 +58,12 @@ enum Command {
     /// Start, stop and inspect the workspace hub.
     #[command(subcommand)]
     Hub(hub::HubCommand),
+    /// Read the hub's operator log: filter it, follow it, pipe it to jq.
+    ///
+    /// Reads hub.log and its rotated files oldest first as one stream. Never
+    /// starts a hub. Lines that are not log entries are skipped and counted
+    /// on stderr. --json prints the original lines byte for byte.
+    Logs(logs::LogsArgs),
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -75,6 +82,7 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Up(args) => up::run(args),
         Command::Hub(command) => hub::run(command),
+        Command::Logs(args) => logs::run(args),
     };
     ExitCode::from(code)
 }

@@ -12,6 +12,7 @@ pub mod guards;
 pub mod http;
 pub mod lock;
 pub mod log;
+pub mod logread;
 pub mod paths;
 pub mod ports;
 pub mod probe;

@@ -1,0 +1,404 @@
+//! `bones logs --hub`: read, filter and follow hub.log.
+//!
+//! Never starts a hub: an operator reading the log of a dead hub must not
+//! get a new one (Go #138 item 7). The rotated files are read oldest first
+//! as one stream; `--json` passes the original lines through byte for byte.
+
+use std::collections::VecDeque;
+use std::io::{self, IsTerminal, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Args;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+use super::{exit, report};
+use crate::duration;
+use crate::hub::Paths;
+use crate::hub::log::LogLevel;
+use crate::hub::logread::{self, EntryView, Filter, Line, LineReader};
+use crate::workspace::Workspace;
+
+/// How often `--follow` looks for new entries.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    bones logs --hub --level warn --since 1h\n  \
+    bones logs --hub --event rpc --grep claim --last 20\n  \
+    bones logs --hub -f\n  \
+    bones logs --hub --json | jq -c 'select(.took_ms > 500)'")]
+pub struct LogsArgs {
+    /// Read the hub's operator log (hub.log and its rotated files).
+    #[arg(long, required = true)]
+    hub: bool,
+    /// Show this level and above: debug, info, warn or error.
+    #[arg(long, value_name = "L", value_parser = parse_level)]
+    level: Option<LogLevel>,
+    /// Show only this event kind (repeatable): lifecycle, rpc, hook, error.
+    #[arg(long, value_name = "E", value_parser = ["lifecycle", "rpc", "hook", "error"])]
+    event: Vec<String>,
+    /// Show entries newer than a duration (15m, 2h) or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    since: Option<OffsetDateTime>,
+    /// Show only the last N entries that pass the filters.
+    #[arg(long, value_name = "N")]
+    last: Option<usize>,
+    /// Show only entries whose msg or err contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    grep: Option<String>,
+    /// Keep printing new entries as they are written (Ctrl-C to stop).
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// Print the original JSON lines, byte for byte.
+    #[arg(long)]
+    json: bool,
+    /// Show times in UTC instead of local time.
+    #[arg(long)]
+    utc: bool,
+}
+
+fn parse_level(text: &str) -> Result<LogLevel, String> {
+    LogLevel::parse(text)
+        .ok_or_else(|| format!("unknown level {text:?}; use debug, info, warn or error"))
+}
+
+fn parse_since(text: &str) -> Result<OffsetDateTime, String> {
+    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(at);
+    }
+    let ago = duration::parse(text).map_err(|_| {
+        format!("cannot read {text:?} as a duration (15m, 2h) or an RFC 3339 time (2026-11-23T09:00:00Z)")
+    })?;
+    Ok(OffsetDateTime::now_utc() - ago)
+}
+
+pub fn run(args: LogsArgs) -> u8 {
+    let ws = match Workspace::from_cwd() {
+        Ok(ws) => ws,
+        Err(err) => {
+            report(&err);
+            return exit::FAILURE;
+        }
+    };
+    let paths = Paths::new(&ws);
+    let filter = Filter {
+        min_level: args.level,
+        events: args.event.clone(),
+        since: args.since,
+        grep: args.grep.clone(),
+    };
+    let color = !args.json
+        && io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    // must be read while the process is single-threaded
+    let offset = if args.utc {
+        UtcOffset::UTC
+    } else {
+        UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC)
+    };
+    let mut printer = Printer {
+        out: io::BufWriter::with_capacity(64 * 1024, io::stdout().lock()),
+        json: args.json,
+        color,
+        offset,
+        utc: args.utc,
+    };
+    let mut reader = Reader {
+        filter,
+        malformed: 0,
+    };
+    let result = reader.run(&paths.hub_log, &args, &mut printer);
+    let _ = printer.out.flush();
+    if reader.malformed > 0 {
+        let s = if reader.malformed == 1 { "" } else { "s" };
+        eprintln!("bones: skipped {} malformed line{s}", reader.malformed);
+    }
+    match result {
+        Ok(()) => exit::OK,
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => exit::OK,
+        Err(err) => {
+            report(&format!("cannot read {}: {err}", paths.hub_log.display()));
+            exit::FAILURE
+        }
+    }
+}
+
+struct Reader {
+    filter: Filter,
+    malformed: u64,
+}
+
+impl Reader {
+    fn run(
+        &mut self,
+        hub_log: &Path,
+        args: &LogsArgs,
+        printer: &mut Printer<impl Write>,
+    ) -> io::Result<()> {
+        let mut ring: VecDeque<Vec<u8>> = VecDeque::new();
+        let mut current = None;
+        for path in logread::files_oldest_first(hub_log) {
+            let mut lines = match LineReader::open(&path) {
+                Ok(lines) => lines,
+                // rotated away between listing and opening
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            self.drain(&mut lines, |raw, entry| match args.last {
+                Some(0) => Ok(()),
+                Some(n) => {
+                    let mut slot = if ring.len() == n {
+                        ring.pop_front().unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    slot.clear();
+                    slot.extend_from_slice(raw);
+                    ring.push_back(slot);
+                    Ok(())
+                }
+                None => printer.print(raw, entry),
+            })?;
+            if path == hub_log {
+                current = Some(lines);
+            }
+        }
+        for raw in &ring {
+            if let Some(entry) = logread::parse_line(raw) {
+                printer.print(raw, &entry)?;
+            }
+        }
+        printer.out.flush()?;
+        if args.follow {
+            self.follow(hub_log, current, printer)?;
+        }
+        Ok(())
+    }
+
+    /// Prints every complete line that passes the filter; counts the rest.
+    fn drain(
+        &mut self,
+        lines: &mut LineReader,
+        mut keep: impl FnMut(&[u8], &EntryView) -> io::Result<()>,
+    ) -> io::Result<()> {
+        while let Some(line) = lines.next_line()? {
+            match line {
+                Line::Oversized => self.malformed += 1,
+                Line::Complete(raw) => match logread::parse_line(raw) {
+                    None if raw.iter().all(u8::is_ascii_whitespace) => {}
+                    None => self.malformed += 1,
+                    Some(entry) if self.filter.matches(&entry) => keep(raw, &entry)?,
+                    Some(_) => {}
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints new entries until SIGINT/SIGTERM, following rotations: the old
+    /// file is read to its end before the new one is opened, so entries on
+    /// both sides of a rotation appear exactly once.
+    fn follow(
+        &mut self,
+        hub_log: &Path,
+        mut current: Option<LineReader>,
+        printer: &mut Printer<impl Write>,
+    ) -> io::Result<()> {
+        install_stop_handler();
+        while !STOP.load(Ordering::Relaxed) {
+            if let Some(lines) = current.as_mut() {
+                self.drain(lines, |raw, entry| printer.print(raw, entry))?;
+                printer.out.flush()?;
+                let ours = lines.file().metadata()?;
+                match std::fs::metadata(hub_log) {
+                    Ok(on_disk) if on_disk.ino() != ours.ino() || on_disk.dev() != ours.dev() => {
+                        self.drain(lines, |raw, entry| printer.print(raw, entry))?;
+                        current = self.catch_up(hub_log, (ours.dev(), ours.ino()), printer)?;
+                        continue;
+                    }
+                    Ok(on_disk) if on_disk.len() < lines.consumed() => {
+                        // truncated in place: start over
+                        current = LineReader::open(hub_log).ok();
+                        continue;
+                    }
+                    _ => {}
+                }
+            } else {
+                current = LineReader::open(hub_log).ok();
+                if current.is_some() {
+                    continue;
+                }
+            }
+            std::thread::sleep(FOLLOW_POLL);
+        }
+        printer.out.flush()
+    }
+}
+
+impl Reader {
+    /// After a rotation: reads every file newer than the one just finished
+    /// (identified by device and inode, since its name has changed), oldest
+    /// first, and returns the newest to keep following. Several rotations
+    /// between two polls therefore lose nothing; a file rotated out of
+    /// existence means every file present is newer.
+    fn catch_up(
+        &mut self,
+        hub_log: &Path,
+        finished: (u64, u64),
+        printer: &mut Printer<impl Write>,
+    ) -> io::Result<Option<LineReader>> {
+        let files = logread::files_oldest_first(hub_log);
+        let identity = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        let start = files
+            .iter()
+            .position(|path| identity(path) == Some(finished))
+            .map_or(0, |i| i + 1);
+        let mut newest = None;
+        for path in &files[start..] {
+            let Ok(mut lines) = LineReader::open(path) else {
+                continue;
+            };
+            self.drain(&mut lines, |raw, entry| printer.print(raw, entry))?;
+            newest = Some(lines);
+        }
+        Ok(newest)
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: nix::libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_stop_handler() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(on_stop_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            let _ = sigaction(signal, &action);
+        }
+    }
+}
+
+struct Printer<W: Write> {
+    out: W,
+    json: bool,
+    color: bool,
+    offset: UtcOffset,
+    utc: bool,
+}
+
+impl<W: Write> Printer<W> {
+    fn print(&mut self, raw: &[u8], entry: &EntryView) -> io::Result<()> {
+        if self.json {
+            self.out.write_all(raw)?;
+            return self.out.write_all(b"\n");
+        }
+        let level = entry.level();
+        let (on, off) = match (self.color, level) {
+            (false, _) => ("", ""),
+            (true, LogLevel::Error) => ("\x1b[31m", "\x1b[0m"),
+            (true, LogLevel::Warn) => ("\x1b[33m", "\x1b[0m"),
+            (true, LogLevel::Debug) => ("\x1b[2m", "\x1b[0m"),
+            (true, LogLevel::Info) => ("", ""),
+        };
+        write!(
+            self.out,
+            "{}  {on}{:<5}{off}  {:<9}",
+            self.time(entry),
+            level.as_str(),
+            entry.event
+        )?;
+        if let Some(msg) = &entry.msg {
+            write!(self.out, "  {}", without_controls(msg))?;
+        }
+        let fields = [
+            ("rpc", entry.rpc.as_deref()),
+            ("agent", entry.agent.as_deref()),
+            ("task", entry.task.as_deref()),
+            ("slot", entry.slot.as_deref()),
+            ("session", entry.session.as_deref()),
+            ("hook", entry.hook.as_deref()),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value {
+                write!(self.out, "  {key}={}", quoted(value))?;
+            }
+        }
+        for (key, value) in [
+            ("took_ms", entry.took_ms),
+            ("result_count", entry.result_count),
+        ] {
+            if let Some(value) = value {
+                write!(self.out, "  {key}={value}")?;
+            }
+        }
+        if let Some(err) = &entry.err {
+            write!(self.out, "  {on}err={}{off}", quoted(err))?;
+        }
+        self.out.write_all(b"\n")
+    }
+
+    fn time(&self, entry: &EntryView) -> String {
+        if self.utc {
+            return entry.ts.to_string();
+        }
+        match entry.time() {
+            Some(at) => {
+                let local = at.to_offset(self.offset);
+                format!(
+                    "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                    local.year(),
+                    u8::from(local.month()),
+                    local.day(),
+                    local.hour(),
+                    local.minute(),
+                    local.second()
+                )
+            }
+            None => entry.ts.to_string(),
+        }
+    }
+}
+
+/// Quotes a value that holds spaces or quotes; control characters are
+/// escaped so a hostile entry cannot drive the terminal.
+fn quoted(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '"');
+    if plain {
+        value.to_string()
+    } else {
+        format!("{value:?}")
+    }
+}
+
+/// Escapes control characters (an ESC in a message must not reach the
+/// terminal) and leaves everything else as written.
+fn without_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
