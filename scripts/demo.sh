@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The bones demo: installs what is missing, builds bones, makes a throwaway
+# example workspace, starts a hub on it, shows `hub status` and the hub log,
+# and stops it. Nothing is left behind: the workspace is a temp dir and the
+# hub is stopped even if a step fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$PWD"
+
+. scripts/setup.sh
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+step "building bones (release)"
+cargo build --release --locked --quiet
+bones="$repo/target/release/bones"
+
+work="$(mktemp -d -t bones-demo.XXXXXX)"
+export HOME="$work/home"            # keep the demo out of the real home
+mkdir -p "$HOME"
+cleanup() {
+    if [ -f "$work/app/.bones/hub.pid" ]; then
+        (cd "$work/app" && "$bones" hub stop --force >/dev/null 2>&1) || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+step "making an example repository in $work/app"
+mkdir -p "$work/app/src"
+cd "$work/app"
+git init -q -b main
+git config user.name demo
+git config user.email demo@example.invalid
+printf '# app\n\nAn example project for the bones demo.\n' > README.md
+printf 'fn main() {\n    println!("hello");\n}\n' > src/main.rs
+printf '#!/bin/sh\necho build\n' > build.sh && chmod +x build.sh
+git add . && git commit -q -m "initial commit"
+
+step "bones up: make it a workspace"
+"$bones" up
+
+step "bones hub start --detach"
+"$bones" hub start --detach
+
+step "bones hub status"
+"$bones" hub status
+
+step "bones hub status --json | jq: the same, for scripts"
+"$bones" hub status --json | jq '{status, pid, uptime_s, trunk_tip, jetstream, parts}'
+
+step "the hub repository: trunk holds the workspace's tracked files"
+git --git-dir .bones/hub.git log --oneline trunk
+git --git-dir .bones/hub.git ls-tree -r --name-only trunk
+
+step "bones hub start again: idempotent, returns at once"
+"$bones" hub start --detach
+
+step "bones hub stop"
+"$bones" hub stop
+
+step "bones hub status after stop (exit 1: not running)"
+set +e
+"$bones" hub status
+echo "exit code: $?" >&2
+set -e
+
+step "bones logs --hub: the lifecycle as humans read it"
+"$bones" logs --hub
+
+step "bones logs --hub --json | jq: the same entries, raw NDJSON"
+"$bones" logs --hub --json | jq -c '{ts, level, msg}'
+
+step "done; the example workspace is removed"

