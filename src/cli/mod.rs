@@ -3,8 +3,10 @@
 //! only parses, calls, and prints (results on stdout, everything else on
 //! stderr).
 
+mod apply;
 mod hub;
 mod logs;
+mod swarm;
 mod up;
 
 use std::process::ExitCode;
@@ -23,6 +25,10 @@ pub mod exit {
     pub const DEGRADED: u8 = 3;
     /// `hub stop`: refused because slots hold live leases.
     pub const LIVE_LEASES: u8 = 4;
+    /// `swarm commit`: the change conflicts with trunk; trunk is unchanged.
+    pub const CONFLICT: u8 = 5;
+    /// `swarm join`: another agent holds the slot's lease.
+    pub const HELD: u8 = 6;
 }
 
 #[derive(Debug, Parser)]
@@ -40,7 +46,8 @@ pub mod exit {
         bones hub status            is it healthy? (exit 0 yes, 1 not running, 3 degraded)\n  \
         bones hub stop              stop it",
     after_help = "Exit codes: 0 success, 1 failure, 2 usage error, 3 hub degraded (hub status), \
-        4 live slot leases (hub stop)."
+        4 live slot leases (hub stop), 5 conflict with trunk (swarm commit), \
+        6 slot held by another agent (swarm join)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -64,6 +71,22 @@ enum Command {
     /// starts a hub. Lines that are not log entries are skipped and counted
     /// on stderr. --json prints the original lines byte for byte.
     Logs(logs::LogsArgs),
+    /// Agents' slots: isolated checkouts held by leases, landing on trunk.
+    ///
+    /// A typical agent session:
+    ///   cd "$(bones swarm join --slot fix-parser)"
+    ///   ...edit...
+    ///   bones swarm commit -m "Fix the parser"
+    ///   bones swarm close
+    #[command(subcommand, verbatim_doc_comment)]
+    Swarm(swarm::SwarmCommand),
+    /// Bring the hub's trunk (or a slot) into your own repository.
+    ///
+    /// Fetches it as the local branch bones/trunk (or bones/slot/NAME) and
+    /// prints how to take its commits; --worktree applies the changes to
+    /// your working tree instead, refusing (touching nothing) when that
+    /// would overwrite uncommitted changes.
+    Apply(apply::ApplyArgs),
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -83,6 +106,8 @@ pub fn main() -> ExitCode {
         Command::Up(args) => up::run(args),
         Command::Hub(command) => hub::run(command),
         Command::Logs(args) => logs::run(args),
+        Command::Swarm(command) => swarm::run(command),
+        Command::Apply(args) => apply::run(args),
     };
     ExitCode::from(code)
 }

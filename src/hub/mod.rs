@@ -10,6 +10,8 @@ pub mod coord;
 mod detach;
 pub mod guards;
 pub mod http;
+pub mod land;
+mod lander;
 pub mod lock;
 pub mod log;
 pub mod logread;
@@ -22,6 +24,7 @@ pub mod repo;
 mod run;
 pub mod status;
 mod stop;
+mod watcher;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -142,6 +145,8 @@ pub enum HubError {
         "hub.pid names this very process ({0}); a hub never signals itself. Send it SIGTERM from another shell"
     )]
     SelfSignal(u32),
+    #[error("cannot start the hub's {0}")]
+    Service(String),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }

@@ -163,6 +163,12 @@ fn index_entry(path: &[u8], id: Oid, executable: bool, size: u64) -> IndexEntry 
     }
 }
 
+/// Removes `trunk.lock` left by a hub killed mid-update. Only the hub
+/// writes trunk, and this runs before it serves, so the lock is stale.
+pub fn clear_stale_trunk_lock(hub_repo: &Path) {
+    let _ = crate::fsutil::remove_if_exists(&hub_repo.join(format!("{TRUNK_REF}.lock")));
+}
+
 /// The trunk tip of an existing hub repository.
 pub fn trunk_tip(hub_repo: &Path) -> Result<String, RepoError> {
     let repo = Repository::open_bare(hub_repo).map_err(git_err(hub_repo))?;

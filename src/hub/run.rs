@@ -19,7 +19,7 @@ use super::log::HubLog;
 use super::paths::Paths;
 use super::ports::{self, Ports};
 use super::record::HubRecord;
-use super::{HubError, StartOptions, process, repo};
+use super::{HubError, StartOptions, lander, process, repo, watcher};
 use crate::fsutil;
 
 /// Runs the hub in this process until SIGINT, SIGTERM or SIGHUP.
@@ -87,6 +87,7 @@ fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Supervisor, Hub
         .write(paths)
         .map_err(HubError::io("cannot write", &paths.hub_pid))?;
     let supervisor = Supervisor::start(binary, paths, log.clone())?;
+    repo::clear_stale_trunk_lock(&paths.hub_repo);
     match repo::open_or_seed(&paths.hub_repo, &paths.root) {
         Ok(Some(seeded)) => {
             log.info(format!(
@@ -153,10 +154,18 @@ fn serve(
         };
         let client = match ready {
             Some(Ok(client)) => {
-                *source.coord.write().await = Some(async_nats::jetstream::new(client.clone()));
+                let js = async_nats::jetstream::new(client.clone());
+                *source.coord.write().await = Some(js.clone());
+                let lander = lander::spawn(client.clone(), paths.hub_repo.clone(), log.clone())
+                    .await
+                    .map_err(|e| HubError::Service(format!("landing service: {e}")))?;
+                let watcher = watcher::spawn(js, paths.clone(), log.clone());
                 log.info("hub: ready");
                 drop(lock);
                 stop.recv().await;
+                // stop taking new work before the drain
+                watcher.abort();
+                lander.abort();
                 Some(client)
             }
             Some(Err(err)) => {

@@ -39,9 +39,50 @@ pub enum LeaseError {
     Bucket(String),
     #[error("cannot write the lease of slot {slot}: {message}")]
     Write { slot: String, message: String },
+    #[error(
+        "slot {slot} is held by agent {agent} (renewed {age_s}s ago, lease {ttl_s}s); pick another slot, \
+         or pass --agent {agent} if that agent is you"
+    )]
+    Held {
+        slot: String,
+        agent: String,
+        age_s: u64,
+        ttl_s: u64,
+    },
+    #[error(
+        "slot {0} has no lease: it was closed, or reaped after its lease expired; \
+         `bones swarm status` shows its rescue ref, `bones swarm join --slot {0}` starts again"
+    )]
+    Gone(String),
+    #[error("the lease of slot {0} kept changing under this renewal; try again")]
+    Contended(String),
 }
 
+/// Bound on compare-and-swap retries for one lease operation.
+const MAX_ATTEMPTS: usize = 8;
+
 impl Lease {
+    /// A fresh lease stamped now.
+    pub fn new(slot: &str, agent_id: &str, task_id: Option<String>, ttl: Duration) -> Lease {
+        let now = crate::hub::log::utc_now_rfc3339();
+        Lease {
+            slot: slot.to_string(),
+            agent_id: agent_id.to_string(),
+            task_id,
+            host: hostname(),
+            started_at: now.clone(),
+            last_renewed: now,
+            ttl_s: ttl.as_secs().max(1),
+        }
+    }
+
+    /// Seconds since the last renewal (0 when the time cannot be read).
+    pub fn age_s(&self, now: OffsetDateTime) -> u64 {
+        OffsetDateTime::parse(&self.last_renewed, &Rfc3339)
+            .map(|renewed| (now - renewed).whole_seconds().max(0) as u64)
+            .unwrap_or(0)
+    }
+
     /// True while `now` is before `last_renewed + ttl_s`. A record whose
     /// time cannot be read counts as live: refusing a stop is recoverable,
     /// deleting an agent's checkout is not.
@@ -83,7 +124,175 @@ pub async fn bucket(js: &jetstream::Context) -> Result<kv::Store, LeaseError> {
     .map_err(|e| LeaseError::Bucket(e.to_string()))
 }
 
-/// Writes (creates or renews) a lease.
+/// This machine's host name, recorded in leases for operators.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn encode(lease: &Lease) -> Result<bytes::Bytes, LeaseError> {
+    serde_json::to_vec(lease)
+        .map(bytes::Bytes::from)
+        .map_err(|e| LeaseError::Write {
+            slot: lease.slot.clone(),
+            message: e.to_string(),
+        })
+}
+
+fn bucket_err(err: impl std::fmt::Display) -> LeaseError {
+    LeaseError::Bucket(err.to_string())
+}
+
+/// A lease as stored, with the revision a compare-and-swap must name.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub key: String,
+    /// `None` when the record is not a readable lease.
+    pub lease: Option<Lease>,
+    pub revision: u64,
+}
+
+/// Reads one slot's record; `None` when there is none (or it was deleted).
+pub async fn get(store: &kv::Store, slot: &str) -> Result<Option<Stored>, LeaseError> {
+    let entry = store.entry(slot).await.map_err(bucket_err)?;
+    Ok(entry
+        .filter(|e| e.operation == kv::Operation::Put)
+        .map(|e| Stored {
+            key: e.key,
+            lease: serde_json::from_slice(&e.value).ok(),
+            revision: e.revision,
+        }))
+}
+
+/// How [`acquire`] got the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquired {
+    /// Nobody held the slot.
+    Created,
+    /// The same agent already held it: renewed.
+    Rejoined,
+    /// Another agent's lease had expired; this is its last record.
+    TookOver(Lease),
+}
+
+/// Takes the lease of `lease.slot` for `lease.agent_id`: creates it, renews
+/// it when that agent already holds it, takes over an expired one, and
+/// refuses one that another agent holds live.
+pub async fn acquire(store: &kv::Store, lease: &Lease) -> Result<(Acquired, u64), LeaseError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(current) = get(store, &lease.slot).await? else {
+            match store.create(&lease.slot, encode(lease)?).await {
+                Ok(revision) => return Ok((Acquired::Created, revision)),
+                Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => continue,
+                Err(err) => return Err(write_err(&lease.slot, err)),
+            }
+        };
+        let now = OffsetDateTime::now_utc();
+        let (outcome, next) = match current.lease {
+            Some(held) if held.agent_id == lease.agent_id => {
+                let next = Lease {
+                    started_at: held.started_at.clone(),
+                    ..lease.clone()
+                };
+                (Acquired::Rejoined, next)
+            }
+            Some(held) if held.is_live_at(now) => {
+                return Err(LeaseError::Held {
+                    slot: lease.slot.clone(),
+                    age_s: held.age_s(now),
+                    ttl_s: held.ttl_s,
+                    agent: held.agent_id,
+                });
+            }
+            Some(held) => (Acquired::TookOver(held), lease.clone()),
+            None => {
+                return Err(LeaseError::Held {
+                    slot: lease.slot.clone(),
+                    agent: "(unreadable lease record)".to_string(),
+                    age_s: 0,
+                    ttl_s: 0,
+                });
+            }
+        };
+        match store
+            .update(&lease.slot, encode(&next)?, current.revision)
+            .await
+        {
+            Ok(revision) => return Ok((outcome, revision)),
+            Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+            Err(err) => return Err(write_err(&lease.slot, err)),
+        }
+    }
+    Err(LeaseError::Contended(lease.slot.clone()))
+}
+
+/// Renews a slot's lease: a compare-and-swap of `last_renewed`, retried on
+/// a race. Fails with [`LeaseError::Gone`] when the slot has no lease.
+pub async fn renew(store: &kv::Store, slot: &str) -> Result<Lease, LeaseError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(Stored {
+            lease: Some(mut lease),
+            revision,
+            ..
+        }) = get(store, slot).await?
+        else {
+            return Err(LeaseError::Gone(slot.to_string()));
+        };
+        lease.last_renewed = crate::hub::log::utc_now_rfc3339();
+        match store.update(slot, encode(&lease)?, revision).await {
+            Ok(_) => return Ok(lease),
+            Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+            Err(err) => return Err(write_err(slot, err)),
+        }
+    }
+    Err(LeaseError::Contended(slot.to_string()))
+}
+
+/// Deletes a slot's record if it is still at `revision`; returns whether
+/// it did. A renewal in between wins: the slot is no longer stale.
+pub async fn delete_at(store: &kv::Store, slot: &str, revision: u64) -> Result<bool, LeaseError> {
+    match store.delete_expect_revision(slot, Some(revision)).await {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == kv::DeleteErrorKind::WrongLastRevision => Ok(false),
+        Err(err) => Err(write_err(slot, err)),
+    }
+}
+
+/// Deletes a slot's record whatever its revision (closing a slot).
+pub async fn release(store: &kv::Store, slot: &str) -> Result<(), LeaseError> {
+    store.delete(slot).await.map_err(|err| write_err(slot, err))
+}
+
+/// Every record in the bucket, sorted by key.
+pub async fn list(store: &kv::Store) -> Result<Vec<Stored>, LeaseError> {
+    let keys: Vec<String> = store
+        .keys()
+        .await
+        .map_err(bucket_err)?
+        .try_collect()
+        .await
+        .map_err(bucket_err)?;
+    let mut all = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(stored) = get(store, &key).await? {
+            all.push(stored);
+        }
+    }
+    all.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(all)
+}
+
+fn write_err(slot: &str, err: impl std::fmt::Display) -> LeaseError {
+    LeaseError::Write {
+        slot: slot.to_string(),
+        message: err.to_string(),
+    }
+}
+
+/// Writes (creates or overwrites) a lease without any check: for tests and
+/// tools that seed records.
 pub async fn put(js: &jetstream::Context, lease: &Lease) -> Result<u64, LeaseError> {
     let store = bucket(js).await?;
     let value = serde_json::to_vec(lease).map_err(|e| LeaseError::Write {
@@ -111,27 +320,13 @@ pub async fn live(js: &jetstream::Context) -> Result<Vec<LiveLease>, LeaseError>
         return Ok(Vec::new());
     }
     let store = bucket(js).await?;
-    let keys: Vec<String> = store
-        .keys()
-        .await
-        .map_err(|e| LeaseError::Bucket(e.to_string()))?
-        .try_collect()
-        .await
-        .map_err(|e| LeaseError::Bucket(e.to_string()))?;
     let now = OffsetDateTime::now_utc();
     let mut live = Vec::new();
-    for key in keys {
-        let Some(value) = store
-            .get(&key)
-            .await
-            .map_err(|e| LeaseError::Bucket(e.to_string()))?
-        else {
-            continue;
-        };
-        match serde_json::from_slice::<Lease>(&value) {
-            Ok(lease) if lease.is_live_at(now) => live.push(LiveLease::Valid(lease)),
-            Ok(_) => {}
-            Err(_) => live.push(LiveLease::Unreadable { slot: key }),
+    for stored in list(&store).await? {
+        match stored.lease {
+            Some(lease) if lease.is_live_at(now) => live.push(LiveLease::Valid(lease)),
+            Some(_) => {}
+            None => live.push(LiveLease::Unreadable { slot: stored.key }),
         }
     }
     live.sort_by(|a, b| a.slot().cmp(b.slot()));

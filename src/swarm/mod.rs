@@ -4,4 +4,14 @@
 //! KV bucket renewed by every slot verb (decision 3). The pid of a
 //! short-lived CLI says nothing about whether an agent is still working.
 
+pub mod apply;
+mod client;
 pub mod lease;
+pub mod name;
+pub mod protocol;
+pub mod slot;
+
+pub use client::{
+    AGENT_ENV, CommitOutcome, JoinOptions, Joined, SLOT_ENV, SlotStatus, Swarm, SwarmError,
+    auto_slot_name, current_slot,
+};

@@ -1,0 +1,340 @@
+//! `bones swarm join | cwd | renew | commit | close | status`.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use super::{exit, report};
+use crate::duration;
+use crate::hub::Paths;
+use crate::swarm::lease::LeaseError;
+use crate::swarm::{self, JoinOptions, Swarm, SwarmError};
+use crate::workspace::Workspace;
+
+#[derive(Debug, Subcommand)]
+pub enum SwarmCommand {
+    /// Take a slot: an isolated checkout of trunk held by a lease.
+    ///
+    /// Makes a git worktree of the hub repository at .bones/swarm/NAME/wt on
+    /// branch slot/NAME from the trunk tip, and a lease in the
+    /// bones-swarm-sessions bucket. Prints the checkout path on stdout.
+    /// Joining a slot you hold again is a no-op; joining one another agent
+    /// holds fails (exit 6) naming the holder. An agent is named by --agent,
+    /// else $BONES_AGENT_ID, else a generated id (printed on stderr).
+    Join(JoinArgs),
+    /// Print the slot's checkout path (and renew its lease).
+    Cwd(SlotArgs),
+    /// Renew the slot's lease. Every slot verb does this too.
+    Renew(SlotArgs),
+    /// Commit everything changed in the slot and land it on trunk.
+    ///
+    /// Honours .gitignore. Landing replays the slot's commits onto the trunk
+    /// tip and moves trunk with a compare-and-swap, so trunk stays linear
+    /// and never gets a merge commit. On a conflict (exit 5) trunk is
+    /// untouched, the commit stays on slot/NAME and the conflicting paths
+    /// are listed. After landing, the checkout shows trunk, everyone's work
+    /// included. Prints the landed trunk commit on stdout.
+    Commit(CommitArgs),
+    /// Bring the slot onto the trunk tip, e.g. after a conflict.
+    ///
+    /// Commits trunk lacks are saved under refs/bones/rescued/NAME/<unix>
+    /// and their change is replayed into the checkout as uncommitted edits,
+    /// with conflict markers where trunk changed the same lines. Resolve
+    /// them, then `bones swarm commit`. Refuses while there are uncommitted
+    /// changes.
+    Sync(SlotArgs),
+    /// Release the slot: save uncommitted work, remove the checkout, free the lease.
+    ///
+    /// Uncommitted work is first saved to refs/bones/rescued/NAME/<unix>.
+    /// --result success (the default) refuses while the slot has commits
+    /// trunk lacks; --result abandon closes anyway and keeps them on
+    /// slot/NAME.
+    Close(CloseArgs),
+    /// Every slot: state (active, stale, reaped), lease age, task, last commit.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The slot to take: [a-z0-9][a-z0-9._-]{0,62}.
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with = "auto",
+        required_unless_present = "auto"
+    )]
+    slot: Option<String>,
+    /// Take a generated slot named agent-<id> after the agent.
+    #[arg(long)]
+    auto: bool,
+    /// The task this slot works on.
+    #[arg(long, value_name = "ID")]
+    task: Option<String>,
+    /// Who holds the slot (default: $BONES_AGENT_ID, else generated).
+    #[arg(long, value_name = "ID")]
+    agent: Option<String>,
+    /// Lease time to live; the hub reaps the slot this long after the last renewal.
+    #[arg(long, value_name = "D", default_value = "5m", value_parser = duration::parse)]
+    ttl: Duration,
+    /// Print one JSON object instead of the path.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SlotArgs {
+    /// The slot (default: $BONES_SLOT, else the checkout you are in).
+    #[arg(long, value_name = "NAME")]
+    slot: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// The commit message.
+    #[arg(short, long, value_name = "MSG")]
+    message: String,
+    #[command(flatten)]
+    slot: SlotArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CloseResult {
+    Success,
+    Abandon,
+}
+
+#[derive(Debug, Args)]
+pub struct CloseArgs {
+    /// success: all work landed; abandon: give up, keep unlanded commits on the branch.
+    #[arg(long, value_enum, default_value = "success")]
+    result: CloseResult,
+    #[command(flatten)]
+    slot: SlotArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print one JSON array.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(command: SwarmCommand) -> u8 {
+    let paths = match Workspace::from_cwd() {
+        Ok(ws) => Paths::new(&ws),
+        Err(err) => {
+            report(&err);
+            return exit::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            report(&format!("cannot start the async runtime: {err}"));
+            return exit::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match dispatch(paths, command).await {
+            Ok(()) => exit::OK,
+            Err(err) => {
+                report(&err);
+                code_for(&err)
+            }
+        }
+    })
+}
+
+fn code_for(err: &SwarmError) -> u8 {
+    match err {
+        SwarmError::Conflict { .. } => exit::CONFLICT,
+        SwarmError::Lease(LeaseError::Held { .. }) => exit::HELD,
+        SwarmError::Name(_) | SwarmError::Usage(_) => exit::USAGE,
+        _ => exit::FAILURE,
+    }
+}
+
+async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError> {
+    // validate what the user typed before touching the hub
+    let slot_flag = |args: &SlotArgs| swarm::current_slot(&paths, args.slot.clone());
+    match command {
+        SwarmCommand::Join(args) => {
+            if let Some(slot) = &args.slot {
+                swarm::name::validate_slot(slot)?;
+            }
+            if let Some(task) = &args.task {
+                swarm::name::validate_task_id(task)?;
+            }
+            let generated = args.agent.is_none()
+                && std::env::var(swarm::AGENT_ENV).map_or(true, |a| a.trim().is_empty());
+            let hub = Swarm::connect(paths.clone()).await?;
+            let joined = hub
+                .join(JoinOptions {
+                    slot: args.slot,
+                    agent: args.agent,
+                    task: args.task,
+                    ttl: Some(args.ttl),
+                })
+                .await?;
+            eprintln!(
+                "swarm: slot {} {} (branch {}, lease {}s)",
+                joined.slot,
+                joined.how.replace('_', " "),
+                joined.branch,
+                joined.ttl_s
+            );
+            if generated && joined.how == "created" {
+                eprintln!(
+                    "swarm: agent id {} (export {}={} to join this slot again)",
+                    joined.agent_id,
+                    swarm::AGENT_ENV,
+                    joined.agent_id
+                );
+            }
+            for saved in &joined.rescued {
+                eprintln!("swarm: earlier work in this slot was saved to {saved}");
+            }
+            if args.json {
+                println!("{}", json!(joined));
+            } else {
+                println!("{}", joined.path.display());
+            }
+        }
+        SwarmCommand::Cwd(args) => {
+            let slot = slot_flag(&args)?;
+            let hub = Swarm::connect(paths).await?;
+            let path = hub.checkout(&slot).await?;
+            if args.json {
+                println!("{}", json!({ "slot": slot, "path": path }));
+            } else {
+                println!("{}", path.display());
+            }
+        }
+        SwarmCommand::Renew(args) => {
+            let slot = slot_flag(&args)?;
+            let hub = Swarm::connect(paths).await?;
+            let lease = hub.renew(&slot).await?;
+            if args.json {
+                println!("{}", json!(lease));
+            } else {
+                eprintln!("swarm: renewed slot {slot} until {}s from now", lease.ttl_s);
+            }
+        }
+        SwarmCommand::Commit(args) => {
+            if args.message.trim().is_empty() {
+                return Err(SwarmError::Usage(
+                    "the commit message is empty; say what changed with -m".to_string(),
+                ));
+            }
+            let slot = slot_flag(&args.slot)?;
+            let hub = Swarm::connect(paths).await?;
+            let outcome = hub.commit(&slot, &args.message).await?;
+            eprintln!(
+                "swarm: slot {slot}: landed {} commit(s); trunk is {}{}",
+                outcome.landed.len(),
+                &outcome.trunk[..12],
+                if outcome.synced {
+                    ""
+                } else {
+                    " (the checkout was left as it is: files changed during the commit)"
+                }
+            );
+            if args.slot.json {
+                println!("{}", json!(outcome));
+            } else {
+                println!("{}", outcome.trunk);
+            }
+        }
+        SwarmCommand::Sync(args) => {
+            let slot = slot_flag(&args)?;
+            let hub = Swarm::connect(paths).await?;
+            let synced = hub.sync(&slot).await?;
+            if let Some(saved) = &synced.saved {
+                eprintln!(
+                    "swarm: slot {slot}: its commits were saved to {saved} and replayed as uncommitted edits"
+                );
+            }
+            if synced.conflicts.is_empty() {
+                eprintln!("swarm: slot {slot} is on trunk {}", &synced.trunk[..12]);
+            } else {
+                eprintln!(
+                    "swarm: slot {slot}: resolve the conflict markers in {}, then `bones swarm commit`",
+                    synced.conflicts.join(", ")
+                );
+            }
+            if args.json {
+                println!("{}", json!(synced));
+            }
+        }
+        SwarmCommand::Close(args) => {
+            let slot = slot_flag(&args.slot)?;
+            let hub = Swarm::connect(paths).await?;
+            let rescued = hub
+                .close(&slot, args.result == CloseResult::Abandon)
+                .await?;
+            match &rescued {
+                Some(r) => eprintln!("swarm: slot {slot} closed; uncommitted work saved to {r}"),
+                None => eprintln!("swarm: slot {slot} closed"),
+            }
+            if args.slot.json {
+                println!("{}", json!({ "slot": slot, "rescue_ref": rescued }));
+            }
+        }
+        SwarmCommand::Status(args) => {
+            let hub = Swarm::connect(paths).await?;
+            let slots = hub.status().await?;
+            if args.json {
+                println!("{}", json!(slots));
+            } else if slots.is_empty() {
+                println!("no slots (take one with `bones swarm join --slot NAME`)");
+            } else {
+                print_status(&slots);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_status(slots: &[swarm::SlotStatus]) {
+    println!(
+        "{:<24} {:<7} {:>9}  {:<12} {:<12} LAST COMMIT",
+        "SLOT", "STATE", "LEASE AGE", "TASK", "AGENT"
+    );
+    for s in slots {
+        let age = match (s.lease_age_s, s.ttl_s) {
+            (Some(age), Some(ttl)) => format!("{age}s/{ttl}s"),
+            _ => "-".to_string(),
+        };
+        let commit = match (&s.last_commit, &s.last_commit_summary) {
+            (Some(id), Some(summary)) => format!("{} {summary}", &id[..id.len().min(8)]),
+            _ => "-".to_string(),
+        };
+        let agent: String = s
+            .agent_id
+            .as_deref()
+            .unwrap_or("-")
+            .chars()
+            .take(12)
+            .collect();
+        println!(
+            "{:<24} {:<7} {:>9}  {:<12} {:<12} {commit}",
+            s.slot,
+            s.state,
+            age,
+            s.task_id.as_deref().unwrap_or("-"),
+            agent,
+        );
+        if s.state != "active"
+            && let Some(r) = &s.rescue_ref
+        {
+            println!("{:<24} rescued work: {r}", "");
+        }
+    }
+}

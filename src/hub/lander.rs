@@ -1,0 +1,134 @@
+//! The hub's landing service: answers `bones.hub.land` requests by landing
+//! slot commits on trunk, one at a time.
+//!
+//! Requests are handled strictly in order on one thread that owns the
+//! repository handle, so landings never race each other inside the hub;
+//! the compare-and-swap in [`super::land`] guards against anyone else who
+//! moves trunk. Each request becomes one `rpc` entry in hub.log.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use git2::{Oid, Repository};
+use tokio::sync::oneshot;
+
+use super::land::{self, LandError};
+use super::log::{EventKind, HubLog, LogEntry, LogLevel};
+use crate::swarm::name;
+use crate::swarm::protocol::{LAND_SUBJECT, LandReply, LandRequest};
+
+type Job = (LandRequest, oneshot::Sender<LandReply>);
+
+/// Starts answering landing requests; runs until the client is drained.
+pub async fn spawn(
+    client: async_nats::Client,
+    hub_repo: PathBuf,
+    log: HubLog,
+) -> Result<tokio::task::JoinHandle<()>, async_nats::SubscribeError> {
+    let mut requests = client.subscribe(LAND_SUBJECT).await?;
+    let (jobs, queue) = mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("bones-lander".into())
+        .spawn(move || work(hub_repo, queue))
+        .expect("spawn the lander thread");
+    Ok(tokio::spawn(async move {
+        while let Some(message) = requests.next().await {
+            let Some(reply_to) = message.reply.clone() else {
+                continue;
+            };
+            let started = Instant::now();
+            let request: Result<LandRequest, _> = serde_json::from_slice(&message.payload);
+            let (reply, request) = match request {
+                Ok(request) => {
+                    let (tx, rx) = oneshot::channel();
+                    let reply = if jobs.send((request.clone(), tx)).is_ok() {
+                        rx.await.unwrap_or_else(|_| failed("the lander stopped"))
+                    } else {
+                        failed("the lander stopped")
+                    };
+                    (reply, Some(request))
+                }
+                Err(err) => (failed(&format!("bad landing request: {err}")), None),
+            };
+            log_rpc(&log, request.as_ref(), &reply, started);
+            let body = serde_json::to_vec(&reply).unwrap_or_default();
+            let _ = client.publish(reply_to, body.into()).await;
+        }
+    }))
+}
+
+fn failed(error: &str) -> LandReply {
+    LandReply::Failed {
+        error: error.to_string(),
+    }
+}
+
+fn work(hub_repo: PathBuf, queue: mpsc::Receiver<Job>) {
+    let mut repo = None;
+    for (request, reply) in queue {
+        if repo.is_none() {
+            repo = Repository::open_bare(&hub_repo).ok();
+        }
+        let answer = match &repo {
+            Some(repo) => land_one(repo, &request),
+            None => failed(&format!("cannot open {}", hub_repo.display())),
+        };
+        let _ = reply.send(answer);
+    }
+}
+
+fn land_one(repo: &Repository, request: &LandRequest) -> LandReply {
+    if let Err(err) = name::validate_slot(&request.slot) {
+        return failed(&err.to_string());
+    }
+    let Ok(head) = Oid::from_str(&request.head) else {
+        return failed(&format!("not a commit id: {:?}", request.head));
+    };
+    // the slot branch must still be where the client saw it
+    let branch = format!("refs/heads/slot/{}", request.slot);
+    match repo.refname_to_id(&branch) {
+        Ok(tip) if tip == head => {}
+        Ok(tip) => {
+            return failed(&format!(
+                "slot/{} moved to {tip} while landing {head}; commit again",
+                request.slot
+            ));
+        }
+        Err(err) => return failed(&format!("slot/{}: {}", request.slot, err.message())),
+    }
+    let reflog = format!("bones: land slot {}", request.slot);
+    match land::land(repo, head, &reflog) {
+        Ok(landed) => LandReply::Landed {
+            trunk: landed.trunk.to_string(),
+            commits: landed.commits.iter().map(Oid::to_string).collect(),
+            skipped: landed.skipped,
+        },
+        Err(LandError::Conflict { commit, paths }) => LandReply::Conflict {
+            commit: commit.to_string(),
+            paths,
+        },
+        Err(err) => failed(&err.to_string()),
+    }
+}
+
+fn log_rpc(log: &HubLog, request: Option<&LandRequest>, reply: &LandReply, started: Instant) {
+    let (level, err) = match reply {
+        LandReply::Landed { .. } => (LogLevel::Info, None),
+        LandReply::Conflict { paths, .. } => (
+            LogLevel::Warn,
+            Some(format!("conflict with trunk in {}", paths.join(", "))),
+        ),
+        LandReply::Failed { error } => (LogLevel::Error, Some(error.clone())),
+    };
+    let mut entry = LogEntry::new(level, EventKind::Rpc);
+    entry.msg = Some("swarm.commit".to_string());
+    entry.rpc = Some("swarm.commit".to_string());
+    entry.slot = request.map(|r| r.slot.clone());
+    entry.agent = request.and_then(|r| r.agent.clone());
+    entry.task = request.and_then(|r| r.task.clone());
+    entry.took_ms = Some(started.elapsed().as_millis() as u64);
+    entry.err = err;
+    log.write(entry);
+}

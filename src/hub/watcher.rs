@@ -1,0 +1,137 @@
+//! The lease watcher: reaps slots whose lease expired, inside the hub.
+//!
+//! Every [`SCAN_INTERVAL`] it lists the `bones-swarm-sessions` bucket. A
+//! slot whose `last_renewed + ttl_s` has passed loses its record (a
+//! compare-and-swap delete, so a renewal that races the reaper wins), then
+//! its uncommitted work is saved under `refs/bones/rescued/<slot>/<unix>`
+//! and its checkout removed. A checkout with no lease at all (the hub
+//! crashed mid-reap, or the record was lost) is treated the same way. The
+//! watcher is silent when nothing is stale, and logs each failure once.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use time::OffsetDateTime;
+
+use super::log::{EventKind, HubLog, LogEntry, LogLevel};
+use super::paths::Paths;
+use crate::swarm::lease;
+use crate::swarm::slot::{self, Reaped, SlotDir};
+
+/// How often the watcher looks for expired leases: reap latency is at most
+/// the lease TTL plus this plus one scan.
+pub const SCAN_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Runs the watcher until the task is aborted.
+pub fn spawn(js: jetstream::Context, paths: Paths, log: HubLog) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut reported = HashSet::new();
+        loop {
+            if let Err(err) = scan(&js, &paths, &log, &mut reported).await
+                && reported.insert(err.clone())
+            {
+                log.warn(format!("hub: lease watcher: {err}; retrying"));
+            }
+            tokio::time::sleep(SCAN_INTERVAL).await;
+        }
+    })
+}
+
+/// One pass: reaps expired leases and checkouts without a lease.
+async fn scan(
+    js: &jetstream::Context,
+    paths: &Paths,
+    log: &HubLog,
+    reported: &mut HashSet<String>,
+) -> Result<(), String> {
+    let store = lease::bucket(js).await.map_err(|e| e.to_string())?;
+    let records = lease::list(&store).await.map_err(|e| e.to_string())?;
+    let now = OffsetDateTime::now_utc();
+    let mut leased = HashSet::new();
+    for record in records {
+        leased.insert(record.key.clone());
+        let Some(held) = record.lease else {
+            continue; // unreadable: treated as live, never reaped
+        };
+        if held.is_live_at(now) {
+            continue;
+        }
+        match lease::delete_at(&store, &record.key, record.revision).await {
+            Ok(true) => {
+                let excess = held.age_s(now).saturating_sub(held.ttl_s);
+                let why = format!("lease expired {excess}s ago");
+                reap(paths, log, &record.key, held.task_id, &why, reported).await;
+            }
+            Ok(false) => {} // renewed meanwhile
+            Err(err) => return Err(err.to_string()),
+        }
+    }
+    for name in slot::on_disk(paths) {
+        let dir = SlotDir::new(paths, &name);
+        if !leased.contains(&name) && dir.wt.exists() {
+            reap(
+                paths,
+                log,
+                &name,
+                None,
+                "checkout without a lease",
+                reported,
+            )
+            .await;
+        }
+    }
+    Ok(())
+}
+
+async fn reap(
+    paths: &Paths,
+    log: &HubLog,
+    name: &str,
+    task_id: Option<String>,
+    why: &str,
+    reported: &mut HashSet<String>,
+) {
+    let dir = SlotDir::new(paths, name);
+    let retired = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || dir.retire()
+    })
+    .await;
+    match retired {
+        Ok(Ok(rescue_ref)) => {
+            let _ = dir.mark_reaped(&Reaped {
+                reaped_at: super::log::utc_now_rfc3339(),
+                rescue_ref: rescue_ref.clone(),
+                task_id: task_id.clone(),
+            });
+            let saved = match &rescue_ref {
+                Some(name) => format!("uncommitted work saved to {name}"),
+                None => "nothing uncommitted".to_string(),
+            };
+            let mut entry = LogEntry::lifecycle(
+                LogLevel::Info,
+                format!("hub: reaped stale slot {name} ({why}; {saved})"),
+            );
+            entry.slot = Some(name.to_string());
+            entry.task = task_id;
+            log.write(entry);
+            reported.remove(name);
+        }
+        Ok(Err(err)) => {
+            if reported.insert(name.to_string()) {
+                let mut entry =
+                    LogEntry::new(LogLevel::Error, EventKind::Error).with_err(err.to_string());
+                entry.msg = Some(format!(
+                    "hub: cannot reap slot {name}; its checkout is kept"
+                ));
+                entry.slot = Some(name.to_string());
+                log.write(entry);
+            }
+        }
+        Err(join) => log.error(
+            format!("hub: reaping slot {name} panicked"),
+            join.to_string(),
+        ),
+    }
+}

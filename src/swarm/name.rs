@@ -1,0 +1,130 @@
+//! Validation of names that become paths, git refs and KV keys.
+//!
+//! A slot name is used as a directory (`swarm/<slot>/`), a branch
+//! (`slot/<slot>`), a worktree name and a KV key, so it must be safe as all
+//! four: no path traversal, nothing git or NATS would reject. Refusing early,
+//! before anything is created, keeps bad input from leaving half-made state.
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {shown}: {why}")]
+pub struct NameError {
+    what: &'static str,
+    shown: String,
+    why: &'static str,
+}
+
+const SLOT_RULE: &str = "use 1-63 characters from a-z, 0-9, '.', '_' and '-', starting with a letter or digit, without '..' and not ending in '.' or '.lock'";
+const TASK_RULE: &str = "use 1-64 characters from A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit, without '..' and not ending in '.'";
+
+/// Checks a slot name: `[a-z0-9][a-z0-9._-]{0,62}`, no `..`, and nothing
+/// git refuses in a branch name (a trailing `.` or `.lock`).
+pub fn validate_slot(name: &str) -> Result<(), NameError> {
+    validate(name, "slot name", SLOT_RULE, 63, |b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit()
+    })
+}
+
+/// Checks a task id: like a slot name, but upper case is allowed.
+pub fn validate_task_id(id: &str) -> Result<(), NameError> {
+    validate(id, "task id", TASK_RULE, 64, |b| b.is_ascii_alphanumeric())
+}
+
+fn validate(
+    name: &str,
+    what: &'static str,
+    why: &'static str,
+    max: usize,
+    alnum: impl Fn(u8) -> bool,
+) -> Result<(), NameError> {
+    let bytes = name.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= max
+        && alnum(bytes[0])
+        && bytes
+            .iter()
+            .all(|&b| alnum(b) || b == b'.' || b == b'_' || b == b'-')
+        && !name.contains("..")
+        && !name.ends_with('.')
+        && !name.ends_with(".lock");
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError {
+            what,
+            shown: shown(name),
+            why,
+        })
+    }
+}
+
+/// The name as it is safe to print: quoted, escaped, and cut short.
+fn shown(name: &str) -> String {
+    let mut text: String = name.chars().take(40).collect();
+    if name.chars().count() > 40 {
+        text.push('…');
+    }
+    format!("{text:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn accepts_ordinary_names() {
+        for name in ["a", "agent-1f3e", "fix.parser", "x_y", "0", &"a".repeat(63)] {
+            assert_eq!(validate_slot(name), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn refuses_traversal_and_git_unsafe_names() {
+        for name in [
+            "",
+            "..",
+            "a..b",
+            "../x",
+            "a/b",
+            "/abs",
+            "A",
+            "-x",
+            ".x",
+            "x.",
+            "x.lock",
+            "a b",
+            "é",
+            "a\0b",
+            "a\nb",
+            &"a".repeat(64),
+        ] {
+            assert!(validate_slot(name).is_err(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn task_ids_allow_upper_case() {
+        assert_eq!(validate_task_id("T-101"), Ok(()));
+        assert!(validate_task_id("../t").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn a_valid_slot_is_one_safe_path_component(name in "\\PC{0,80}") {
+            if validate_slot(&name).is_ok() {
+                let path = std::path::Path::new(&name);
+                prop_assert_eq!(path.components().count(), 1);
+                prop_assert!(matches!(path.components().next(), Some(std::path::Component::Normal(_))));
+                prop_assert!(!name.contains('/') && !name.contains(".."));
+            }
+        }
+
+        #[test]
+        fn the_error_message_stays_short(name in "\\PC{0,2000}") {
+            if let Err(err) = validate_slot(&name) {
+                prop_assert!(err.to_string().len() < 400);
+            }
+        }
+    }
+}
