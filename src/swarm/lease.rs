@@ -194,6 +194,7 @@ pub async fn acquire(store: &kv::Store, lease: &Lease) -> Result<(Acquired, u64)
             Some(held) if held.agent_id == lease.agent_id => {
                 let next = Lease {
                     started_at: held.started_at.clone(),
+                    task_id: lease.task_id.clone().or(held.task_id),
                     ..lease.clone()
                 };
                 (Acquired::Rejoined, next)

@@ -83,6 +83,19 @@ impl TestWorkspace {
         assert!(status.success(), "git {args:?} failed");
     }
 
+    /// Runs git on the hub repository and returns its trimmed stdout
+    /// (empty when git fails).
+    pub fn hub_git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(self.state_dir().join("hub.git"))
+            .args(args)
+            .env("HOME", &self.home)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// A `bones` command in the workspace root with an isolated environment.
     pub fn command(&self, args: &[&str]) -> Command {
         self.command_in(&self.root, args)
@@ -99,6 +112,8 @@ impl TestWorkspace {
             .env_remove("BONES_HUB_LOG_LEVEL")
             .env_remove("BONES_LOG_MAX_SIZE")
             .env_remove("BONES_LOG_MAX_FILES")
+            .env_remove("BONES_AGENT_ID")
+            .env_remove("BONES_SLOT")
             .stdin(Stdio::null());
         if let Some(nats) = nats_server() {
             command.env("BONES_NATS_SERVER", nats);
