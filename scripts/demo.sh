@@ -56,6 +56,47 @@ git --git-dir .bones/hub.git ls-tree -r --name-only trunk
 step "bones hub start again: idempotent, returns at once"
 "$bones" hub start --detach
 
+step "two agents join slots: each gets its own checkout of trunk"
+wt_a="$("$bones" swarm join --slot agent-a --agent alice --task t-1)"
+wt_b="$("$bones" swarm join --slot agent-b --agent bob --task t-2)"
+echo "alice works in $wt_a" >&2
+echo "bob   works in $wt_b" >&2
+
+step "both commit at once; the hub lands each on trunk (linear, no merge commits)"
+printf 'pub fn greet() -> &'"'"'static str {\n    "hello"\n}\n' > "$wt_a/src/greet.rs"
+(cd "$wt_a" && "$bones" swarm commit -m "Add greet") &
+printf '# app\n\nAn example project, now documented.\n' > "$wt_b/README.md"
+(cd "$wt_b" && "$bones" swarm commit -m "Document the app") &
+wait
+git --git-dir .bones/hub.git log --oneline trunk
+
+step "bob edits the same line alice changes: the second commit conflicts (exit 5), trunk is untouched"
+printf '# app (alice)\n' > "$wt_a/README.md"
+(cd "$wt_a" && "$bones" swarm commit -m "Alice retitles")
+printf '# app (bob)\n' > "$wt_b/README.md"
+set +e
+(cd "$wt_b" && "$bones" swarm commit -m "Bob retitles")
+echo "exit code: $?" >&2
+set -e
+
+step "bob syncs onto trunk, resolves the markers, and lands"
+(cd "$wt_b" && "$bones" swarm sync) || true
+cat "$wt_b/README.md"
+printf '# app (alice and bob)\n' > "$wt_b/README.md"
+(cd "$wt_b" && "$bones" swarm commit -m "Bob resolves the title")
+
+step "bones swarm status"
+"$bones" swarm status
+
+step "alice closes her slot; bob leaves an uncommitted draft and closes too (it is saved, not lost)"
+"$bones" swarm close --slot agent-a
+echo "draft" > "$wt_b/draft.txt"
+"$bones" swarm close --slot agent-b
+
+step "bones apply: trunk comes into the user's repository as branch bones/trunk"
+"$bones" apply
+git log --oneline bones/trunk
+
 step "bones hub stop"
 "$bones" hub stop
 
@@ -68,7 +109,7 @@ set -e
 step "bones logs --hub: the lifecycle as humans read it"
 "$bones" logs --hub
 
-step "bones logs --hub --json | jq: the same entries, raw NDJSON"
-"$bones" logs --hub --json | jq -c '{ts, level, msg}'
+step "bones logs --hub --json | jq: the rpc entries, raw NDJSON"
+"$bones" logs --hub --json | jq -c 'select(.event == "rpc") | {ts, level, rpc, slot, took_ms, err}'
 
 step "done; the example workspace is removed"

@@ -438,3 +438,27 @@ fn slot_verbs_without_a_hub_say_how_to_start_one() {
     assert!(stderr(&out).contains("bones hub start"), "{}", stderr(&out));
     assert!(!Path::new(&ws.state_dir().join("swarm/a")).exists());
 }
+
+#[test]
+fn rescues_made_in_the_same_second_never_replace_each_other() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    for n in 0..3 {
+        let wt = join(&ws, "busy", "agent-b", &[]);
+        fs::write(wt.join(format!("draft{n}.txt")), format!("{n}\n")).unwrap();
+        ws.ok(&["swarm", "close", "--slot", "busy", "--result", "abandon"]);
+    }
+    let refs = ws.hub_git(&[
+        "for-each-ref",
+        "--format=%(refname)",
+        "refs/bones/rescued/busy/",
+    ]);
+    let refs: Vec<&str> = refs.lines().collect();
+    assert_eq!(refs.len(), 3, "{refs:?}");
+    for n in 0..3 {
+        let found = refs
+            .iter()
+            .any(|r| ws.hub_git(&["show", &format!("{r}:draft{n}.txt")]) == n.to_string());
+        assert!(found, "draft{n}.txt was lost");
+    }
+}

@@ -138,7 +138,7 @@ impl SlotDir {
             && old != trunk
             && !repo.graph_descendant_of(trunk, old).map_err(self.git())?
         {
-            saved = Some(self.save_rescue(&repo, old)?);
+            saved = Some(self.save_rescue(old)?);
         }
         let reference = repo
             .reference(&branch, trunk, true, "bones: slot from trunk")
@@ -198,14 +198,7 @@ impl SlotDir {
         if repo.checkout_tree(&object, Some(&mut checkout)).is_err() {
             return Ok(false);
         }
-        repo.reference_matching(
-            &self.branch_ref(),
-            target,
-            true,
-            old,
-            "bones: synced to trunk",
-        )
-        .map_err(self.git())?;
+        self.move_branch(old, target, "bones: synced to trunk")?;
         Ok(true)
     }
 
@@ -270,19 +263,12 @@ impl SlotDir {
                 }
             }
         }
-        let saved = self.save_rescue(&repo, head.id())?;
+        let saved = self.save_rescue(head.id())?;
         // the checkout now stands on trunk, with the slot's change on top
         let mut own_index = repo.index().map_err(self.git())?;
         own_index.read_tree(&trunk_tree).map_err(self.git())?;
         own_index.write().map_err(self.git())?;
-        repo.reference_matching(
-            &self.branch_ref(),
-            trunk,
-            true,
-            head.id(),
-            "bones: sync onto trunk",
-        )
-        .map_err(self.git())?;
+        self.move_branch(head.id(), trunk, "bones: sync onto trunk")?;
         let mut checkout = git2::build::CheckoutBuilder::new();
         checkout
             .force()
@@ -328,10 +314,15 @@ impl SlotDir {
         let id = repo
             .commit(None, &sig, &sig, &message, &tree, &[&head])
             .map_err(self.git())?;
-        self.save_rescue(&repo, id).map(Some)
+        self.save_rescue(id).map(Some)
     }
 
-    fn save_rescue(&self, repo: &Repository, id: Oid) -> Result<String, SlotError> {
+    /// Points a new rescue ref at `id`, never replacing an existing one.
+    fn save_rescue(&self, id: Oid) -> Result<String, SlotError> {
+        // refs are written through the bare repository: libgit2 opened on a
+        // worktree does not see that a shared ref already exists and would
+        // overwrite an earlier rescue made in the same second
+        let repo = self.bare()?;
         let base = format!("{RESCUE_PREFIX}/{}/{}", self.name, unix_now());
         let mut name = base.clone();
         for n in 2.. {
@@ -369,6 +360,18 @@ impl SlotDir {
             fs::remove_dir_all(&self.dir).map_err(self.io("cannot remove", &self.dir))?;
         }
         Ok(rescued)
+    }
+
+    fn bare(&self) -> Result<Repository, SlotError> {
+        Repository::open_bare(&self.hub_repo).map_err(self.git())
+    }
+
+    /// Moves the slot branch from `from` to `to`, failing if it moved.
+    fn move_branch(&self, from: Oid, to: Oid, why: &str) -> Result<(), SlotError> {
+        self.bare()?
+            .reference_matching(&self.branch_ref(), to, true, from, why)
+            .map(|_| ())
+            .map_err(self.git())
     }
 
     /// Records that the hub reaped this slot.
