@@ -9,4 +9,5 @@ pub mod duration;
 pub mod fsutil;
 pub mod hub;
 pub mod swarm;
+pub mod tasks;
 pub mod workspace;

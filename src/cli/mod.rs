@@ -7,6 +7,7 @@ mod apply;
 mod hub;
 mod logs;
 mod swarm;
+mod tasks;
 mod up;
 
 use std::process::ExitCode;
@@ -27,8 +28,11 @@ pub mod exit {
     pub const LIVE_LEASES: u8 = 4;
     /// `swarm commit`: the change conflicts with trunk; trunk is unchanged.
     pub const CONFLICT: u8 = 5;
-    /// `swarm join`: another agent holds the slot's lease.
+    /// `swarm join`: another agent holds the slot's lease;
+    /// `tasks claim`: another holds the task.
     pub const HELD: u8 = 6;
+    /// `tasks claim --next`: no task is ready.
+    pub const NOTHING_READY: u8 = 7;
 }
 
 #[derive(Debug, Parser)]
@@ -47,7 +51,7 @@ pub mod exit {
         bones hub stop              stop it",
     after_help = "Exit codes: 0 success, 1 failure, 2 usage error, 3 hub degraded (hub status), \
         4 live slot leases (hub stop), 5 conflict with trunk (swarm commit), \
-        6 slot held by another agent (swarm join)."
+        6 held by another (swarm join, tasks claim), 7 no ready task (tasks claim --next)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -80,6 +84,15 @@ enum Command {
     ///   bones swarm close
     #[command(subcommand, verbatim_doc_comment)]
     Swarm(swarm::SwarmCommand),
+    /// The task board: create, claim (never twice), release and close work items.
+    ///
+    /// A typical agent loop:
+    ///   while id=$(bones tasks claim --next); do
+    ///     ...work on $id...
+    ///     bones tasks close "$id" --reason done
+    ///   done
+    #[command(subcommand, verbatim_doc_comment)]
+    Tasks(tasks::TasksCommand),
     /// Bring the hub's trunk (or a slot) into your own repository.
     ///
     /// Fetches it as the local branch bones/trunk (or bones/slot/NAME) and
@@ -108,6 +121,7 @@ pub fn main() -> ExitCode {
         Command::Logs(args) => logs::run(args),
         Command::Swarm(command) => swarm::run(command),
         Command::Apply(args) => apply::run(args),
+        Command::Tasks(command) => tasks::run(command),
     };
     ExitCode::from(code)
 }

@@ -19,6 +19,7 @@ pub mod paths;
 pub mod ports;
 pub mod probe;
 pub mod process;
+pub mod projector;
 pub mod record;
 pub mod repo;
 mod run;

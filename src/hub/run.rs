@@ -19,7 +19,7 @@ use super::log::HubLog;
 use super::paths::Paths;
 use super::ports::{self, Ports};
 use super::record::HubRecord;
-use super::{HubError, StartOptions, lander, process, repo, watcher};
+use super::{HubError, StartOptions, lander, process, projector, repo, watcher};
 use crate::fsutil;
 
 /// Runs the hub in this process until SIGINT, SIGTERM or SIGHUP.
@@ -159,6 +159,9 @@ fn serve(
                 let lander = lander::spawn(client.clone(), paths.hub_repo.clone(), log.clone())
                     .await
                     .map_err(|e| HubError::Service(format!("landing service: {e}")))?;
+                let projector = projector::spawn(js.clone(), log.clone())
+                    .await
+                    .map_err(|e| HubError::Service(format!("task projector: {e}")))?;
                 let watcher = watcher::spawn(js, paths.clone(), log.clone());
                 log.info("hub: ready");
                 drop(lock);
@@ -166,6 +169,7 @@ fn serve(
                 // stop taking new work before the drain
                 watcher.abort();
                 lander.abort();
+                projector.abort();
                 Some(client)
             }
             Some(Err(err)) => {

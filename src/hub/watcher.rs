@@ -7,6 +7,7 @@
 //! and its checkout removed. A checkout with no lease at all (the hub
 //! crashed mid-reap, or the record was lost) is treated the same way. The
 //! watcher is silent when nothing is stale, and logs each failure once.
+//! Tasks a reaped slot had claimed go back to open.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use super::log::{EventKind, HubLog, LogEntry, LogLevel};
 use super::paths::Paths;
 use crate::swarm::lease;
 use crate::swarm::slot::{self, Reaped, SlotDir};
+use crate::tasks::Board;
 
 /// How often the watcher looks for expired leases: reap latency is at most
 /// the lease TTL plus this plus one scan.
@@ -61,7 +63,7 @@ async fn scan(
             Ok(true) => {
                 let excess = held.age_s(now).saturating_sub(held.ttl_s);
                 let why = format!("lease expired {excess}s ago");
-                reap(paths, log, &record.key, held.task_id, &why, reported).await;
+                reap(js, paths, log, &record.key, held.task_id, &why, reported).await;
             }
             Ok(false) => {} // renewed meanwhile
             Err(err) => return Err(err.to_string()),
@@ -71,6 +73,7 @@ async fn scan(
         let dir = SlotDir::new(paths, &name);
         if !leased.contains(&name) && dir.wt.exists() {
             reap(
+                js,
                 paths,
                 log,
                 &name,
@@ -85,6 +88,7 @@ async fn scan(
 }
 
 async fn reap(
+    js: &jetstream::Context,
     paths: &Paths,
     log: &HubLog,
     name: &str,
@@ -117,6 +121,7 @@ async fn reap(
             entry.task = task_id;
             log.write(entry);
             reported.remove(name);
+            release_tasks(js, log, name).await;
         }
         Ok(Err(err)) => {
             if reported.insert(name.to_string()) {
@@ -133,5 +138,23 @@ async fn reap(
             format!("hub: reaping slot {name} panicked"),
             join.to_string(),
         ),
+    }
+}
+
+/// Puts the tasks a reaped slot held back on the board.
+async fn release_tasks(js: &jetstream::Context, log: &HubLog, slot: &str) {
+    let released = match Board::open(js).await {
+        Ok(board) => {
+            board
+                .release_all_held_by(slot, "hub", &format!("slot {slot} was reaped"))
+                .await
+        }
+        Err(err) => Err(err),
+    };
+    if let Err(err) = released {
+        log.error(
+            format!("hub: cannot release the tasks of reaped slot {slot}"),
+            err.to_string(),
+        );
     }
 }

@@ -1,0 +1,489 @@
+//! `bones tasks create | list | show | update | claim | release | close | ready`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use super::{exit, report};
+use crate::hub::coord;
+use crate::hub::record::{HubState, hub_state};
+use crate::hub::{EventKind, HubLog, LogEntry, LogLevel, Paths};
+use crate::swarm;
+use crate::tasks::record::Refusal;
+use crate::tasks::{Board, NewTask, Status, Task, TaskError, Update};
+use crate::workspace::Workspace;
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Create a task; prints its id.
+    Create(CreateArgs),
+    /// List tasks, oldest first.
+    List(ListArgs),
+    /// Show one task.
+    Show(ShowArgs),
+    /// Edit a task's title, body, parent, labels or blockers.
+    Update(UpdateArgs),
+    /// Claim a task (or the oldest ready one with --next); prints its id.
+    ///
+    /// A compare-and-swap on the task's record: of any number of racing
+    /// claimers exactly one wins. A task another holds is refused (exit 6)
+    /// naming the holder; claiming your own claim again succeeds. With
+    /// --next and no ready task: exit 7. Claims belong to the slot you are
+    /// in (--slot, $BONES_SLOT, or the checkout you run in), else to
+    /// $BONES_AGENT_ID, else to this workspace's agent id.
+    Claim(ClaimArgs),
+    /// Give a claim back (the task becomes open again).
+    Release(ReleaseArgs),
+    /// Close a task (releasing its claim).
+    Close(CloseArgs),
+    /// Open tasks whose blockers are closed and whose parent is not.
+    Ready(JsonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// What to do, in one line.
+    title: String,
+    /// Details (at most 64 KiB).
+    #[arg(long, conflicts_with = "body_file")]
+    body: Option<String>,
+    /// Read the details from a file (- for stdin).
+    #[arg(long, value_name = "FILE")]
+    body_file: Option<PathBuf>,
+    /// The task this one is part of.
+    #[arg(long, value_name = "ID")]
+    parent: Option<String>,
+    /// A task that must be closed before this one is ready (repeatable).
+    #[arg(long = "blocked-by", value_name = "ID")]
+    blocked_by: Vec<String>,
+    /// A label (repeatable).
+    #[arg(long = "label", value_name = "L")]
+    labels: Vec<String>,
+    #[command(flatten)]
+    out: JsonArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StatusFilter {
+    Open,
+    Claimed,
+    Closed,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only tasks in this state.
+    #[arg(long, value_enum)]
+    status: Option<StatusFilter>,
+    /// Only tasks you hold.
+    #[arg(long)]
+    mine: bool,
+    /// Only tasks with this label.
+    #[arg(long, value_name = "L")]
+    label: Option<String>,
+    #[command(flatten)]
+    who: WhoArgs,
+    #[command(flatten)]
+    out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WhoArgs {
+    /// Act as this slot (default: $BONES_SLOT, else the checkout you are in).
+    #[arg(long, value_name = "NAME")]
+    slot: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    id: String,
+    #[command(flatten)]
+    out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    id: String,
+    #[arg(long)]
+    title: Option<String>,
+    #[arg(long)]
+    body: Option<String>,
+    /// Set the parent task.
+    #[arg(long, value_name = "ID", conflicts_with = "no_parent")]
+    parent: Option<String>,
+    /// Remove the parent.
+    #[arg(long)]
+    no_parent: bool,
+    #[arg(long = "add-label", value_name = "L")]
+    add_labels: Vec<String>,
+    #[arg(long = "remove-label", value_name = "L")]
+    remove_labels: Vec<String>,
+    /// Add a blocker (repeatable).
+    #[arg(long = "blocked-by", value_name = "ID")]
+    add_blockers: Vec<String>,
+    /// Remove a blocker (repeatable).
+    #[arg(long = "unblock", value_name = "ID")]
+    remove_blockers: Vec<String>,
+    #[command(flatten)]
+    who: WhoArgs,
+    #[command(flatten)]
+    out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ClaimArgs {
+    /// The task to claim.
+    #[arg(required_unless_present = "next", conflicts_with = "next")]
+    id: Option<String>,
+    /// Claim the oldest ready task.
+    #[arg(long)]
+    next: bool,
+    #[command(flatten)]
+    who: WhoArgs,
+    #[command(flatten)]
+    out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    id: String,
+    /// Release a claim someone else holds.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    who: WhoArgs,
+    #[command(flatten)]
+    out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CloseArgs {
+    id: String,
+    /// Why (done, duplicate, wontfix, ...).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Close a task someone else holds.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    who: WhoArgs,
+    #[command(flatten)]
+    out: JsonArgs,
+}
+
+/// What a verb can fail with, mapped to exit codes.
+enum Failure {
+    Task(TaskError),
+    Other(String, u8),
+}
+
+impl From<TaskError> for Failure {
+    fn from(err: TaskError) -> Failure {
+        Failure::Task(err)
+    }
+}
+
+pub fn run(command: TasksCommand) -> u8 {
+    let paths = match Workspace::from_cwd() {
+        Ok(ws) => Paths::new(&ws),
+        Err(err) => {
+            report(&err);
+            return exit::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            report(&format!("cannot start the async runtime: {err}"));
+            return exit::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(&paths, command)) {
+        Ok(()) => exit::OK,
+        Err(Failure::Other(message, code)) => {
+            report(&message);
+            code
+        }
+        Err(Failure::Task(err)) => {
+            report(&err);
+            match err {
+                TaskError::Refused(Refusal::ClaimedBy { .. }) => exit::HELD,
+                TaskError::Invalid(_) => exit::USAGE,
+                _ => exit::FAILURE,
+            }
+        }
+    }
+}
+
+async fn connect(paths: &Paths) -> Result<Board, Failure> {
+    if matches!(hub_state(paths), HubState::Stopped { .. }) {
+        return Err(Failure::Other(
+            "no hub is running for this workspace; start it with `bones hub start --detach`".into(),
+            exit::FAILURE,
+        ));
+    }
+    let client = coord::connect(paths)
+        .await
+        .map_err(|e| Failure::Other(e.to_string(), exit::FAILURE))?;
+    Ok(Board::open(&async_nats::jetstream::new(client)).await?)
+}
+
+/// Who acts: the slot, else `$BONES_AGENT_ID`, else the workspace's agent id.
+fn who(paths: &Paths, args: &WhoArgs) -> Result<String, Failure> {
+    if let Ok(slot) = swarm::current_slot(paths, args.slot.clone()) {
+        return Ok(slot);
+    }
+    if let Some(slot) = &args.slot {
+        swarm::name::validate_slot(slot).map_err(|e| Failure::Other(e.to_string(), exit::USAGE))?;
+    }
+    if let Ok(agent) = std::env::var(swarm::AGENT_ENV)
+        && !agent.trim().is_empty()
+    {
+        return Ok(agent.trim().to_string());
+    }
+    let id = crate::fsutil::read_trimmed(&paths.state_dir.join("agent.id"))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "operator".to_string());
+    Ok(format!("agent-{}", id.chars().take(12).collect::<String>()))
+}
+
+async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
+    match command {
+        TasksCommand::Create(args) => {
+            let body = match (&args.body, &args.body_file) {
+                (Some(body), _) => body.clone(),
+                (None, Some(file)) => read_body(file)?,
+                (None, None) => String::new(),
+            };
+            let by = who(paths, &WhoArgs { slot: None })?;
+            let board = connect(paths).await?;
+            let task = board
+                .create(
+                    NewTask {
+                        title: args.title,
+                        body,
+                        parent: args.parent,
+                        blocked_by: args.blocked_by,
+                        labels: args.labels,
+                    },
+                    &by,
+                )
+                .await?;
+            print_task_result(&task, args.out.json);
+        }
+        TasksCommand::List(args) => {
+            let me = who(paths, &args.who)?;
+            let board = connect(paths).await?;
+            let (tasks, unreadable) = board.list().await?;
+            let wanted = args.status.map(|s| match s {
+                StatusFilter::Open => Status::Open,
+                StatusFilter::Claimed => Status::Claimed,
+                StatusFilter::Closed => Status::Closed,
+            });
+            let shown: Vec<&Task> = tasks
+                .iter()
+                .filter(|t| wanted.is_none_or(|w| t.status == w))
+                .filter(|t| !args.mine || t.claimed_by.as_deref() == Some(me.as_str()))
+                .filter(|t| args.label.as_ref().is_none_or(|l| t.labels.contains(l)))
+                .collect();
+            print_list(&shown, args.out.json);
+            if !unreadable.is_empty() {
+                eprintln!(
+                    "tasks: skipped {} unreadable record(s): {}",
+                    unreadable.len(),
+                    unreadable.join(", ")
+                );
+            }
+        }
+        TasksCommand::Show(args) => {
+            let board = connect(paths).await?;
+            let (task, revision) = board.get(&args.id).await?;
+            if args.out.json {
+                println!("{}", json!(task));
+            } else {
+                print_one(&task, revision);
+            }
+        }
+        TasksCommand::Update(args) => {
+            let by = who(paths, &args.who)?;
+            let edit = Update {
+                title: args.title,
+                body: args.body,
+                parent: if args.no_parent {
+                    Some(None)
+                } else {
+                    args.parent.map(Some)
+                },
+                add_labels: args.add_labels,
+                remove_labels: args.remove_labels,
+                add_blockers: args.add_blockers,
+                remove_blockers: args.remove_blockers,
+            };
+            edit.validate(&args.id).map_err(TaskError::from)?;
+            let board = connect(paths).await?;
+            let task = board.update(&args.id, &by, &edit).await?;
+            print_task_result(&task, args.out.json);
+        }
+        TasksCommand::Claim(args) => {
+            let by = who(paths, &args.who)?;
+            let board = connect(paths).await?;
+            if args.next {
+                match board.claim_next(&by).await? {
+                    Some(task) => print_task_result(&task, args.out.json),
+                    None => {
+                        return Err(Failure::Other(
+                            "no ready task to claim (`bones tasks list` shows them all)".into(),
+                            exit::NOTHING_READY,
+                        ));
+                    }
+                }
+            } else {
+                let id = args.id.unwrap_or_default();
+                let started = Instant::now();
+                match board.claim(&id, &by).await {
+                    Ok((task, fresh)) => {
+                        if !fresh {
+                            eprintln!("tasks: {id} was already yours");
+                        }
+                        print_task_result(&task, args.out.json);
+                    }
+                    Err(err) => {
+                        if matches!(err, TaskError::Refused(_)) {
+                            log_refusal(paths, "tasks.claim", &by, &id, started, &err);
+                        }
+                        return Err(err.into());
+                    }
+                }
+            }
+        }
+        TasksCommand::Release(args) => {
+            let by = who(paths, &args.who)?;
+            let board = connect(paths).await?;
+            let task = board.release(&args.id, &by, args.force, None).await?;
+            print_task_result(&task, args.out.json);
+        }
+        TasksCommand::Close(args) => {
+            let by = who(paths, &args.who)?;
+            let board = connect(paths).await?;
+            let task = board.close(&args.id, &by, args.reason, args.force).await?;
+            print_task_result(&task, args.out.json);
+        }
+        TasksCommand::Ready(args) => {
+            let board = connect(paths).await?;
+            let tasks = board.ready().await?;
+            let refs: Vec<&Task> = tasks.iter().collect();
+            print_list(&refs, args.json);
+        }
+    }
+    Ok(())
+}
+
+fn read_body(file: &PathBuf) -> Result<String, Failure> {
+    use std::io::Read;
+    let limit = crate::tasks::record::MAX_BODY as u64 + 1;
+    let mut text = String::new();
+    let read = if file.as_os_str() == "-" {
+        std::io::stdin().take(limit).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(file).and_then(|f| f.take(limit).read_to_string(&mut text))
+    };
+    read.map_err(|e| {
+        Failure::Other(
+            format!("cannot read the body from {}: {e}", file.display()),
+            exit::USAGE,
+        )
+    })?;
+    Ok(text)
+}
+
+/// A refused claim writes nothing to the board, so no event: the refusal
+/// is logged here, as an rpc entry with `err`, for the operator.
+fn log_refusal(paths: &Paths, rpc: &str, by: &str, task: &str, started: Instant, err: &TaskError) {
+    let config = crate::hub::log::LogConfig::from_env(LogLevel::Info);
+    let log = HubLog::open(paths.hub_log.clone(), config);
+    let mut entry = LogEntry::new(LogLevel::Warn, EventKind::Rpc).with_err(err.to_string());
+    entry.msg = Some(rpc.to_string());
+    entry.rpc = Some(rpc.to_string());
+    entry.agent = Some(by.to_string());
+    entry.task = Some(task.to_string());
+    entry.took_ms = Some(started.elapsed().as_millis() as u64);
+    log.write(entry);
+}
+
+fn print_task_result(task: &Task, as_json: bool) {
+    if as_json {
+        println!("{}", json!(task));
+    } else {
+        eprintln!("tasks: {} {} ({})", task.id, task.describe(), task.title);
+        println!("{}", task.id);
+    }
+}
+
+fn print_list(tasks: &[&Task], as_json: bool) {
+    if as_json {
+        println!("{}", json!(tasks));
+        return;
+    }
+    if tasks.is_empty() {
+        println!("no tasks");
+        return;
+    }
+    println!("{:<11} {:<8} {:<16} TITLE", "ID", "STATUS", "HOLDER");
+    for t in tasks {
+        let holder: String = t
+            .claimed_by
+            .as_deref()
+            .unwrap_or("-")
+            .chars()
+            .take(16)
+            .collect();
+        let title: String = t.title.chars().take(70).collect();
+        println!(
+            "{:<11} {:<8} {:<16} {title}",
+            t.id,
+            t.status.as_str(),
+            holder
+        );
+    }
+}
+
+fn print_one(task: &Task, revision: u64) {
+    println!("{}  {}", task.id, task.title);
+    println!("  status     {}", task.describe());
+    if let Some(parent) = &task.parent {
+        println!("  parent     {parent}");
+    }
+    if !task.blocked_by.is_empty() {
+        println!("  blocked by {}", task.blocked_by.join(", "));
+    }
+    if !task.labels.is_empty() {
+        println!("  labels     {}", task.labels.join(", "));
+    }
+    println!("  created    {}", task.created_at);
+    println!(
+        "  updated    {} ({} by {}, revision {revision})",
+        task.updated_at, task.last_op.op, task.last_op.by
+    );
+    if let Some(reason) = &task.closed_reason {
+        println!("  closed     {reason}");
+    }
+    if !task.body.is_empty() {
+        println!();
+        for line in task.body.lines() {
+            println!("  {line}");
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The task-event projector: turns every revision of a task record into one
+//! event on the `tasks-events` stream and one `rpc` entry in hub.log.
+//!
+//! It reads the `bones-tasks` bucket's own stream through a durable
+//! consumer, so a revision written while the projector was busy, or just
+//! before the hub was killed, is still delivered after a restart, and one
+//! already acknowledged is never delivered again. Events carry the message
+//! id `<task>:<revision>`: if the hub dies after publishing but before
+//! acknowledging, the redelivered revision is recognised as a duplicate by
+//! the server and neither the event nor its log entry is repeated.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, stream};
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::log::{EventKind, HubLog, LogEntry, LogLevel};
+use crate::tasks::board::{Board, TASKS_BUCKET};
+use crate::tasks::record::Task;
+
+/// The stream task events are published on, one subject per task.
+pub const EVENTS_STREAM: &str = "tasks-events";
+/// Subject prefix of task events: `tasks.events.<id>`.
+pub const EVENTS_PREFIX: &str = "tasks.events";
+/// The hub's durable consumer on the bucket's stream.
+const DURABLE: &str = "bones-hub-projector";
+/// How long the server remembers message ids for de-duplication.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// An event on `tasks-events` (schema 1, documented in `docs/tasks.md`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskEvent<'a> {
+    pub schema: u32,
+    /// `create`, `claim`, `release`, `update` or `close`.
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub task: &'a str,
+    /// The record's revision in `bones-tasks` this event describes.
+    pub revision: u64,
+    pub by: &'a str,
+    pub at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub took_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    /// The record after the change.
+    pub record: &'a Task,
+}
+
+/// Starts the projector; runs until aborted.
+pub async fn spawn(
+    js: jetstream::Context,
+    log: HubLog,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let board = Board::open(&js).await.map_err(|e| e.to_string())?;
+    js.get_or_create_stream(stream::Config {
+        name: EVENTS_STREAM.to_string(),
+        subjects: vec![format!("{EVENTS_PREFIX}.>")],
+        duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("stream {EVENTS_STREAM}: {e}"))?;
+    let consumer = board
+        .store()
+        .stream
+        .get_or_create_consumer(
+            DURABLE,
+            consumer::pull::Config {
+                durable_name: Some(DURABLE.to_string()),
+                description: Some("bones hub: task revisions to events and hub.log".into()),
+                filter_subject: format!("$KV.{TASKS_BUCKET}.>"),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ack_policy: consumer::AckPolicy::Explicit,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("consumer {DURABLE}: {e}"))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| format!("consumer {DURABLE}: {e}"))?;
+    Ok(tokio::spawn(async move {
+        let mut warned = false;
+        while let Some(message) = messages.next().await {
+            let Ok(message) = message else { continue };
+            match project(&js, &log, &message).await {
+                Ok(()) => {
+                    let _ = message.ack().await;
+                }
+                Err(ProjectError::Skip(why)) => {
+                    if !warned {
+                        log.warn(format!("hub: task projector skipped a revision: {why}"));
+                        warned = true;
+                    }
+                    let _ = message.ack().await;
+                }
+                // not acknowledged: redelivered after the ack wait
+                Err(ProjectError::Retry(why)) => {
+                    log.warn(format!("hub: task projector: {why}; will retry"));
+                }
+            }
+        }
+    }))
+}
+
+enum ProjectError {
+    Skip(String),
+    Retry(String),
+}
+
+async fn project(
+    js: &jetstream::Context,
+    log: &HubLog,
+    message: &jetstream::Message,
+) -> Result<(), ProjectError> {
+    let info = message
+        .info()
+        .map_err(|e| ProjectError::Skip(e.to_string()))?;
+    let revision = info.stream_sequence;
+    if message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("KV-Operation"))
+        .is_some()
+    {
+        return Ok(()); // a delete or purge: not a task event
+    }
+    let task: Task = serde_json::from_slice(&message.payload)
+        .map_err(|e| ProjectError::Skip(format!("revision {revision}: {e}")))?;
+    let event = TaskEvent {
+        schema: 1,
+        kind: &task.last_op.op,
+        task: &task.id,
+        revision,
+        by: &task.last_op.by,
+        at: &task.last_op.at,
+        took_ms: task.last_op.took_ms,
+        reason: task.last_op.reason.as_deref(),
+        record: &task,
+    };
+    let body = serde_json::to_vec(&event).map_err(|e| ProjectError::Skip(e.to_string()))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        format!("{}:{revision}", task.id).as_str(),
+    );
+    let ack = js
+        .publish_with_headers(format!("{EVENTS_PREFIX}.{}", task.id), headers, body.into())
+        .await
+        .map_err(|e| ProjectError::Retry(e.to_string()))?
+        .await
+        .map_err(|e| ProjectError::Retry(e.to_string()))?;
+    if !ack.duplicate {
+        let rpc = format!("tasks.{}", task.last_op.op);
+        let mut entry = LogEntry::new(LogLevel::Info, EventKind::Rpc);
+        entry.msg = Some(rpc.clone());
+        entry.rpc = Some(rpc);
+        entry.agent = Some(task.last_op.by.clone());
+        entry.task = Some(task.id.clone());
+        entry.took_ms = task.last_op.took_ms;
+        log.write(entry);
+    }
+    Ok(())
+}

@@ -1,0 +1,445 @@
+//! The task board: task records in the `bones-tasks` KV bucket, changed
+//! only by compare-and-swap on the record's revision.
+//!
+//! A mutation reads the record, applies a rule from [`super::record`] and
+//! writes it back naming the revision it read; if another writer got there
+//! first the write is refused by the server and the whole step is re-run on
+//! a fresh read, so the rule is always checked against the latest state. A
+//! refused claim writes nothing, and therefore produces no event: the hub
+//! derives the events on `tasks-events` from the bucket's own revisions.
+
+use std::time::Instant;
+
+use async_nats::jetstream::{self, consumer, kv};
+use futures::StreamExt;
+
+use super::record::{self, InputError, Refusal, Status, Task};
+
+/// The bucket holding one record per task, keyed by id.
+pub const TASKS_BUCKET: &str = "bones-tasks";
+/// Revisions kept per task: the hub's event projector reads them, so a
+/// burst of changes to one task is never collapsed before it is seen.
+pub const HISTORY: i64 = 64;
+/// Bound on compare-and-swap retries for one mutation.
+const MAX_ATTEMPTS: usize = 32;
+/// Rounds of `claim --next` when every candidate was taken meanwhile.
+const MAX_NEXT_ROUNDS: usize = 64;
+
+/// Why a board operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("task board ({TASKS_BUCKET}): {0}")]
+    Bucket(String),
+    #[error("no task {0}; `bones tasks list` shows the ids")]
+    NotFound(String),
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    #[error("{0}")]
+    Invalid(#[from] InputError),
+    #[error("task {0} kept changing under this update; try again")]
+    Contended(String),
+    #[error("task {id}: its record is not readable ({why}); fix or delete it with a NATS client")]
+    Corrupt { id: String, why: String },
+}
+
+fn bucket_err(err: impl std::fmt::Display) -> TaskError {
+    TaskError::Bucket(err.to_string())
+}
+
+/// What to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewTask {
+    pub title: String,
+    pub body: String,
+    pub parent: Option<String>,
+    pub blocked_by: Vec<String>,
+    pub labels: Vec<String>,
+}
+
+/// An edit; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct Update {
+    pub title: Option<String>,
+    pub body: Option<String>,
+    /// `Some(None)` removes the parent.
+    pub parent: Option<Option<String>>,
+    pub add_labels: Vec<String>,
+    pub remove_labels: Vec<String>,
+    pub add_blockers: Vec<String>,
+    pub remove_blockers: Vec<String>,
+}
+
+impl Update {
+    /// Checks every input before anything is read or written.
+    pub fn validate(&self, id: &str) -> Result<(), InputError> {
+        if let Some(title) = &self.title {
+            record::validate_title(title)?;
+        }
+        if let Some(body) = &self.body {
+            record::validate_body(body)?;
+        }
+        if let Some(Some(parent)) = &self.parent {
+            record::validate_id(parent)?;
+            if parent == id {
+                return Err(InputError::SelfReference("parent"));
+            }
+        }
+        for label in self.add_labels.iter().chain(&self.remove_labels) {
+            record::validate_label(label)?;
+        }
+        for blocker in self.add_blockers.iter().chain(&self.remove_blockers) {
+            record::validate_id(blocker)?;
+            if blocker == id {
+                return Err(InputError::SelfReference("blocker"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A handle on the board.
+#[derive(Clone)]
+pub struct Board {
+    store: kv::Store,
+    client: async_nats::Client,
+}
+
+impl Board {
+    /// Opens the bucket, creating it on first use.
+    pub async fn open(js: &jetstream::Context) -> Result<Board, TaskError> {
+        let store = match js.get_key_value(TASKS_BUCKET).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: TASKS_BUCKET.to_string(),
+                    description: "bones task board (schema: docs/tasks.md)".to_string(),
+                    history: HISTORY,
+                    max_value_size: (record::MAX_BODY as i32) * 2,
+                    ..Default::default()
+                })
+                .await
+                .map_err(bucket_err)?,
+        };
+        Ok(Board {
+            store,
+            client: js.client(),
+        })
+    }
+
+    /// The bucket's store, for the hub's projector.
+    pub fn store(&self) -> &kv::Store {
+        &self.store
+    }
+
+    /// Creates a task; its id is generated (`t-` and 8 characters).
+    pub async fn create(&self, new: NewTask, by: &str) -> Result<Task, TaskError> {
+        let started = Instant::now();
+        record::validate_title(&new.title)?;
+        record::validate_body(&new.body)?;
+        if new.labels.len() > record::MAX_LABELS {
+            return Err(InputError::TooManyLabels.into());
+        }
+        for label in &new.labels {
+            record::validate_label(label)?;
+        }
+        for id in new.parent.iter().chain(&new.blocked_by) {
+            record::validate_id(id)?;
+            self.get(id).await?;
+        }
+        loop {
+            let now = record::precise_now();
+            let mut task = Task::new(new_id(), new.title.clone(), by, &now);
+            task.body = new.body.clone();
+            task.parent = new.parent.clone();
+            task.blocked_by = new.blocked_by.clone();
+            task.labels = new.labels.clone();
+            task.last_op.took_ms = Some(started.elapsed().as_millis() as u64);
+            match self.store.create(&task.id, encode(&task)?).await {
+                Ok(_) => return Ok(task),
+                Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => continue,
+                Err(err) => return Err(bucket_err(err)),
+            }
+        }
+    }
+
+    /// One task and the revision a compare-and-swap must name.
+    pub async fn get(&self, id: &str) -> Result<(Task, u64), TaskError> {
+        record::validate_id(id)?;
+        let entry = self
+            .store
+            .entry(id)
+            .await
+            .map_err(bucket_err)?
+            .filter(|e| e.operation == kv::Operation::Put)
+            .ok_or_else(|| TaskError::NotFound(id.to_string()))?;
+        let task = serde_json::from_slice(&entry.value).map_err(|e| TaskError::Corrupt {
+            id: id.to_string(),
+            why: e.to_string(),
+        })?;
+        Ok((task, entry.revision))
+    }
+
+    /// Every task, oldest first, read in one pass over the bucket. Records
+    /// that do not decode are skipped and returned by id.
+    pub async fn list(&self) -> Result<(Vec<Task>, Vec<String>), TaskError> {
+        let consumer = self
+            .store
+            .stream
+            .create_consumer(consumer::push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: format!("$KV.{TASKS_BUCKET}.>"),
+                deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+                replay_policy: consumer::ReplayPolicy::Instant,
+                ..Default::default()
+            })
+            .await
+            .map_err(bucket_err)?;
+        let mut tasks = Vec::new();
+        let mut unreadable = Vec::new();
+        if consumer.cached_info().num_pending > 0 {
+            let mut messages = consumer.messages().await.map_err(bucket_err)?;
+            while let Some(message) = messages.next().await {
+                let message = message.map_err(bucket_err)?;
+                let pending = message.info().map(|i| i.pending).unwrap_or(0);
+                let deleted = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("KV-Operation"))
+                    .is_some();
+                if !deleted {
+                    match serde_json::from_slice::<Task>(&message.payload) {
+                        Ok(task) => tasks.push(task),
+                        Err(_) => unreadable.push(
+                            message
+                                .subject
+                                .rsplit('.')
+                                .next()
+                                .unwrap_or_default()
+                                .to_string(),
+                        ),
+                    }
+                }
+                if pending == 0 {
+                    break;
+                }
+            }
+        }
+        tasks.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        Ok((tasks, unreadable))
+    }
+
+    /// Open tasks whose blockers are closed and whose parent is not, oldest first.
+    pub async fn ready(&self) -> Result<Vec<Task>, TaskError> {
+        let (tasks, _) = self.list().await?;
+        Ok(ready_among(&tasks))
+    }
+
+    /// Applies `rule` to the latest record and writes it with a
+    /// compare-and-swap, re-reading and re-applying on every race. `rule`
+    /// returns whether it changed anything; nothing is written if not.
+    async fn mutate(
+        &self,
+        id: &str,
+        started: Instant,
+        mut rule: impl FnMut(&mut Task, &str) -> Result<bool, TaskError>,
+    ) -> Result<(Task, bool), TaskError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut task, revision) = self.get(id).await?;
+            let now = record::precise_now();
+            if !rule(&mut task, &now)? {
+                return Ok((task, false));
+            }
+            task.last_op.took_ms = Some(started.elapsed().as_millis() as u64);
+            match self.store.update(id, encode(&task)?, revision).await {
+                Ok(_) => return Ok((task, true)),
+                Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(err) => return Err(bucket_err(err)),
+            }
+        }
+        Err(TaskError::Contended(id.to_string()))
+    }
+
+    /// Claims a task for `who`. `Ok((task, false))` when `who` already held it.
+    pub async fn claim(&self, id: &str, who: &str) -> Result<(Task, bool), TaskError> {
+        self.mutate(id, Instant::now(), |task, now| Ok(task.claim(who, now)?))
+            .await
+    }
+
+    /// Claims the oldest ready task; `None` when no task is ready. Tasks
+    /// taken by others meanwhile are skipped.
+    pub async fn claim_next(&self, who: &str) -> Result<Option<Task>, TaskError> {
+        let started = Instant::now();
+        for _ in 0..MAX_NEXT_ROUNDS {
+            let candidates = self.ready().await?;
+            if candidates.is_empty() {
+                return Ok(None);
+            }
+            for candidate in candidates {
+                let claimed = self
+                    .mutate(&candidate.id, started, |task, now| {
+                        if task.status != Status::Open {
+                            return Err(TaskError::Refused(Refusal::ClaimedBy {
+                                id: task.id.clone(),
+                                holder: task.claimed_by.clone().unwrap_or_default(),
+                            }));
+                        }
+                        Ok(task.claim(who, now)?)
+                    })
+                    .await;
+                match claimed {
+                    Ok((task, _)) => return Ok(Some(task)),
+                    Err(TaskError::Refused(_)) | Err(TaskError::NotFound(_)) => continue,
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        Err(TaskError::Contended("(next ready task)".to_string()))
+    }
+
+    /// Gives a claim back (only its holder, unless `force`).
+    pub async fn release(
+        &self,
+        id: &str,
+        who: &str,
+        force: bool,
+        reason: Option<String>,
+    ) -> Result<Task, TaskError> {
+        self.mutate(id, Instant::now(), |task, now| {
+            task.release(who, now, force, reason.clone())?;
+            Ok(true)
+        })
+        .await
+        .map(|(task, _)| task)
+    }
+
+    /// Closes a task, releasing its claim.
+    pub async fn close(
+        &self,
+        id: &str,
+        who: &str,
+        reason: Option<String>,
+        force: bool,
+    ) -> Result<Task, TaskError> {
+        self.mutate(id, Instant::now(), |task, now| {
+            task.close(who, now, reason.clone(), force)?;
+            Ok(true)
+        })
+        .await
+        .map(|(task, _)| task)
+    }
+
+    /// Edits a task.
+    pub async fn update(&self, id: &str, who: &str, edit: &Update) -> Result<Task, TaskError> {
+        edit.validate(id)?;
+        if let Some(Some(parent)) = &edit.parent {
+            self.get(parent).await?;
+        }
+        for blocker in &edit.add_blockers {
+            self.get(blocker).await?;
+        }
+        self.mutate(id, Instant::now(), |task, now| {
+            apply_edit(task, edit)?;
+            task.touch(who, now)?;
+            Ok(true)
+        })
+        .await
+        .map(|(task, _)| task)
+    }
+
+    /// Releases every task `holder` claimed (a reaped slot's), as `by`.
+    pub async fn release_all_held_by(
+        &self,
+        holder: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<Vec<String>, TaskError> {
+        let (tasks, _) = self.list().await?;
+        let mut released = Vec::new();
+        for task in tasks
+            .iter()
+            .filter(|t| t.status == Status::Claimed && t.claimed_by.as_deref() == Some(holder))
+        {
+            let done = self
+                .mutate(&task.id, Instant::now(), |task, now| {
+                    if task.claimed_by.as_deref() != Some(holder) {
+                        return Ok(false);
+                    }
+                    task.release(by, now, true, Some(reason.to_string()))?;
+                    Ok(true)
+                })
+                .await?;
+            if done.1 {
+                released.push(task.id.clone());
+            }
+        }
+        Ok(released)
+    }
+}
+
+fn apply_edit(task: &mut Task, edit: &Update) -> Result<(), TaskError> {
+    if let Some(title) = &edit.title {
+        task.title = title.clone();
+    }
+    if let Some(body) = &edit.body {
+        task.body = body.clone();
+    }
+    if let Some(parent) = &edit.parent {
+        task.parent = parent.clone();
+    }
+    for label in &edit.add_labels {
+        if !task.labels.contains(label) {
+            task.labels.push(label.clone());
+        }
+    }
+    task.labels.retain(|l| !edit.remove_labels.contains(l));
+    if task.labels.len() > record::MAX_LABELS {
+        return Err(InputError::TooManyLabels.into());
+    }
+    for blocker in &edit.add_blockers {
+        if !task.blocked_by.contains(blocker) {
+            task.blocked_by.push(blocker.clone());
+        }
+    }
+    task.blocked_by
+        .retain(|b| !edit.remove_blockers.contains(b));
+    Ok(())
+}
+
+/// The ready tasks among `tasks` (which must be the whole board), oldest first.
+pub fn ready_among(tasks: &[Task]) -> Vec<Task> {
+    let status = |id: &str| tasks.iter().find(|t| t.id == id).map(|t| t.status);
+    tasks
+        .iter()
+        .filter(|t| t.is_ready(status))
+        .cloned()
+        .collect()
+}
+
+fn encode(task: &Task) -> Result<bytes::Bytes, TaskError> {
+    serde_json::to_vec(task)
+        .map(bytes::Bytes::from)
+        .map_err(|e| TaskError::Bucket(e.to_string()))
+}
+
+/// `t-` and 8 characters from `[a-z0-9]`.
+fn new_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let tail: String = bytes[..8]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
+    format!("t-{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_valid() {
+        for _ in 0..100 {
+            assert!(record::validate_id(&new_id()).is_ok());
+        }
+    }
+}

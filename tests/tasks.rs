@@ -1,0 +1,439 @@
+//! The task board against a real hub: racing claimers never double-claim,
+//! events and rpc entries match the board exactly, across hub kills too.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bones::tasks::{Board, NewTask, Status, Task};
+use support::{Signal, TestWorkspace, send_signal, stderr, stdout, wait_until};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn board(
+    ws: &TestWorkspace,
+    rt: &tokio::runtime::Runtime,
+) -> (Board, async_nats::jetstream::Context) {
+    rt.block_on(async {
+        let client = bones::hub::coord::connect(&ws.paths()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        (Board::open(&js).await.unwrap(), js)
+    })
+}
+
+fn create_many(ws: &TestWorkspace, n: usize) -> Vec<String> {
+    let rt = runtime();
+    let (board, _) = board(ws, &rt);
+    rt.block_on(async {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let task = board
+                .create(
+                    NewTask {
+                        title: format!("task {i}"),
+                        ..Default::default()
+                    },
+                    "test",
+                )
+                .await
+                .unwrap();
+            ids.push(task.id);
+        }
+        ids
+    })
+}
+
+fn all_tasks(ws: &TestWorkspace) -> Vec<Task> {
+    let rt = runtime();
+    let (board, _) = board(ws, &rt);
+    rt.block_on(board.list()).unwrap().0
+}
+
+/// rpc entries in hub.log with this name and no `err`.
+fn rpc_count(ws: &TestWorkspace, rpc: &str) -> usize {
+    ws.hub_log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["rpc"] == rpc && e.get("err").is_none())
+        .count()
+}
+
+/// Every event on `tasks-events`, as (type, task) pairs.
+fn events(ws: &TestWorkspace) -> Vec<(String, String)> {
+    let rt = runtime();
+    let (_, js) = board(ws, &rt);
+    rt.block_on(async {
+        use futures::StreamExt;
+        let stream = js.get_stream("tasks-events").await.unwrap();
+        let total = stream.cached_info().state.messages;
+        let mut out = Vec::new();
+        if total == 0 {
+            return out;
+        }
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::push::OrderedConfig {
+                deliver_subject: js.client().new_inbox(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut messages = consumer.messages().await.unwrap();
+        while let Some(message) = messages.next().await {
+            let message = message.unwrap();
+            let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+            out.push((
+                event["type"].as_str().unwrap().to_string(),
+                event["task"].as_str().unwrap().to_string(),
+            ));
+            if message.info().unwrap().pending == 0 {
+                break;
+            }
+        }
+        out
+    })
+}
+
+/// Runs `racers` claimers of `claim --next` until none is left; returns
+/// what each reported. `during` runs once after the first claims.
+fn race(
+    ws: &TestWorkspace,
+    racers: usize,
+    during: impl FnOnce() + Send,
+) -> HashMap<String, Vec<String>> {
+    let claimed: Mutex<HashMap<String, Vec<String>>> = Mutex::new(HashMap::new());
+    let first = std::sync::Barrier::new(racers + 1);
+    std::thread::scope(|scope| {
+        for r in 0..racers {
+            let (ws, claimed, first) = (ws, &claimed, &first);
+            scope.spawn(move || {
+                let me = format!("racer-{r}");
+                let mut waited = false;
+                let mut failures = 0;
+                loop {
+                    let out = ws
+                        .command(&["tasks", "claim", "--next"])
+                        .env("BONES_AGENT_ID", &me)
+                        .output()
+                        .unwrap();
+                    match out.status.code() {
+                        Some(0) => {
+                            let id = stdout(&out).trim().to_string();
+                            claimed
+                                .lock()
+                                .unwrap()
+                                .entry(me.clone())
+                                .or_default()
+                                .push(id);
+                            if !waited {
+                                first.wait();
+                                waited = true;
+                            }
+                        }
+                        Some(7) => break,
+                        _ => {
+                            // the hub is down (killed by the test): try again
+                            failures += 1;
+                            assert!(failures < 600, "{me}: {}", stderr(&out));
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                }
+                if !waited {
+                    first.wait();
+                }
+            });
+        }
+        first.wait();
+        during();
+    });
+    claimed.into_inner().unwrap()
+}
+
+fn assert_claimed_exactly_once(
+    ws: &TestWorkspace,
+    ids: &[String],
+    reported: &HashMap<String, Vec<String>>,
+) {
+    let mut seen = HashSet::new();
+    for (racer, list) in reported {
+        for id in list {
+            assert!(
+                seen.insert(id.clone()),
+                "{id} reported claimed twice (again by {racer})"
+            );
+        }
+    }
+    let tasks = all_tasks(ws);
+    assert_eq!(tasks.len(), ids.len());
+    for task in &tasks {
+        assert_eq!(task.status, Status::Claimed, "{} not claimed", task.id);
+        assert_eq!(
+            task.claim_epoch, 1,
+            "{} claimed {} times",
+            task.id, task.claim_epoch
+        );
+        let holder = task.claimed_by.as_deref().unwrap();
+        if seen.contains(&task.id) {
+            assert!(
+                reported[holder].contains(&task.id),
+                "{} held by {holder}, reported by another",
+                task.id
+            );
+        }
+    }
+}
+
+#[test]
+fn eight_racers_claim_five_hundred_tasks_exactly_once() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let ids = create_many(&ws, 500);
+    let reported = race(&ws, 8, || {});
+    assert_eq!(reported.values().map(Vec::len).sum::<usize>(), 500);
+    assert_claimed_exactly_once(&ws, &ids, &reported);
+    assert!(
+        wait_until(Duration::from_secs(30), || rpc_count(&ws, "tasks.claim")
+            >= 500),
+        "only {} tasks.claim entries",
+        rpc_count(&ws, "tasks.claim")
+    );
+    assert_eq!(rpc_count(&ws, "tasks.claim"), 500);
+    let claims = events(&ws)
+        .into_iter()
+        .filter(|(t, _)| t == "claim")
+        .count();
+    assert_eq!(claims, 500);
+}
+
+#[test]
+fn a_hub_killed_during_the_race_loses_and_repeats_nothing() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let ids = create_many(&ws, 150);
+    let reported = race(&ws, 8, || {
+        let pid = ws.hub_pid().unwrap();
+        send_signal(pid, Signal::SIGKILL);
+        assert!(wait_until(Duration::from_secs(10), || !support::alive(pid)));
+        ws.start();
+    });
+    assert_claimed_exactly_once(&ws, &ids, &reported);
+    assert!(
+        wait_until(Duration::from_secs(30), || rpc_count(&ws, "tasks.claim")
+            >= 150),
+        "only {} tasks.claim entries",
+        rpc_count(&ws, "tasks.claim")
+    );
+    let events = events(&ws);
+    let claim_events: Vec<&String> = events
+        .iter()
+        .filter(|(t, _)| t == "claim")
+        .map(|(_, id)| id)
+        .collect();
+    let distinct: HashSet<&&String> = claim_events.iter().collect();
+    assert_eq!(
+        claim_events.len(),
+        150,
+        "claim events: {}",
+        claim_events.len()
+    );
+    assert_eq!(distinct.len(), 150);
+    assert_eq!(events.iter().filter(|(t, _)| t == "create").count(), 150);
+    assert_eq!(rpc_count(&ws, "tasks.claim"), 150);
+}
+
+#[test]
+fn a_refused_claim_changes_nothing_and_publishes_no_event() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let id = stdout(&ws.ok(&["tasks", "create", "Fix the parser", "--label", "bug"]))
+        .trim()
+        .to_string();
+    ws.command(&["tasks", "claim", &id])
+        .env("BONES_AGENT_ID", "alice")
+        .output()
+        .unwrap();
+    // claiming your own claim again is fine
+    let out = ws
+        .command(&["tasks", "claim", &id])
+        .env("BONES_AGENT_ID", "alice")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ws
+        .command(&["tasks", "claim", &id])
+        .env("BONES_AGENT_ID", "bob")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    assert!(
+        stderr(&out).contains("claimed by alice"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = ws.ok(&["tasks", "show", &id, "--json"]);
+    let task: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(task["claimed_by"], "alice");
+    assert_eq!(task["claim_epoch"], 1);
+    assert!(wait_until(Duration::from_secs(10), || rpc_count(
+        &ws,
+        "tasks.claim"
+    ) == 1));
+    let events = events(&ws);
+    assert_eq!(
+        events,
+        vec![
+            ("create".to_string(), id.clone()),
+            ("claim".to_string(), id.clone())
+        ]
+    );
+    // the refusal is in the log, with its error
+    assert!(ws.hub_log().contains("\"err\":\"task"), "{}", ws.hub_log());
+
+    // closing releases; a closed task cannot be claimed
+    ws.command(&["tasks", "close", &id, "--reason", "done"])
+        .env("BONES_AGENT_ID", "alice")
+        .output()
+        .unwrap();
+    let out = ws.ok(&["tasks", "show", &id, "--json"]);
+    let task: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(task["status"], "closed");
+    assert!(task.get("claimed_by").is_none());
+    let out = ws
+        .command(&["tasks", "claim", &id])
+        .env("BONES_AGENT_ID", "bob")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+#[test]
+fn ready_follows_blockers_and_claim_next_takes_the_oldest() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let first = stdout(&ws.ok(&["tasks", "create", "first"]))
+        .trim()
+        .to_string();
+    let second = stdout(&ws.ok(&["tasks", "create", "second", "--blocked-by", &first]))
+        .trim()
+        .to_string();
+    let third = stdout(&ws.ok(&["tasks", "create", "third"]))
+        .trim()
+        .to_string();
+    let ready = |ws: &TestWorkspace| -> Vec<String> {
+        let out = ws.ok(&["tasks", "ready", "--json"]);
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        list.iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ready(&ws), vec![first.clone(), third.clone()]);
+    let out = ws
+        .command(&["tasks", "claim", "--next"])
+        .env("BONES_AGENT_ID", "a")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out).trim(), first);
+    ws.command(&["tasks", "close", &first])
+        .env("BONES_AGENT_ID", "a")
+        .output()
+        .unwrap();
+    assert_eq!(ready(&ws), vec![second.clone(), third.clone()]);
+    let out = ws.ok(&["tasks", "list", "--status", "closed", "--json"]);
+    let closed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(closed.len(), 1);
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let big = "x".repeat(70 * 1024);
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["tasks", "create", ""], 2, "title is empty"),
+        (vec!["tasks", "create", "t", "--body", &big], 2, "64 KiB"),
+        (
+            vec!["tasks", "create", "t", "--parent", "t-nothere"],
+            1,
+            "no task t-nothere",
+        ),
+        (vec!["tasks", "claim", "t-nothere"], 1, "no task t-nothere"),
+        (vec!["tasks", "show", "../../etc"], 2, "invalid task id"),
+        (
+            vec!["tasks", "update", "t-x", "--title", ""],
+            2,
+            "title is empty",
+        ),
+        (
+            vec!["tasks", "create", "t", "--label", "two words"],
+            2,
+            "invalid label",
+        ),
+    ];
+    for (args, code, text) in cases {
+        let out = ws.run(&args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(text), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"));
+    }
+    assert!(all_tasks(&ws).is_empty());
+}
+
+#[test]
+fn a_reaped_slot_gives_its_tasks_back() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let id = stdout(&ws.ok(&["tasks", "create", "slot work"]))
+        .trim()
+        .to_string();
+    ws.ok(&[
+        "swarm", "join", "--slot", "short", "--agent", "s", "--ttl", "1s",
+    ]);
+    let out = ws.ok(&["tasks", "claim", &id, "--slot", "short", "--json"]);
+    let task: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(task["claimed_by"], "short");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let out = ws.run(&["tasks", "show", &id, "--json"]);
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|t| t["status"] == "open")
+        }),
+        "{}",
+        ws.hub_log()
+    );
+    assert!(wait_until(Duration::from_secs(10), || rpc_count(
+        &ws,
+        "tasks.release"
+    ) == 1));
+}
+
+#[test]
+fn rpc_entries_are_neither_missed_nor_repeated_across_a_restart() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    for title in ["a", "b", "c"] {
+        ws.ok(&["tasks", "create", title]);
+    }
+    assert!(wait_until(Duration::from_secs(10), || rpc_count(
+        &ws,
+        "tasks.create"
+    ) == 3));
+    ws.ok(&["hub", "stop"]);
+    ws.start();
+    ws.ok(&["tasks", "create", "d"]);
+    assert!(wait_until(Duration::from_secs(10), || rpc_count(
+        &ws,
+        "tasks.create"
+    ) >= 4));
+    // one more scan of the log after the projector had time to repeat itself
+    ws.ok(&["tasks", "list"]);
+    assert_eq!(rpc_count(&ws, "tasks.create"), 4);
+    assert_eq!(events(&ws).len(), 4);
+}
