@@ -56,9 +56,24 @@ git --git-dir .bones/hub.git ls-tree -r --name-only trunk
 step "bones hub start again: idempotent, returns at once"
 "$bones" hub start --detach
 
+step "the task board: create three tasks, one blocked by another"
+t1="$("$bones" tasks create "Add a greeting" --label feature)"
+t2="$("$bones" tasks create "Document the app" --label docs)"
+"$bones" tasks create "Release 0.1" --blocked-by "$t1" --blocked-by "$t2" >/dev/null
+"$bones" tasks ready
+
+step "agents claim the oldest ready tasks (a compare-and-swap: never twice)"
+BONES_AGENT_ID=alice "$bones" tasks claim --next >/dev/null
+BONES_AGENT_ID=bob "$bones" tasks claim --next >/dev/null
+set +e
+BONES_AGENT_ID=bob "$bones" tasks claim "$t1"
+echo "exit code: $? (alice holds it)" >&2
+set -e
+"$bones" tasks list
+
 step "two agents join slots: each gets its own checkout of trunk"
-wt_a="$("$bones" swarm join --slot agent-a --agent alice --task t-1)"
-wt_b="$("$bones" swarm join --slot agent-b --agent bob --task t-2)"
+wt_a="$("$bones" swarm join --slot agent-a --agent alice --task "$t1")"
+wt_b="$("$bones" swarm join --slot agent-b --agent bob --task "$t2")"
 echo "alice works in $wt_a" >&2
 echo "bob   works in $wt_b" >&2
 
@@ -88,6 +103,11 @@ printf '# app (alice and bob)\n' > "$wt_b/README.md"
 step "bones swarm status"
 "$bones" swarm status
 
+step "both tasks are done: close them; the release is now ready"
+BONES_AGENT_ID=alice "$bones" tasks close "$t1" --reason done >/dev/null
+BONES_AGENT_ID=bob "$bones" tasks close "$t2" --reason done >/dev/null
+"$bones" tasks ready
+
 step "alice closes her slot; bob leaves an uncommitted draft and closes too (it is saved, not lost)"
 "$bones" swarm close --slot agent-a
 echo "draft" > "$wt_b/draft.txt"
@@ -110,6 +130,6 @@ step "bones logs --hub: the lifecycle as humans read it"
 "$bones" logs --hub
 
 step "bones logs --hub --json | jq: the rpc entries, raw NDJSON"
-"$bones" logs --hub --json | jq -c 'select(.event == "rpc") | {ts, level, rpc, slot, took_ms, err}'
+"$bones" logs --hub --json | jq -c 'select(.event == "rpc") | {ts, level, rpc, agent, task, slot, took_ms, err}'
 
 step "done; the example workspace is removed"
