@@ -8,6 +8,7 @@
 //! refused claim writes nothing, and therefore produces no event: the hub
 //! derives the events on `tasks-events` from the bucket's own revisions.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use async_nats::jetstream::{self, consumer, kv};
@@ -268,32 +269,38 @@ impl Board {
     /// Claims the oldest ready task; `None` when no task is ready. Tasks
     /// taken by others meanwhile are skipped.
     pub async fn claim_next(&self, who: &str) -> Result<Option<Task>, TaskError> {
-        let started = Instant::now();
-        for _ in 0..MAX_NEXT_ROUNDS {
-            let candidates = self.ready().await?;
-            if candidates.is_empty() {
-                return Ok(None);
-            }
-            for candidate in candidates {
-                let claimed = self
-                    .mutate(&candidate.id, started, |task, now| {
-                        if task.status != Status::Open {
-                            return Err(TaskError::Refused(Refusal::ClaimedBy {
-                                id: task.id.clone(),
-                                holder: task.claimed_by.clone().unwrap_or_default(),
-                            }));
-                        }
-                        Ok(task.claim(who, now)?)
-                    })
-                    .await;
-                match claimed {
-                    Ok((task, _)) => return Ok(Some(task)),
-                    Err(TaskError::Refused(_)) | Err(TaskError::NotFound(_)) => continue,
-                    Err(err) => return Err(err),
-                }
-            }
+        self.claimer(who).next().await
+    }
+
+    /// A claimer for a long-lived process that claims task after task: it
+    /// reads the board once and walks the ready tasks oldest first, reading
+    /// it again only when they are used up.
+    pub fn claimer(&self, who: &str) -> Claimer<'_> {
+        Claimer {
+            board: self,
+            who: who.to_string(),
+            queue: VecDeque::new(),
         }
-        Err(TaskError::Contended("(next ready task)".to_string()))
+    }
+
+    /// Claims `id` only if it is open (a claim of one's own is not "next").
+    async fn claim_if_open(
+        &self,
+        id: &str,
+        who: &str,
+        started: Instant,
+    ) -> Result<Task, TaskError> {
+        self.mutate(id, started, |task, now| {
+            if task.status != Status::Open {
+                return Err(TaskError::Refused(Refusal::ClaimedBy {
+                    id: task.id.clone(),
+                    holder: task.claimed_by.clone().unwrap_or_default(),
+                }));
+            }
+            Ok(task.claim(who, now)?)
+        })
+        .await
+        .map(|(task, _)| task)
     }
 
     /// Gives a claim back (only its holder, unless `force`).
@@ -373,6 +380,42 @@ impl Board {
             }
         }
         Ok(released)
+    }
+}
+
+/// Claims ready tasks one after another; see [`Board::claimer`].
+pub struct Claimer<'a> {
+    board: &'a Board,
+    who: String,
+    queue: VecDeque<String>,
+}
+
+impl Claimer<'_> {
+    /// Claims the next ready task; `None` when the board has none left.
+    pub async fn next(&mut self) -> Result<Option<Task>, TaskError> {
+        let started = Instant::now();
+        for _ in 0..MAX_NEXT_ROUNDS {
+            if self.queue.is_empty() {
+                self.queue = self
+                    .board
+                    .ready()
+                    .await?
+                    .into_iter()
+                    .map(|t| t.id)
+                    .collect();
+                if self.queue.is_empty() {
+                    return Ok(None);
+                }
+            }
+            while let Some(id) = self.queue.pop_front() {
+                match self.board.claim_if_open(&id, &self.who, started).await {
+                    Ok(task) => return Ok(Some(task)),
+                    Err(TaskError::Refused(_)) | Err(TaskError::NotFound(_)) => continue,
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        Err(TaskError::Contended("(next ready task)".to_string()))
     }
 }
 

@@ -9,5 +9,5 @@
 pub mod board;
 pub mod record;
 
-pub use board::{Board, NewTask, TaskError, Update};
+pub use board::{Board, Claimer, NewTask, TaskError, Update};
 pub use record::{Status, Task};
