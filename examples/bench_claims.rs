@@ -100,6 +100,8 @@ async fn bones_round(
     }
     let elapsed = started.elapsed();
     assert_eq!(total, tasks, "bones claimed {total} of {tasks}");
+    // every round starts from an empty board, as the anchor's does
+    board.store().stream.purge().await?;
     Ok(tasks as f64 / elapsed.as_secs_f64())
 }
 
@@ -199,6 +201,7 @@ async fn cli_times(
         cli.push(time(bones_bin, &["tasks", "claim", "--next"])?.as_secs_f64() * 1000.0);
         git.push(time(Path::new("git"), &["rev-parse", "HEAD"])?.as_secs_f64() * 1000.0);
     }
+    board.store().stream.purge().await?;
     Ok((median(&mut cli), median(&mut git)))
 }
 

@@ -228,15 +228,18 @@ pub fn run(command: TasksCommand) -> u8 {
 }
 
 async fn connect(paths: &Paths) -> Result<Board, Failure> {
-    if matches!(hub_state(paths), HubState::Stopped { .. }) {
-        return Err(Failure::Other(
-            "no hub is running for this workspace; start it with `bones hub start --detach`".into(),
-            exit::FAILURE,
-        ));
-    }
-    let client = coord::connect(paths)
-        .await
-        .map_err(|e| Failure::Other(e.to_string(), exit::FAILURE))?;
+    // connect first: checking the process costs more than a connection
+    let client = match coord::connect(paths).await {
+        Ok(client) => client,
+        Err(_) if matches!(hub_state(paths), HubState::Stopped { .. }) => {
+            return Err(Failure::Other(
+                "no hub is running for this workspace; start it with `bones hub start --detach`"
+                    .into(),
+                exit::FAILURE,
+            ));
+        }
+        Err(err) => return Err(Failure::Other(err.to_string(), exit::FAILURE)),
+    };
     Ok(Board::open(&async_nats::jetstream::new(client)).await?)
 }
 

@@ -26,6 +26,8 @@ pub const EVENTS_STREAM: &str = "tasks-events";
 pub const EVENTS_PREFIX: &str = "tasks.events";
 /// The hub's durable consumer on the bucket's stream.
 const DURABLE: &str = "bones-hub-projector";
+/// Acknowledge at least every this many revisions during a burst.
+const ACK_EVERY: usize = 64;
 /// How long the server remembers message ids for de-duplication.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
@@ -73,7 +75,10 @@ pub async fn spawn(
                 description: Some("bones hub: task revisions to events and hub.log".into()),
                 filter_subject: format!("$KV.{TASKS_BUCKET}.>"),
                 deliver_policy: consumer::DeliverPolicy::All,
-                ack_policy: consumer::AckPolicy::Explicit,
+                // acknowledging one revision acknowledges all before it, so
+                // a burst is acknowledged once (a redelivered revision is a
+                // duplicate publish, dropped by the server)
+                ack_policy: consumer::AckPolicy::All,
                 ..Default::default()
             },
         )
@@ -85,23 +90,30 @@ pub async fn spawn(
         .map_err(|e| format!("consumer {DURABLE}: {e}"))?;
     Ok(tokio::spawn(async move {
         let mut warned = false;
+        let mut unacked = 0usize;
         while let Some(message) = messages.next().await {
             let Ok(message) = message else { continue };
             match project(&js, &log, &message).await {
-                Ok(()) => {
-                    let _ = message.ack().await;
-                }
+                Ok(()) => {}
                 Err(ProjectError::Skip(why)) => {
                     if !warned {
                         log.warn(format!("hub: task projector skipped a revision: {why}"));
                         warned = true;
                     }
-                    let _ = message.ack().await;
                 }
-                // not acknowledged: redelivered after the ack wait
+                // not acknowledged (nor anything after it): redelivered
+                // after the ack wait
                 Err(ProjectError::Retry(why)) => {
                     log.warn(format!("hub: task projector: {why}; will retry"));
+                    unacked = 0;
+                    continue;
                 }
+            }
+            unacked += 1;
+            let caught_up = message.info().map(|i| i.pending == 0).unwrap_or(true);
+            if caught_up || unacked >= ACK_EVERY {
+                let _ = message.ack().await;
+                unacked = 0;
             }
         }
     }))

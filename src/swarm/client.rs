@@ -156,10 +156,14 @@ pub struct Swarm {
 impl Swarm {
     /// Connects to the running hub of the workspace `paths` describes.
     pub async fn connect(paths: Paths) -> Result<Swarm, SwarmError> {
-        if matches!(hub_state(&paths), HubState::Stopped { .. }) {
-            return Err(SwarmError::HubNotRunning);
-        }
-        let client = coord::connect(&paths).await?;
+        // connect first: checking the process costs more than a connection
+        let client = match coord::connect(&paths).await {
+            Ok(client) => client,
+            Err(_) if matches!(hub_state(&paths), HubState::Stopped { .. }) => {
+                return Err(SwarmError::HubNotRunning);
+            }
+            Err(err) => return Err(err.into()),
+        };
         let js = jetstream::new(client.clone());
         let store = lease::bucket(&js).await?;
         Ok(Swarm {
