@@ -24,6 +24,32 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
 /// The temp file lives next to the target so the rename never crosses a
 /// filesystem; its name carries the pid so concurrent writers never share one.
 pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_atomic(path, contents, true)
+}
+
+/// Like [`write_private`], but skips the write when the file already holds
+/// `contents` with mode 0600: a restart that changes nothing costs no disk
+/// flush.
+pub fn write_private_if_changed(path: &Path, contents: &[u8]) -> io::Result<()> {
+    if let Ok(meta) = fs::metadata(path)
+        && meta.permissions().mode() & 0o777 == 0o600
+        && meta.len() == contents.len() as u64
+        && fs::read(path).is_ok_and(|old| old == contents)
+    {
+        return Ok(());
+    }
+    write_private(path, contents)
+}
+
+/// Like [`write_private`] without the flush to disk: for records of a
+/// running process (pid files), which a machine crash makes stale anyway and
+/// which every reader validates. A process crash still leaves the old or
+/// the new content, never half.
+pub fn write_ephemeral(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_atomic(path, contents, false)
+}
+
+fn write_atomic(path: &Path, contents: &[u8], sync: bool) -> io::Result<()> {
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -37,7 +63,9 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         file.write_all(contents)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -154,9 +154,11 @@ pub fn write_config(paths: &Paths, port: u16, token: &str) -> Result<(), CoordEr
         token = quote(token),
         store = quote(&paths.coord_dir.to_string_lossy()),
     );
-    fsutil::write_private(&paths.nats_conf, conf.as_bytes()).map_err(|source| CoordError::Write {
-        path: paths.nats_conf.clone(),
-        source,
+    fsutil::write_private_if_changed(&paths.nats_conf, conf.as_bytes()).map_err(|source| {
+        CoordError::Write {
+            path: paths.nats_conf.clone(),
+            source,
+        }
     })
 }
 
@@ -236,7 +238,7 @@ pub async fn wait_ready(
             }
             Err(e) => last_error = e.to_string(),
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     Err(CoordError::NotReady {
         url: url.to_string(),
@@ -385,7 +387,7 @@ fn supervise(
         };
         let pid = child.id();
         *shared.child_pid.lock().unwrap_or_else(|p| p.into_inner()) = Some(pid);
-        let _ = fsutil::write_private(&paths.nats_pid, format!("{pid}\n").as_bytes());
+        let _ = fsutil::write_ephemeral(&paths.nats_pid, format!("{pid}\n").as_bytes());
         match first.take() {
             Some(tx) => {
                 let _ = tx.send(Ok(()));

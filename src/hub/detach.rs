@@ -93,7 +93,7 @@ pub(super) fn spawn(
                 tail: log_tail(paths, 12),
             });
         }
-        thread::sleep(Duration::from_millis(5));
+        thread::sleep(Duration::from_millis(2));
     }
     // Reap the child if this process outlives it (library callers); the CLI
     // exits right away and the hub is re-parented.

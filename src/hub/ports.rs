@@ -117,12 +117,12 @@ fn write_url_files(paths: &Paths, ports: Ports) -> Result<(), PortError> {
         (&paths.repo_url_file, repo_url(ports.repo)),
         (&paths.nats_url_file, nats_url(ports.coord)),
     ] {
-        fsutil::write_private(path, format!("{url}\n").as_bytes()).map_err(|source| {
-            PortError::Write {
+        fsutil::write_private_if_changed(path, format!("{url}\n").as_bytes()).map_err(
+            |source| PortError::Write {
                 path: path.display().to_string(),
                 source,
-            }
-        })?;
+            },
+        )?;
     }
     Ok(())
 }

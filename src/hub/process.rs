@@ -78,13 +78,29 @@ pub fn signal(pid: u32, signal: Signal) -> nix::Result<()> {
 pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        if !is_alive(pid) {
+        if !running(pid) {
             return true;
         }
         if Instant::now() >= deadline {
             return false;
         }
-        thread::sleep(Duration::from_millis(5));
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A cheap liveness check for polling loops: `/proc/<pid>/stat` exists and
+/// does not say zombie.
+fn running(pid: u32) -> bool {
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // the state follows the last ')' (the command may contain one)
+            let state = stat
+                .iter()
+                .rposition(|&b| b == b')')
+                .and_then(|i| stat.get(i + 2));
+            state != Some(&b'Z') && state != Some(&b'X')
+        }
+        Err(_) => false,
     }
 }
 

@@ -24,6 +24,8 @@ use crate::tasks::record::Task;
 pub const EVENTS_STREAM: &str = "tasks-events";
 /// Subject prefix of task events: `tasks.events.<id>`.
 pub const EVENTS_PREFIX: &str = "tasks.events";
+/// Where the server delivers revisions to the projector.
+const DELIVER_SUBJECT: &str = "_bones.hub.projector";
 /// The hub's durable consumer on the bucket's stream.
 const DURABLE: &str = "bones-hub-projector";
 /// Acknowledge at least every this many revisions during a burst.
@@ -70,8 +72,11 @@ pub async fn spawn(
         .stream
         .get_or_create_consumer(
             DURABLE,
-            consumer::pull::Config {
+            // a push consumer: a pending pull request would hold up the
+            // coordination server's shutdown by tens of milliseconds
+            consumer::push::Config {
                 durable_name: Some(DURABLE.to_string()),
+                deliver_subject: DELIVER_SUBJECT.to_string(),
                 description: Some("bones hub: task revisions to events and hub.log".into()),
                 filter_subject: format!("$KV.{TASKS_BUCKET}.>"),
                 deliver_policy: consumer::DeliverPolicy::All,
@@ -79,6 +84,7 @@ pub async fn spawn(
                 // a burst is acknowledged once (a redelivered revision is a
                 // duplicate publish, dropped by the server)
                 ack_policy: consumer::AckPolicy::All,
+                max_ack_pending: 4096,
                 ..Default::default()
             },
         )

@@ -40,8 +40,8 @@ impl HubRecord {
     /// Writes `hub.json` then `hub.pid`.
     pub fn write(&self, paths: &Paths) -> io::Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        fsutil::write_private(&paths.hub_json, &json)?;
-        fsutil::write_private(&paths.hub_pid, format!("{}\n", self.pid).as_bytes())
+        fsutil::write_ephemeral(&paths.hub_json, &json)?;
+        fsutil::write_ephemeral(&paths.hub_pid, format!("{}\n", self.pid).as_bytes())
     }
 
     /// Removes both files.

@@ -155,15 +155,16 @@ fn serve(
         let client = match ready {
             Some(Ok(client)) => {
                 let js = async_nats::jetstream::new(client.clone());
-                *source.coord.write().await = Some(js.clone());
                 let lander = lander::spawn(client.clone(), paths.hub_repo.clone(), log.clone())
                     .await
                     .map_err(|e| HubError::Service(format!("landing service: {e}")))?;
                 let projector = projector::spawn(js.clone(), log.clone())
                     .await
                     .map_err(|e| HubError::Service(format!("task projector: {e}")))?;
-                let watcher = watcher::spawn(js, paths.clone(), log.clone());
+                let watcher = watcher::spawn(js.clone(), paths.clone(), log.clone());
                 log.info("hub: ready");
+                // only now may /.status say ok: a detached start returns on it
+                *source.coord.write().await = Some(js);
                 drop(lock);
                 stop.recv().await;
                 // stop taking new work before the drain
@@ -187,8 +188,11 @@ fn serve(
             return Err(HubError::DrainTimeout(opts.drain_timeout));
         }
         if let Some(client) = client {
+            // the services were stopped above; nothing is left to deliver
+            // but what is already written, so a flush (one round trip) is
+            // enough before the coordination server goes
             let left = opts.drain_timeout.saturating_sub(stopping.elapsed());
-            let _ = tokio::time::timeout(left, client.drain()).await;
+            let _ = tokio::time::timeout(left, client.flush()).await;
         }
         Ok(stopping)
     })

@@ -311,16 +311,14 @@ pub async fn put(js: &jetstream::Context, lease: &Lease) -> Result<u64, LeaseErr
 
 /// Every live lease, sorted by slot. A missing bucket means none.
 pub async fn live(js: &jetstream::Context) -> Result<Vec<LiveLease>, LeaseError> {
-    let stream_name = format!("KV_{SESSIONS_BUCKET}");
-    if js.get_stream(&stream_name).await.is_err() {
+    let Ok(store) = js.get_key_value(SESSIONS_BUCKET).await else {
         // either no bucket (nothing was ever leased) or the server is
         // unreachable; tell the two apart with a request that must succeed
         js.query_account()
             .await
             .map_err(|e| LeaseError::Bucket(e.to_string()))?;
         return Ok(Vec::new());
-    }
-    let store = bucket(js).await?;
+    };
     let now = OffsetDateTime::now_utc();
     let mut live = Vec::new();
     for stored in list(&store).await? {

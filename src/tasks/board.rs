@@ -8,7 +8,7 @@
 //! refused claim writes nothing, and therefore produces no event: the hub
 //! derives the events on `tasks-events` from the bucket's own revisions.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
 use async_nats::jetstream::{self, consumer, kv};
@@ -183,6 +183,12 @@ impl Board {
     /// Every task, oldest first, read in one pass over the bucket. Records
     /// that do not decode are skipped and returned by id.
     pub async fn list(&self) -> Result<(Vec<Task>, Vec<String>), TaskError> {
+        let (tasks, unreadable) = self.list_revisions().await?;
+        Ok((tasks.into_iter().map(|(t, _)| t).collect(), unreadable))
+    }
+
+    /// Like [`Board::list`], with each record's revision.
+    async fn list_revisions(&self) -> Result<(Vec<(Task, u64)>, Vec<String>), TaskError> {
         let consumer = self
             .store
             .stream
@@ -201,7 +207,10 @@ impl Board {
             let mut messages = consumer.messages().await.map_err(bucket_err)?;
             while let Some(message) = messages.next().await {
                 let message = message.map_err(bucket_err)?;
-                let pending = message.info().map(|i| i.pending).unwrap_or(0);
+                let (pending, revision) = message
+                    .info()
+                    .map(|i| (i.pending, i.stream_sequence))
+                    .unwrap_or((0, 0));
                 let deleted = message
                     .headers
                     .as_ref()
@@ -209,7 +218,7 @@ impl Board {
                     .is_some();
                 if !deleted {
                     match serde_json::from_slice::<Task>(&message.payload) {
-                        Ok(task) => tasks.push(task),
+                        Ok(task) => tasks.push((task, revision)),
                         Err(_) => unreadable.push(
                             message
                                 .subject
@@ -225,7 +234,7 @@ impl Board {
                 }
             }
         }
-        tasks.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        tasks.sort_by(|(a, _), (b, _)| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
         Ok((tasks, unreadable))
     }
 
@@ -281,26 +290,6 @@ impl Board {
             who: who.to_string(),
             queue: VecDeque::new(),
         }
-    }
-
-    /// Claims `id` only if it is open (a claim of one's own is not "next").
-    async fn claim_if_open(
-        &self,
-        id: &str,
-        who: &str,
-        started: Instant,
-    ) -> Result<Task, TaskError> {
-        self.mutate(id, started, |task, now| {
-            if task.status != Status::Open {
-                return Err(TaskError::Refused(Refusal::ClaimedBy {
-                    id: task.id.clone(),
-                    holder: task.claimed_by.clone().unwrap_or_default(),
-                }));
-            }
-            Ok(task.claim(who, now)?)
-        })
-        .await
-        .map(|(task, _)| task)
     }
 
     /// Gives a claim back (only its holder, unless `force`).
@@ -387,31 +376,47 @@ impl Board {
 pub struct Claimer<'a> {
     board: &'a Board,
     who: String,
-    queue: VecDeque<String>,
+    queue: VecDeque<(Task, u64)>,
 }
 
 impl Claimer<'_> {
     /// Claims the next ready task; `None` when the board has none left.
+    ///
+    /// Each candidate is claimed with a compare-and-swap against the
+    /// revision the board was read at. A candidate someone changed since is
+    /// passed over; when the candidates run out the board is read afresh,
+    /// so a task passed over but still open is found again.
     pub async fn next(&mut self) -> Result<Option<Task>, TaskError> {
         let started = Instant::now();
         for _ in 0..MAX_NEXT_ROUNDS {
             if self.queue.is_empty() {
-                self.queue = self
-                    .board
-                    .ready()
-                    .await?
+                let (all, _) = self.board.list_revisions().await?;
+                let tasks: Vec<Task> = all.iter().map(|(t, _)| t.clone()).collect();
+                let ready: HashSet<String> =
+                    ready_among(&tasks).into_iter().map(|t| t.id).collect();
+                self.queue = all
                     .into_iter()
-                    .map(|t| t.id)
+                    .filter(|(t, _)| ready.contains(&t.id))
                     .collect();
                 if self.queue.is_empty() {
                     return Ok(None);
                 }
             }
-            while let Some(id) = self.queue.pop_front() {
-                match self.board.claim_if_open(&id, &self.who, started).await {
-                    Ok(task) => return Ok(Some(task)),
-                    Err(TaskError::Refused(_)) | Err(TaskError::NotFound(_)) => continue,
-                    Err(err) => return Err(err),
+            while let Some((mut task, revision)) = self.queue.pop_front() {
+                let now = record::precise_now();
+                if task.claim(&self.who, &now).is_err() {
+                    continue;
+                }
+                task.last_op.took_ms = Some(started.elapsed().as_millis() as u64);
+                match self
+                    .board
+                    .store
+                    .update(&task.id, encode(&task)?, revision)
+                    .await
+                {
+                    Ok(_) => return Ok(Some(task)),
+                    Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                    Err(err) => return Err(bucket_err(err)),
                 }
             }
         }
