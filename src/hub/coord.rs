@@ -255,6 +255,7 @@ pub struct Supervisor {
     stop_tx: mpsc::Sender<()>,
     done_rx: mpsc::Receiver<()>,
     thread: Option<thread::JoinHandle<()>>,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 struct Shared {
@@ -294,6 +295,7 @@ impl Supervisor {
         let mut supervisor = Supervisor {
             shared,
             stop_tx,
+            stopping: std::sync::atomic::AtomicBool::new(false),
             done_rx,
             thread: Some(thread),
         };
@@ -332,13 +334,25 @@ impl Supervisor {
             .clone()
     }
 
-    /// Stops the child: SIGTERM, up to `timeout` for it to exit, then
-    /// SIGKILL. Returns false when the timeout had to be enforced.
-    pub fn stop(mut self, timeout: Duration) -> bool {
+    /// Starts stopping the child (SIGTERM) without waiting, so the hub can
+    /// wind down its own parts while the server shuts down. Idempotent.
+    pub fn begin_stop(&self) {
+        if self
+            .stopping
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
         let _ = self.stop_tx.send(());
         if let Some(pid) = self.child_pid() {
             let _ = process::signal(pid, Signal::SIGTERM);
         }
+    }
+
+    /// Stops the child: SIGTERM, up to `timeout` for it to exit, then
+    /// SIGKILL. Returns false when the timeout had to be enforced.
+    pub fn stop(mut self, timeout: Duration) -> bool {
+        self.begin_stop();
         let clean = self.done_rx.recv_timeout(timeout).is_ok();
         if !clean {
             if let Some(pid) = self.child_pid() {

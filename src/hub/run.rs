@@ -167,7 +167,9 @@ fn serve(
                 *source.coord.write().await = Some(js);
                 drop(lock);
                 stop.recv().await;
-                // stop taking new work before the drain
+                // the coordination server takes longest to shut down: start
+                // it now, and wind down the rest meanwhile
+                supervisor.begin_stop();
                 watcher.abort();
                 lander.abort();
                 projector.abort();
