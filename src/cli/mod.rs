@@ -126,6 +126,28 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// The current workspace's paths and a runtime for a verb that talks to
+/// the hub; on failure the error is reported and the exit code returned.
+fn workspace_and_runtime() -> Result<(crate::hub::Paths, tokio::runtime::Runtime), u8> {
+    let paths = match crate::workspace::Workspace::from_cwd() {
+        Ok(ws) => crate::hub::Paths::new(&ws),
+        Err(err) => {
+            report(&err);
+            return Err(exit::FAILURE);
+        }
+    };
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Ok((paths, runtime)),
+        Err(err) => {
+            report(&format!("cannot start the async runtime: {err}"));
+            Err(exit::FAILURE)
+        }
+    }
+}
+
 /// Prints an error the way every verb does: one `bones:` line (or a few,
 /// when it carries a log tail) on stderr.
 fn report(err: &dyn std::fmt::Display) {

@@ -10,7 +10,6 @@ use crate::duration;
 use crate::hub::Paths;
 use crate::swarm::lease::LeaseError;
 use crate::swarm::{self, JoinOptions, Swarm, SwarmError};
-use crate::workspace::Workspace;
 
 #[derive(Debug, Subcommand)]
 pub enum SwarmCommand {
@@ -124,22 +123,9 @@ pub struct StatusArgs {
 }
 
 pub fn run(command: SwarmCommand) -> u8 {
-    let paths = match Workspace::from_cwd() {
-        Ok(ws) => Paths::new(&ws),
-        Err(err) => {
-            report(&err);
-            return exit::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            report(&format!("cannot start the async runtime: {err}"));
-            return exit::FAILURE;
-        }
+    let (paths, runtime) = match super::workspace_and_runtime() {
+        Ok(found) => found,
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         match dispatch(paths, command).await {

@@ -13,7 +13,6 @@ use crate::hub::{EventKind, HubLog, LogEntry, LogLevel, Paths};
 use crate::swarm;
 use crate::tasks::record::Refusal;
 use crate::tasks::{Board, NewTask, Status, Task, TaskError, Update};
-use crate::workspace::Workspace;
 
 #[derive(Debug, Subcommand)]
 pub enum TasksCommand {
@@ -193,22 +192,9 @@ impl From<TaskError> for Failure {
 }
 
 pub fn run(command: TasksCommand) -> u8 {
-    let paths = match Workspace::from_cwd() {
-        Ok(ws) => Paths::new(&ws),
-        Err(err) => {
-            report(&err);
-            return exit::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            report(&format!("cannot start the async runtime: {err}"));
-            return exit::FAILURE;
-        }
+    let (paths, runtime) = match super::workspace_and_runtime() {
+        Ok(found) => found,
+        Err(code) => return code,
     };
     match runtime.block_on(dispatch(&paths, command)) {
         Ok(()) => exit::OK,

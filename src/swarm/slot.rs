@@ -154,17 +154,18 @@ impl SlotDir {
     /// Commits everything changed in the checkout (honouring `.gitignore`)
     /// on the slot branch. `None` when nothing changed.
     pub fn commit_all(&self, message: &str, author: &Signature) -> Result<Option<Oid>, SlotError> {
-        let repo = Repository::open(&self.wt).map_err(self.git())?;
-        let head = repo
-            .head()
-            .and_then(|h| h.peel_to_commit())
-            .map_err(self.git())?;
-        let mut index = repo.index().map_err(self.git())?;
-        let tree_id = stage_everything(&mut index).map_err(self.git())?;
-        if tree_id == head.tree_id() {
+        let Snapshot {
+            repo,
+            head,
+            head_tree,
+            mut index,
+            tree: tree_id,
+        } = self.snapshot()?;
+        if tree_id == head_tree {
             return Ok(None);
         }
         index.write().map_err(self.git())?;
+        let head = repo.find_commit(head).map_err(self.git())?;
         let tree = repo.find_tree(tree_id).map_err(self.git())?;
         let id = repo
             .commit(Some("HEAD"), author, author, message, &tree, &[&head])
@@ -208,13 +209,14 @@ impl SlotDir {
     /// git's conflict markers where trunk changed the same lines. Refuses
     /// while there are uncommitted changes, so nothing is overwritten.
     pub fn sync(&self) -> Result<Synced, SlotError> {
-        let repo = Repository::open(&self.wt).map_err(self.git())?;
-        let head = repo
-            .head()
-            .and_then(|h| h.peel_to_commit())
-            .map_err(self.git())?;
-        let mut index = repo.index().map_err(self.git())?;
-        if stage_everything(&mut index).map_err(self.git())? != head.tree_id() {
+        let Snapshot {
+            repo,
+            head,
+            head_tree,
+            tree,
+            ..
+        } = self.snapshot()?;
+        if tree != head_tree {
             return Err(SlotError::Git {
                 slot: self.name.clone(),
                 message:
@@ -222,6 +224,7 @@ impl SlotDir {
                         .into(),
             });
         }
+        let head = repo.find_commit(head).map_err(self.git())?;
         let trunk = repo.refname_to_id(TRUNK_REF).map_err(self.git())?;
         if head.id() == trunk
             || repo
@@ -287,6 +290,26 @@ impl SlotDir {
         })
     }
 
+    /// Opens the checkout and stages everything in it, in memory.
+    fn snapshot(&self) -> Result<Snapshot, SlotError> {
+        let repo = Repository::open(&self.wt).map_err(self.git())?;
+        let head = repo
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .map_err(self.git())?
+            .id();
+        let head_tree = repo.find_commit(head).map_err(self.git())?.tree_id();
+        let mut index = repo.index().map_err(self.git())?;
+        let tree = stage_everything(&mut index).map_err(self.git())?;
+        Ok(Snapshot {
+            repo,
+            head,
+            head_tree,
+            index,
+            tree,
+        })
+    }
+
     /// Saves uncommitted work (staged, unstaged and untracked files that are
     /// not ignored) as a commit on top of the slot's HEAD, under
     /// `refs/bones/rescued/<slot>/<unix>`. `None` when there was nothing.
@@ -294,17 +317,18 @@ impl SlotDir {
         if !self.wt.exists() {
             return Ok(None);
         }
-        let repo = Repository::open(&self.wt).map_err(self.git())?;
-        let head = repo
-            .head()
-            .and_then(|h| h.peel_to_commit())
-            .map_err(self.git())?;
-        // an in-memory copy: the checkout's own index is left as it was
-        let mut index = repo.index().map_err(self.git())?;
-        let tree_id = stage_everything(&mut index).map_err(self.git())?;
-        if tree_id == head.tree_id() {
+        // the staged copy is not written: the checkout's index stays as it was
+        let Snapshot {
+            repo,
+            head,
+            head_tree,
+            tree: tree_id,
+            ..
+        } = self.snapshot()?;
+        if tree_id == head_tree {
             return Ok(None);
         }
+        let head = repo.find_commit(head).map_err(self.git())?;
         let tree = repo.find_tree(tree_id).map_err(self.git())?;
         let sig = Signature::now("bones", "rescue@bones.invalid").map_err(self.git())?;
         let message = format!(
@@ -403,6 +427,18 @@ impl SlotDir {
             let _ = fs::remove_dir_all(admin);
         }
     }
+}
+
+/// A checkout with everything in it staged in memory.
+struct Snapshot {
+    repo: Repository,
+    /// HEAD's commit and tree.
+    head: Oid,
+    head_tree: Oid,
+    /// The checkout's index with everything staged (not written).
+    index: git2::Index,
+    /// The tree of everything in the checkout now.
+    tree: Oid,
 }
 
 /// Stages additions, changes and deletions of every file that is not
