@@ -102,6 +102,42 @@ fn join_makes_a_checkout_of_trunk_and_is_idempotent_for_its_holder() {
 }
 
 #[test]
+fn commit_honours_gitignore_and_lands_deletions() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let wt = join(&ws, "tidy", "agent-t", &[]);
+    fs::write(wt.join(".gitignore"), "*.log\nbuild/\n").unwrap();
+    fs::write(wt.join("debug.log"), "noise\n").unwrap();
+    fs::create_dir_all(wt.join("build")).unwrap();
+    fs::write(wt.join("build/out.bin"), "binary\n").unwrap();
+    fs::write(wt.join("kept.txt"), "kept\n").unwrap();
+    fs::remove_file(wt.join("run.sh")).unwrap();
+    let out = commit(&ws, "tidy", "tidy up");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let files = trunk_files(&ws);
+    assert!(files.contains(&"kept.txt".to_string()));
+    assert!(files.contains(&".gitignore".to_string()));
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.ends_with(".log") || f.starts_with("build/")),
+        "{files:?}"
+    );
+    assert!(
+        !files.contains(&"run.sh".to_string()),
+        "the deletion did not land"
+    );
+    // nothing left to commit: a clear refusal, not an empty commit
+    let out = commit(&ws, "tidy", "again");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("nothing to commit"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn bad_slot_names_and_task_ids_are_refused_and_create_nothing() {
     let ws = TestWorkspace::new();
     ws.start();
