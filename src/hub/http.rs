@@ -1,7 +1,9 @@
 //! The hub's HTTP endpoint on the repo port (127.0.0.1 only).
 //!
-//! For now it serves `GET /.status`; a read-only view of the swarm comes
-//! later. Each request checks the parts it reports on.
+//! It serves `GET /.status` (each request checks the parts it reports on)
+//! and `GET /.leases` (the slots with live leases, for the stop guard).
+//! Both are read-only and carry no secrets; a fuller read-only view of the
+//! swarm comes later.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use tokio::sync::RwLock;
 use super::log::utc_now_rfc3339;
 use super::repo;
 use super::status::{PartHealth, Parts, STATUS_DEGRADED, STATUS_OK, StatusReport};
+use crate::swarm::lease;
 
 /// What `/.status` needs to know about the hub.
 pub struct StatusSource {
@@ -36,6 +39,7 @@ const JETSTREAM_CHECK: Duration = Duration::from_secs(1);
 pub fn router(source: Arc<StatusSource>) -> Router {
     Router::new()
         .route("/.status", get(status))
+        .route("/.leases", get(leases))
         .with_state(source)
 }
 
@@ -47,6 +51,35 @@ async fn status(State(source): State<Arc<StatusSource>>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, axum::Json(report))
+}
+
+/// The slots holding live leases, for `bones hub stop`'s guard: answered
+/// from the hub's own connection, so the guard costs the CLI one loopback
+/// request instead of a connection to the coordination server.
+async fn leases(State(source): State<Arc<StatusSource>>) -> impl IntoResponse {
+    let Some(js) = source.coord.read().await.clone() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "error": "the coordination server is not ready" })),
+        );
+    };
+    match tokio::time::timeout(JETSTREAM_CHECK * 2, lease::live(&js)).await {
+        Ok(Ok(live)) => {
+            let slots: Vec<&str> = live.iter().map(|l| l.slot()).collect();
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({ "live": slots })),
+            )
+        }
+        Ok(Err(err)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "error": err.to_string() })),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "error": "the sessions bucket did not answer" })),
+        ),
+    }
 }
 
 /// Checks every part now.

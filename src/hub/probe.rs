@@ -1,4 +1,5 @@
-//! A minimal HTTP/1.0 GET for probing `/.status` on 127.0.0.1.
+//! A minimal HTTP/1.0 GET for asking the hub on 127.0.0.1 (`/.status`,
+//! `/.leases`).
 //!
 //! The CLI only ever asks its own hub one question on loopback; a full HTTP
 //! client would cost start-up time on every `bones hub status` for nothing.
@@ -37,6 +38,28 @@ pub fn status(port: u16, timeout: Duration) -> Probe {
             )),
         },
     }
+}
+
+/// GETs `/.leases`: the slots the hub sees holding live leases.
+pub fn live_leases(port: u16, timeout: Duration) -> Result<Vec<String>, String> {
+    let (code, body) = get(port, "/.leases", timeout).map_err(|e| e.to_string())?;
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|_| format!("127.0.0.1:{port} answered HTTP {code} without JSON"))?;
+    if code != 200 {
+        return Err(value["error"]
+            .as_str()
+            .unwrap_or("unknown error")
+            .to_string());
+    }
+    value["live"]
+        .as_array()
+        .map(|slots| {
+            slots
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .ok_or_else(|| format!("127.0.0.1:{port} answered without a lease list"))
 }
 
 fn get(port: u16, path: &str, timeout: Duration) -> std::io::Result<(u16, Vec<u8>)> {

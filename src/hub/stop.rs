@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::paths::Paths;
 use super::process::{self, Termination};
 use super::record::{self, HubRecord, HubState};
-use super::{HubError, coord};
+use super::{HubError, coord, probe};
 use crate::swarm::lease;
 use crate::workspace::Workspace;
 
@@ -67,7 +67,7 @@ pub fn stop(root: &Path, opts: &StopOptions) -> Result<StopOutcome, HubError> {
         return Err(HubError::SelfSignal(record.pid));
     }
     if !opts.force {
-        refuse_with_live_leases(&paths)?;
+        refuse_with_live_leases(&paths, record.repo_port)?;
     }
     let killed = match process::terminate(record.pid, opts.grace) {
         Termination::Exited => false,
@@ -86,11 +86,30 @@ pub fn stop(root: &Path, opts: &StopOptions) -> Result<StopOutcome, HubError> {
     })
 }
 
-fn refuse_with_live_leases(paths: &Paths) -> Result<(), HubError> {
+fn refuse_with_live_leases(paths: &Paths, repo_port: u16) -> Result<(), HubError> {
+    // the hub answers from its own connection; ask the coordination server
+    // directly only when the hub cannot
+    let checked = match probe::live_leases(repo_port, Duration::from_secs(3)) {
+        Ok(live) => Ok(live),
+        Err(_) => leases_from_coord(paths),
+    };
+    match checked {
+        Ok(live) if live.is_empty() => Ok(()),
+        Ok(live) => Err(HubError::ActiveSlots(live)),
+        Err(why) => {
+            // The coordination server is down, so no agent can renew or use
+            // a lease either; stopping loses nothing (checkouts are kept).
+            eprintln!("hub: warning: could not check slot leases ({why}); stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+fn leases_from_coord(paths: &Paths) -> Result<Vec<String>, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(HubError::Runtime)?;
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let checked = runtime.block_on(async {
         let client = coord::connect(paths).await.map_err(|e| e.to_string())?;
         let js = async_nats::jetstream::new(client);
@@ -99,16 +118,5 @@ fn refuse_with_live_leases(paths: &Paths) -> Result<(), HubError> {
             .map_err(|_| "the sessions bucket did not answer within 5s".to_string())?
             .map_err(|e| e.to_string())
     });
-    match checked {
-        Ok(live) if live.is_empty() => Ok(()),
-        Ok(live) => Err(HubError::ActiveSlots(
-            live.iter().map(|l| l.slot().to_string()).collect(),
-        )),
-        Err(why) => {
-            // The coordination server is down, so no agent can renew or use
-            // a lease either; stopping loses nothing (checkouts are kept).
-            eprintln!("hub: warning: could not check slot leases ({why}); stopping anyway");
-            Ok(())
-        }
-    }
+    checked.map(|live| live.iter().map(|l| l.slot().to_string()).collect())
 }

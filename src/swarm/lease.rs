@@ -319,6 +319,9 @@ pub async fn live(js: &jetstream::Context) -> Result<Vec<LiveLease>, LeaseError>
             .map_err(|e| LeaseError::Bucket(e.to_string()))?;
         return Ok(Vec::new());
     };
+    if store.stream.cached_info().state.messages == 0 {
+        return Ok(Vec::new()); // an empty bucket: no need to list it
+    }
     let now = OffsetDateTime::now_utc();
     let mut live = Vec::new();
     for stored in list(&store).await? {
