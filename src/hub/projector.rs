@@ -11,7 +11,10 @@
 
 use std::time::Duration;
 
+use std::collections::VecDeque;
+
 use async_nats::HeaderMap;
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use serde::Serialize;
@@ -96,33 +99,51 @@ pub async fn spawn(
         .map_err(|e| format!("consumer {DURABLE}: {e}"))?;
     Ok(tokio::spawn(async move {
         let mut warned = false;
-        let mut unacked = 0usize;
+        // publishes in flight, oldest first, with the log entry each earns
+        let mut in_flight: VecDeque<(PublishAckFuture, LogEntry)> = VecDeque::new();
         while let Some(message) = messages.next().await {
             let Ok(message) = message else { continue };
-            match project(&js, &log, &message).await {
-                Ok(()) => {}
+            match publish(&js, &message).await {
+                Ok(Some(sent)) => in_flight.push_back(sent),
+                Ok(None) => {}
                 Err(ProjectError::Skip(why)) => {
                     if !warned {
                         log.warn(format!("hub: task projector skipped a revision: {why}"));
                         warned = true;
                     }
                 }
-                // not acknowledged (nor anything after it): redelivered
-                // after the ack wait
+                // this revision (and what follows) stays unacknowledged and
+                // is redelivered after the ack wait; what was sent is logged
                 Err(ProjectError::Retry(why)) => {
                     log.warn(format!("hub: task projector: {why}; will retry"));
-                    unacked = 0;
+                    settle(&log, &mut in_flight).await;
                     continue;
                 }
             }
-            unacked += 1;
             let caught_up = message.info().map(|i| i.pending == 0).unwrap_or(true);
-            if caught_up || unacked >= ACK_EVERY {
+            if (caught_up || in_flight.len() >= ACK_EVERY) && settle(&log, &mut in_flight).await {
                 let _ = message.ack().await;
-                unacked = 0;
             }
         }
     }))
+}
+
+/// Waits for the publishes in flight, oldest first, and logs each one the
+/// server stored for the first time. False when any failed (the caller then
+/// leaves the revisions unacknowledged, to be redelivered).
+async fn settle(log: &HubLog, in_flight: &mut VecDeque<(PublishAckFuture, LogEntry)>) -> bool {
+    let mut all_stored = true;
+    while let Some((ack, entry)) = in_flight.pop_front() {
+        match ack.await {
+            Ok(ack) if ack.duplicate => {}
+            Ok(_) => log.write(entry),
+            Err(err) => {
+                log.warn(format!("hub: task projector: {err}; will retry"));
+                all_stored = false;
+            }
+        }
+    }
+    all_stored
 }
 
 enum ProjectError {
@@ -130,11 +151,12 @@ enum ProjectError {
     Retry(String),
 }
 
-async fn project(
+/// Publishes the event for one revision; returns the pending ack and the
+/// log entry to write once the server confirms it is not a duplicate.
+async fn publish(
     js: &jetstream::Context,
-    log: &HubLog,
     message: &jetstream::Message,
-) -> Result<(), ProjectError> {
+) -> Result<Option<(PublishAckFuture, LogEntry)>, ProjectError> {
     let info = message
         .info()
         .map_err(|e| ProjectError::Skip(e.to_string()))?;
@@ -145,7 +167,7 @@ async fn project(
         .and_then(|h| h.get("KV-Operation"))
         .is_some()
     {
-        return Ok(()); // a delete or purge: not a task event
+        return Ok(None); // a delete or purge: not a task event
     }
     let task: Task = serde_json::from_slice(&message.payload)
         .map_err(|e| ProjectError::Skip(format!("revision {revision}: {e}")))?;
@@ -169,18 +191,13 @@ async fn project(
     let ack = js
         .publish_with_headers(format!("{EVENTS_PREFIX}.{}", task.id), headers, body.into())
         .await
-        .map_err(|e| ProjectError::Retry(e.to_string()))?
-        .await
         .map_err(|e| ProjectError::Retry(e.to_string()))?;
-    if !ack.duplicate {
-        let rpc = format!("tasks.{}", task.last_op.op);
-        let mut entry = LogEntry::new(LogLevel::Info, EventKind::Rpc);
-        entry.msg = Some(rpc.clone());
-        entry.rpc = Some(rpc);
-        entry.agent = Some(task.last_op.by.clone());
-        entry.task = Some(task.id.clone());
-        entry.took_ms = task.last_op.took_ms;
-        log.write(entry);
-    }
-    Ok(())
+    let rpc = format!("tasks.{}", task.last_op.op);
+    let mut entry = LogEntry::new(LogLevel::Info, EventKind::Rpc);
+    entry.msg = Some(rpc.clone());
+    entry.rpc = Some(rpc);
+    entry.agent = Some(task.last_op.by.clone());
+    entry.task = Some(task.id.clone());
+    entry.took_ms = task.last_op.took_ms;
+    Ok(Some((ack, entry)))
 }
