@@ -85,6 +85,10 @@ printf '# app\n\nAn example project, now documented.\n' > "$wt_b/README.md"
 wait
 git --git-dir .bones/hub.git log --oneline trunk
 
+step "both bring their checkouts up to trunk (bones swarm sync)"
+(cd "$wt_a" && "$bones" swarm sync)
+(cd "$wt_b" && "$bones" swarm sync)
+
 step "bob edits the same line alice changes: the second commit conflicts (exit 5), trunk is untouched"
 printf '# app (alice)\n' > "$wt_a/README.md"
 (cd "$wt_a" && "$bones" swarm commit -m "Alice retitles")
