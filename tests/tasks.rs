@@ -216,7 +216,7 @@ fn eight_racers_claim_five_hundred_tasks_exactly_once() {
 fn a_hub_killed_during_the_race_loses_and_repeats_nothing() {
     let ws = TestWorkspace::new();
     ws.start();
-    let ids = create_many(&ws, 150);
+    let ids = create_many(&ws, 500);
     let reported = race(&ws, 8, || {
         let pid = ws.hub_pid().unwrap();
         send_signal(pid, Signal::SIGKILL);
@@ -226,7 +226,7 @@ fn a_hub_killed_during_the_race_loses_and_repeats_nothing() {
     assert_claimed_exactly_once(&ws, &ids, &reported);
     assert!(
         wait_until(Duration::from_secs(30), || rpc_count(&ws, "tasks.claim")
-            >= 150),
+            >= 500),
         "only {} tasks.claim entries",
         rpc_count(&ws, "tasks.claim")
     );
@@ -239,13 +239,13 @@ fn a_hub_killed_during_the_race_loses_and_repeats_nothing() {
     let distinct: HashSet<&&String> = claim_events.iter().collect();
     assert_eq!(
         claim_events.len(),
-        150,
+        500,
         "claim events: {}",
         claim_events.len()
     );
-    assert_eq!(distinct.len(), 150);
-    assert_eq!(events.iter().filter(|(t, _)| t == "create").count(), 150);
-    assert_eq!(rpc_count(&ws, "tasks.claim"), 150);
+    assert_eq!(distinct.len(), 500);
+    assert_eq!(events.iter().filter(|(t, _)| t == "create").count(), 500);
+    assert_eq!(rpc_count(&ws, "tasks.claim"), 500);
 }
 
 #[test]
