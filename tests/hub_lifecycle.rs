@@ -664,7 +664,7 @@ fn stop_escalates_to_sigkill_when_the_hub_does_not_exit() {
     ws.start();
     let hub = ws.hub_pid().unwrap();
     let nats = ws.nats_pid().unwrap();
-    send_signal(hub, Signal::SIGSTOP);
+    support::freeze(hub);
     let out = ws.ok(&["hub", "stop", "--grace", "300ms"]);
     assert!(stderr(&out).contains("killed"), "{}", stderr(&out));
     assert!(!alive(hub));
@@ -678,7 +678,7 @@ fn status_reports_degraded_when_jetstream_does_not_answer() {
     let ws = TestWorkspace::new();
     ws.start();
     let nats = ws.nats_pid().unwrap();
-    send_signal(nats, Signal::SIGSTOP);
+    support::freeze(nats);
     let (code, status) = ws.status();
     send_signal(nats, Signal::SIGCONT);
     assert_eq!(code, 3, "{status}");
@@ -715,7 +715,7 @@ fn status_endpoint_answers_503_naming_the_failed_part() {
     ws.start();
     let port = bones::hub::ports::parse_port(&ws.read_state("hub-repo-url")).unwrap();
     let nats = ws.nats_pid().unwrap();
-    send_signal(nats, Signal::SIGSTOP);
+    support::freeze(nats);
     let probe = bones::hub::probe::status(port, Duration::from_secs(5));
     send_signal(nats, Signal::SIGCONT);
     match probe {
@@ -821,7 +821,7 @@ fn a_shutdown_past_the_drain_timeout_exits_non_zero_and_kills_the_rest() {
     ws.track(child.id());
     assert!(wait_until(Duration::from_secs(20), || ws.status().0 == 0));
     let nats = ws.nats_pid().unwrap();
-    send_signal(nats, Signal::SIGSTOP);
+    support::freeze(nats);
     send_signal(child.id(), Signal::SIGTERM);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

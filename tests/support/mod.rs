@@ -223,6 +223,22 @@ pub fn read_pid(path: &Path) -> Option<u32> {
 }
 
 /// True while `pid` exists and is not a zombie.
+/// SIGSTOPs `pid` and waits until the kernel reports it stopped, so a test
+/// never races the signal's delivery.
+pub fn freeze(pid: u32) {
+    send_signal(pid, Signal::SIGSTOP);
+    let stopped = wait_until(Duration::from_secs(10), || {
+        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next());
+            matches!(state, Some("T") | Some("t"))
+        })
+    });
+    assert!(stopped, "pid {pid} did not stop after SIGSTOP");
+}
+
 pub fn alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
