@@ -56,6 +56,21 @@ fn all_tasks(ws: &TestWorkspace) -> Vec<Task> {
     rt.block_on(board.list()).unwrap().0
 }
 
+/// `bones tasks create ARGS`; returns the new id.
+fn create(ws: &TestWorkspace, args: &[&str]) -> String {
+    let mut full = vec!["tasks", "create"];
+    full.extend_from_slice(args);
+    stdout(&ws.ok(&full)).trim().to_string()
+}
+
+/// `bones ARGS` run as agent `agent`.
+fn as_agent(ws: &TestWorkspace, agent: &str, args: &[&str]) -> std::process::Output {
+    ws.command(args)
+        .env("BONES_AGENT_ID", agent)
+        .output()
+        .unwrap()
+}
+
 /// rpc entries in hub.log with this name and no `err`.
 fn rpc_count(ws: &TestWorkspace, rpc: &str) -> usize {
     ws.hub_log()
@@ -252,25 +267,16 @@ fn a_hub_killed_during_the_race_loses_and_repeats_nothing() {
 fn a_refused_claim_changes_nothing_and_publishes_no_event() {
     let ws = TestWorkspace::new();
     ws.start();
-    let id = stdout(&ws.ok(&["tasks", "create", "Fix the parser", "--label", "bug"]))
-        .trim()
-        .to_string();
-    ws.command(&["tasks", "claim", &id])
-        .env("BONES_AGENT_ID", "alice")
-        .output()
-        .unwrap();
+    let id = create(&ws, &["Fix the parser", "--label", "bug"]);
+    assert!(
+        as_agent(&ws, "alice", &["tasks", "claim", &id])
+            .status
+            .success()
+    );
     // claiming your own claim again is fine
-    let out = ws
-        .command(&["tasks", "claim", &id])
-        .env("BONES_AGENT_ID", "alice")
-        .output()
-        .unwrap();
+    let out = as_agent(&ws, "alice", &["tasks", "claim", &id]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = ws
-        .command(&["tasks", "claim", &id])
-        .env("BONES_AGENT_ID", "bob")
-        .output()
-        .unwrap();
+    let out = as_agent(&ws, "bob", &["tasks", "claim", &id]);
     assert_eq!(out.status.code(), Some(6));
     assert!(
         stderr(&out).contains("claimed by alice"),
@@ -298,19 +304,16 @@ fn a_refused_claim_changes_nothing_and_publishes_no_event() {
     assert!(ws.hub_log().contains("\"err\":\"task"), "{}", ws.hub_log());
 
     // closing releases; a closed task cannot be claimed
-    ws.command(&["tasks", "close", &id, "--reason", "done"])
-        .env("BONES_AGENT_ID", "alice")
-        .output()
-        .unwrap();
+    assert!(
+        as_agent(&ws, "alice", &["tasks", "close", &id, "--reason", "done"])
+            .status
+            .success()
+    );
     let out = ws.ok(&["tasks", "show", &id, "--json"]);
     let task: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(task["status"], "closed");
     assert!(task.get("claimed_by").is_none());
-    let out = ws
-        .command(&["tasks", "claim", &id])
-        .env("BONES_AGENT_ID", "bob")
-        .output()
-        .unwrap();
+    let out = as_agent(&ws, "bob", &["tasks", "claim", &id]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }
 
@@ -318,15 +321,9 @@ fn a_refused_claim_changes_nothing_and_publishes_no_event() {
 fn ready_follows_blockers_and_claim_next_takes_the_oldest() {
     let ws = TestWorkspace::new();
     ws.start();
-    let first = stdout(&ws.ok(&["tasks", "create", "first"]))
-        .trim()
-        .to_string();
-    let second = stdout(&ws.ok(&["tasks", "create", "second", "--blocked-by", &first]))
-        .trim()
-        .to_string();
-    let third = stdout(&ws.ok(&["tasks", "create", "third"]))
-        .trim()
-        .to_string();
+    let first = create(&ws, &["first"]);
+    let second = create(&ws, &["second", "--blocked-by", &first]);
+    let third = create(&ws, &["third"]);
     let ready = |ws: &TestWorkspace| -> Vec<String> {
         let out = ws.ok(&["tasks", "ready", "--json"]);
         let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
@@ -335,16 +332,13 @@ fn ready_follows_blockers_and_claim_next_takes_the_oldest() {
             .collect()
     };
     assert_eq!(ready(&ws), vec![first.clone(), third.clone()]);
-    let out = ws
-        .command(&["tasks", "claim", "--next"])
-        .env("BONES_AGENT_ID", "a")
-        .output()
-        .unwrap();
+    let out = as_agent(&ws, "a", &["tasks", "claim", "--next"]);
     assert_eq!(stdout(&out).trim(), first);
-    ws.command(&["tasks", "close", &first])
-        .env("BONES_AGENT_ID", "a")
-        .output()
-        .unwrap();
+    assert!(
+        as_agent(&ws, "a", &["tasks", "close", &first])
+            .status
+            .success()
+    );
     assert_eq!(ready(&ws), vec![second.clone(), third.clone()]);
     let out = ws.ok(&["tasks", "list", "--status", "closed", "--json"]);
     let closed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
@@ -390,9 +384,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
 fn a_reaped_slot_gives_its_tasks_back() {
     let ws = TestWorkspace::new();
     ws.start();
-    let id = stdout(&ws.ok(&["tasks", "create", "slot work"]))
-        .trim()
-        .to_string();
+    let id = create(&ws, &["slot work"]);
     ws.ok(&[
         "swarm", "join", "--slot", "short", "--agent", "s", "--ttl", "1s",
     ]);
@@ -427,13 +419,12 @@ fn rpc_entries_are_neither_missed_nor_repeated_across_a_restart() {
     ) == 3));
     ws.ok(&["hub", "stop"]);
     ws.start();
-    ws.ok(&["tasks", "create", "d"]);
-    assert!(wait_until(Duration::from_secs(10), || rpc_count(
-        &ws,
-        "tasks.create"
-    ) >= 4));
-    // one more scan of the log after the projector had time to repeat itself
-    ws.ok(&["tasks", "list"]);
+    let d = create(&ws, &["d"]);
+    // the projector works in revision order: once d's entry is there, any
+    // repeat of a, b or c (which would come first) is there too
+    assert!(wait_until(Duration::from_secs(10), || ws
+        .hub_log()
+        .contains(&format!("\"task\":\"{d}\""))));
     assert_eq!(rpc_count(&ws, "tasks.create"), 4);
     assert_eq!(events(&ws).len(), 4);
 }

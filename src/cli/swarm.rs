@@ -158,8 +158,6 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
             if let Some(task) = &args.task {
                 swarm::name::validate_task_id(task)?;
             }
-            let generated = args.agent.is_none()
-                && std::env::var(swarm::AGENT_ENV).map_or(true, |a| a.trim().is_empty());
             let hub = Swarm::connect(paths.clone()).await?;
             let joined = hub
                 .join(JoinOptions {
@@ -176,7 +174,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
                 joined.branch,
                 joined.ttl_s
             );
-            if generated && joined.how == "created" {
+            if joined.generated_agent && joined.how == "created" {
                 eprintln!(
                     "swarm: agent id {} (export {}={} to join this slot again)",
                     joined.agent_id,

@@ -231,11 +231,12 @@ async fn connect(paths: &Paths) -> Result<Board, Failure> {
 
 /// Who acts: the slot, else `$BONES_AGENT_ID`, else the workspace's agent id.
 fn who(paths: &Paths, args: &WhoArgs) -> Result<String, Failure> {
-    if let Ok(slot) = swarm::current_slot(paths, args.slot.clone()) {
-        return Ok(slot);
+    if args.slot.is_some() {
+        return swarm::current_slot(paths, args.slot.clone())
+            .map_err(|e| Failure::Other(e.to_string(), exit::USAGE));
     }
-    if let Some(slot) = &args.slot {
-        swarm::name::validate_slot(slot).map_err(|e| Failure::Other(e.to_string(), exit::USAGE))?;
+    if let Ok(slot) = swarm::current_slot(paths, None) {
+        return Ok(slot);
     }
     if let Ok(agent) = std::env::var(swarm::AGENT_ENV)
         && !agent.trim().is_empty()

@@ -87,7 +87,7 @@ fn land_one(repo: &Repository, request: &LandRequest) -> LandReply {
         return failed(&format!("not a commit id: {:?}", request.head));
     };
     // the slot branch must still be where the client saw it
-    let branch = format!("refs/heads/slot/{}", request.slot);
+    let branch = crate::swarm::slot::branch_ref(&request.slot);
     match repo.refname_to_id(&branch) {
         Ok(tip) if tip == head => {}
         Ok(tip) => {

@@ -50,11 +50,6 @@ pub fn inspect(pid: u32) -> Option<ProcessInfo> {
     })
 }
 
-/// True while `pid` names a running (not zombie) process.
-pub fn is_alive(pid: u32) -> bool {
-    inspect(pid).is_some_and(|p| !p.zombie)
-}
-
 /// True while `pid` runs and started at `start_time` (seconds since epoch).
 pub fn is_same_process(pid: u32, start_time: u64) -> bool {
     inspect(pid).is_some_and(|p| !p.zombie && p.start_time == start_time)
@@ -78,7 +73,7 @@ pub fn signal(pid: u32, signal: Signal) -> nix::Result<()> {
 pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        if !running(pid) {
+        if !is_alive(pid) {
             return true;
         }
         if Instant::now() >= deadline {
@@ -88,9 +83,9 @@ pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
     }
 }
 
-/// A cheap liveness check for polling loops: `/proc/<pid>/stat` exists and
-/// does not say zombie.
-fn running(pid: u32) -> bool {
+/// True while `pid` names a running (not zombie) process: `/proc/<pid>/stat`
+/// exists and does not say zombie. Cheap enough for polling loops.
+pub fn is_alive(pid: u32) -> bool {
     match std::fs::read(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // the state follows the last ')' (the command may contain one)

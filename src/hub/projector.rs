@@ -172,7 +172,7 @@ async fn publish(
     let task: Task = serde_json::from_slice(&message.payload)
         .map_err(|e| ProjectError::Skip(format!("revision {revision}: {e}")))?;
     let event = TaskEvent {
-        schema: 1,
+        schema: crate::tasks::record::SCHEMA,
         kind: &task.last_op.op,
         task: &task.id,
         revision,

@@ -86,10 +86,7 @@ pub fn apply(paths: &Paths, opts: &ApplyOptions) -> Result<Applied, ApplyError> 
     let (source, branch) = match &opts.slot {
         Some(slot) => {
             name::validate_slot(slot)?;
-            (
-                format!("refs/heads/slot/{slot}"),
-                format!("bones/slot/{slot}"),
-            )
+            (super::slot::branch_ref(slot), format!("bones/slot/{slot}"))
         }
         None => (TRUNK_REF.to_string(), "bones/trunk".to_string()),
     };

@@ -98,6 +98,8 @@ pub struct Joined {
     pub ttl_s: u64,
     /// `created`, `rejoined` or `took_over`.
     pub how: &'static str,
+    /// True when no agent id was given and one was generated.
+    pub generated_agent: bool,
     /// Work saved while taking over an expired slot or an old branch.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rescued: Vec<String>,
@@ -179,14 +181,13 @@ impl Swarm {
 
     /// Joins a slot: takes its lease, then makes its checkout.
     pub async fn join(&self, opts: JoinOptions) -> Result<Joined, SwarmError> {
-        let agent = opts
-            .agent
-            .or_else(|| {
-                std::env::var(AGENT_ENV)
-                    .ok()
-                    .filter(|a| !a.trim().is_empty())
-            })
-            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let given = opts.agent.or_else(|| {
+            std::env::var(AGENT_ENV)
+                .ok()
+                .filter(|a| !a.trim().is_empty())
+        });
+        let generated_agent = given.is_none();
+        let agent = given.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let slot_name = match opts.slot {
             Some(slot) => slot,
             None => auto_slot_name(&agent),
@@ -243,6 +244,7 @@ impl Swarm {
             agent_id: agent,
             ttl_s: wanted.ttl_s,
             how,
+            generated_agent,
             rescued,
         })
     }
@@ -278,7 +280,10 @@ impl Swarm {
                 let author = Signature::now(&slot, &format!("{slot}@bones.invalid"))
                     .map_err(|e| SwarmError::Internal(e.message().to_string()))?;
                 let commit = dir.commit_all(&full_message, &author)?;
-                let head = dir.head()?;
+                let head = match commit {
+                    Some(id) => id,
+                    None => dir.head()?,
+                };
                 let waiting = unlanded(&dir.hub_repo, head)?;
                 Ok((commit, head, waiting))
             }

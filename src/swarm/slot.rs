@@ -6,6 +6,10 @@
 //! most: nothing deletes a checkout before its uncommitted work is saved to
 //! `refs/bones/rescued/<slot>/<unix>` (decision 4). If the rescue fails, the
 //! checkout stays.
+//!
+//! Refs (the slot branch, rescue refs) are always written through the bare
+//! repository with a compare-and-swap: libgit2 opened on a worktree does not
+//! see that a shared ref exists and can overwrite it.
 
 use std::fs;
 use std::io;
@@ -90,7 +94,7 @@ impl SlotDir {
 
     /// `refs/heads/slot/<name>`.
     pub fn branch_ref(&self) -> String {
-        format!("refs/heads/slot/{}", self.name)
+        branch_ref(&self.name)
     }
 
     fn git(&self) -> impl FnOnce(git2::Error) -> SlotError + '_ {
@@ -165,11 +169,12 @@ impl SlotDir {
             return Ok(None);
         }
         index.write().map_err(self.git())?;
-        let head = repo.find_commit(head).map_err(self.git())?;
+        let parent = repo.find_commit(head).map_err(self.git())?;
         let tree = repo.find_tree(tree_id).map_err(self.git())?;
         let id = repo
-            .commit(Some("HEAD"), author, author, message, &tree, &[&head])
+            .commit(None, author, author, message, &tree, &[&parent])
             .map_err(self.git())?;
+        self.move_branch(head, id, "bones: slot commit")?;
         Ok(Some(id))
     }
 
@@ -447,6 +452,11 @@ fn stage_everything(index: &mut git2::Index) -> Result<Oid, git2::Error> {
     index.add_all(["*"], IndexAddOption::DEFAULT, None)?;
     index.update_all(["*"], None)?;
     index.write_tree()
+}
+
+/// The branch of slot `name` in `hub.git`: `refs/heads/slot/<name>`.
+pub fn branch_ref(name: &str) -> String {
+    format!("refs/heads/slot/{name}")
 }
 
 /// Names of the slots that have a directory under `swarm/`.

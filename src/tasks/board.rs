@@ -8,7 +8,7 @@
 //! refused claim writes nothing, and therefore produces no event: the hub
 //! derives the events on `tasks-events` from the bucket's own revisions.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use async_nats::jetstream::{self, consumer, kv};
@@ -241,7 +241,12 @@ impl Board {
     /// Open tasks whose blockers are closed and whose parent is not, oldest first.
     pub async fn ready(&self) -> Result<Vec<Task>, TaskError> {
         let (tasks, _) = self.list().await?;
-        Ok(ready_among(&tasks))
+        let ready = ready_mask(tasks.iter());
+        Ok(tasks
+            .into_iter()
+            .zip(ready)
+            .filter_map(|(task, ready)| ready.then_some(task))
+            .collect())
     }
 
     /// Applies `rule` to the latest record and writes it with a
@@ -391,12 +396,11 @@ impl Claimer<'_> {
         for _ in 0..MAX_NEXT_ROUNDS {
             if self.queue.is_empty() {
                 let (all, _) = self.board.list_revisions().await?;
-                let tasks: Vec<Task> = all.iter().map(|(t, _)| t.clone()).collect();
-                let ready: HashSet<String> =
-                    ready_among(&tasks).into_iter().map(|t| t.id).collect();
+                let ready = ready_mask(all.iter().map(|(t, _)| t));
                 self.queue = all
                     .into_iter()
-                    .filter(|(t, _)| ready.contains(&t.id))
+                    .zip(ready)
+                    .filter_map(|(entry, ready)| ready.then_some(entry))
                     .collect();
                 if self.queue.is_empty() {
                     return Ok(None);
@@ -453,13 +457,12 @@ fn apply_edit(task: &mut Task, edit: &Update) -> Result<(), TaskError> {
     Ok(())
 }
 
-/// The ready tasks among `tasks` (which must be the whole board), oldest first.
-pub fn ready_among(tasks: &[Task]) -> Vec<Task> {
-    let status = |id: &str| tasks.iter().find(|t| t.id == id).map(|t| t.status);
+/// Which of `tasks` are ready, in order. `tasks` must be the whole board:
+/// readiness depends on blockers and parents.
+fn ready_mask<'a>(tasks: impl Iterator<Item = &'a Task> + Clone) -> Vec<bool> {
+    let status: HashMap<&str, Status> = tasks.clone().map(|t| (t.id.as_str(), t.status)).collect();
     tasks
-        .iter()
-        .filter(|t| t.is_ready(status))
-        .cloned()
+        .map(|t| t.is_ready(|id| status.get(id).copied()))
         .collect()
 }
 
