@@ -297,7 +297,8 @@ fn anchor_start(
                 }
                 Err(e) => last = e.to_string(),
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // the same interval the hub polls its own server at
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         Err(last)
     });

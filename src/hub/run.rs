@@ -155,12 +155,15 @@ fn serve(
         let client = match ready {
             Some(Ok(client)) => {
                 let js = async_nats::jetstream::new(client.clone());
-                let lander = lander::spawn(client.clone(), paths.hub_repo.clone(), log.clone())
-                    .await
-                    .map_err(|e| HubError::Service(format!("landing service: {e}")))?;
-                let projector = projector::spawn(js.clone(), log.clone())
-                    .await
-                    .map_err(|e| HubError::Service(format!("task projector: {e}")))?;
+                // set up side by side: each is a few round trips to the server
+                let (lander, projector) = tokio::join!(
+                    lander::spawn(client.clone(), paths.hub_repo.clone(), log.clone()),
+                    projector::spawn(js.clone(), log.clone()),
+                );
+                let lander =
+                    lander.map_err(|e| HubError::Service(format!("landing service: {e}")))?;
+                let projector =
+                    projector.map_err(|e| HubError::Service(format!("task projector: {e}")))?;
                 let watcher = watcher::spawn(js.clone(), paths.clone(), log.clone());
                 log.info("hub: ready");
                 // only now may /.status say ok: a detached start returns on it
