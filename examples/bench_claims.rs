@@ -80,6 +80,10 @@ async fn bones_round(
         };
         board.create(new, "bench").await?;
     }
+    // the hub turns every creation into an event; start the clock once it
+    // has, as the anchor starts on a server with nothing else to do
+    projector_settled(&board).await?;
+    let cpu = Cpu::now(paths);
     let started = Instant::now();
     let mut workers = Vec::new();
     for c in 0..claimers {
@@ -100,6 +104,16 @@ async fn bones_round(
     }
     let elapsed = started.elapsed();
     assert_eq!(total, tasks, "bones claimed {total} of {tasks}");
+    // the claims' events are the hub's to publish after the claimers are
+    // done; reported, and waited for so the next round starts quiet
+    let settle = Instant::now();
+    projector_settled(&board).await?;
+    let (server, hub, mine) = Cpu::now(paths).per_claim_us(cpu, tasks);
+    eprintln!(
+        "bench claims: round {round}: bones: events settled {:.0} ms after the last claim; \
+         CPU per claim: server {server:.0} us, hub {hub:.0} us, claimers {mine:.0} us",
+        settle.elapsed().as_secs_f64() * 1000.0
+    );
     // every round starts from an empty board, as the anchor's does
     board.store().stream.purge().await?;
     Ok(tasks as f64 / elapsed.as_secs_f64())
@@ -127,6 +141,7 @@ async fn anchor_round(
     for key in &keys {
         store.put(key, r#"{"status":"open"}"#.into()).await?;
     }
+    let cpu = Cpu::now(paths);
     let started = Instant::now();
     let mut workers = Vec::new();
     for c in 0..claimers {
@@ -159,6 +174,10 @@ async fn anchor_round(
         total += worker.await??;
     }
     let elapsed = started.elapsed();
+    let (server, hub, mine) = Cpu::now(paths).per_claim_us(cpu, tasks);
+    eprintln!(
+        "bench claims: round {round}: anchor: CPU per claim: server {server:.0} us, hub {hub:.0} us, claimers {mine:.0} us"
+    );
     let _ = js.delete_key_value(&bucket).await;
     assert_eq!(total, tasks, "anchor claimed {total} of {tasks}");
     Ok(tasks as f64 / elapsed.as_secs_f64())
@@ -203,6 +222,66 @@ async fn cli_times(
     }
     board.store().stream.purge().await?;
     Ok((median(&mut cli), median(&mut git)))
+}
+
+/// Waits until the hub's task projector has acknowledged every revision of
+/// the board, i.e. published its event.
+async fn projector_settled(board: &Board) -> Result<(), Error> {
+    let stream = &board.store().stream;
+    loop {
+        let info = stream.consumer_info("bones-hub-projector").await?;
+        if info.num_pending == 0 && info.num_ack_pending == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// CPU seconds (user + system) used so far by the hub, its coordination
+/// server and this process: on a loaded machine, CPU per claim says more
+/// than claims per second.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    hub: f64,
+    server: f64,
+    claimers: f64,
+}
+
+impl Cpu {
+    fn now(paths: &Paths) -> Cpu {
+        let pid = |path: &Path| {
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        Cpu {
+            hub: pid(&paths.hub_pid).map_or(0.0, |p| cpu_seconds(&p)),
+            server: pid(&paths.nats_pid).map_or(0.0, |p| cpu_seconds(&p)),
+            claimers: cpu_seconds("self"),
+        }
+    }
+
+    /// Microseconds of CPU per claim since `before`.
+    fn per_claim_us(self, before: Cpu, claims: usize) -> (f64, f64, f64) {
+        let us = |a: f64, b: f64| (a - b) * 1e6 / claims as f64;
+        (
+            us(self.server, before.server),
+            us(self.hub, before.hub),
+            us(self.claimers, before.claimers),
+        )
+    }
+}
+
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // fields after the command name, which is in parentheses
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    ticks / 100.0
 }
 
 fn median(values: &mut [f64]) -> f64 {
