@@ -1,0 +1,373 @@
+//! The fault suite: agents commit through slots and claim tasks while the
+//! hub or its coordination server is killed at random moments. Whatever was
+//! acknowledged must survive, no task may be claimed twice, and nothing may
+//! be left running.
+//!
+//! `BONES_FAULT_KILLS` sets how many times the hub is killed (5 by default;
+//! `scripts/faults.sh` runs 20) and `BONES_FAULT_SEED` replays the kill
+//! timings of an earlier run (each run prints its seed).
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bones::tasks::{Board, NewTask, Status, Task};
+use support::{Signal, TestWorkspace, send_signal, stderr, stdout, wait_until};
+
+const AGENTS: usize = 8;
+const TASKS: usize = 400;
+
+/// Everything the agents were told succeeded.
+#[derive(Default)]
+struct Acked {
+    /// (agent, file) for every file of an acknowledged commit.
+    files: Mutex<Vec<(usize, String)>>,
+    /// Every file an agent wrote, acknowledged or not.
+    written: Mutex<Vec<(usize, String)>>,
+    /// (slot, task id) for every acknowledged claim.
+    claims: Mutex<Vec<(String, String)>>,
+    commits: AtomicUsize,
+    /// Conflicts reported to agents that only ever add their own files.
+    conflicts: Mutex<Vec<String>>,
+}
+
+/// Kill timings: a small xorshift generator, seeded from the clock unless
+/// `BONES_FAULT_SEED` replays a run.
+struct Timing(u64);
+
+impl Timing {
+    fn new() -> Timing {
+        let seed = std::env::var("BONES_FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        eprintln!("faults: seed {seed} (BONES_FAULT_SEED={seed} replays these timings)");
+        Timing(seed | 1)
+    }
+
+    /// A pause between `min` and `max` milliseconds.
+    fn pause(&mut self, min: u64, max: u64) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        Duration::from_millis(min + self.0 % (max - min))
+    }
+}
+
+fn kills() -> usize {
+    std::env::var("BONES_FAULT_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn with_board<T>(ws: &TestWorkspace, f: impl AsyncFnOnce(&Board) -> T) -> T {
+    runtime().block_on(async {
+        let client = bones::hub::coord::connect(&ws.paths()).await.unwrap();
+        let board = Board::open(&async_nats::jetstream::new(client))
+            .await
+            .unwrap();
+        f(&board).await
+    })
+}
+
+fn create_tasks(ws: &TestWorkspace, n: usize) {
+    with_board(ws, async |board| {
+        for i in 0..n {
+            let new = NewTask {
+                title: format!("fault task {i}"),
+                ..Default::default()
+            };
+            board.create(new, "faults").await.unwrap();
+        }
+    });
+}
+
+fn slot_name(agent: usize) -> String {
+    format!("a{agent}")
+}
+
+/// One agent: writes a new file, commits it, claims a task, again and
+/// again until told to stop. Failures while the hub is down are expected;
+/// the agent tries again, and a file whose commit failed goes into the
+/// next one.
+fn agent(ws: &TestWorkspace, n: usize, wt: &Path, acked: &Acked, stop: &AtomicBool) {
+    let mut pending: Vec<String> = Vec::new();
+    let mut seq = 0;
+    let mut claims_left = true;
+    while !stop.load(Ordering::SeqCst) {
+        seq += 1;
+        let file = format!("{}/f{seq:05}.txt", slot_name(n));
+        fs::create_dir_all(wt.join(slot_name(n))).unwrap();
+        fs::write(wt.join(&file), format!("{n} {seq}\n")).unwrap();
+        acked.written.lock().unwrap().push((n, file.clone()));
+        pending.push(file);
+        let out = ws
+            .command_in(wt, &["swarm", "commit", "-m", &format!("agent {n} #{seq}")])
+            .output()
+            .unwrap();
+        match out.status.code() {
+            Some(0) => {
+                acked
+                    .files
+                    .lock()
+                    .unwrap()
+                    .extend(pending.drain(..).map(|f| (n, f)));
+                acked.commits.fetch_add(1, Ordering::SeqCst);
+            }
+            Some(5) => {
+                let why = stderr(&out);
+                acked.conflicts.lock().unwrap().push(format!("agent {n}: {why}"));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+        if claims_left {
+            let out = ws
+                .command_in(wt, &["tasks", "claim", "--next"])
+                .output()
+                .unwrap();
+            match out.status.code() {
+                Some(0) => acked
+                    .claims
+                    .lock()
+                    .unwrap()
+                    .push((slot_name(n), stdout(&out).trim().to_string())),
+                Some(7) => claims_left = false,
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+/// Commits whatever an agent left uncommitted, retrying while the hub
+/// settles; true once nothing is waiting.
+fn flush(ws: &TestWorkspace, wt: &Path) -> bool {
+    wait_until(Duration::from_secs(60), || {
+        let out = ws
+            .command_in(wt, &["swarm", "commit", "-m", "final"])
+            .output()
+            .unwrap();
+        out.status.success() || stderr(&out).contains("nothing to commit")
+    })
+}
+
+struct Outcome {
+    acked_commits: usize,
+    lost: Vec<String>,
+    double_claims: Vec<String>,
+    orphans: Vec<u32>,
+}
+
+/// Runs the agents while `fault` is applied `kills` times, then checks
+/// every promise and stops the hub.
+fn run_under_faults(
+    kills: usize,
+    mut fault: impl FnMut(&TestWorkspace, &mut Timing),
+) -> Outcome {
+    let ws = TestWorkspace::new();
+    ws.start();
+    create_tasks(&ws, TASKS);
+    let slots: Vec<PathBuf> = (0..AGENTS)
+        .map(|n| {
+            let slot = slot_name(n);
+            let agent = format!("agent-{n}");
+            let out = ws.ok(&["swarm", "join", "--slot", &slot, "--agent", &agent]);
+            PathBuf::from(stdout(&out).trim())
+        })
+        .collect();
+    let acked = Acked::default();
+    let stop = AtomicBool::new(false);
+    let mut timing = Timing::new();
+    std::thread::scope(|scope| {
+        for (n, wt) in slots.iter().enumerate() {
+            let (ws, acked, stop) = (&ws, &acked, &stop);
+            scope.spawn(move || agent(ws, n, wt, acked, stop));
+        }
+        for _ in 0..kills {
+            std::thread::sleep(timing.pause(200, 1500));
+            fault(&ws, &mut timing);
+        }
+        // the agents must get work through after the last fault, too
+        let after = acked.commits.load(Ordering::SeqCst);
+        let moving = wait_until(Duration::from_secs(60), || {
+            acked.commits.load(Ordering::SeqCst) >= after + AGENTS
+        });
+        stop.store(true, Ordering::SeqCst);
+        assert!(moving, "no commits landed after the last fault");
+    });
+
+    let conflicts = acked.conflicts.lock().unwrap().clone();
+    assert!(
+        conflicts.is_empty(),
+        "conflicts between agents that never touch the same file: {conflicts:?}\nhub.log:\n{}",
+        ws.hub_log()
+    );
+    // every acknowledged commit is on trunk as the agents left it
+    let trunk_files = || -> BTreeSet<String> {
+        ws.hub_git(&["ls-tree", "-r", "--name-only", "trunk"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let trunk = trunk_files();
+    let mut lost: Vec<String> = acked
+        .files
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, f)| !trunk.contains(f))
+        .map(|(_, f)| format!("{f} (acknowledged)"))
+        .collect();
+    // and every file an agent wrote reaches trunk once its last commit lands
+    for wt in &slots {
+        assert!(flush(&ws, wt), "a final commit never landed");
+    }
+    let trunk = trunk_files();
+    lost.extend(
+        acked
+            .written
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, f)| !trunk.contains(f))
+            .map(|(_, f)| format!("{f} (written)")),
+    );
+    let acked_files = acked.files.lock().unwrap().len();
+    assert!(acked_files > 0, "no commit was ever acknowledged");
+
+    // claims: each acknowledged once, and held by the one it was told to
+    let claims = acked.claims.lock().unwrap().clone();
+    let mut holders: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (slot, id) in &claims {
+        holders.entry(id).or_default().push(slot);
+    }
+    let mut double_claims: Vec<String> = holders
+        .iter()
+        .filter(|(_, slots)| slots.len() > 1)
+        .map(|(id, slots)| format!("{id} acknowledged to {slots:?}"))
+        .collect();
+    let tasks: Vec<Task> = with_board(&ws, async |board| board.list().await.unwrap().0);
+    for task in &tasks {
+        if task.claim_epoch > 1 {
+            double_claims.push(format!("{} claimed {} times", task.id, task.claim_epoch));
+        }
+        if let Some(slots) = holders.get(task.id.as_str()) {
+            assert_eq!(task.status, Status::Claimed, "{} lost its claim", task.id);
+            assert_eq!(task.claimed_by.as_deref(), Some(slots[0]), "{}", task.id);
+        }
+    }
+
+    // no checkout lost: each is still there (no lease expired)
+    for (n, wt) in slots.iter().enumerate() {
+        let rescued = ws.hub_git(&[
+            "for-each-ref",
+            "--format=%(refname)",
+            &format!("refs/bones/rescued/{}/", slot_name(n)),
+        ]);
+        assert!(
+            wt.is_dir() || !rescued.is_empty(),
+            "slot {} was removed without a rescue ref",
+            slot_name(n)
+        );
+    }
+
+    ws.ok(&["hub", "stop", "--force"]);
+    let _ = wait_until(Duration::from_secs(10), || ws.processes().is_empty());
+    let orphans = ws.processes();
+    let acked_commits = acked.commits.load(Ordering::SeqCst);
+    Outcome {
+        acked_commits,
+        lost,
+        double_claims,
+        orphans,
+    }
+}
+
+fn report(name: &str, kills: usize, outcome: &Outcome) {
+    // the line scripts/faults.sh and CI logs show
+    println!(
+        "faults: {name} kills={kills} acked_commits={} lost={} double_claims={} orphans={}",
+        outcome.acked_commits,
+        outcome.lost.len(),
+        outcome.double_claims.len(),
+        outcome.orphans.len()
+    );
+    assert!(outcome.lost.is_empty(), "lost files: {:?}", outcome.lost);
+    assert!(
+        outcome.double_claims.is_empty(),
+        "double claims: {:?}",
+        outcome.double_claims
+    );
+    assert!(
+        outcome.orphans.is_empty(),
+        "left running: {:?}",
+        outcome.orphans
+    );
+}
+
+#[test]
+fn hub_killed_at_random_moments_loses_nothing_acknowledged() {
+    let kills = kills();
+    let outcome = run_under_faults(kills, |ws, _| {
+        let pid = ws.hub_pid().expect("the hub runs between faults");
+        send_signal(pid, Signal::SIGKILL);
+        assert!(wait_until(Duration::from_secs(10), || !support::alive(
+            pid
+        )));
+        ws.start();
+    });
+    report("hub-kill", kills, &outcome);
+}
+
+#[test]
+fn coordination_server_killed_alone_loses_nothing_acknowledged() {
+    let kills = kills().min(3);
+    let outcome = run_under_faults(kills, |ws, _| {
+        let pid = ws.nats_pid().expect("the coordination server runs");
+        send_signal(pid, Signal::SIGKILL);
+        // the hub restarts it (same port, same store) and says so
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                ws.nats_pid().is_some_and(|p| p != pid) && ws.status().0 == 0
+            }),
+            "the hub did not bring its coordination server back:\n{}",
+            ws.hub_log()
+        );
+    });
+    report("coord-kill", kills, &outcome);
+}
+
+#[test]
+fn a_hub_frozen_past_the_stop_grace_is_killed_and_restarts_with_everything() {
+    let outcome = run_under_faults(1, |ws, _| {
+        let hub = ws.hub_pid().expect("the hub runs");
+        let nats = ws.nats_pid().expect("the coordination server runs");
+        support::freeze(hub);
+        let out = ws.ok(&["hub", "stop", "--force", "--grace", "300ms"]);
+        assert!(stderr(&out).contains("killed"), "{}", stderr(&out));
+        assert!(!support::alive(hub));
+        assert!(wait_until(Duration::from_secs(10), || !support::alive(
+            nats
+        )));
+        assert!(ws.processes().is_empty(), "{:?}", ws.processes());
+        ws.start();
+    });
+    report("hub-freeze", 1, &outcome);
+}
