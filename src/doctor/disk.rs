@@ -25,7 +25,7 @@ pub(super) fn check(ctx: &Context, report: &mut Report) {
             return;
         }
     };
-    let free = u64::from(stat.blocks_available()).saturating_mul(stat.fragment_size());
+    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
     let detail = format!("{} free", show(free));
     let findings = match severity(free) {
         None => Vec::new(),

@@ -183,3 +183,102 @@ fn is_young(ctx: &Context, row: &ProcessRow) -> bool {
     let age = ctx.now.unix_timestamp() - i64::try_from(row.info.start_time).unwrap_or(0);
     age < START_GRACE.as_secs() as i64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+
+    use time::OffsetDateTime;
+
+    use crate::hub::Paths;
+    use crate::workspace::{BONES_DIR_ENV, MARKER, Workspace};
+
+    /// A process whose command line reads `bones - hub start`: `cat`
+    /// blocked on its stdin, named like a hub.
+    fn fake_hub(cwd: &Path, bones_dir: Option<&Path>) -> Child {
+        let mut command = Command::new("cat");
+        command
+            .arg0("bones")
+            .args(["-", "hub", "start"])
+            .current_dir(cwd)
+            .env_remove(BONES_DIR_ENV)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(dir) = bones_dir {
+            command.env(BONES_DIR_ENV, dir);
+        }
+        command.spawn().unwrap()
+    }
+
+    fn workspace(root: &Path) -> Workspace {
+        let state_dir = root.join(".bones");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir_all(&state_dir).unwrap();
+        std::fs::write(state_dir.join(MARKER), "id\n").unwrap();
+        Workspace {
+            root: root.to_path_buf(),
+            state_dir,
+        }
+    }
+
+    fn orphaned_hubs(paths: &Paths, now: OffsetDateTime) -> Vec<String> {
+        let ctx = Context {
+            paths: paths.clone(),
+            hub: HubState::Stopped { stale_pid: None },
+            processes: process::scan(),
+            now,
+        };
+        let mut report = Report::new();
+        orphans(&ctx, &mut report);
+        report
+            .findings
+            .iter()
+            .filter(|f| f.id == "orphaned-hub")
+            .map(|f| f.problem.clone())
+            .collect()
+    }
+
+    #[test]
+    fn hub_processes_are_attributed_to_their_own_workspace_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().canonicalize().unwrap();
+        let a = workspace(&base.join("a"));
+        // a path that contains a's: a naive prefix test would confuse them
+        let b = workspace(&base.join("a-b"));
+        let mut children = vec![
+            // a's, started from a subdirectory
+            fake_hub(&a.root.join("sub"), None),
+            // b's
+            fake_hub(&b.root, None),
+            // runs in a's tree, but its BONES_DIR makes it b's
+            fake_hub(&a.root, Some(&b.state_dir)),
+        ];
+        let pids: Vec<u32> = children.iter().map(Child::id).collect();
+        let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
+
+        let of_a = orphaned_hubs(&Paths::new(&a), later);
+        let of_b = orphaned_hubs(&Paths::new(&b), later);
+        // a start in progress is not an orphan
+        let young = orphaned_hubs(&Paths::new(&a), OffsetDateTime::now_utc());
+        for child in &mut children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert_eq!(of_a.len(), 1, "{of_a:?}");
+        assert!(of_a[0].contains(&format!("pid {} ", pids[0])), "{of_a:?}");
+        assert_eq!(of_b.len(), 2, "{of_b:?}");
+        assert!(
+            of_b.iter()
+                .any(|p| p.contains(&format!("pid {} ", pids[1])))
+        );
+        assert!(
+            of_b.iter()
+                .any(|p| p.contains(&format!("pid {} ", pids[2])))
+        );
+        assert!(young.is_empty(), "{young:?}");
+    }
+}
