@@ -91,6 +91,11 @@ pub fn read_trimmed(path: &Path) -> io::Result<Option<String>> {
     }
 }
 
+/// True for a file someone may execute: what a `PATH` search looks for.
+pub fn is_executable(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 /// Removes a file, treating "already gone" as success.
 pub fn remove_if_exists(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {

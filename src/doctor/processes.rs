@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{Context, Finding, Report, kill_fix, short_cmdline};
 use crate::fsutil;
-use crate::hub::process::{self, ProcessRow};
+use crate::hub::process::ProcessRow;
 use crate::hub::record::HubState;
 
 /// A `hub start` process younger than this may be a start in progress (a
@@ -47,10 +47,10 @@ fn hub_pid(ctx: &Context, report: &mut Report) {
         HubState::Stopped {
             stale_pid: Some(pid),
         } => {
-            let now = match process::inspect(*pid).filter(|p| !p.zombie) {
-                Some(info) => format!(
+            let now = match ctx.process(*pid) {
+                Some(row) => format!(
                     "which is now another process ({})",
-                    short_cmdline(&info.cmdline)
+                    short_cmdline(&row.info.cmdline)
                 ),
                 None => "which is not running".to_string(),
             };
@@ -193,7 +193,7 @@ mod tests {
 
     use time::OffsetDateTime;
 
-    use crate::hub::Paths;
+    use crate::hub::{Paths, process};
     use crate::workspace::{BONES_DIR_ENV, MARKER, Workspace};
 
     /// A process whose command line reads `bones - hub start`: `cat`

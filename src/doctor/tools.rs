@@ -8,6 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{Finding, Report, shell_quote};
+use crate::fsutil;
 use crate::hub::coord::{self, CoordError, NATS_SERVER_ENV};
 
 /// The oldest `nats-server` the hub works with (ARCHITECTURE.md).
@@ -135,13 +136,10 @@ fn show((major, minor, patch): (u32, u32, u32)) -> String {
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     let dirs = std::env::var_os("PATH")?;
     std::env::split_paths(&dirs)
         .map(|dir| dir.join(name))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        .find(|p| fsutil::is_executable(p))
 }
 
 /// Runs `<binary> --version` (bounded in time) and reads the first version

@@ -107,12 +107,7 @@ pub fn nats_server_on_path() -> Option<PathBuf> {
     std::env::split_paths(&path_dirs)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
         .map(|dir| dir.join("nats-server"))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .find(|candidate| fsutil::is_executable(candidate))
 }
 
 /// Returns the workspace's coordination token, creating it on first use.
