@@ -9,12 +9,20 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+/// Mode of every state file bones writes: owner only.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+/// Mode of every state directory bones makes: owner only.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
 /// Creates `dir` (and parents) with mode 0700, tightening an existing one.
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
-    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR_MODE)
+        .create(dir)?;
     let meta = fs::metadata(dir)?;
-    if meta.permissions().mode() & 0o777 != 0o700 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    if meta.permissions().mode() & 0o777 != PRIVATE_DIR_MODE {
+        fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR_MODE))?;
     }
     Ok(())
 }
@@ -32,7 +40,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// flush.
 pub fn write_private_if_changed(path: &Path, contents: &[u8]) -> io::Result<()> {
     if let Ok(meta) = fs::metadata(path)
-        && meta.permissions().mode() & 0o777 == 0o600
+        && meta.permissions().mode() & 0o777 == PRIVATE_FILE_MODE
         && meta.len() == contents.len() as u64
         && fs::read(path).is_ok_and(|old| old == contents)
     {
@@ -60,7 +68,7 @@ fn write_atomic(path: &Path, contents: &[u8], sync: bool) -> io::Result<()> {
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o600)
+            .mode(PRIVATE_FILE_MODE)
             .open(&tmp)?;
         file.write_all(contents)?;
         if sync {
@@ -81,6 +89,11 @@ pub fn read_trimmed(path: &Path) -> io::Result<Option<String>> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(err),
     }
+}
+
+/// True for a file someone may execute: what a `PATH` search looks for.
+pub fn is_executable(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Removes a file, treating "already gone" as success.

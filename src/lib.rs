@@ -5,6 +5,7 @@
 //! back: the binary is a thin layer and everything is testable as a library.
 
 pub mod cli;
+pub mod doctor;
 pub mod duration;
 pub mod fsutil;
 pub mod hub;

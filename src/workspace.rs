@@ -68,8 +68,18 @@ fn bones_dir_override() -> Option<PathBuf> {
 impl Workspace {
     /// Finds the workspace that contains `start`.
     pub fn discover(start: &Path) -> Result<Workspace, WorkspaceError> {
+        Workspace::discover_with(start, bones_dir_override())
+    }
+
+    /// Finds the workspace that contains `start` as a process whose
+    /// `BONES_DIR` (already made absolute) is `bones_dir` would: for telling
+    /// which workspace another process works for.
+    pub fn discover_with(
+        start: &Path,
+        bones_dir: Option<PathBuf>,
+    ) -> Result<Workspace, WorkspaceError> {
         let start = start.canonicalize().map_err(io_err(start))?;
-        if let Some(state_dir) = bones_dir_override()
+        if let Some(state_dir) = bones_dir
             && state_dir.join(MARKER).is_file()
         {
             let root = fsutil::read_trimmed(&state_dir.join("root"))

@@ -4,6 +4,7 @@
 //! stderr).
 
 mod apply;
+mod doctor;
 mod hub;
 mod logs;
 mod swarm;
@@ -100,6 +101,13 @@ enum Command {
     /// your working tree instead, refusing (touching nothing) when that
     /// would overwrite uncommitted changes.
     Apply(apply::ApplyArgs),
+    /// Check what can keep the hub from working, and print how to fix it.
+    ///
+    /// Looks at the tools, pid and lock files, stray processes, recorded
+    /// ports, disk space, permissions and recent hub.log errors. Read-only:
+    /// never starts, stops or changes anything. Exit 0 when no error or
+    /// warning was found, 1 otherwise.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -122,6 +130,7 @@ pub fn main() -> ExitCode {
         Command::Swarm(command) => swarm::run(command),
         Command::Apply(args) => apply::run(args),
         Command::Tasks(command) => tasks::run(command),
+        Command::Doctor(args) => doctor::run(args),
     };
     ExitCode::from(code)
 }

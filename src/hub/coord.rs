@@ -97,17 +97,17 @@ pub fn find_nats_server() -> Result<PathBuf, CoordError> {
             Err(CoordError::NotAt(path))
         };
     }
+    nats_server_on_path().ok_or(CoordError::NotInstalled)
+}
+
+/// The first executable `nats-server` on `PATH`, then in `/usr/sbin` and
+/// `/usr/local/sbin`, ignoring `$BONES_NATS_SERVER`.
+pub fn nats_server_on_path() -> Option<PathBuf> {
     let path_dirs = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path_dirs)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
         .map(|dir| dir.join("nats-server"))
-        .find(|candidate| is_executable(candidate))
-        .ok_or(CoordError::NotInstalled)
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .find(|candidate| fsutil::is_executable(candidate))
 }
 
 /// Returns the workspace's coordination token, creating it on first use.
@@ -172,13 +172,20 @@ pub fn stop_orphan(paths: &Paths) -> Option<u32> {
         .ok()
         .flatten()
         .and_then(|p| p.parse::<u32>().ok())?;
-    let conf = paths.nats_conf.to_string_lossy().into_owned();
-    let ours = process::inspect(pid).is_some_and(|p| !p.zombie && p.cmdline.contains(&conf));
+    let ours = process::inspect(pid).is_some_and(|p| runs_our_config(paths, &p));
     if ours {
         process::terminate(pid, Duration::from_secs(2));
     }
     let _ = fsutil::remove_if_exists(&paths.nats_pid);
     ours.then_some(pid)
+}
+
+/// True when `process` is a live server started with this workspace's
+/// `nats.conf`: one argument must be that path exactly, so neither a reused
+/// pid nor the server of a workspace whose path merely contains this one's
+/// is taken for ours.
+pub fn runs_our_config(paths: &Paths, process: &process::ProcessInfo) -> bool {
+    !process.zombie && process.args.iter().any(|a| Path::new(a) == paths.nats_conf)
 }
 
 /// Connection settings for a client of this workspace's server.

@@ -226,17 +226,27 @@ fn clear_leftovers(paths: &Paths, hub_log: &HubLog) {
             "hub: stopped orphaned coord server (pid={pid}) left by a previous hub"
         ));
     }
-    if let Ok(entries) = std::fs::read_dir(&paths.state_dir) {
-        for entry in entries.filter_map(Result::ok) {
-            if entry
+    for dir in seeding_leftovers(paths) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Half-made seeds (`hub.git.seeding.*`) a crash during the first start
+/// left in the state directory; the next start removes them.
+pub fn seeding_leftovers(paths: &Paths) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(&paths.state_dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
                 .file_name()
                 .to_string_lossy()
                 .starts_with("hub.git.seeding.")
-            {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-    }
+        })
+        .map(|entry| entry.path())
+        .collect()
 }
 
 /// True when the workspace containing `root` has a live hub process.

@@ -5,6 +5,7 @@
 //! (decision 7). Liveness therefore compares the process start time with the
 //! one recorded when the process was launched.
 
+use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,8 @@ pub struct ProcessInfo {
     pub start_time: u64,
     /// The command line, arguments joined by spaces.
     pub cmdline: String,
+    /// The command line, one argument each (paths with spaces stay whole).
+    pub args: Vec<String>,
     /// True for a zombie: exited but not yet reaped by its parent.
     pub zombie: bool,
 }
@@ -36,18 +39,80 @@ pub fn inspect(pid: u32) -> Option<ProcessInfo> {
         true,
         ProcessRefreshKind::nothing().with_cmd(UpdateKind::Always),
     );
-    let process = system.process(spid)?;
-    let cmdline = process
+    system.process(spid).map(info_of)
+}
+
+fn info_of(process: &sysinfo::Process) -> ProcessInfo {
+    let args: Vec<String> = process
         .cmd()
         .iter()
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ");
-    Some(ProcessInfo {
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    ProcessInfo {
         start_time: process.start_time(),
-        cmdline,
+        cmdline: args.join(" "),
+        args,
         zombie: matches!(process.status(), sysinfo::ProcessStatus::Zombie),
-    })
+    }
+}
+
+/// One live process of the whole table, as seen by [`scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessRow {
+    pub pid: u32,
+    pub parent: Option<u32>,
+    pub info: ProcessInfo,
+    /// Its working directory, when readable (own processes, or as root).
+    pub cwd: Option<PathBuf>,
+    /// Its `NAME=value` environment, when readable.
+    pub environ: Vec<String>,
+}
+
+impl ProcessRow {
+    /// The value of one environment variable of the process.
+    pub fn env(&self, name: &str) -> Option<&str> {
+        self.environ
+            .iter()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    }
+}
+
+/// Every live (not zombie) process but the calling one: for finding
+/// processes that outlived their owner, which no pid file names any more.
+pub fn scan() -> Vec<ProcessRow> {
+    let Ok(mut system) = System::new() else {
+        return Vec::new();
+    };
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::All,
+        true,
+        ProcessRefreshKind::nothing()
+            .with_cmd(UpdateKind::Always)
+            .with_cwd(UpdateKind::Always)
+            .with_environ(UpdateKind::Always),
+    );
+    let me = std::process::id();
+    let mut rows: Vec<ProcessRow> = system
+        .processes()
+        .iter()
+        .filter(|(pid, _)| pid.as_u32() != me)
+        // threads show up as processes on Linux; their leader stands for them
+        .filter(|(_, p)| p.thread_kind().is_none())
+        .map(|(pid, p)| ProcessRow {
+            pid: pid.as_u32(),
+            parent: p.parent().map(|pp| pp.as_u32()),
+            info: info_of(p),
+            cwd: p.cwd().map(PathBuf::from),
+            environ: p
+                .environ()
+                .iter()
+                .map(|kv| kv.to_string_lossy().into_owned())
+                .collect(),
+        })
+        .filter(|row| !row.info.zombie)
+        .collect();
+    rows.sort_by_key(|row| row.pid);
+    rows
 }
 
 /// True while `pid` runs and started at `start_time` (seconds since epoch).
@@ -148,6 +213,30 @@ mod tests {
         assert!(is_same_process(me, info.start_time));
         assert!(!is_same_process(me, info.start_time + 1000));
         assert!(!is_alive(0));
+    }
+
+    #[test]
+    fn scan_sees_a_child_with_its_parent_cwd_and_environment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cwd = tmp.path().canonicalize().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir(&cwd)
+            .env("BONES_SCAN_TEST", "here")
+            .spawn()
+            .unwrap();
+        let rows = scan();
+        let _ = child.kill();
+        let _ = child.wait();
+        let row = rows
+            .iter()
+            .find(|r| r.pid == child.id())
+            .expect("child listed");
+        assert_eq!(row.parent, Some(std::process::id()));
+        assert_eq!(row.cwd.as_deref(), Some(cwd.as_path()));
+        assert_eq!(row.env("BONES_SCAN_TEST"), Some("here"));
+        assert_eq!(row.info.args, ["sleep", "30"]);
+        assert!(rows.iter().all(|r| r.pid != std::process::id()));
     }
 
     #[test]

@@ -93,7 +93,9 @@ pub fn hub_state(paths: &Paths) -> HubState {
     }
 }
 
-fn looks_like_hub(cmdline: &str) -> bool {
+/// True for the command line of a `bones ... hub start` process: the only
+/// kind of process that can be a hub.
+pub fn looks_like_hub(cmdline: &str) -> bool {
     let mut words = cmdline.split_whitespace();
     let is_bones = words
         .next()
