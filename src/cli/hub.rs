@@ -216,6 +216,7 @@ fn status(cwd: &std::path::Path, args: StatusArgs) -> u8 {
                         "http": { "ok": report.is_some() },
                         "repo": report.as_ref().map(|r| json!(r.parts.repo)),
                         "coord": report.as_ref().map(|r| json!(r.parts.coord)),
+                        "storage": report.as_ref().map(|r| json!(r.parts.storage)),
                     },
                 }),
             )
@@ -269,6 +270,7 @@ fn print_status(health: &Health, value: &serde_json::Value) {
                 part("repo")
             );
             println!("  coord  {:<28} {}", text("nats_url"), part("coord"));
+            println!("  disk   {:<28} {}", text("state_dir"), part("storage"));
             if let Some(problem) = problem {
                 println!("  problem: {problem}");
                 println!("  details: {}/hub.log", text("state_dir"));

@@ -132,7 +132,20 @@ pub fn main() -> ExitCode {
         Command::Tasks(command) => tasks::run(command),
         Command::Doctor(args) => doctor::run(args),
     };
+    if code == exit::FAILURE {
+        hint_if_disk_full();
+    }
     ExitCode::from(code)
+}
+
+/// Whatever a failure said, a full disk under the state directory is the
+/// thing to fix first: say so.
+fn hint_if_disk_full() {
+    if let Ok(ws) = crate::workspace::Workspace::from_cwd() {
+        if let Some(hint) = crate::hub::storage::full_disk_hint(&ws.state_dir) {
+            eprintln!("bones: {hint}");
+        }
+    }
 }
 
 /// The current workspace's paths and a runtime for a verb that talks to

@@ -1,7 +1,7 @@
 //! Free space where the state lives: JetStream stops accepting writes on a
 //! full disk, and a hub that cannot append to hub.log loses its record.
 
-use nix::sys::statvfs::statvfs;
+use crate::hub::storage::{free_bytes, show_bytes as show};
 
 use super::{Context, Finding, Report, Severity, shell_quote};
 
@@ -13,8 +13,8 @@ pub const WARN_BELOW: u64 = 1024 * MIB;
 
 pub(super) fn check(ctx: &Context, report: &mut Report) {
     let dir = &ctx.paths.state_dir;
-    let stat = match statvfs(dir.as_path()) {
-        Ok(stat) => stat,
+    let free = match free_bytes(dir) {
+        Ok(free) => free,
         Err(err) => {
             let finding = Finding::warning(
                 "disk-space-unknown",
@@ -25,7 +25,6 @@ pub(super) fn check(ctx: &Context, report: &mut Report) {
             return;
         }
     };
-    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
     let detail = format!("{} free", show(free));
     let findings = match severity(free) {
         None => Vec::new(),
@@ -62,14 +61,6 @@ fn severity(free: u64) -> Option<Severity> {
     }
 }
 
-fn show(bytes: u64) -> String {
-    if bytes >= 1024 * MIB {
-        format!("{:.1} GiB", bytes as f64 / (1024 * MIB) as f64)
-    } else {
-        format!("{} MiB", bytes / MIB)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,7 +72,7 @@ mod tests {
         assert_eq!(severity(ERROR_BELOW), Some(Severity::Warning));
         assert_eq!(severity(WARN_BELOW - 1), Some(Severity::Warning));
         assert_eq!(severity(WARN_BELOW), None);
-        assert_eq!(show(100 * MIB), "100 MiB");
+        assert_eq!(show(100 * MIB), "100.0 MiB");
         assert_eq!(show(3 * 1024 * MIB / 2), "1.5 GiB");
     }
 }

@@ -267,6 +267,8 @@ pub struct Supervisor {
 
 struct Shared {
     child_pid: Mutex<Option<u32>>,
+    /// The next exit of the child was asked for: restart it at once.
+    restart_requested: std::sync::atomic::AtomicBool,
     /// How the first child exited, if it did.
     first_exit: Mutex<Option<String>>,
 }
@@ -282,6 +284,7 @@ impl Supervisor {
     pub fn start(binary: PathBuf, paths: &Paths, log: HubLog) -> Result<Supervisor, CoordError> {
         let shared = Arc::new(Shared {
             child_pid: Mutex::new(None),
+            restart_requested: std::sync::atomic::AtomicBool::new(false),
             first_exit: Mutex::new(None),
         });
         let (first_tx, first_rx) = mpsc::channel();
@@ -331,6 +334,13 @@ impl Supervisor {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A handle that restarts the child on request.
+    pub fn restarter(&self) -> Restarter {
+        Restarter {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// How the first child exited, once it has: during bring-up this means
     /// the server will not become ready without intervention.
     pub fn first_exit(&self) -> Option<String> {
@@ -378,6 +388,31 @@ impl Supervisor {
     }
 }
 
+/// Restarts the coordination server on request (same port, same store),
+/// for a part of the hub that knows a restart is the cure.
+#[derive(Clone)]
+pub struct Restarter {
+    shared: Arc<Shared>,
+}
+
+impl Restarter {
+    /// Asks the current server to shut down; the supervisor starts a new
+    /// one as soon as it has exited, without the backoff of a crash.
+    pub fn restart(&self) {
+        let pid = *self
+            .shared
+            .child_pid
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(pid) = pid {
+            self.shared
+                .restart_requested
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = process::signal(pid, Signal::SIGTERM);
+        }
+    }
+}
+
 fn supervise(
     binary: PathBuf,
     paths: &Paths,
@@ -421,6 +456,12 @@ fn supervise(
         let _ = fsutil::remove_if_exists(&paths.nats_pid);
         if stop_rx.try_recv().is_ok() {
             return;
+        }
+        if shared
+            .restart_requested
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            continue;
         }
         if started.elapsed() >= HEALTHY_RUN {
             backoff = FIRST_BACKOFF;

@@ -19,6 +19,7 @@ use tokio::sync::RwLock;
 use super::log::utc_now_rfc3339;
 use super::repo;
 use super::status::{PartHealth, Parts, STATUS_DEGRADED, STATUS_OK, StatusReport};
+use super::storage::{self, StorageState};
 use crate::swarm::lease;
 
 /// What `/.status` needs to know about the hub.
@@ -30,6 +31,9 @@ pub struct StatusSource {
     pub hub_repo: PathBuf,
     /// Set once the coordination server is ready.
     pub coord: RwLock<Option<async_nats::jetstream::Context>>,
+    /// The state directory's disk, as the storage watch last saw it.
+    pub storage: Arc<StorageState>,
+    pub state_dir: PathBuf,
 }
 
 /// How long a health check waits for JetStream before calling it down.
@@ -104,12 +108,16 @@ pub async fn check(source: &StatusSource) -> StatusReport {
             None,
         ),
     };
+    let storage = storage_health(source);
     let mut failed = Vec::new();
     if !repo_health.ok {
         failed.push("repo".to_string());
     }
     if !coord.ok {
         failed.push("coord".to_string());
+    }
+    if !storage.ok {
+        failed.push("storage".to_string());
     }
     StatusReport {
         status: if failed.is_empty() {
@@ -129,7 +137,24 @@ pub async fn check(source: &StatusSource) -> StatusReport {
         parts: Parts {
             repo: repo_health,
             coord,
+            storage,
         },
         failed,
+    }
+}
+
+/// Failed while the storage watch knows writes fail, or when the disk is
+/// full right now (between two of its looks).
+fn storage_health(source: &StatusSource) -> PartHealth {
+    if let Some(problem) = source.storage.problem() {
+        return PartHealth::failed(problem);
+    }
+    match storage::free_bytes(&source.state_dir) {
+        Ok(free) if free < storage::FULL_BELOW => PartHealth::failed(format!(
+            "the disk holding {} is full ({} free)",
+            source.state_dir.display(),
+            storage::show_bytes(free)
+        )),
+        _ => PartHealth::ok(),
     }
 }

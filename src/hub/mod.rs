@@ -25,6 +25,7 @@ pub mod repo;
 mod run;
 pub mod status;
 mod stop;
+pub mod storage;
 mod watcher;
 
 use std::path::{Path, PathBuf};

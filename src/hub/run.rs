@@ -19,7 +19,7 @@ use super::log::HubLog;
 use super::paths::Paths;
 use super::ports::{self, Ports};
 use super::record::HubRecord;
-use super::{HubError, StartOptions, lander, process, projector, repo, watcher};
+use super::{HubError, StartOptions, lander, process, projector, repo, storage, watcher};
 use crate::fsutil;
 
 /// Runs the hub in this process until SIGINT, SIGTERM or SIGHUP.
@@ -136,6 +136,8 @@ fn serve(
             coord_port: ports.coord,
             hub_repo: paths.hub_repo.clone(),
             coord: RwLock::new(None),
+            storage: Arc::default(),
+            state_dir: paths.state_dir.clone(),
         });
         let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(
@@ -165,6 +167,12 @@ fn serve(
                 let projector =
                     projector.map_err(|e| HubError::Service(format!("task projector: {e}")))?;
                 let watcher = watcher::spawn(js.clone(), paths.clone(), log.clone());
+                let disk = storage::spawn(
+                    paths,
+                    log.clone(),
+                    source.storage.clone(),
+                    supervisor.restarter(),
+                );
                 log.info("hub: ready");
                 // only now may /.status say ok: a detached start returns on it
                 *source.coord.write().await = Some(js);
@@ -174,6 +182,7 @@ fn serve(
                 // it now, and wind down the rest meanwhile
                 supervisor.begin_stop();
                 watcher.abort();
+                disk.abort();
                 lander.abort();
                 projector.abort();
                 Some(client)

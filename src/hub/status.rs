@@ -41,6 +41,9 @@ pub struct Parts {
     pub repo: PartHealth,
     /// The coordination server answered a JetStream API request.
     pub coord: PartHealth,
+    /// The disk under the state directory takes writes.
+    #[serde(default = "PartHealth::ok")]
+    pub storage: PartHealth,
 }
 
 /// Body of `GET /.status`.
