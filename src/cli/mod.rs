@@ -141,10 +141,10 @@ pub fn main() -> ExitCode {
 /// Whatever a failure said, a full disk under the state directory is the
 /// thing to fix first: say so.
 fn hint_if_disk_full() {
-    if let Ok(ws) = crate::workspace::Workspace::from_cwd() {
-        if let Some(hint) = crate::hub::storage::full_disk_hint(&ws.state_dir) {
-            eprintln!("bones: {hint}");
-        }
+    if let Ok(ws) = crate::workspace::Workspace::from_cwd()
+        && let Some(hint) = crate::hub::storage::full_disk_hint(&ws.state_dir)
+    {
+        eprintln!("bones: {hint}");
     }
 }
 

@@ -315,9 +315,12 @@ pub fn status(root: &Path) -> Result<(Paths, Health), HubError> {
                 if let Some(e) = &report.parts.coord.error {
                     parts.push(format!("coord: {e}"));
                 }
+                if let Some(e) = &report.parts.storage.error {
+                    parts.push(format!("disk: {e}"));
+                }
                 parts.join("; ")
             });
-            (Some(Box::new(report)), problem)
+            (Some(report), problem)
         }
         probe::Probe::Foreign(why) => (None, Some(why)),
         probe::Probe::Unreachable(why) => (

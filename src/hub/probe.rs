@@ -16,7 +16,7 @@ pub enum Probe {
     /// The endpoint answered with a report (any HTTP status).
     Answered {
         http_status: u16,
-        report: StatusReport,
+        report: Box<StatusReport>,
     },
     /// Something answered, but not with a bones status report.
     Foreign(String),
@@ -31,7 +31,7 @@ pub fn status(port: u16, timeout: Duration) -> Probe {
         Ok((http_status, body)) => match serde_json::from_slice::<StatusReport>(&body) {
             Ok(report) => Probe::Answered {
                 http_status,
-                report,
+                report: Box::new(report),
             },
             Err(_) => Probe::Foreign(format!(
                 "127.0.0.1:{port} answered HTTP {http_status} but not with a bones status report"

@@ -121,14 +121,14 @@ impl Watch {
         let Ok(free) = free_bytes(&self.state_dir) else {
             return;
         };
-        if let Some(line) = self.server_log.find_new(SERVER_WRITE_FAILED) {
-            if !self.server_failed {
-                self.server_failed = true;
-                self.log.error(
-                    "hub: the coordination server cannot write: the disk is full",
-                    line,
-                );
-            }
+        if let Some(line) = self.server_log.find_new(SERVER_WRITE_FAILED)
+            && !self.server_failed
+        {
+            self.server_failed = true;
+            self.log.error(
+                "hub: the coordination server cannot write: the disk is full",
+                line,
+            );
         }
         let failing = self.state.problem().is_some();
         if !failing && (free < FULL_BELOW || self.server_failed) {
