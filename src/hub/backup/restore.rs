@@ -185,10 +185,10 @@ fn build(
         &manifest.trunk[..manifest.trunk.len().min(12)],
         manifest.refs.len()
     ));
-    let (scratch, url, token) = Scratch::start(root, stage)?;
+    let scratch = Scratch::start(root, stage)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let client = scratch.connect(&url, &token).await?;
+        let client = scratch.connect().await?;
         let js = jetstream::new(client.clone());
         for entry in &manifest.streams {
             snapshot::restore(&js, entry, &dir.join(&entry.file)).await?;

@@ -26,12 +26,14 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Scratch {
     supervisor: Option<Supervisor>,
     paths: Paths,
+    url: String,
+    token: String,
 }
 
 impl Scratch {
     /// Starts `nats-server` on `<stage>/coord`, listening on a free
     /// loopback port with a throwaway token kept in `<stage>` (0600).
-    pub fn start(root: &Path, stage: &Path) -> Result<(Scratch, String, String), BackupError> {
+    pub fn start(root: &Path, stage: &Path) -> Result<Scratch, BackupError> {
         let paths = Paths::new(&Workspace {
             root: root.to_path_buf(),
             state_dir: stage.to_path_buf(),
@@ -47,25 +49,20 @@ impl Scratch {
             LogConfig::from_env(LogLevel::Info),
         );
         let supervisor = Supervisor::start(binary, &paths, log)?;
-        Ok((
-            Scratch {
-                supervisor: Some(supervisor),
-                paths,
-            },
-            ports::nats_url(port),
+        Ok(Scratch {
+            supervisor: Some(supervisor),
+            paths,
+            url: ports::nats_url(port),
             token,
-        ))
+        })
     }
 
     /// Waits until JetStream answers and returns a client.
-    pub async fn connect(&self, url: &str, token: &str) -> Result<async_nats::Client, BackupError> {
+    pub async fn connect(&self) -> Result<async_nats::Client, BackupError> {
         let supervisor = self.supervisor.as_ref();
-        Ok(
-            coord::wait_ready(url, token, READY_TIMEOUT, &self.paths.nats_log, || {
-                supervisor.and_then(Supervisor::first_exit)
-            })
-            .await?,
-        )
+        let gave_up = || supervisor.and_then(Supervisor::first_exit);
+        let log = &self.paths.nats_log;
+        Ok(coord::wait_ready(&self.url, &self.token, READY_TIMEOUT, log, gave_up).await?)
     }
 
     /// Stops the server and waits for it to exit, so everything it stored

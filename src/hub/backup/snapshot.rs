@@ -118,7 +118,7 @@ pub async fn extend_pause(js: &jetstream::Context, item: &Paused) -> Result<(), 
     pause_for(js, &item.stream, &item.consumer, PAUSE_WINDOW)
         .await
         .map_err(nats(format!(
-            "cannot pause consumer {} of stream {}",
+            "cannot pause consumer {} of stream {} (pausing needs nats-server 2.11 or newer)",
             item.consumer, item.stream
         )))
 }
