@@ -437,6 +437,35 @@ fn restore_refuses_a_running_hub_and_a_damaged_backup_changing_nothing() {
         assert!(!fresh.state_dir().join("coord").exists());
     }
 
+    // intact files, but the server refuses the last stream half-way
+    // through the restore: the old state is untouched, nothing is left over
+    let refused = ws.home.join("refused-by-the-server");
+    copy_dir(&dir, &refused);
+    let path = refused.join("manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let events = manifest["streams"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|s| s["name"] == "tasks-events")
+        .unwrap();
+    events["config"]["subjects"] = json!(["$KV.bones-tasks.>"]);
+    fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let out = ws.run(&["hub", "restore", refused.to_str().unwrap(), "--force"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot restore stream tasks-events"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("restore: stream KV_bones-tasks"));
+    assert_eq!(ws.hub_git(&["for-each-ref"]), refs);
+    assert!(pre_restore_dirs(&ws).is_empty());
+    assert!(
+        ws.processes().is_empty(),
+        "the restore's server was left running"
+    );
+
     // not a backup at all
     let out = fresh.run(&["hub", "restore", ws.state_dir().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));

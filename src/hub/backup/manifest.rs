@@ -35,7 +35,7 @@ pub struct Manifest {
     /// The coordination server that took the stream snapshots; a restore
     /// onto an older server may be refused by that server.
     pub nats_server_version: String,
-    /// UTC RFC 3339.
+    /// When the streams began to be copied, UTC RFC 3339.
     pub created_at: String,
     /// The source workspace's `agent.id` (a restore keeps the target's own).
     pub workspace_id: String,

@@ -118,11 +118,7 @@ pub fn backup(root: &Path, dir: &Path, progress: &dyn Fn(&str)) -> Result<Manife
     let dir = manifest::absolute(dir);
     check_target(&dir)?;
     // two backups at once would resume each other's paused consumers
-    let _lock = lock(
-        &paths.state_dir.join("backup.lock"),
-        Duration::ZERO,
-        "another backup runs",
-    )?;
+    let _lock = lock(&paths.backup_lock, Duration::ZERO, "another backup runs")?;
     let parent = dir.parent().unwrap_or(Path::new("/"));
     fs::create_dir_all(parent).map_err(BackupError::io("cannot create", parent))?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
@@ -175,6 +171,8 @@ async fn take(
     let client = coord::connect(paths).await?;
     let js = jetstream::new(client.clone());
     let names = snapshot::stream_names(&js).await?;
+    // the backup's point in time: the streams are copied from here on
+    let created_at = crate::hub::log::utc_now_rfc3339();
     let mut paused = Vec::new();
     let streams = match snapshot::pause_durables(&js, &names, &mut paused).await {
         Ok(()) => {
@@ -222,7 +220,7 @@ async fn take(
         format: manifest::FORMAT,
         bones_version: env!("CARGO_PKG_VERSION").to_string(),
         nats_server_version: client.server_info().version,
-        created_at: crate::hub::log::utc_now_rfc3339(),
+        created_at,
         workspace_id: ws.agent_id()?,
         trunk,
         refs,

@@ -97,7 +97,10 @@ pub async fn pause_durables(
         while let Some(info) = consumers.next().await {
             let info =
                 info.map_err(|e| nats(format!("cannot list consumers of {name}"))(e.to_string()))?;
-            if info.config.durable_name.is_none() {
+            // ephemeral consumers belong to a client and vanish when it goes
+            let durable =
+                info.config.durable_name.is_some() || info.config.inactive_threshold.is_zero();
+            if !durable {
                 continue;
             }
             let item = Paused {
