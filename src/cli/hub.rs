@@ -1,4 +1,6 @@
-//! `bones hub start | stop | status`.
+//! `bones hub start | stop | status | backup | restore`.
+
+mod backup;
 
 use std::time::Duration;
 
@@ -32,6 +34,22 @@ pub enum HubCommand {
     /// time), that its status endpoint answers, that JetStream answers and
     /// that the trunk opens.
     Status(StatusArgs),
+    /// Copy the running hub into DIR: trunk, task board, leases, event streams.
+    ///
+    /// Writes a git bundle of the trunk repository (every ref), a snapshot
+    /// of every JetStream stream with its sequences (so task revisions stay
+    /// valid) and manifest.json with versions and a checksum per file. DIR
+    /// must not exist or be empty; it is made 0700 and appears only once the
+    /// backup is complete. The coordination token is not copied.
+    Backup(backup::BackupArgs),
+    /// Put a backup back onto this workspace's stopped hub.
+    ///
+    /// Refuses while the hub runs, and over an existing trunk, coordination
+    /// store or slot checkouts unless --force (they are then moved to
+    /// .bones/pre-restore-<unix>/). Every checksum is verified and the new
+    /// state is built aside before anything is changed. Slot checkouts are
+    /// not restored; leases are, and `bones swarm join` makes the checkout.
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +107,8 @@ pub fn run(command: HubCommand) -> u8 {
         HubCommand::Start(args) => start(&cwd, args),
         HubCommand::Stop(args) => stop(&cwd, args),
         HubCommand::Status(args) => status(&cwd, args),
+        HubCommand::Backup(args) => backup::backup(&cwd, args),
+        HubCommand::Restore(args) => backup::restore(&cwd, args),
     }
 }
 

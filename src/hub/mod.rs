@@ -6,6 +6,7 @@
 //! [`is_running`], [`status`], [`repo_url`], [`nats_url`] and
 //! [`hub_repo_path`], with options structs so new knobs never break callers.
 
+pub mod backup;
 pub mod coord;
 mod detach;
 pub mod guards;

@@ -25,6 +25,8 @@ pub struct Paths {
     pub hub_log: PathBuf,
     pub lock: PathBuf,
     pub swarm_dir: PathBuf,
+    /// flock target of `hub backup`: one backup at a time.
+    pub backup_lock: PathBuf,
 }
 
 impl Paths {
@@ -46,6 +48,7 @@ impl Paths {
             hub_log: dir.join("hub.log"),
             lock: dir.join("hub.lock"),
             swarm_dir: dir.join("swarm"),
+            backup_lock: dir.join("backup.lock"),
         }
     }
 }

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::context::PublishAckFuture;
@@ -33,6 +34,11 @@ const DELIVER_SUBJECT: &str = "_bones.hub.projector";
 const DURABLE: &str = "bones-hub-projector";
 /// Acknowledge at least every this many revisions during a burst.
 const ACK_EVERY: usize = 64;
+/// Acknowledge mid-burst when the next revision takes this long: deliveries
+/// have stopped or slowed, so there is no burst to batch. A backup pauses
+/// this consumer and waits until nothing is unacknowledged; paused
+/// mid-burst, revisions held back for a batch would never be acknowledged.
+const ACK_WHEN_IDLE: Duration = Duration::from_millis(20);
 /// How long the server remembers message ids for de-duplication.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
@@ -96,7 +102,8 @@ pub async fn spawn(
     let mut messages = consumer
         .messages()
         .await
-        .map_err(|e| format!("consumer {DURABLE}: {e}"))?;
+        .map_err(|e| format!("consumer {DURABLE}: {e}"))?
+        .peekable();
     Ok(tokio::spawn(async move {
         let mut warned = false;
         // publishes in flight, oldest first, with the log entry each earns
@@ -121,7 +128,14 @@ pub async fn spawn(
                 }
             }
             let caught_up = message.info().map(|i| i.pending == 0).unwrap_or(true);
-            if (caught_up || in_flight.len() >= ACK_EVERY) && settle(&log, &mut in_flight).await {
+            let idle = !caught_up
+                && in_flight.len() < ACK_EVERY
+                && tokio::time::timeout(ACK_WHEN_IDLE, Pin::new(&mut messages).peek())
+                    .await
+                    .is_err();
+            if (caught_up || idle || in_flight.len() >= ACK_EVERY)
+                && settle(&log, &mut in_flight).await
+            {
                 let _ = message.ack().await;
             }
         }

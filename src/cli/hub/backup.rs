@@ -1,0 +1,110 @@
+//! `bones hub backup DIR` and `bones hub restore DIR`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde_json::json;
+
+use super::super::{exit, report};
+use crate::hub::backup::{self, RestoreOptions};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    bones hub backup ~/backups/bones-$(date +%F)\n  \
+    bones hub backup /tmp/b --json | jq .trunk")]
+pub struct BackupArgs {
+    /// Where to write the backup: a new directory, or an empty one.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// Print a JSON summary (trunk, refs, streams) on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    bones hub stop && bones hub restore ~/backups/bones-2026-11-20 --force\n  \
+    bones up && bones hub restore /tmp/b && bones hub start --detach   # into a new workspace")]
+pub struct RestoreArgs {
+    /// A directory written by `bones hub backup`.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// Restore over an existing trunk, coordination store or slot
+    /// checkouts; they are moved to .bones/pre-restore-<unix>/, not deleted.
+    #[arg(long)]
+    force: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn progress(line: &str) {
+    eprintln!("{line}");
+}
+
+pub fn backup(cwd: &Path, args: BackupArgs) -> u8 {
+    match backup::backup(cwd, &args.dir, &progress) {
+        Ok(manifest) => {
+            // now that it exists, the canonical path
+            let dir = backup::absolute(&args.dir);
+            if args.json {
+                println!("{}", manifest.summary(&dir));
+            } else {
+                let messages: u64 = manifest.streams.iter().map(|s| s.messages).sum();
+                println!(
+                    "backup written to {}: trunk {}, {} ref(s), {} stream(s) with {messages} message(s), {} bytes",
+                    dir.display(),
+                    short(&manifest.trunk),
+                    manifest.refs.len(),
+                    manifest.streams.len(),
+                    manifest.bytes()
+                );
+            }
+            exit::OK
+        }
+        Err(err) => {
+            report(&err);
+            exit::FAILURE
+        }
+    }
+}
+
+pub fn restore(cwd: &Path, args: RestoreArgs) -> u8 {
+    let opts = RestoreOptions { force: args.force };
+    match backup::restore(cwd, &args.dir, &opts, &progress) {
+        Ok(restored) => {
+            let manifest = &restored.manifest;
+            if args.json {
+                let mut value = manifest.summary(&restored.dir);
+                value["source_workspace_id"] = json!(manifest.workspace_id);
+                value["previous_state"] = json!(restored.previous);
+                println!("{value}");
+            } else {
+                println!(
+                    "restored the backup of {} from {}: trunk {}, {} ref(s), {} stream(s)",
+                    manifest.created_at,
+                    restored.dir.display(),
+                    short(&manifest.trunk),
+                    manifest.refs.len(),
+                    manifest.streams.len()
+                );
+                if let Some(previous) = &restored.previous {
+                    println!("the previous state is kept in {}", previous.display());
+                }
+            }
+            eprintln!(
+                "restore: slot checkouts are not part of a backup; agents get theirs back with `bones swarm join --slot NAME`"
+            );
+            eprintln!("restore: start the hub with `bones hub start --detach`");
+            exit::OK
+        }
+        Err(err) => {
+            report(&err);
+            exit::FAILURE
+        }
+    }
+}
+
+fn short(oid: &str) -> &str {
+    &oid[..oid.len().min(12)]
+}
