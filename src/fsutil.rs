@@ -74,13 +74,43 @@ fn write_atomic(path: &Path, contents: &[u8], sync: bool) -> io::Result<()> {
     result
 }
 
+/// Largest state file [`read_trimmed`] reads: pid, URL, token and marker
+/// files are a line each.
+pub const MAX_SMALL_FILE: u64 = 64 * 1024;
+
 /// Reads a small text file and trims it; `None` when it does not exist.
+///
+/// Reads at most [`MAX_SMALL_FILE`] bytes: a state file replaced by
+/// something huge (or a link to `/dev/zero`) is an `InvalidData` error,
+/// like one that is not UTF-8, instead of exhausting memory.
 pub fn read_trimmed(path: &Path) -> io::Result<Option<String>> {
-    match fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text.trim().to_string())),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err),
+    use std::io::Read;
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_SMALL_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SMALL_FILE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {MAX_SMALL_FILE} bytes; not a bones state file"),
+        ));
     }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))?;
+    Ok(Some(text.trim().to_string()))
+}
+
+/// Sets the process umask to 077, so every file and directory this
+/// process creates without an explicit mode (git objects and worktrees
+/// written by libgit2, the coordination server's store, which inherits the
+/// umask) is owner-only like the state files written here. Called by the
+/// processes that write state: the hub and the slot and task verbs; not by
+/// `bones up` or `bones apply`, which write into the user's repository.
+pub fn restrict_umask() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
 }
 
 /// Removes a file, treating "already gone" as success.
@@ -114,5 +144,26 @@ mod tests {
         assert_eq!(read_trimmed(&dir.join("missing")).unwrap(), None);
         // no temp files are left behind
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn small_files_are_read_within_a_bound() {
+        let tmp = tempfile::tempdir().unwrap();
+        let big = tmp.path().join("big");
+        fs::write(&big, vec![b'1'; MAX_SMALL_FILE as usize + 1]).unwrap();
+        let err = read_trimmed(&big).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let binary = tmp.path().join("binary");
+        fs::write(&binary, [0xff, 0xfe, b'\n']).unwrap();
+        assert_eq!(
+            read_trimmed(&binary).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        let zero = tmp.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        assert_eq!(
+            read_trimmed(&zero).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
     }
 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod duration;
 pub mod fsutil;
 pub mod hub;
+pub mod shown;
 pub mod swarm;
 pub mod tasks;
 pub mod workspace;

@@ -158,6 +158,10 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
             if let Some(task) = &args.task {
                 swarm::name::validate_task_id(task)?;
             }
+            match &args.agent {
+                Some(agent) => swarm::name::validate_agent(agent)?,
+                None => drop(swarm::agent_from_env()?),
+            }
             let hub = Swarm::connect(paths.clone()).await?;
             let joined = hub
                 .join(JoinOptions {
@@ -212,11 +216,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
             }
         }
         SwarmCommand::Commit(args) => {
-            if args.message.trim().is_empty() {
-                return Err(SwarmError::Usage(
-                    "the commit message is empty; say what changed with -m".to_string(),
-                ));
-            }
+            swarm::validate_message(&args.message)?;
             let slot = slot_flag(&args.slot)?;
             let hub = Swarm::connect(paths).await?;
             let outcome = hub.commit(&slot, &args.message).await?;

@@ -11,7 +11,7 @@ use crate::hub::coord;
 use crate::hub::record::{HubState, hub_state};
 use crate::hub::{EventKind, HubLog, LogEntry, LogLevel, Paths};
 use crate::swarm;
-use crate::tasks::record::Refusal;
+use crate::tasks::record::{self, Refusal};
 use crate::tasks::{Board, NewTask, Status, Task, TaskError, Update};
 
 #[derive(Debug, Subcommand)]
@@ -231,16 +231,18 @@ async fn connect(paths: &Paths) -> Result<Board, Failure> {
 
 /// Who acts: the slot, else `$BONES_AGENT_ID`, else the workspace's agent id.
 fn who(paths: &Paths, args: &WhoArgs) -> Result<String, Failure> {
+    let usage = |e: swarm::SwarmError| Failure::Other(e.to_string(), exit::USAGE);
     if args.slot.is_some() {
-        return swarm::current_slot(paths, args.slot.clone())
-            .map_err(|e| Failure::Other(e.to_string(), exit::USAGE));
+        return swarm::current_slot(paths, args.slot.clone()).map_err(usage);
+    }
+    // a $BONES_SLOT that is not UTF-8 or not a slot name is an error, not "no slot"
+    if swarm::env_text(swarm::SLOT_ENV).map_err(usage)?.is_some() {
+        return swarm::current_slot(paths, None).map_err(usage);
     }
     if let Ok(slot) = swarm::current_slot(paths, None) {
         return Ok(slot);
     }
-    if let Ok(agent) = std::env::var(swarm::AGENT_ENV)
-        && !agent.trim().is_empty()
-    {
+    if let Some(agent) = swarm::agent_from_env().map_err(usage)? {
         return Ok(agent.trim().to_string());
     }
     let id = crate::fsutil::read_trimmed(&paths.state_dir.join("agent.id"))
@@ -258,23 +260,23 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
                 (None, Some(file)) => read_body(file)?,
                 (None, None) => String::new(),
             };
+            let new = NewTask {
+                title: args.title,
+                body,
+                parent: args.parent,
+                blocked_by: args.blocked_by,
+                labels: args.labels,
+            };
+            new.validate().map_err(TaskError::from)?;
             let by = who(paths, &WhoArgs { slot: None })?;
             let board = connect(paths).await?;
-            let task = board
-                .create(
-                    NewTask {
-                        title: args.title,
-                        body,
-                        parent: args.parent,
-                        blocked_by: args.blocked_by,
-                        labels: args.labels,
-                    },
-                    &by,
-                )
-                .await?;
+            let task = board.create(new, &by).await?;
             print_task_result(&task, args.out.json);
         }
         TasksCommand::List(args) => {
+            if let Some(label) = &args.label {
+                record::validate_label(label).map_err(TaskError::from)?;
+            }
             let me = who(paths, &args.who)?;
             let board = connect(paths).await?;
             let (tasks, unreadable) = board.list().await?;
@@ -299,6 +301,7 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
             }
         }
         TasksCommand::Show(args) => {
+            record::validate_id(&args.id).map_err(TaskError::from)?;
             let board = connect(paths).await?;
             let (task, revision) = board.get(&args.id).await?;
             if args.out.json {
@@ -322,12 +325,16 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
                 add_blockers: args.add_blockers,
                 remove_blockers: args.remove_blockers,
             };
+            record::validate_id(&args.id).map_err(TaskError::from)?;
             edit.validate(&args.id).map_err(TaskError::from)?;
             let board = connect(paths).await?;
             let task = board.update(&args.id, &by, &edit).await?;
             print_task_result(&task, args.out.json);
         }
         TasksCommand::Claim(args) => {
+            if let Some(id) = &args.id {
+                record::validate_id(id).map_err(TaskError::from)?;
+            }
             let by = who(paths, &args.who)?;
             let board = connect(paths).await?;
             if args.next {
@@ -360,12 +367,17 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
             }
         }
         TasksCommand::Release(args) => {
+            record::validate_id(&args.id).map_err(TaskError::from)?;
             let by = who(paths, &args.who)?;
             let board = connect(paths).await?;
             let task = board.release(&args.id, &by, args.force, None).await?;
             print_task_result(&task, args.out.json);
         }
         TasksCommand::Close(args) => {
+            record::validate_id(&args.id).map_err(TaskError::from)?;
+            if let Some(reason) = &args.reason {
+                record::validate_reason(reason).map_err(TaskError::from)?;
+            }
             let by = who(paths, &args.who)?;
             let board = connect(paths).await?;
             let task = board.close(&args.id, &by, args.reason, args.force).await?;
@@ -381,22 +393,45 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Reads a body from a file or stdin, never more than one byte past the
+/// limit: 10 MB on stdin costs 64 KiB of memory and one clear error.
 fn read_body(file: &PathBuf) -> Result<String, Failure> {
     use std::io::Read;
-    let limit = crate::tasks::record::MAX_BODY as u64 + 1;
-    let mut text = String::new();
+    let limit = record::MAX_BODY as u64 + 1;
+    let mut bytes = Vec::new();
     let read = if file.as_os_str() == "-" {
-        std::io::stdin().take(limit).read_to_string(&mut text)
+        std::io::stdin().take(limit).read_to_end(&mut bytes)
     } else {
-        std::fs::File::open(file).and_then(|f| f.take(limit).read_to_string(&mut text))
+        std::fs::File::open(file).and_then(|f| f.take(limit).read_to_end(&mut bytes))
     };
     read.map_err(|e| {
         Failure::Other(
-            format!("cannot read the body from {}: {e}", file.display()),
+            format!(
+                "cannot read the body from {}: {e}",
+                crate::shown::shown(&file.to_string_lossy())
+            ),
             exit::USAGE,
         )
     })?;
-    Ok(text)
+    if bytes.len() > record::MAX_BODY {
+        return Err(Failure::Other(
+            format!(
+                "the body in {} is larger than the limit of {} bytes (64 KiB); put long text in a file in the repository",
+                crate::shown::shown(&file.to_string_lossy()),
+                record::MAX_BODY
+            ),
+            exit::USAGE,
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        Failure::Other(
+            format!(
+                "the body in {} is not UTF-8 text",
+                crate::shown::shown(&file.to_string_lossy())
+            ),
+            exit::USAGE,
+        )
+    })
 }
 
 /// A refused claim writes nothing to the board, so no event: the refusal

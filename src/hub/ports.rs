@@ -54,6 +54,23 @@ pub fn parse_port(url: &str) -> Option<u16> {
     port.parse::<u16>().ok().filter(|p| *p > 0)
 }
 
+/// The port of a URL file's content when it is exactly what the hub writes:
+/// `<scheme>://127.0.0.1:PORT` (a trailing `/` and surrounding whitespace
+/// allowed), with a port above 0. Anything else, another host included, is
+/// `None`: a client that connected where an edited URL file points would
+/// hand the workspace token to that host.
+pub fn parse_loopback_url(url: &str, scheme: &str) -> Option<u16> {
+    let rest = url
+        .trim()
+        .strip_prefix(scheme)?
+        .strip_prefix("://127.0.0.1:")?;
+    let port = rest.strip_suffix('/').unwrap_or(rest);
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    port.parse::<u16>().ok().filter(|p| *p > 0)
+}
+
 /// `http://127.0.0.1:PORT`
 pub fn repo_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
@@ -138,5 +155,49 @@ mod tests {
         assert_eq!(parse_port("garbage"), None);
         assert_eq!(parse_port("http://127.0.0.1:0"), None);
         assert_eq!(parse_port("http://127.0.0.1:99999"), None);
+    }
+
+    #[test]
+    fn only_loopback_urls_name_a_port_to_connect_to() {
+        assert_eq!(
+            parse_loopback_url("nats://127.0.0.1:4222\n", "nats"),
+            Some(4222)
+        );
+        assert_eq!(
+            parse_loopback_url("nats://127.0.0.1:4222/", "nats"),
+            Some(4222)
+        );
+        for bad in [
+            "nats://10.0.0.1:4222",
+            "nats://127.0.0.2:4222",
+            "nats://localhost:4222",
+            "nats://127.0.0.1.evil.example:4222",
+            "nats://user:pw@127.0.0.1:4222",
+            "nats://127.0.0.1:0",
+            "nats://127.0.0.1:+4222",
+            "nats://127.0.0.1:4222/x",
+            "http://127.0.0.1:4222",
+            "garbage",
+            "",
+        ] {
+            assert_eq!(parse_loopback_url(bad, "nats"), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_loopback_url_round_trips(port in 1u16..) {
+            proptest::prop_assert_eq!(parse_loopback_url(&nats_url(port), "nats"), Some(port));
+            proptest::prop_assert_eq!(parse_loopback_url(&repo_url(port), "http"), Some(port));
+            proptest::prop_assert_eq!(parse_port(&repo_url(port)), Some(port));
+        }
+
+        #[test]
+        fn whatever_is_accepted_points_at_loopback(text in "(?s).{0,60}") {
+            if let Some(port) = parse_loopback_url(&text, "nats") {
+                proptest::prop_assert_eq!(text.trim().trim_end_matches('/'), nats_url(port));
+            }
+            let _ = parse_port(&text);
+        }
     }
 }
