@@ -258,11 +258,16 @@ pub fn client_options(token: String) -> async_nats::ConnectOptions {
 /// naming any other host is refused rather than followed, because the
 /// client sends the workspace token to wherever it connects.
 pub async fn connect(paths: &Paths) -> Result<async_nats::Client, CoordError> {
-    let recorded = fsutil::read_trimmed(&paths.nats_url_file)
-        .ok()
-        .flatten()
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| CoordError::NoUrl(paths.nats_url_file.clone()))?;
+    let recorded = match fsutil::read_trimmed(&paths.nats_url_file) {
+        Ok(Some(url)) if !url.is_empty() => url,
+        Ok(_) => return Err(CoordError::NoUrl(paths.nats_url_file.clone())),
+        Err(err) => {
+            return Err(CoordError::BadUrl {
+                path: paths.nats_url_file.clone(),
+                found: format!("unreadable content ({err})"),
+            });
+        }
+    };
     let port = ports::parse_loopback_url(&recorded, "nats").ok_or_else(|| CoordError::BadUrl {
         path: paths.nats_url_file.clone(),
         found: crate::shown::shown(&recorded),

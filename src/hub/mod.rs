@@ -185,6 +185,10 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
         guards::has_tracked_files(&ws.root)?;
     }
     coord::find_nats_server()?;
+    // nats.conf must name the store; refuse before anything is written
+    if paths.coord_dir.to_str().is_none() {
+        return Err(coord::CoordError::NonUtf8Path(paths.state_dir.clone()).into());
+    }
     fsutil::ensure_private_dir(&paths.state_dir)
         .map_err(HubError::io("cannot create", &paths.state_dir))?;
 
