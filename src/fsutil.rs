@@ -103,6 +103,36 @@ pub fn read_trimmed(path: &Path) -> io::Result<Option<String>> {
     Ok(Some(text.trim().to_string()))
 }
 
+/// Removes group and other access from `dir` and everything under it (not
+/// following links), when `dir` itself gives any: state written before the
+/// hub ran with umask 077 (see [`restrict_umask`]) is brought in line at the
+/// next start, and a tree already private costs one `stat`.
+pub fn make_owner_only(dir: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {}
+        Ok(_) => return Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = fs::symlink_metadata(&path)?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o700))?;
+        }
+        if meta.is_dir() {
+            for entry in fs::read_dir(&path)? {
+                stack.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Sets the process umask to 077, so every file and directory this
 /// process creates without an explicit mode (git objects and worktrees
 /// written by libgit2, the coordination server's store, which inherits the
@@ -144,6 +174,38 @@ mod tests {
         assert_eq!(read_trimmed(&dir.join("missing")).unwrap(), None);
         // no temp files are left behind
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_tree_made_owner_only_keeps_the_owner_bits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().join("hub.git");
+        fs::create_dir_all(top.join("objects/ab")).unwrap();
+        fs::write(top.join("objects/ab/cd"), "x").unwrap();
+        fs::write(top.join("hook"), "#!/bin/sh\n").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", top.join("link")).unwrap();
+        for (path, mode) in [
+            (top.clone(), 0o755),
+            (top.join("objects"), 0o775),
+            (top.join("objects/ab"), 0o755),
+            (top.join("objects/ab/cd"), 0o444),
+            (top.join("hook"), 0o755),
+        ] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let etc_passwd = fs::metadata("/etc/passwd").unwrap().permissions().mode();
+        make_owner_only(&top).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&top), 0o700);
+        assert_eq!(mode(&top.join("objects")), 0o700);
+        assert_eq!(mode(&top.join("objects/ab/cd")), 0o400);
+        assert_eq!(mode(&top.join("hook")), 0o700);
+        // links are not followed
+        assert_eq!(
+            fs::metadata("/etc/passwd").unwrap().permissions().mode(),
+            etc_passwd
+        );
+        make_owner_only(&tmp.path().join("missing")).unwrap();
     }
 
     #[test]
