@@ -452,3 +452,92 @@ fn the_token_is_never_printed_or_logged() {
         "the failed login above reached the server"
     );
 }
+
+#[test]
+fn a_port_another_user_holds_never_receives_the_token() {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    let ws = TestWorkspace::new();
+    ws.start();
+    let (_, coord) = ports(&ws);
+    let token = token(&ws);
+    // the binary the hub really runs (PATH may hold a wrapper script)
+    let server = fs::read_link(format!("/proc/{}/exe", ws.nats_pid().unwrap())).unwrap();
+    let me = nix::unistd::getuid();
+    assert_eq!(
+        bones::hub::ports::loopback_listener_uids(coord),
+        [me.as_raw()],
+        "the hub's own server is seen as ours"
+    );
+    ws.stop();
+    if !me.is_root() {
+        eprintln!("not root: cannot listen as another user; only the reading of /proc was checked");
+        return;
+    }
+    // while the hub is down, another user binds its recorded port with a
+    // real NATS server that traces every command it receives
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = dir.path().join("nats-server");
+    fs::copy(&server, &binary).unwrap();
+    fs::set_permissions(&binary, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut command = Command::new(&binary);
+    command
+        .args(["-a", "127.0.0.1", "-p", &coord.to_string(), "-V"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let nobody = 65534;
+            nix::unistd::setgroups(&[])?;
+            nix::unistd::setgid(nix::unistd::Gid::from_raw(nobody))?;
+            nix::unistd::setuid(nix::unistd::Uid::from_raw(nobody))?;
+            Ok(())
+        });
+    }
+    let mut impostor = support::KillOnDrop(command.spawn().unwrap());
+    let listening = support::wait_until(Duration::from_secs(10), || {
+        bones::hub::ports::loopback_listener_uids(coord).contains(&65534)
+    });
+    if !listening {
+        let _ = impostor.0.kill();
+        let mut log = String::new();
+        let _ = impostor.0.stderr.take().unwrap().read_to_string(&mut log);
+        panic!("the impostor did not come up: {log}");
+    }
+    for args in [
+        vec!["tasks", "list"],
+        vec!["swarm", "status"],
+        vec!["tasks", "create", "t"],
+    ] {
+        let out = ws.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("another user (uid 65534)"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    impostor.0.kill().unwrap();
+    let mut seen = String::new();
+    impostor
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut seen)
+        .unwrap();
+    assert!(
+        seen.contains("Server is ready"),
+        "its log was captured: {seen}"
+    );
+    assert!(
+        !seen.contains("CONNECT"),
+        "a client spoke to the impostor:\n{seen}"
+    );
+    assert!(!seen.contains(&token));
+}

@@ -217,6 +217,10 @@ async fn connect(paths: &Paths) -> Result<Board, Failure> {
     // connect first: checking the process costs more than a connection
     let client = match coord::connect(paths).await {
         Ok(client) => client,
+        // someone else holds the hub's port: say so, whatever the hub's state
+        Err(err @ coord::CoordError::ForeignListener { .. }) => {
+            return Err(Failure::Other(err.to_string(), exit::FAILURE));
+        }
         Err(_) if matches!(hub_state(paths), HubState::Stopped { .. }) => {
             return Err(Failure::Other(
                 "no hub is running for this workspace; start it with `bones hub start --detach`"

@@ -83,6 +83,10 @@ pub enum CoordError {
         "the state directory {0} is not valid UTF-8, which nats-server's configuration cannot name; move the workspace (or set BONES_DIR) to a UTF-8 path"
     )]
     NonUtf8Path(PathBuf),
+    #[error(
+        "127.0.0.1:{port} is held by another user (uid {uid}), not by this workspace's hub; bones will not send it the token. Start the hub (`bones hub start --detach`), which picks a free port"
+    )]
+    ForeignListener { port: u16, uid: u32 },
     #[error("cannot read the coordination token {path}: {source}")]
     Token {
         path: PathBuf,
@@ -256,7 +260,8 @@ pub fn client_options(token: String) -> async_nats::ConnectOptions {
 ///
 /// Only ever to 127.0.0.1: the URL file is read for its port, and a file
 /// naming any other host is refused rather than followed, because the
-/// client sends the workspace token to wherever it connects.
+/// client sends the workspace token to wherever it connects. For the same
+/// reason a port another user listens on is refused.
 pub async fn connect(paths: &Paths) -> Result<async_nats::Client, CoordError> {
     let recorded = match fsutil::read_trimmed(&paths.nats_url_file) {
         Ok(Some(url)) if !url.is_empty() => url,
@@ -272,6 +277,15 @@ pub async fn connect(paths: &Paths) -> Result<async_nats::Client, CoordError> {
         path: paths.nats_url_file.clone(),
         found: crate::shown::shown(&recorded),
     })?;
+    // while the hub is down anyone may bind its port: check who listens
+    // before the token goes out
+    let me = nix::unistd::getuid().as_raw();
+    if let Some(uid) = ports::loopback_listener_uids(port)
+        .into_iter()
+        .find(|uid| *uid != me)
+    {
+        return Err(CoordError::ForeignListener { port, uid });
+    }
     let url = ports::nats_url(port);
     let token = read_token(paths)?.ok_or_else(|| CoordError::NoUrl(paths.nats_token.clone()))?;
     client_options(token)

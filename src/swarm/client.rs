@@ -161,6 +161,8 @@ impl Swarm {
         // connect first: checking the process costs more than a connection
         let client = match coord::connect(&paths).await {
             Ok(client) => client,
+            // someone else holds the hub's port: say so, whatever the hub's state
+            Err(err @ CoordError::ForeignListener { .. }) => return Err(err.into()),
             Err(_) if matches!(hub_state(&paths), HubState::Stopped { .. }) => {
                 return Err(SwarmError::HubNotRunning);
             }
