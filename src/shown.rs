@@ -20,6 +20,26 @@ pub fn shown(text: &str) -> String {
     cut
 }
 
+/// Text from a record as it is safe to print on a terminal: control
+/// characters other than tab escaped (`\u{1b}`), everything else as
+/// written. Records are written by any holder of the token, and an escape
+/// sequence in a title must not drive the operator's terminal.
+pub fn plain(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,7 +52,18 @@ mod tests {
         assert_eq!(shown(&"a".repeat(50)), format!("\"{}…\"", "a".repeat(40)));
     }
 
+    #[test]
+    fn plain_text_keeps_tabs_and_escapes_the_rest() {
+        assert_eq!(plain("a\tb"), "a\tb");
+        assert_eq!(plain("x\u{1b}[2Jy\n"), "x\\u{1b}[2Jy\\n");
+    }
+
     proptest! {
+        #[test]
+        fn plain_text_has_no_control_but_tab(text in "(?s).{0,200}") {
+            prop_assert!(!plain(&text).chars().any(|c| c.is_control() && c != '\t'));
+        }
+
         #[test]
         fn the_result_is_one_short_line(text in "(?s).{0,300}") {
             let out = shown(&text);

@@ -187,6 +187,9 @@ fn name_positions(task: &str) -> Vec<Vec<String>> {
         vec!["hub", "start", "--ready-timeout", "V"],
         vec!["hub", "stop", "--grace", "V"],
         vec!["hub", "status", "V"],
+        vec!["hub", "stop", "V"],
+        vec!["swarm", "status", "V"],
+        vec!["logs", "--hub", "V"],
         vec!["up", "V"],
     ];
     rows.into_iter()
@@ -660,7 +663,36 @@ fn garbage_task_records_are_skipped_by_readers_and_the_projector() {
             .put("t-liar", serde_json::to_vec(&liar).unwrap().into())
             .await
             .unwrap();
+        // terminal escapes in a record another client wrote
+        let mut loud = liar.clone();
+        loud["id"] = "t-loud".into();
+        loud["title"] = "\u{1b}[2Jcleared".into();
+        loud["status"] = "claimed".into();
+        loud["claimed_by"] = "\u{1b}]0;owned\u{7}".into();
+        loud["body"] = "line\n\u{1b}[31mred".into();
+        store
+            .put("t-loud", serde_json::to_vec(&loud).unwrap().into())
+            .await
+            .unwrap();
     });
+    for args in [vec!["tasks", "list"], vec!["tasks", "show", "t-loud"]] {
+        let out = ws.ok(&args);
+        assert!(
+            stdout(&out).contains("cleared"),
+            "{args:?}: {}",
+            stdout(&out)
+        );
+        assert!(
+            !out.stdout.contains(&0x1b) && !out.stderr.contains(&0x1b),
+            "{args:?} printed an escape sequence"
+        );
+    }
+    let out = ws
+        .command(&["tasks", "create"])
+        .arg("a\u{1b}[2Jb")
+        .output()
+        .unwrap();
+    assert_refused("tasks create <title with ESC>", &out);
     let out = ws.ok(&["tasks", "list"]);
     assert!(stderr(&out).contains("t-garbage"), "{}", stderr(&out));
     let out = ws.run(&["tasks", "show", "t-garbage"]);

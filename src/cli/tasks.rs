@@ -10,6 +10,7 @@ use super::{exit, report};
 use crate::hub::coord;
 use crate::hub::record::{HubState, hub_state};
 use crate::hub::{EventKind, HubLog, LogEntry, LogLevel, Paths};
+use crate::shown::plain;
 use crate::swarm;
 use crate::tasks::record::{self, Refusal};
 use crate::tasks::{Board, NewTask, Status, Task, TaskError, Update};
@@ -456,7 +457,12 @@ fn print_task_result(task: &Task, as_json: bool) {
     if as_json {
         println!("{}", json!(task));
     } else {
-        eprintln!("tasks: {} {} ({})", task.id, task.describe(), task.title);
+        eprintln!(
+            "tasks: {} {} ({})",
+            task.id,
+            plain(&task.describe()),
+            plain(&task.title)
+        );
         println!("{}", task.id);
     }
 }
@@ -472,14 +478,11 @@ fn print_list(tasks: &[&Task], as_json: bool) {
     }
     println!("{:<11} {:<8} {:<16} TITLE", "ID", "STATUS", "HOLDER");
     for t in tasks {
-        let holder: String = t
-            .claimed_by
-            .as_deref()
-            .unwrap_or("-")
+        let holder: String = plain(t.claimed_by.as_deref().unwrap_or("-"))
             .chars()
             .take(16)
             .collect();
-        let title: String = t.title.chars().take(70).collect();
+        let title: String = plain(&t.title).chars().take(70).collect();
         println!(
             "{:<11} {:<8} {:<16} {title}",
             t.id,
@@ -490,29 +493,31 @@ fn print_list(tasks: &[&Task], as_json: bool) {
 }
 
 fn print_one(task: &Task, revision: u64) {
-    println!("{}  {}", task.id, task.title);
-    println!("  status     {}", task.describe());
+    println!("{}  {}", task.id, plain(&task.title));
+    println!("  status     {}", plain(&task.describe()));
     if let Some(parent) = &task.parent {
-        println!("  parent     {parent}");
+        println!("  parent     {}", plain(parent));
     }
     if !task.blocked_by.is_empty() {
-        println!("  blocked by {}", task.blocked_by.join(", "));
+        println!("  blocked by {}", plain(&task.blocked_by.join(", ")));
     }
     if !task.labels.is_empty() {
-        println!("  labels     {}", task.labels.join(", "));
+        println!("  labels     {}", plain(&task.labels.join(", ")));
     }
-    println!("  created    {}", task.created_at);
+    println!("  created    {}", plain(&task.created_at));
     println!(
         "  updated    {} ({} by {}, revision {revision})",
-        task.updated_at, task.last_op.op, task.last_op.by
+        plain(&task.updated_at),
+        plain(&task.last_op.op),
+        plain(&task.last_op.by)
     );
     if let Some(reason) = &task.closed_reason {
-        println!("  closed     {reason}");
+        println!("  closed     {}", plain(reason));
     }
     if !task.body.is_empty() {
         println!();
         for line in task.body.lines() {
-            println!("  {line}");
+            println!("  {}", plain(line));
         }
     }
 }

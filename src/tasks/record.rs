@@ -129,6 +129,10 @@ pub enum InputError {
     #[error("the title is {0} bytes; keep it under {MAX_TITLE}")]
     TitleTooLong(usize),
     #[error(
+        "the title holds a control character (a line break, tab or escape); keep it to one line of text and put details in --body"
+    )]
+    TitleControl,
+    #[error(
         "the body is {0} bytes; the limit is {MAX_BODY} (64 KiB): put long text in a file in the repository"
     )]
     BodyTooLarge(usize),
@@ -155,6 +159,9 @@ pub fn validate_title(title: &str) -> Result<(), InputError> {
     }
     if title.len() > MAX_TITLE {
         return Err(InputError::TitleTooLong(title.len()));
+    }
+    if title.chars().any(char::is_control) {
+        return Err(InputError::TitleControl);
     }
     Ok(())
 }
@@ -488,6 +495,7 @@ mod tests {
             let text = text.repeat([1, 10, 2000][big]);
             if validate_title(&text).is_ok() {
                 prop_assert!(text.len() <= MAX_TITLE && !text.trim().is_empty());
+                prop_assert!(!text.chars().any(char::is_control));
             }
             if validate_body(&text).is_ok() {
                 prop_assert!(text.len() <= MAX_BODY);
