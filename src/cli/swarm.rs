@@ -161,7 +161,9 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
             }
             match &args.agent {
                 Some(agent) => swarm::name::validate_agent(agent)?,
-                None => drop(swarm::agent_from_env()?),
+                None => {
+                    swarm::agent_from_env()?;
+                }
             }
             let hub = Swarm::connect(paths.clone()).await?;
             let joined = hub
