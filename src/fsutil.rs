@@ -82,13 +82,73 @@ fn write_atomic(path: &Path, contents: &[u8], sync: bool) -> io::Result<()> {
     result
 }
 
+/// Largest state file [`read_trimmed`] reads: pid, URL, token and marker
+/// files are a line each.
+pub const MAX_SMALL_FILE: u64 = 64 * 1024;
+
 /// Reads a small text file and trims it; `None` when it does not exist.
+///
+/// Reads at most [`MAX_SMALL_FILE`] bytes: a state file replaced by
+/// something huge (or a link to `/dev/zero`) is an `InvalidData` error,
+/// like one that is not UTF-8, instead of exhausting memory.
 pub fn read_trimmed(path: &Path) -> io::Result<Option<String>> {
-    match fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text.trim().to_string())),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err),
+    use std::io::Read;
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_SMALL_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SMALL_FILE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {MAX_SMALL_FILE} bytes; not a bones state file"),
+        ));
     }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))?;
+    Ok(Some(text.trim().to_string()))
+}
+
+/// Removes group and other access from `dir` and everything under it (not
+/// following links), when `dir` itself gives any: state written before the
+/// hub ran with umask 077 (see [`restrict_umask`]) is brought in line at the
+/// next start, and a tree already private costs one `stat`.
+pub fn make_owner_only(dir: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {}
+        Ok(_) => return Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = fs::symlink_metadata(&path)?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o700))?;
+        }
+        if meta.is_dir() {
+            for entry in fs::read_dir(&path)? {
+                stack.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets the process umask to 077, so every file and directory this
+/// process creates without an explicit mode (git objects and worktrees
+/// written by libgit2, the coordination server's store, which inherits the
+/// umask) is owner-only like the state files written here. Called by the
+/// processes that write state: the hub and the slot and task verbs; not by
+/// `bones up` or `bones apply`, which write into the user's repository.
+pub fn restrict_umask() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
 }
 
 /// True for a file someone may execute: what a `PATH` search looks for.
@@ -127,5 +187,58 @@ mod tests {
         assert_eq!(read_trimmed(&dir.join("missing")).unwrap(), None);
         // no temp files are left behind
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_tree_made_owner_only_keeps_the_owner_bits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().join("hub.git");
+        fs::create_dir_all(top.join("objects/ab")).unwrap();
+        fs::write(top.join("objects/ab/cd"), "x").unwrap();
+        fs::write(top.join("hook"), "#!/bin/sh\n").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", top.join("link")).unwrap();
+        for (path, mode) in [
+            (top.clone(), 0o755),
+            (top.join("objects"), 0o775),
+            (top.join("objects/ab"), 0o755),
+            (top.join("objects/ab/cd"), 0o444),
+            (top.join("hook"), 0o755),
+        ] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let etc_passwd = fs::metadata("/etc/passwd").unwrap().permissions().mode();
+        make_owner_only(&top).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&top), 0o700);
+        assert_eq!(mode(&top.join("objects")), 0o700);
+        assert_eq!(mode(&top.join("objects/ab/cd")), 0o400);
+        assert_eq!(mode(&top.join("hook")), 0o700);
+        // links are not followed
+        assert_eq!(
+            fs::metadata("/etc/passwd").unwrap().permissions().mode(),
+            etc_passwd
+        );
+        make_owner_only(&tmp.path().join("missing")).unwrap();
+    }
+
+    #[test]
+    fn small_files_are_read_within_a_bound() {
+        let tmp = tempfile::tempdir().unwrap();
+        let big = tmp.path().join("big");
+        fs::write(&big, vec![b'1'; MAX_SMALL_FILE as usize + 1]).unwrap();
+        let err = read_trimmed(&big).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let binary = tmp.path().join("binary");
+        fs::write(&binary, [0xff, 0xfe, b'\n']).unwrap();
+        assert_eq!(
+            read_trimmed(&binary).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        let zero = tmp.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        assert_eq!(
+            read_trimmed(&zero).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
     }
 }

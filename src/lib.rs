@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod duration;
 pub mod fsutil;
 pub mod hub;
+pub mod shown;
 pub mod swarm;
 pub mod tasks;
 pub mod workspace;

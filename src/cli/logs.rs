@@ -20,6 +20,7 @@ use crate::duration;
 use crate::hub::Paths;
 use crate::hub::log::LogLevel;
 use crate::hub::logread::{self, EntryView, Filter, Line, LineReader};
+use crate::shown::shown;
 use crate::workspace::Workspace;
 
 /// How often `--follow` looks for new entries.
@@ -62,17 +63,35 @@ pub struct LogsArgs {
 }
 
 fn parse_level(text: &str) -> Result<LogLevel, String> {
-    LogLevel::parse(text)
-        .ok_or_else(|| format!("unknown level {text:?}; use debug, info, warn or error"))
+    LogLevel::parse(text).ok_or_else(|| {
+        format!(
+            "unknown level {}; use debug, info, warn or error",
+            shown(text)
+        )
+    })
 }
 
 fn parse_since(text: &str) -> Result<OffsetDateTime, String> {
     if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
         return Ok(at);
     }
-    let ago = duration::parse(text).map_err(|_| {
-        format!("cannot read {text:?} as a duration (15m, 2h) or an RFC 3339 time (2026-11-23T09:00:00Z)")
-    })?;
+    let ago = match duration::parse(text) {
+        Ok(ago) => ago,
+        // a number with units: say what is wrong with it as a duration
+        Err(why)
+            if text.trim().starts_with(|c: char| c.is_ascii_digit())
+                && !text.contains(['-', ':']) =>
+        {
+            return Err(why);
+        }
+        Err(_) => {
+            return Err(format!(
+                "cannot read {} as a duration (15m, 2h) or an RFC 3339 time (2026-11-23T09:00:00Z)",
+                shown(text)
+            ));
+        }
+    };
+    // duration::parse bounds the duration, so this never leaves the calendar
     Ok(OffsetDateTime::now_utc() - ago)
 }
 

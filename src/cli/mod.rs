@@ -10,6 +10,7 @@ mod logs;
 mod swarm;
 mod tasks;
 mod up;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -114,14 +115,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            return ExitCode::from(if err.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
-        }
+        Err(err) => return ExitCode::from(usage::report(&err)),
     };
     let code = match cli.command {
         Command::Up(args) => up::run(args),
@@ -151,6 +145,9 @@ fn hint_if_disk_full() {
 /// The current workspace's paths and a runtime for a verb that talks to
 /// the hub; on failure the error is reported and the exit code returned.
 fn workspace_and_runtime() -> Result<(crate::hub::Paths, tokio::runtime::Runtime), u8> {
+    // slot and task verbs write into the state directory (git objects,
+    // checkouts, hub.log): owner-only, like everything the hub writes
+    crate::fsutil::restrict_umask();
     let paths = match crate::workspace::Workspace::from_cwd() {
         Ok(ws) => crate::hub::Paths::new(&ws),
         Err(err) => {

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{exit, report};
 use crate::duration;
 use crate::hub::Paths;
+use crate::shown::plain;
 use crate::swarm::lease::LeaseError;
 use crate::swarm::{self, JoinOptions, Swarm, SwarmError};
 
@@ -158,6 +159,12 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
             if let Some(task) = &args.task {
                 swarm::name::validate_task_id(task)?;
             }
+            match &args.agent {
+                Some(agent) => swarm::name::validate_agent(agent)?,
+                None => {
+                    swarm::agent_from_env()?;
+                }
+            }
             let hub = Swarm::connect(paths.clone()).await?;
             let joined = hub
                 .join(JoinOptions {
@@ -212,11 +219,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
             }
         }
         SwarmCommand::Commit(args) => {
-            if args.message.trim().is_empty() {
-                return Err(SwarmError::Usage(
-                    "the commit message is empty; say what changed with -m".to_string(),
-                ));
-            }
+            swarm::validate_message(&args.message)?;
             let slot = slot_flag(&args.slot)?;
             let hub = Swarm::connect(paths).await?;
             let outcome = hub.commit(&slot, &args.message).await?;
@@ -296,14 +299,14 @@ fn print_status(slots: &[swarm::SlotStatus]) {
             (Some(age), Some(ttl)) => format!("{age}s/{ttl}s"),
             _ => "-".to_string(),
         };
+        // lease records and commit messages come from any token holder
         let commit = match (&s.last_commit, &s.last_commit_summary) {
-            (Some(id), Some(summary)) => format!("{} {summary}", &id[..id.len().min(8)]),
+            (Some(id), Some(summary)) => {
+                format!("{} {}", &id[..id.len().min(8)], plain(summary))
+            }
             _ => "-".to_string(),
         };
-        let agent: String = s
-            .agent_id
-            .as_deref()
-            .unwrap_or("-")
+        let agent: String = plain(s.agent_id.as_deref().unwrap_or("-"))
             .chars()
             .take(12)
             .collect();
@@ -312,7 +315,7 @@ fn print_status(slots: &[swarm::SlotStatus]) {
             s.slot,
             s.state,
             age,
-            s.task_id.as_deref().unwrap_or("-"),
+            plain(s.task_id.as_deref().unwrap_or("-")),
             agent,
         );
         if s.state != "active"

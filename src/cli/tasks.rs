@@ -10,8 +10,9 @@ use super::{exit, report};
 use crate::hub::coord;
 use crate::hub::record::{HubState, hub_state};
 use crate::hub::{EventKind, HubLog, LogEntry, LogLevel, Paths};
+use crate::shown::plain;
 use crate::swarm;
-use crate::tasks::record::Refusal;
+use crate::tasks::record::{self, Refusal};
 use crate::tasks::{Board, NewTask, Status, Task, TaskError, Update};
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +218,10 @@ async fn connect(paths: &Paths) -> Result<Board, Failure> {
     // connect first: checking the process costs more than a connection
     let client = match coord::connect(paths).await {
         Ok(client) => client,
+        // someone else holds the hub's port: say so, whatever the hub's state
+        Err(err @ coord::CoordError::ForeignListener { .. }) => {
+            return Err(Failure::Other(err.to_string(), exit::FAILURE));
+        }
         Err(_) if matches!(hub_state(paths), HubState::Stopped { .. }) => {
             return Err(Failure::Other(
                 "no hub is running for this workspace; start it with `bones hub start --detach`"
@@ -231,16 +236,18 @@ async fn connect(paths: &Paths) -> Result<Board, Failure> {
 
 /// Who acts: the slot, else `$BONES_AGENT_ID`, else the workspace's agent id.
 fn who(paths: &Paths, args: &WhoArgs) -> Result<String, Failure> {
+    let usage = |e: swarm::SwarmError| Failure::Other(e.to_string(), exit::USAGE);
     if args.slot.is_some() {
-        return swarm::current_slot(paths, args.slot.clone())
-            .map_err(|e| Failure::Other(e.to_string(), exit::USAGE));
+        return swarm::current_slot(paths, args.slot.clone()).map_err(usage);
+    }
+    // a $BONES_SLOT that is not UTF-8 or not a slot name is an error, not "no slot"
+    if swarm::env_text(swarm::SLOT_ENV).map_err(usage)?.is_some() {
+        return swarm::current_slot(paths, None).map_err(usage);
     }
     if let Ok(slot) = swarm::current_slot(paths, None) {
         return Ok(slot);
     }
-    if let Ok(agent) = std::env::var(swarm::AGENT_ENV)
-        && !agent.trim().is_empty()
-    {
+    if let Some(agent) = swarm::agent_from_env().map_err(usage)? {
         return Ok(agent.trim().to_string());
     }
     let id = crate::fsutil::read_trimmed(&paths.state_dir.join("agent.id"))
@@ -258,23 +265,23 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
                 (None, Some(file)) => read_body(file)?,
                 (None, None) => String::new(),
             };
+            let new = NewTask {
+                title: args.title,
+                body,
+                parent: args.parent,
+                blocked_by: args.blocked_by,
+                labels: args.labels,
+            };
+            new.validate().map_err(TaskError::from)?;
             let by = who(paths, &WhoArgs { slot: None })?;
             let board = connect(paths).await?;
-            let task = board
-                .create(
-                    NewTask {
-                        title: args.title,
-                        body,
-                        parent: args.parent,
-                        blocked_by: args.blocked_by,
-                        labels: args.labels,
-                    },
-                    &by,
-                )
-                .await?;
+            let task = board.create(new, &by).await?;
             print_task_result(&task, args.out.json);
         }
         TasksCommand::List(args) => {
+            if let Some(label) = &args.label {
+                record::validate_label(label).map_err(TaskError::from)?;
+            }
             let me = who(paths, &args.who)?;
             let board = connect(paths).await?;
             let (tasks, unreadable) = board.list().await?;
@@ -299,6 +306,7 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
             }
         }
         TasksCommand::Show(args) => {
+            record::validate_id(&args.id).map_err(TaskError::from)?;
             let board = connect(paths).await?;
             let (task, revision) = board.get(&args.id).await?;
             if args.out.json {
@@ -322,12 +330,16 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
                 add_blockers: args.add_blockers,
                 remove_blockers: args.remove_blockers,
             };
+            record::validate_id(&args.id).map_err(TaskError::from)?;
             edit.validate(&args.id).map_err(TaskError::from)?;
             let board = connect(paths).await?;
             let task = board.update(&args.id, &by, &edit).await?;
             print_task_result(&task, args.out.json);
         }
         TasksCommand::Claim(args) => {
+            if let Some(id) = &args.id {
+                record::validate_id(id).map_err(TaskError::from)?;
+            }
             let by = who(paths, &args.who)?;
             let board = connect(paths).await?;
             if args.next {
@@ -360,12 +372,17 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
             }
         }
         TasksCommand::Release(args) => {
+            record::validate_id(&args.id).map_err(TaskError::from)?;
             let by = who(paths, &args.who)?;
             let board = connect(paths).await?;
             let task = board.release(&args.id, &by, args.force, None).await?;
             print_task_result(&task, args.out.json);
         }
         TasksCommand::Close(args) => {
+            record::validate_id(&args.id).map_err(TaskError::from)?;
+            if let Some(reason) = &args.reason {
+                record::validate_reason(reason).map_err(TaskError::from)?;
+            }
             let by = who(paths, &args.who)?;
             let board = connect(paths).await?;
             let task = board.close(&args.id, &by, args.reason, args.force).await?;
@@ -381,22 +398,45 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Reads a body from a file or stdin, never more than one byte past the
+/// limit: 10 MB on stdin costs 64 KiB of memory and one clear error.
 fn read_body(file: &PathBuf) -> Result<String, Failure> {
     use std::io::Read;
-    let limit = crate::tasks::record::MAX_BODY as u64 + 1;
-    let mut text = String::new();
+    let limit = record::MAX_BODY as u64 + 1;
+    let mut bytes = Vec::new();
     let read = if file.as_os_str() == "-" {
-        std::io::stdin().take(limit).read_to_string(&mut text)
+        std::io::stdin().take(limit).read_to_end(&mut bytes)
     } else {
-        std::fs::File::open(file).and_then(|f| f.take(limit).read_to_string(&mut text))
+        std::fs::File::open(file).and_then(|f| f.take(limit).read_to_end(&mut bytes))
     };
     read.map_err(|e| {
         Failure::Other(
-            format!("cannot read the body from {}: {e}", file.display()),
+            format!(
+                "cannot read the body from {}: {e}",
+                crate::shown::shown(&file.to_string_lossy())
+            ),
             exit::USAGE,
         )
     })?;
-    Ok(text)
+    if bytes.len() > record::MAX_BODY {
+        return Err(Failure::Other(
+            format!(
+                "the body in {} is larger than the limit of {} bytes (64 KiB); put long text in a file in the repository",
+                crate::shown::shown(&file.to_string_lossy()),
+                record::MAX_BODY
+            ),
+            exit::USAGE,
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        Failure::Other(
+            format!(
+                "the body in {} is not UTF-8 text",
+                crate::shown::shown(&file.to_string_lossy())
+            ),
+            exit::USAGE,
+        )
+    })
 }
 
 /// A refused claim writes nothing to the board, so no event: the refusal
@@ -417,7 +457,12 @@ fn print_task_result(task: &Task, as_json: bool) {
     if as_json {
         println!("{}", json!(task));
     } else {
-        eprintln!("tasks: {} {} ({})", task.id, task.describe(), task.title);
+        eprintln!(
+            "tasks: {} {} ({})",
+            task.id,
+            plain(&task.describe()),
+            plain(&task.title)
+        );
         println!("{}", task.id);
     }
 }
@@ -433,14 +478,11 @@ fn print_list(tasks: &[&Task], as_json: bool) {
     }
     println!("{:<11} {:<8} {:<16} TITLE", "ID", "STATUS", "HOLDER");
     for t in tasks {
-        let holder: String = t
-            .claimed_by
-            .as_deref()
-            .unwrap_or("-")
+        let holder: String = plain(t.claimed_by.as_deref().unwrap_or("-"))
             .chars()
             .take(16)
             .collect();
-        let title: String = t.title.chars().take(70).collect();
+        let title: String = plain(&t.title).chars().take(70).collect();
         println!(
             "{:<11} {:<8} {:<16} {title}",
             t.id,
@@ -451,29 +493,31 @@ fn print_list(tasks: &[&Task], as_json: bool) {
 }
 
 fn print_one(task: &Task, revision: u64) {
-    println!("{}  {}", task.id, task.title);
-    println!("  status     {}", task.describe());
+    println!("{}  {}", task.id, plain(&task.title));
+    println!("  status     {}", plain(&task.describe()));
     if let Some(parent) = &task.parent {
-        println!("  parent     {parent}");
+        println!("  parent     {}", plain(parent));
     }
     if !task.blocked_by.is_empty() {
-        println!("  blocked by {}", task.blocked_by.join(", "));
+        println!("  blocked by {}", plain(&task.blocked_by.join(", ")));
     }
     if !task.labels.is_empty() {
-        println!("  labels     {}", task.labels.join(", "));
+        println!("  labels     {}", plain(&task.labels.join(", ")));
     }
-    println!("  created    {}", task.created_at);
+    println!("  created    {}", plain(&task.created_at));
     println!(
         "  updated    {} ({} by {}, revision {revision})",
-        task.updated_at, task.last_op.op, task.last_op.by
+        plain(&task.updated_at),
+        plain(&task.last_op.op),
+        plain(&task.last_op.by)
     );
     if let Some(reason) = &task.closed_reason {
-        println!("  closed     {reason}");
+        println!("  closed     {}", plain(reason));
     }
     if !task.body.is_empty() {
         println!();
         for line in task.body.lines() {
-            println!("  {line}");
+            println!("  {}", plain(line));
         }
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! It serves `GET /.status` (each request checks the parts it reports on)
 //! and `GET /.leases` (the slots with live leases, for the stop guard).
-//! Both are read-only and carry no secrets; a fuller read-only view of the
-//! swarm comes later.
+//! Both are read-only and carry no secrets (see `docs/security.md` for
+//! what they do reveal); a fuller read-only view of the swarm comes later.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,7 +44,45 @@ pub fn router(source: Arc<StatusSource>) -> Router {
     Router::new()
         .route("/.status", get(status))
         .route("/.leases", get(leases))
+        .layer(axum::middleware::from_fn(loopback_host_only))
         .with_state(source)
+}
+
+/// Refuses requests that name another host than loopback. The listener is
+/// on 127.0.0.1, but a web page can still reach it through a name that
+/// resolves to 127.0.0.1 (DNS rebinding) and read the answers as its own;
+/// browsers always send the name they used, so checking `Host` stops that.
+/// A request without `Host` (HTTP/1.0 tools) is not from a browser.
+async fn loopback_host_only(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let host = request.headers().get(axum::http::header::HOST);
+    let allowed = host.is_none_or(|h| h.to_str().is_ok_and(is_loopback_host));
+    if allowed {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(serde_json::json!({
+            "error": "this endpoint answers only requests for 127.0.0.1 or localhost"
+        })),
+    )
+        .into_response()
+}
+
+/// `127.0.0.1`, `localhost` or `[::1]`, with or without a port.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    };
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "127.0.0.1" | "localhost" | "[::1]"
+    )
 }
 
 async fn status(State(source): State<Arc<StatusSource>>) -> impl IntoResponse {
@@ -156,5 +194,46 @@ fn storage_health(source: &StatusSource) -> PartHealth {
             storage::show_bytes(free)
         )),
         _ => PartHealth::ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn only_loopback_names_are_hosts_we_answer() {
+        for host in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "localhost:1",
+            "LOCALHOST",
+            "[::1]:80",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:8080",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example:80",
+            "127.0.0.2:80",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn an_accepted_host_names_loopback(host in "(?s).{0,40}") {
+            if is_loopback_host(&host) {
+                let lower = host.to_ascii_lowercase();
+                prop_assert!(
+                    lower.starts_with("127.0.0.1") || lower.starts_with("localhost") || lower.starts_with("[::1]")
+                );
+            }
+        }
     }
 }

@@ -164,6 +164,9 @@ impl HubError {
 /// Starts the hub of the workspace containing `root` (see the module docs
 /// of `cli::hub` for the user-facing contract).
 pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError> {
+    // before anything is created or spawned: libgit2 and nats-server create
+    // files with modes of their own, which only the umask makes owner-only
+    fsutil::restrict_umask();
     let ws = Workspace::discover(root)?;
     let paths = Paths::new(&ws);
     let log_config = log::LogConfig::from_env(LogLevel::floor(opts.log_level.as_deref()));
@@ -184,6 +187,10 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
         guards::has_tracked_files(&ws.root)?;
     }
     coord::find_nats_server()?;
+    // nats.conf must name the store; refuse before anything is written
+    if paths.coord_dir.to_str().is_none() {
+        return Err(coord::CoordError::NonUtf8Path(paths.state_dir.clone()).into());
+    }
     fsutil::ensure_private_dir(&paths.state_dir)
         .map_err(HubError::io("cannot create", &paths.state_dir))?;
 
@@ -258,20 +265,24 @@ pub fn is_running(root: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// The recorded repo URL (`http://127.0.0.1:PORT`), if any.
+/// The recorded repo URL (`http://127.0.0.1:PORT`), if any. A file that
+/// holds anything else counts as no URL.
 pub fn repo_url(root: &Path) -> Option<String> {
     let ws = Workspace::discover(root).ok()?;
-    fsutil::read_trimmed(&Paths::new(&ws).repo_url_file)
-        .ok()
-        .flatten()
+    recorded_url(&Paths::new(&ws).repo_url_file, "http")
 }
 
-/// The recorded coordination URL (`nats://127.0.0.1:PORT`), if any.
+/// The recorded coordination URL (`nats://127.0.0.1:PORT`), if any. A file
+/// that holds anything else counts as no URL.
 pub fn nats_url(root: &Path) -> Option<String> {
     let ws = Workspace::discover(root).ok()?;
-    fsutil::read_trimmed(&Paths::new(&ws).nats_url_file)
-        .ok()
-        .flatten()
+    recorded_url(&Paths::new(&ws).nats_url_file, "nats")
+}
+
+fn recorded_url(file: &Path, scheme: &str) -> Option<String> {
+    let text = fsutil::read_trimmed(file).ok().flatten()?;
+    let port = ports::parse_loopback_url(&text, scheme)?;
+    Some(format!("{scheme}://127.0.0.1:{port}"))
 }
 
 /// Path of the hub repository (`hub.git`).

@@ -54,6 +54,69 @@ pub fn parse_port(url: &str) -> Option<u16> {
     port.parse::<u16>().ok().filter(|p| *p > 0)
 }
 
+/// The port of a URL file's content when it is exactly what the hub writes:
+/// `<scheme>://127.0.0.1:PORT` (a trailing `/` and surrounding whitespace
+/// allowed), with a port above 0. Anything else, another host included, is
+/// `None`: a client that connected where an edited URL file points would
+/// hand the workspace token to that host.
+pub fn parse_loopback_url(url: &str, scheme: &str) -> Option<u16> {
+    let rest = url
+        .trim()
+        .strip_prefix(scheme)?
+        .strip_prefix("://127.0.0.1:")?;
+    let port = rest.strip_suffix('/').unwrap_or(rest);
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    port.parse::<u16>().ok().filter(|p| *p > 0)
+}
+
+/// The owners (uids) of the sockets that would accept a connection to
+/// `127.0.0.1:port`: listeners on 127.0.0.1, on the wildcard address, or
+/// on IPv6 `::`/`::ffff:127.0.0.1`, read from `/proc/net/tcp{,6}`. Empty
+/// when nothing listens there or the tables cannot be read.
+///
+/// A client checks this before it sends the workspace token: while the
+/// hub is down, any local user may bind its recorded port and would
+/// otherwise receive the token from the next `bones` command.
+pub fn loopback_listener_uids(port: u16) -> Vec<u32> {
+    let mut uids = Vec::new();
+    for (table, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        if let Ok(text) = std::fs::read_to_string(table) {
+            uids.extend(listener_uids_in(&text, v6, port));
+        }
+    }
+    uids
+}
+
+/// [`loopback_listener_uids`] for one table's text.
+pub fn listener_uids_in(table: &str, v6: bool, port: u16) -> Vec<u32> {
+    const V4: [&str; 2] = ["0100007F", "00000000"];
+    const V6: [&str; 2] = [
+        "00000000000000000000000000000000",
+        "0000000000000000FFFF00000100007F",
+    ];
+    let wanted = format!("{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid ...
+            let (addr, local_port) = fields.get(1)?.split_once(':')?;
+            let listening = fields.get(3)? == &"0A";
+            let reaches = if v6 {
+                V6.contains(&addr)
+            } else {
+                V4.contains(&addr)
+            };
+            (listening && reaches && local_port.eq_ignore_ascii_case(&wanted))
+                .then(|| fields.get(7)?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
 /// `http://127.0.0.1:PORT`
 pub fn repo_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
@@ -138,5 +201,74 @@ mod tests {
         assert_eq!(parse_port("garbage"), None);
         assert_eq!(parse_port("http://127.0.0.1:0"), None);
         assert_eq!(parse_port("http://127.0.0.1:99999"), None);
+    }
+
+    #[test]
+    fn only_loopback_urls_name_a_port_to_connect_to() {
+        assert_eq!(
+            parse_loopback_url("nats://127.0.0.1:4222\n", "nats"),
+            Some(4222)
+        );
+        assert_eq!(
+            parse_loopback_url("nats://127.0.0.1:4222/", "nats"),
+            Some(4222)
+        );
+        for bad in [
+            "nats://10.0.0.1:4222",
+            "nats://127.0.0.2:4222",
+            "nats://localhost:4222",
+            "nats://127.0.0.1.evil.example:4222",
+            "nats://user:pw@127.0.0.1:4222",
+            "nats://127.0.0.1:0",
+            "nats://127.0.0.1:+4222",
+            "nats://127.0.0.1:4222/x",
+            "http://127.0.0.1:4222",
+            "garbage",
+            "",
+        ] {
+            assert_eq!(parse_loopback_url(bad, "nats"), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn finds_who_listens_where_loopback_connections_land() {
+        let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 1 1
+   1: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000    65534        0 2 1
+   2: 0A000001:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000    7        0 3 1
+   3: 0100007F:1F90 0100007F:9999 01 00000000:00000000 00:00000000 00000000    8        0 4 1
+   4: 0100007F:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000    9        0 5 1
+garbage line
+";
+        assert_eq!(listener_uids_in(v4, false, 8080), [1000, 65534]);
+        let v6 = "  sl  local_address remote_address st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000    42        0 1 1
+   1: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000    43        0 2 1
+";
+        assert_eq!(listener_uids_in(v6, true, 8080), [42]);
+        assert!(listener_uids_in("", false, 8080).is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_table_text_is_read_without_panic(text in "(?s).{0,400}", port in proptest::prelude::any::<u16>()) {
+            let _ = listener_uids_in(&text, false, port);
+            let _ = listener_uids_in(&text, true, port);
+        }
+
+        #[test]
+        fn a_loopback_url_round_trips(port in 1u16..) {
+            proptest::prop_assert_eq!(parse_loopback_url(&nats_url(port), "nats"), Some(port));
+            proptest::prop_assert_eq!(parse_loopback_url(&repo_url(port), "http"), Some(port));
+            proptest::prop_assert_eq!(parse_port(&repo_url(port)), Some(port));
+        }
+
+        #[test]
+        fn whatever_is_accepted_points_at_loopback(text in "(?s).{0,60}") {
+            if let Some(port) = parse_loopback_url(&text, "nats") {
+                proptest::prop_assert_eq!(text.trim().trim_end_matches('/'), nats_url(port));
+            }
+            let _ = parse_port(&text);
+        }
     }
 }

@@ -185,6 +185,17 @@ async fn publish(
     }
     let task: Task = serde_json::from_slice(&message.payload)
         .map_err(|e| ProjectError::Skip(format!("revision {revision}: {e}")))?;
+    // the id becomes a subject token and a message id: a record written by
+    // another client under a key it does not name is not projected
+    let prefix = format!("$KV.{TASKS_BUCKET}.");
+    let key = message.subject.strip_prefix(&prefix).unwrap_or_default();
+    if crate::swarm::name::validate_task_id(&task.id).is_err() || task.id != key {
+        return Err(ProjectError::Skip(format!(
+            "revision {revision}: record id {} does not match its key {}",
+            crate::shown::shown(&task.id),
+            crate::shown::shown(key)
+        )));
+    }
     let event = TaskEvent {
         schema: crate::tasks::record::SCHEMA,
         kind: &task.last_op.op,

@@ -115,6 +115,7 @@ fn port_from_url_file(path: &std::path::Path) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn recognises_hub_command_lines() {
@@ -122,5 +123,71 @@ mod tests {
         assert!(looks_like_hub("bones hub start"));
         assert!(!looks_like_hub("vim hub start.md"));
         assert!(!looks_like_hub("/usr/bin/bones hub stop"));
+    }
+
+    fn paths_in(dir: &std::path::Path) -> Paths {
+        Paths::new(&crate::workspace::Workspace {
+            root: dir.to_path_buf(),
+            state_dir: dir.to_path_buf(),
+        })
+    }
+
+    #[test]
+    fn a_corrupt_record_next_to_a_stranger_is_not_a_hub() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = paths_in(tmp.path());
+        // this test process is alive but is not `bones hub start`
+        let me = std::process::id();
+        std::fs::write(&paths.hub_pid, format!("{me}\n")).unwrap();
+        for json in [
+            "",
+            "{",
+            "null",
+            r#"{"pid":"x"}"#,
+            r#"{"pid":-1,"start_time":1}"#,
+            "\u{0}\u{ff}",
+        ] {
+            std::fs::write(&paths.hub_json, json).unwrap();
+            assert_eq!(
+                hub_state(&paths),
+                HubState::Stopped {
+                    stale_pid: Some(me)
+                },
+                "{json:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_pid_file_and_record_are_judged_without_panic(
+            pid in proptest::collection::vec(any::<u8>(), 0..24),
+            json in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let tmp = tempfile::tempdir().unwrap();
+            let paths = paths_in(tmp.path());
+            std::fs::write(&paths.hub_pid, &pid).unwrap();
+            std::fs::write(&paths.hub_json, &json).unwrap();
+            std::fs::write(&paths.repo_url_file, &json).unwrap();
+            // pids this test can name are itself or dead ones: never a hub
+            prop_assert!(!matches!(hub_state(&paths), HubState::Running(_)));
+        }
+
+        #[test]
+        fn records_round_trip_and_garbage_is_refused(
+            pid in any::<u32>(), start_time in any::<u64>(), repo_port in any::<u16>(),
+            coord_port in any::<u16>(), version in "\\PC{0,20}", started_at in "\\PC{0,30}",
+            bytes in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let record = HubRecord { pid, start_time, repo_port, coord_port, version, started_at };
+            let json = serde_json::to_vec(&record).unwrap();
+            prop_assert_eq!(serde_json::from_slice::<HubRecord>(&json).unwrap(), record);
+            let _ = serde_json::from_slice::<HubRecord>(&bytes);
+        }
+
+        #[test]
+        fn command_lines_are_judged_without_panic(cmdline in "(?s).{0,200}") {
+            let _ = looks_like_hub(&cmdline);
+        }
     }
 }

@@ -87,6 +87,7 @@ fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Supervisor, Hub
         .write(paths)
         .map_err(HubError::io("cannot write", &paths.hub_pid))?;
     let supervisor = Supervisor::start(binary, paths, log.clone())?;
+    tighten_old_state(paths, log);
     repo::clear_stale_trunk_lock(&paths.hub_repo);
     match repo::open_or_seed(&paths.hub_repo, &paths.root) {
         Ok(Some(seeded)) => {
@@ -101,6 +102,24 @@ fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Supervisor, Hub
         Err(err) => {
             supervisor.stop(Duration::from_secs(5));
             Err(err.into())
+        }
+    }
+}
+
+/// State written by an earlier version, before the hub and the slot verbs
+/// ran with umask 077, may give group and others read access (libgit2's
+/// 0755/0644): made owner-only here, once. The state directory itself was
+/// always 0700, so nobody else could reach it in the meantime.
+fn tighten_old_state(paths: &Paths, log: &HubLog) {
+    let slots = crate::swarm::slot::on_disk(paths)
+        .into_iter()
+        .map(|name| crate::swarm::slot::SlotDir::new(paths, &name).wt);
+    for dir in std::iter::once(paths.hub_repo.clone()).chain(slots) {
+        if let Err(err) = fsutil::make_owner_only(&dir) {
+            log.warn(format!(
+                "hub: cannot make {} owner-only: {err}",
+                dir.display()
+            ));
         }
     }
 }

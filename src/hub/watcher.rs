@@ -8,6 +8,11 @@
 //! crashed mid-reap, or the record was lost) is treated the same way. The
 //! watcher is silent when nothing is stale, and logs each failure once.
 //! Tasks a reaped slot had claimed go back to open.
+//!
+//! Any client with the token can write into the bucket, so the watcher
+//! trusts nothing in it: a record it cannot read is treated as live (never
+//! reaped), one whose key is not a slot name is ignored and reported once
+//! (such a key must never become a path), and expiry arithmetic is checked.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -48,7 +53,19 @@ async fn scan(
     reported: &mut HashSet<String>,
 ) -> Result<(), String> {
     let store = lease::bucket(js).await.map_err(|e| e.to_string())?;
-    let records = lease::list(&store).await.map_err(|e| e.to_string())?;
+    let (records, foreign) = lease::list_checked(&store)
+        .await
+        .map_err(|e| e.to_string())?;
+    for key in foreign {
+        // not a slot name, so never a path: left alone, reported once
+        if reported.insert(format!("foreign key {key}")) {
+            log.warn(format!(
+                "hub: lease watcher: ignoring record {} in {}: its key is not a slot name",
+                crate::shown::shown(&key),
+                lease::SESSIONS_BUCKET
+            ));
+        }
+    }
     let now = OffsetDateTime::now_utc();
     let mut leased = HashSet::new();
     for record in records {

@@ -79,6 +79,9 @@ impl From<git2::Error> for ApplyError {
 /// changes since the seed to the working tree, refusing (touching nothing)
 /// when that would overwrite uncommitted changes.
 pub fn apply(paths: &Paths, opts: &ApplyOptions) -> Result<Applied, ApplyError> {
+    if let Some(slot) = &opts.slot {
+        name::validate_slot(slot)?;
+    }
     if !paths.hub_repo.join("HEAD").is_file() {
         return Err(ApplyError::NoHubRepo(paths.hub_repo.clone()));
     }

@@ -161,6 +161,8 @@ impl Swarm {
         // connect first: checking the process costs more than a connection
         let client = match coord::connect(&paths).await {
             Ok(client) => client,
+            // someone else holds the hub's port: say so, whatever the hub's state
+            Err(err @ CoordError::ForeignListener { .. }) => return Err(err.into()),
             Err(_) if matches!(hub_state(&paths), HubState::Stopped { .. }) => {
                 return Err(SwarmError::HubNotRunning);
             }
@@ -181,11 +183,13 @@ impl Swarm {
 
     /// Joins a slot: takes its lease, then makes its checkout.
     pub async fn join(&self, opts: JoinOptions) -> Result<Joined, SwarmError> {
-        let given = opts.agent.or_else(|| {
-            std::env::var(AGENT_ENV)
-                .ok()
-                .filter(|a| !a.trim().is_empty())
-        });
+        let given = match opts.agent {
+            Some(agent) => {
+                name::validate_agent(&agent)?;
+                Some(agent)
+            }
+            None => agent_from_env()?,
+        };
         let generated_agent = given.is_none();
         let agent = given.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let slot_name = match opts.slot {
@@ -267,6 +271,7 @@ impl Swarm {
 
     /// Commits everything changed in the slot and lands it on trunk.
     pub async fn commit(&self, slot: &str, message: &str) -> Result<CommitOutcome, SwarmError> {
+        validate_message(message)?;
         let held = self.renew(slot).await?;
         let dir = SlotDir::new(&self.paths, slot);
         if !dir.has_checkout() {
@@ -491,10 +496,40 @@ fn collect_status(paths: &Paths, records: Vec<lease::Stored>) -> Vec<SlotStatus>
         .collect()
 }
 
+/// An environment variable's value; `None` when unset or empty. A value
+/// that is not UTF-8 is an error, never silently treated as unset: a slot
+/// verb would otherwise act on another slot than the one meant.
+pub fn env_text(name: &str) -> Result<Option<String>, SwarmError> {
+    match std::env::var(name) {
+        Ok(value) if value.is_empty() => Ok(None),
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(SwarmError::Usage(format!(
+            "${name} is not valid UTF-8; unset it or set it to a valid value"
+        ))),
+    }
+}
+
+/// The agent named by `$BONES_AGENT_ID`, validated; `None` when unset.
+pub fn agent_from_env() -> Result<Option<String>, SwarmError> {
+    let Some(agent) = env_text(AGENT_ENV)? else {
+        return Ok(None);
+    };
+    if agent.trim().is_empty() {
+        return Ok(None);
+    }
+    name::validate_agent(&agent)?;
+    Ok(Some(agent))
+}
+
 /// The slot a verb acts on: the flag, else `$BONES_SLOT`, else the slot
 /// whose checkout holds the current directory.
 pub fn current_slot(paths: &Paths, flag: Option<String>) -> Result<String, SwarmError> {
-    if let Some(slot) = flag.or_else(|| std::env::var(SLOT_ENV).ok().filter(|s| !s.is_empty())) {
+    let flag = match flag {
+        Some(flag) => Some(flag),
+        None => env_text(SLOT_ENV)?,
+    };
+    if let Some(slot) = flag {
         name::validate_slot(&slot)?;
         return Ok(slot);
     }
@@ -537,6 +572,31 @@ pub fn auto_slot_name(agent: &str) -> String {
         });
         format!("agent-{:012x}", hash & 0xffff_ffff_ffff)
     }
+}
+
+/// Largest commit message accepted, in bytes: as much as a task body.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Checks a commit message: not blank, at most [`MAX_MESSAGE`] bytes, no
+/// NUL (git would cut the message there).
+pub fn validate_message(message: &str) -> Result<(), SwarmError> {
+    if message.trim().is_empty() {
+        return Err(SwarmError::Usage(
+            "the commit message is empty; say what changed with -m".to_string(),
+        ));
+    }
+    if message.len() > MAX_MESSAGE {
+        return Err(SwarmError::Usage(format!(
+            "the commit message is {} bytes; keep it under {MAX_MESSAGE} (64 KiB)",
+            message.len()
+        )));
+    }
+    if message.contains('\0') {
+        return Err(SwarmError::Usage(
+            "the commit message contains a NUL byte; git cannot store it".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 fn with_trailers(message: &str, slot: &str, task: Option<&str>) -> String {
@@ -599,6 +659,31 @@ mod tests {
             assert!(name::validate_slot(&slot).is_ok(), "{agent:?} -> {slot}");
         }
         assert_eq!(auto_slot_name("3F6C1E528D0B4A8E9C"), "agent-3f6c1e528d0b");
+    }
+
+    #[test]
+    fn commit_messages_are_bounded() {
+        assert!(validate_message("fix it").is_ok());
+        assert!(validate_message(" \n").is_err());
+        assert!(validate_message(&"x".repeat(MAX_MESSAGE)).is_ok());
+        assert!(validate_message(&"x".repeat(MAX_MESSAGE + 1)).is_err());
+        assert!(validate_message("a\0b").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn auto_slot_names_are_valid_for_any_agent(agent in "(?s).{0,200}") {
+            proptest::prop_assert!(name::validate_slot(&auto_slot_name(&agent)).is_ok());
+        }
+
+        #[test]
+        fn message_errors_are_one_line(message in "(?s).{0,100}", big in 0usize..2) {
+            let message = message.repeat([1, 2000][big]);
+            if let Err(err) = validate_message(&message) {
+                let text = err.to_string();
+                proptest::prop_assert!(!text.contains('\n') && text.len() < 300);
+            }
+        }
     }
 
     #[test]

@@ -85,11 +85,19 @@ impl Lease {
 
     /// True while `now` is before `last_renewed + ttl_s`. A record whose
     /// time cannot be read counts as live: refusing a stop is recoverable,
-    /// deleting an agent's checkout is not.
+    /// deleting an agent's checkout is not. So does one whose expiry lies
+    /// beyond the calendar (a `ttl_s` near `u64::MAX` written by another
+    /// client): the sum is checked, never left to panic the watcher.
     pub fn is_live_at(&self, now: OffsetDateTime) -> bool {
-        match OffsetDateTime::parse(&self.last_renewed, &Rfc3339) {
-            Ok(renewed) => now < renewed + Duration::from_secs(self.ttl_s),
-            Err(_) => true,
+        let Ok(renewed) = OffsetDateTime::parse(&self.last_renewed, &Rfc3339) else {
+            return true;
+        };
+        let expiry = i64::try_from(self.ttl_s)
+            .ok()
+            .and_then(|secs| renewed.checked_add(time::Duration::seconds(secs)));
+        match expiry {
+            Some(expiry) => now < expiry,
+            None => true,
         }
     }
 }
@@ -149,9 +157,24 @@ fn bucket_err(err: impl std::fmt::Display) -> LeaseError {
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub key: String,
-    /// `None` when the record is not a readable lease.
+    /// `None` when the record is not a readable lease, or names another
+    /// slot than its key.
     pub lease: Option<Lease>,
     pub revision: u64,
+}
+
+/// Decodes a stored record; `None` when it is not a lease (any client
+/// with the token can write anything into the bucket).
+pub fn decode(bytes: &[u8]) -> Option<Lease> {
+    serde_json::from_slice(bytes).ok()
+}
+
+/// Whether a bucket key can name a slot. Keys that cannot were not written
+/// by bones (every verb validates the slot name first); a key such as
+/// `x/../../elsewhere` must never become a path, so such records are left
+/// out of [`list`] and [`live`] and never reaped.
+pub fn is_slot_key(key: &str) -> bool {
+    super::name::validate_slot(key).is_ok()
 }
 
 /// Reads one slot's record; `None` when there is none (or it was deleted).
@@ -160,8 +183,9 @@ pub async fn get(store: &kv::Store, slot: &str) -> Result<Option<Stored>, LeaseE
     Ok(entry
         .filter(|e| e.operation == kv::Operation::Put)
         .map(|e| Stored {
+            // a record naming another slot than its key is not one bones wrote
+            lease: decode(&e.value).filter(|lease| lease.slot == e.key),
             key: e.key,
-            lease: serde_json::from_slice(&e.value).ok(),
             revision: e.revision,
         }))
 }
@@ -266,8 +290,9 @@ pub async fn release(store: &kv::Store, slot: &str) -> Result<(), LeaseError> {
     store.delete(slot).await.map_err(|err| write_err(slot, err))
 }
 
-/// Every record in the bucket, sorted by key.
-pub async fn list(store: &kv::Store) -> Result<Vec<Stored>, LeaseError> {
+/// Every record in the bucket whose key names a slot, sorted by key, and
+/// the keys that do not (see [`is_slot_key`]).
+pub async fn list_checked(store: &kv::Store) -> Result<(Vec<Stored>, Vec<String>), LeaseError> {
     let keys: Vec<String> = store
         .keys()
         .await
@@ -275,6 +300,8 @@ pub async fn list(store: &kv::Store) -> Result<Vec<Stored>, LeaseError> {
         .try_collect()
         .await
         .map_err(bucket_err)?;
+    let (keys, foreign): (Vec<String>, Vec<String>) =
+        keys.into_iter().partition(|k| is_slot_key(k));
     let mut all = Vec::with_capacity(keys.len());
     for key in keys {
         if let Some(stored) = get(store, &key).await? {
@@ -282,7 +309,12 @@ pub async fn list(store: &kv::Store) -> Result<Vec<Stored>, LeaseError> {
         }
     }
     all.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(all)
+    Ok((all, foreign))
+}
+
+/// Every record in the bucket whose key names a slot, sorted by key.
+pub async fn list(store: &kv::Store) -> Result<Vec<Stored>, LeaseError> {
+    list_checked(store).await.map(|(all, _)| all)
 }
 
 fn write_err(slot: &str, err: impl std::fmt::Display) -> LeaseError {
@@ -338,6 +370,7 @@ pub async fn live(js: &jetstream::Context) -> Result<Vec<LiveLease>, LeaseError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn lease(renewed: &str, ttl_s: u64) -> Lease {
         Lease {
@@ -357,5 +390,48 @@ mod tests {
         assert!(lease("2026-01-01T00:06:00Z", 300).is_live_at(now));
         assert!(!lease("2026-01-01T00:04:00Z", 300).is_live_at(now));
         assert!(lease("not a time", 300).is_live_at(now));
+        assert!(lease("2026-01-01T00:04:00Z", u64::MAX).is_live_at(now));
+        assert!(lease("9999-12-31T23:59:59Z", 300).is_live_at(now));
+    }
+
+    #[test]
+    fn keys_that_are_not_slot_names_are_foreign() {
+        assert!(is_slot_key("fix-parser"));
+        for key in ["x/../../victim", "a.b/c", "A", "..", "x.lock"] {
+            assert!(!is_slot_key(key), "{key}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_record_decodes_or_is_refused_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn liveness_and_age_never_panic(
+            renewed in prop_oneof![
+                "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z",
+                "(?s).{0,30}",
+                Just("-9999-01-01T00:00:00Z".to_string()),
+                Just("9999-12-31T23:59:59Z".to_string()),
+            ],
+            ttl_s in any::<u64>(),
+        ) {
+            let mut held = lease(&renewed, ttl_s);
+            held.started_at = renewed;
+            let now = OffsetDateTime::now_utc();
+            let _ = held.is_live_at(now);
+            let _ = held.age_s(now);
+        }
+
+        #[test]
+        fn decoded_records_round_trip(slot in "[a-z][a-z0-9-]{0,20}", agent in "\\PC{1,40}", ttl_s in any::<u64>()) {
+            let mut held = lease("2026-01-01T00:00:00Z", ttl_s);
+            held.slot = slot;
+            held.agent_id = agent;
+            let bytes = serde_json::to_vec(&held).unwrap();
+            prop_assert_eq!(decode(&bytes), Some(held));
+        }
     }
 }

@@ -12,6 +12,6 @@ pub mod protocol;
 pub mod slot;
 
 pub use client::{
-    AGENT_ENV, CommitOutcome, JoinOptions, Joined, SLOT_ENV, SlotStatus, Swarm, SwarmError,
-    auto_slot_name, current_slot,
+    AGENT_ENV, CommitOutcome, JoinOptions, Joined, MAX_MESSAGE, SLOT_ENV, SlotStatus, Swarm,
+    SwarmError, agent_from_env, auto_slot_name, current_slot, env_text, validate_message,
 };

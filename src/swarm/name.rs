@@ -5,6 +5,8 @@
 //! four: no path traversal, nothing git or NATS would reject. Refusing early,
 //! before anything is created, keeps bad input from leaving half-made state.
 
+use crate::shown::shown;
+
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what} {shown}: {why}")]
@@ -15,6 +17,7 @@ pub struct NameError {
 }
 
 const SLOT_RULE: &str = "use 1-63 characters from a-z, 0-9, '.', '_' and '-', starting with a letter or digit, without '..' and not ending in '.' or '.lock'";
+const AGENT_RULE: &str = "use 1-128 bytes without control characters";
 const TASK_RULE: &str = "use 1-64 characters from A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit, without '..' and not ending in '.'";
 
 /// Checks a slot name: `[a-z0-9][a-z0-9._-]{0,62}`, no `..`, and nothing
@@ -58,13 +61,24 @@ fn validate(
     }
 }
 
-/// The name as it is safe to print: quoted, escaped, and cut short.
-fn shown(name: &str) -> String {
-    let mut text: String = name.chars().take(40).collect();
-    if name.chars().count() > 40 {
-        text.push('…');
+/// Longest agent id accepted, in bytes.
+pub const MAX_AGENT: usize = 128;
+
+/// Checks an agent id (`--agent`, `$BONES_AGENT_ID`): 1-128 bytes without
+/// control characters. An agent id is never a path or a key, only a label
+/// stored in lease and task records and printed in messages; the bound
+/// keeps those records small and the messages on one line.
+pub fn validate_agent(id: &str) -> Result<(), NameError> {
+    let ok = !id.trim().is_empty() && id.len() <= MAX_AGENT && !id.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError {
+            what: "agent id",
+            shown: shown(id),
+            why: AGENT_RULE,
+        })
     }
-    format!("{text:?}")
 }
 
 #[cfg(test)]
@@ -104,6 +118,22 @@ mod tests {
     }
 
     #[test]
+    fn agent_ids_are_labels_without_control_characters() {
+        for id in [
+            "3f6c1e528d0b",
+            "Claude Session 5",
+            "../x",
+            "é€",
+            &"a".repeat(128),
+        ] {
+            assert_eq!(validate_agent(id), Ok(()), "{id:?}");
+        }
+        for id in ["", "  ", "a\nb", "a\u{1b}[2J", &"a".repeat(129)] {
+            assert!(validate_agent(id).is_err(), "{id:?}");
+        }
+    }
+
+    #[test]
     fn task_ids_allow_upper_case() {
         assert_eq!(validate_task_id("T-101"), Ok(()));
         assert!(validate_task_id("../t").is_err());
@@ -124,6 +154,28 @@ mod tests {
         fn the_error_message_stays_short(name in "\\PC{0,2000}") {
             if let Err(err) = validate_slot(&name) {
                 prop_assert!(err.to_string().len() < 400);
+            }
+        }
+
+        #[test]
+        fn every_validator_gives_one_short_line_for_any_input(name in "(?s).{0,300}") {
+            for result in [validate_slot(&name), validate_task_id(&name), validate_agent(&name)] {
+                if let Err(err) = result {
+                    let text = err.to_string();
+                    prop_assert!(!text.contains('\n') && text.len() < 600, "{}", text);
+                }
+            }
+        }
+
+        #[test]
+        fn a_valid_task_id_is_one_safe_path_component_and_subject_token(id in "[ -~]{0,80}") {
+            if validate_task_id(&id).is_ok() {
+                let path = std::path::Path::new(&id);
+                prop_assert_eq!(path.components().count(), 1);
+                prop_assert!(matches!(path.components().next(), Some(std::path::Component::Normal(_))));
+                // safe in a NATS subject: no wildcards, no spaces, no empty token
+                prop_assert!(!id.contains(['*', '>', ' ', '/']));
+                prop_assert!(!id.starts_with('.') && !id.ends_with('.') && !id.contains(".."));
             }
         }
     }

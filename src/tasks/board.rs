@@ -57,6 +57,24 @@ pub struct NewTask {
     pub labels: Vec<String>,
 }
 
+impl NewTask {
+    /// Checks every input before anything is read or written.
+    pub fn validate(&self) -> Result<(), InputError> {
+        record::validate_title(&self.title)?;
+        record::validate_body(&self.body)?;
+        if self.labels.len() > record::MAX_LABELS {
+            return Err(InputError::TooManyLabels);
+        }
+        for label in &self.labels {
+            record::validate_label(label)?;
+        }
+        for id in self.parent.iter().chain(&self.blocked_by) {
+            record::validate_id(id)?;
+        }
+        Ok(())
+    }
+}
+
 /// An edit; `None` leaves a field alone.
 #[derive(Debug, Clone, Default)]
 pub struct Update {
@@ -115,7 +133,7 @@ impl Board {
                     bucket: TASKS_BUCKET.to_string(),
                     description: "bones task board (schema: docs/tasks.md)".to_string(),
                     history: HISTORY,
-                    max_value_size: (record::MAX_BODY as i32) * 2,
+                    max_value_size: record::MAX_RECORD as i32,
                     ..Default::default()
                 })
                 .await
@@ -135,16 +153,8 @@ impl Board {
     /// Creates a task; its id is generated (`t-` and 8 characters).
     pub async fn create(&self, new: NewTask, by: &str) -> Result<Task, TaskError> {
         let started = Instant::now();
-        record::validate_title(&new.title)?;
-        record::validate_body(&new.body)?;
-        if new.labels.len() > record::MAX_LABELS {
-            return Err(InputError::TooManyLabels.into());
-        }
-        for label in &new.labels {
-            record::validate_label(label)?;
-        }
+        new.validate()?;
         for id in new.parent.iter().chain(&new.blocked_by) {
-            record::validate_id(id)?;
             self.get(id).await?;
         }
         loop {
@@ -307,6 +317,9 @@ impl Board {
         force: bool,
         reason: Option<String>,
     ) -> Result<Task, TaskError> {
+        if let Some(reason) = &reason {
+            record::validate_reason(reason)?;
+        }
         self.mutate(id, Instant::now(), |task, now| {
             task.release(who, now, force, reason.clone())?;
             Ok(true)
@@ -323,6 +336,9 @@ impl Board {
         reason: Option<String>,
         force: bool,
     ) -> Result<Task, TaskError> {
+        if let Some(reason) = &reason {
+            record::validate_reason(reason)?;
+        }
         self.mutate(id, Instant::now(), |task, now| {
             task.close(who, now, reason.clone(), force)?;
             Ok(true)
@@ -531,9 +547,11 @@ fn ready_mask<'a>(tasks: impl Iterator<Item = &'a Task> + Clone) -> Vec<bool> {
 }
 
 fn encode(task: &Task) -> Result<bytes::Bytes, TaskError> {
-    serde_json::to_vec(task)
-        .map(bytes::Bytes::from)
-        .map_err(|e| TaskError::Bucket(e.to_string()))
+    let bytes = serde_json::to_vec(task).map_err(|e| TaskError::Bucket(e.to_string()))?;
+    if bytes.len() > record::MAX_RECORD {
+        return Err(InputError::RecordTooLarge(bytes.len()).into());
+    }
+    Ok(bytes.into())
 }
 
 /// `t-` and 8 characters from `[a-z0-9]`.

@@ -18,6 +18,13 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const MAX_TITLE: usize = 512;
 /// Most labels on one task.
 pub const MAX_LABELS: usize = 32;
+/// Largest close or release reason accepted, in bytes.
+pub const MAX_REASON: usize = 1024;
+/// Largest encoded record the `bones-tasks` bucket stores (its
+/// `max_value_size`). Text that JSON escapes (quotes, control characters)
+/// can grow past it within the other limits; such a record is refused
+/// before it is written.
+pub const MAX_RECORD: usize = 2 * MAX_BODY;
 
 /// Now, UTC, RFC 3339 with microseconds: tasks created in a tight loop
 /// still sort in creation order, and the text sorts like the time.
@@ -122,6 +129,10 @@ pub enum InputError {
     #[error("the title is {0} bytes; keep it under {MAX_TITLE}")]
     TitleTooLong(usize),
     #[error(
+        "the title holds a control character (a line break, tab or escape); keep it to one line of text and put details in --body"
+    )]
+    TitleControl,
+    #[error(
         "the body is {0} bytes; the limit is {MAX_BODY} (64 KiB): put long text in a file in the repository"
     )]
     BodyTooLarge(usize),
@@ -129,8 +140,14 @@ pub enum InputError {
     SelfReference(&'static str),
     #[error("at most {MAX_LABELS} labels")]
     TooManyLabels,
-    #[error("invalid label {0:?}: use 1-64 characters without spaces or control characters")]
+    #[error("invalid label {}: use 1-64 characters without spaces or control characters", crate::shown::shown(.0))]
     BadLabel(String),
+    #[error("the reason is {0} bytes; keep it under {MAX_REASON}")]
+    ReasonTooLong(usize),
+    #[error(
+        "the task record would be {0} bytes once encoded, over the board's limit of {MAX_RECORD}; shorten the body (quotes and control characters count several times)"
+    )]
+    RecordTooLarge(usize),
     #[error(transparent)]
     Id(#[from] NameError),
 }
@@ -142,6 +159,9 @@ pub fn validate_title(title: &str) -> Result<(), InputError> {
     }
     if title.len() > MAX_TITLE {
         return Err(InputError::TitleTooLong(title.len()));
+    }
+    if title.chars().any(char::is_control) {
+        return Err(InputError::TitleControl);
     }
     Ok(())
 }
@@ -162,8 +182,17 @@ pub fn validate_label(label: &str) -> Result<(), InputError> {
     if ok {
         Ok(())
     } else {
-        Err(InputError::BadLabel(label.chars().take(40).collect()))
+        Err(InputError::BadLabel(label.chars().take(41).collect()))
     }
+}
+
+/// Checks a close or release reason: free text, but bounded, so a record
+/// (which keeps it twice) stays far below the bucket's value limit.
+pub fn validate_reason(reason: &str) -> Result<(), InputError> {
+    if reason.len() > MAX_REASON {
+        return Err(InputError::ReasonTooLong(reason.len()));
+    }
+    Ok(())
 }
 
 /// Checks a task id (the same rules as for slots, upper case allowed).
@@ -392,6 +421,19 @@ mod tests {
     }
 
     #[test]
+    fn a_record_with_every_field_at_its_limit_fits_the_bucket() {
+        let mut t = task();
+        t.title = "x".repeat(MAX_TITLE);
+        t.body = "x".repeat(MAX_BODY);
+        t.labels = vec!["l".repeat(64); MAX_LABELS];
+        t.blocked_by = vec!["b".repeat(64); 64];
+        t.close("a", "now", Some("r".repeat(MAX_REASON)), true)
+            .unwrap();
+        let bytes = serde_json::to_vec(&t).unwrap();
+        assert!(bytes.len() <= MAX_RECORD, "{} bytes", bytes.len());
+    }
+
+    #[test]
     fn inputs_are_bounded() {
         assert_eq!(validate_title(" "), Err(InputError::EmptyTitle));
         assert!(validate_body(&"x".repeat(MAX_BODY)).is_ok());
@@ -429,5 +471,42 @@ mod tests {
         fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = serde_json::from_slice::<Task>(&bytes);
         }
+
+        #[test]
+        fn validators_refuse_with_one_short_line(text in "(?s).{0,200}", big in 0usize..3) {
+            let text = text.repeat([1, 400, 2000][big]);
+            let results = [
+                validate_title(&text),
+                validate_body(&text),
+                validate_label(&text),
+                validate_reason(&text),
+                validate_id(&text),
+            ];
+            for result in results {
+                if let Err(err) = result {
+                    let message = err.to_string();
+                    prop_assert!(!message.contains('\n') && message.len() < 600, "{}", message);
+                }
+            }
+        }
+
+        #[test]
+        fn accepted_inputs_respect_their_bounds(text in "(?s).{0,100}", big in 0usize..3) {
+            let text = text.repeat([1, 10, 2000][big]);
+            if validate_title(&text).is_ok() {
+                prop_assert!(text.len() <= MAX_TITLE && !text.trim().is_empty());
+                prop_assert!(!text.chars().any(char::is_control));
+            }
+            if validate_body(&text).is_ok() {
+                prop_assert!(text.len() <= MAX_BODY);
+            }
+            if validate_label(&text).is_ok() {
+                prop_assert!(text.len() <= 64 && !text.chars().any(|c| c.is_whitespace() || c.is_control()));
+            }
+            if validate_reason(&text).is_ok() {
+                prop_assert!(text.len() <= MAX_REASON);
+            }
+        }
+
     }
 }
