@@ -34,6 +34,8 @@ struct Acked {
     commits: AtomicUsize,
     /// Conflicts reported to agents that only ever add their own files.
     conflicts: Mutex<Vec<String>>,
+    /// The last failure each agent saw, for the report when they stall.
+    last_failure: Mutex<HashMap<usize, String>>,
 }
 
 /// Kill timings: a small xorshift generator, seeded from the clock unless
@@ -140,7 +142,11 @@ fn agent(ws: &TestWorkspace, n: usize, wt: &Path, acked: &Acked, stop: &AtomicBo
                     .push(format!("agent {n}: {why}"));
                 std::thread::sleep(Duration::from_millis(20));
             }
-            _ => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let why = format!("commit: {}", stderr(&out).trim());
+                acked.last_failure.lock().unwrap().insert(n, why);
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         if claims_left {
             let out = ws
@@ -211,7 +217,12 @@ fn run_under_faults(kills: usize, mut fault: impl FnMut(&TestWorkspace, &mut Tim
             acked.commits.load(Ordering::SeqCst) >= after + AGENTS
         });
         stop.store(true, Ordering::SeqCst);
-        assert!(moving, "no commits landed after the last fault");
+        assert!(
+            moving,
+            "no commits landed after the last fault; last failures: {:#?}\nhub.log:\n{}",
+            acked.last_failure.lock().unwrap(),
+            ws.hub_log()
+        );
     });
 
     let conflicts = acked.conflicts.lock().unwrap().clone();
