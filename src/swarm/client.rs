@@ -339,29 +339,73 @@ impl Swarm {
             slot: request.slot.clone(),
             reason,
         };
-        let body = serde_json::to_vec(request).map_err(|e| SwarmError::Internal(e.to_string()))?;
-        let sent = self
-            .client
-            .send_request(
+        let body: bytes::Bytes = serde_json::to_vec(request)
+            .map_err(|e| SwarmError::Internal(e.to_string()))?
+            .into();
+        let deadline = tokio::time::Instant::now() + LAND_TIMEOUT;
+        let mut reconnected = false;
+        loop {
+            let connects = self.connects();
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let sent = self.client.send_request(
                 LAND_SUBJECT,
                 async_nats::Request::new()
-                    .payload(body.into())
-                    .timeout(Some(LAND_TIMEOUT)),
-            )
-            .await;
-        let message = sent.map_err(|err| {
-            not_landed(match err.kind() {
-                async_nats::RequestErrorKind::NoResponders => {
-                    "the hub is not answering; is it running? `bones hub status`".to_string()
+                    .payload(body.clone())
+                    .timeout(Some(left)),
+            );
+            let sent = tokio::select! {
+                sent = sent => sent,
+                // the coordination server restarted (the hub with it, most
+                // likely) while this request waited: it is gone with the old
+                // server and no answer will come. Landing is idempotent, so
+                // ask the hub that is there now.
+                _ = self.reconnected_since(connects) => {
+                    reconnected = true;
+                    continue;
                 }
-                async_nats::RequestErrorKind::TimedOut => {
-                    format!("no answer from the hub within {LAND_TIMEOUT:?}")
-                }
-                _ => err.to_string(),
-            })
-        })?;
-        serde_json::from_slice(&message.payload)
-            .map_err(|e| not_landed(format!("unreadable answer from the hub: {e}")))
+            };
+            if let Err(err) = &sent
+                && err.kind() == async_nats::RequestErrorKind::NoResponders
+                && reconnected
+                && tokio::time::Instant::now() < deadline
+            {
+                // a restarted hub answers once its landing service is up
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            let message = sent.map_err(|err| {
+                not_landed(match err.kind() {
+                    async_nats::RequestErrorKind::NoResponders => {
+                        "the hub is not answering; is it running? `bones hub status`".to_string()
+                    }
+                    async_nats::RequestErrorKind::TimedOut => {
+                        format!("no answer from the hub within {LAND_TIMEOUT:?}")
+                    }
+                    _ => err.to_string(),
+                })
+            })?;
+            return serde_json::from_slice(&message.payload)
+                .map_err(|e| not_landed(format!("unreadable answer from the hub: {e}")));
+        }
+    }
+
+    /// How many times the client has connected so far.
+    fn connects(&self) -> u64 {
+        self.client
+            .statistics()
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Resolves once the client has connected again after `connects`.
+    async fn reconnected_since(&self, connects: u64) {
+        let mut every = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            every.tick().await;
+            if self.connects() > connects {
+                return;
+            }
+        }
     }
 
     /// Brings the slot onto the trunk tip (see [`SlotDir::sync`]).
