@@ -51,7 +51,8 @@ pub mod exit {
         bones hub start --detach    start the hub in the background\n  \
         bones hub status            is it healthy? (exit 0 yes, 1 not running, 3 degraded)\n  \
         bones hub stop              stop it",
-    after_help = "Exit codes: 0 success, 1 failure, 2 usage error, 3 hub degraded (hub status), \
+    after_help = "Exit codes: 0 success, 1 failure (doctor: something to fix), 2 usage error, \
+        3 hub degraded (hub status), \
         4 live slot leases (hub stop), 5 conflict with trunk (swarm commit), \
         6 held by another (swarm join, tasks claim), 7 no ready task (tasks claim --next)."
 )]
