@@ -24,6 +24,7 @@ pub mod projector;
 pub mod record;
 pub mod repo;
 mod run;
+pub mod sockdiag;
 pub mod status;
 mod stop;
 pub mod storage;

@@ -73,13 +73,37 @@ pub fn parse_loopback_url(url: &str, scheme: &str) -> Option<u16> {
 
 /// The owners (uids) of the sockets that would accept a connection to
 /// `127.0.0.1:port`: listeners on 127.0.0.1, on the wildcard address, or
-/// on IPv6 `::`/`::ffff:127.0.0.1`, read from `/proc/net/tcp{,6}`. Empty
-/// when nothing listens there or the tables cannot be read.
+/// on IPv6 `::`/`::ffff:127.0.0.1`, asked of the kernel's socket
+/// diagnostics (else read from `/proc/net/tcp{,6}`). Empty when nothing
+/// listens there or neither can be read.
 ///
 /// A client checks this before it sends the workspace token: while the
 /// hub is down, any local user may bind its recorded port and would
 /// otherwise receive the token from the next `bones` command.
 pub fn loopback_listener_uids(port: u16) -> Vec<u32> {
+    match super::sockdiag::listeners() {
+        Ok(all) => all
+            .iter()
+            .filter(|l| l.port == port && reaches_loopback(l))
+            .map(|l| l.uid)
+            .collect(),
+        // no netlink (a sandbox may forbid it): the slower tables
+        Err(_) => loopback_listener_uids_from_proc(port),
+    }
+}
+
+/// Whether a connection to 127.0.0.1 may reach this listener.
+fn reaches_loopback(l: &super::sockdiag::Listener) -> bool {
+    const MAPPED_LOOPBACK: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
+    if l.v6 {
+        l.addr == [0; 16] || l.addr == MAPPED_LOOPBACK
+    } else {
+        l.addr[..4] == [127, 0, 0, 1] || l.addr[..4] == [0, 0, 0, 0]
+    }
+}
+
+/// [`loopback_listener_uids`] from `/proc/net/tcp{,6}`.
+fn loopback_listener_uids_from_proc(port: u16) -> Vec<u32> {
     let mut uids = Vec::new();
     for (table, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
         if let Ok(text) = std::fs::read_to_string(table) {

@@ -1,0 +1,201 @@
+//! Who listens on a local TCP port, asked of the kernel's socket
+//! diagnostics (netlink `SOCK_DIAG`, what `ss` uses).
+//!
+//! Every client command checks the owner of the coordination port before it
+//! sends the token (see [`super::ports::loopback_listener_uids`]). Reading
+//! `/proc/net/tcp` for that walks the kernel's whole connection table, which
+//! on a large machine costs milliseconds per command however few sockets
+//! exist; a dump of listening sockets only is a few microseconds.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use nix::libc;
+
+/// `TCP_LISTEN` in the kernel's state numbering.
+const TCP_LISTEN: u32 = 10;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_HEADER: usize = 16;
+/// `struct inet_diag_req_v2`.
+const REQUEST_LEN: usize = 56;
+/// `struct inet_diag_msg` up to and including `idiag_uid`.
+const MESSAGE_MIN: usize = 68;
+
+/// A listening TCP socket: its family, local address and port, and owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub v6: bool,
+    /// The local address, IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub uid: u32,
+}
+
+/// Every listening TCP socket (IPv4 and IPv6) in this network namespace.
+pub fn listeners() -> io::Result<Vec<Listener>> {
+    let socket = open()?;
+    let mut found = dump(&socket, libc::AF_INET as u8)?;
+    found.extend(dump(&socket, libc::AF_INET6 as u8)?);
+    Ok(found)
+}
+
+fn open() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the descriptor is owned at once.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // never hang a command on the kernel's answer
+    let timeout = libc::timeval {
+        tv_sec: 1,
+        tv_usec: 0,
+    };
+    // SAFETY: setsockopt with a timeval of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(socket)
+}
+
+/// The request: a netlink header and an `inet_diag_req_v2` asking for the
+/// listening TCP sockets of one family.
+fn request(family: u8) -> [u8; NLMSG_HEADER + REQUEST_LEN] {
+    let mut buf = [0u8; NLMSG_HEADER + REQUEST_LEN];
+    buf[0..4].copy_from_slice(&((NLMSG_HEADER + REQUEST_LEN) as u32).to_ne_bytes());
+    buf[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+    buf[6..8].copy_from_slice(&flags.to_ne_bytes());
+    buf[8..12].copy_from_slice(&1u32.to_ne_bytes()); // sequence
+    let req = &mut buf[NLMSG_HEADER..];
+    req[0] = family;
+    req[1] = libc::IPPROTO_TCP as u8;
+    req[4..8].copy_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+    buf
+}
+
+fn dump(socket: &OwnedFd, family: u8) -> io::Result<Vec<Listener>> {
+    let request = request(family);
+    // SAFETY: an all-zero sockaddr_nl is valid; the kernel is pid 0.
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: sendto with a buffer and address of the sizes given.
+    let sent = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            request.as_ptr().cast(),
+            request.len(),
+            0,
+            (&kernel as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut found = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // SAFETY: recv into a buffer of the length given.
+        let n = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if parse(&buf[..n as usize], family, &mut found)? {
+            return Ok(found);
+        }
+    }
+}
+
+/// Parses one datagram of answers into `found`; true at the end of the dump.
+fn parse(mut data: &[u8], family: u8, found: &mut Vec<Listener>) -> io::Result<bool> {
+    let short = || io::Error::new(io::ErrorKind::InvalidData, "short netlink message");
+    while data.len() >= NLMSG_HEADER {
+        let len = u32::from_ne_bytes(data[0..4].try_into().map_err(|_| short())?) as usize;
+        let kind = u16::from_ne_bytes(data[4..6].try_into().map_err(|_| short())?);
+        if len < NLMSG_HEADER || len > data.len() {
+            return Err(short());
+        }
+        let body = &data[NLMSG_HEADER..len];
+        match kind {
+            NLMSG_DONE => return Ok(true),
+            NLMSG_ERROR => {
+                let errno = body
+                    .get(0..4)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, i32::from_ne_bytes);
+                return Err(io::Error::from_raw_os_error(-errno));
+            }
+            SOCK_DIAG_BY_FAMILY if body.len() >= MESSAGE_MIN => {
+                let id = &body[4..52];
+                let mut addr = [0u8; 16];
+                addr.copy_from_slice(&id[4..20]);
+                found.push(Listener {
+                    v6: family == libc::AF_INET6 as u8,
+                    addr,
+                    port: u16::from_be_bytes([id[0], id[1]]),
+                    uid: u32::from_ne_bytes(body[64..68].try_into().map_err(|_| short())?),
+                });
+            }
+            _ => {}
+        }
+        // messages are 4-byte aligned
+        let step = (len + 3) & !3;
+        data = data.get(step..).unwrap_or_default();
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_of_ours_is_found_with_our_uid() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let all = listeners().unwrap();
+        let ours: Vec<&Listener> = all.iter().filter(|l| l.port == port).collect();
+        assert_eq!(ours.len(), 1, "{all:?}");
+        assert!(!ours[0].v6);
+        assert_eq!(&ours[0].addr[..4], &[127, 0, 0, 1]);
+        assert_eq!(ours[0].uid, nix::unistd::getuid().as_raw());
+    }
+
+    #[test]
+    fn a_connected_socket_is_not_a_listener() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        let all = listeners().unwrap();
+        assert!(all.iter().any(|l| l.port == port));
+        assert!(all.iter().all(|l| l.port != client_port));
+    }
+
+    #[test]
+    fn garbage_answers_are_errors_not_panics() {
+        let mut found = Vec::new();
+        assert!(parse(&[0xff; 20], libc::AF_INET as u8, &mut found).is_err());
+        assert!(parse(&[1, 2, 3], libc::AF_INET as u8, &mut found).is_ok());
+        assert!(found.is_empty());
+    }
+}
