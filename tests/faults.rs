@@ -180,6 +180,7 @@ fn flush(ws: &TestWorkspace, wt: &Path) -> bool {
 
 struct Outcome {
     acked_commits: usize,
+    acked_claims: usize,
     lost: Vec<String>,
     double_claims: Vec<String>,
     orphans: Vec<u32>,
@@ -306,6 +307,7 @@ fn run_under_faults(kills: usize, mut fault: impl FnMut(&TestWorkspace, &mut Tim
     let acked_commits = acked.commits.load(Ordering::SeqCst);
     Outcome {
         acked_commits,
+        acked_claims: claims.len(),
         lost,
         double_claims,
         orphans,
@@ -318,11 +320,12 @@ fn report(name: &str, kills: usize, outcome: &Outcome) {
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),
-        "faults: kills={kills} acked_commits={} lost={} double_claims={} orphans={} scenario={name}",
+        "faults: kills={kills} acked_commits={} lost={} double_claims={} orphans={} acked_claims={} scenario={name}",
         outcome.acked_commits,
         outcome.lost.len(),
         outcome.double_claims.len(),
-        outcome.orphans.len()
+        outcome.orphans.len(),
+        outcome.acked_claims
     );
     assert!(outcome.lost.is_empty(), "lost files: {:?}", outcome.lost);
     assert!(
