@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod duration;
+pub mod feed;
 pub mod fsutil;
 pub mod hub;
 pub mod swarm;

@@ -4,6 +4,7 @@
 //! stderr).
 
 mod apply;
+mod feed;
 mod hub;
 mod logs;
 mod swarm;
@@ -100,6 +101,20 @@ enum Command {
     /// your working tree instead, refusing (touching nothing) when that
     /// would overwrite uncommitted changes.
     Apply(apply::ApplyArgs),
+    /// Share what you decided or learned with every agent in the workspace.
+    ///
+    /// Appends an entry (decision, learning, convention or task) to the
+    /// knowledge feed on the hub. The same id is stored once, however often
+    /// and by whomever it is shared; prints the entry's id.
+    Share(feed::ShareArgs),
+    /// Read the knowledge feed: list it, follow it, or digest it for an agent.
+    ///
+    /// A typical agent session starts with
+    ///   bones feed --prime
+    /// and shares what it finds with
+    ///   bones share --type learning "The parser tests need LANG=C"
+    #[command(verbatim_doc_comment)]
+    Feed(feed::FeedArgs),
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -122,6 +137,8 @@ pub fn main() -> ExitCode {
         Command::Swarm(command) => swarm::run(command),
         Command::Apply(args) => apply::run(args),
         Command::Tasks(command) => tasks::run(command),
+        Command::Share(args) => feed::share(args),
+        Command::Feed(args) => feed::feed(args),
     };
     ExitCode::from(code)
 }

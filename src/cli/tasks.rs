@@ -231,23 +231,8 @@ async fn connect(paths: &Paths) -> Result<Board, Failure> {
 
 /// Who acts: the slot, else `$BONES_AGENT_ID`, else the workspace's agent id.
 fn who(paths: &Paths, args: &WhoArgs) -> Result<String, Failure> {
-    if args.slot.is_some() {
-        return swarm::current_slot(paths, args.slot.clone())
-            .map_err(|e| Failure::Other(e.to_string(), exit::USAGE));
-    }
-    if let Ok(slot) = swarm::current_slot(paths, None) {
-        return Ok(slot);
-    }
-    if let Ok(agent) = std::env::var(swarm::AGENT_ENV)
-        && !agent.trim().is_empty()
-    {
-        return Ok(agent.trim().to_string());
-    }
-    let id = crate::fsutil::read_trimmed(&paths.state_dir.join("agent.id"))
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "operator".to_string());
-    Ok(format!("agent-{}", id.chars().take(12).collect::<String>()))
+    swarm::identity(paths, args.slot.clone())
+        .map_err(|e| Failure::Other(e.to_string(), exit::USAGE))
 }
 
 async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {

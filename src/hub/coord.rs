@@ -190,13 +190,24 @@ pub fn client_options(token: String) -> async_nats::ConnectOptions {
 
 /// Connects to the running hub's coordination server.
 pub async fn connect(paths: &Paths) -> Result<async_nats::Client, CoordError> {
+    connect_with(paths, |options| options).await
+}
+
+/// Like [`connect`], with the connection settings adjusted by `customize`
+/// (an event callback, say). The URL and token are read afresh on every
+/// call, so a client reconnecting after a hub restart finds it even on a
+/// new port.
+pub async fn connect_with(
+    paths: &Paths,
+    customize: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
+) -> Result<async_nats::Client, CoordError> {
     let url = fsutil::read_trimmed(&paths.nats_url_file)
         .ok()
         .flatten()
         .filter(|u| ports::parse_port(u).is_some())
         .ok_or_else(|| CoordError::NoUrl(paths.nats_url_file.clone()))?;
     let token = read_token(paths)?.ok_or_else(|| CoordError::NoUrl(paths.nats_token.clone()))?;
-    client_options(token)
+    customize(client_options(token))
         .connect(url.as_str())
         .await
         .map_err(|e| CoordError::Connect {

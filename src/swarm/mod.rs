@@ -6,6 +6,7 @@
 
 pub mod apply;
 mod client;
+mod identity;
 pub mod lease;
 pub mod name;
 pub mod protocol;
@@ -15,3 +16,4 @@ pub use client::{
     AGENT_ENV, CommitOutcome, JoinOptions, Joined, SLOT_ENV, SlotStatus, Swarm, SwarmError,
     auto_slot_name, current_slot,
 };
+pub use identity::identity;
