@@ -9,25 +9,31 @@
 //! shown again, whatever the server redelivers.
 //!
 //! The last sequence shown is also saved in the reader's [`Cursor`] after
-//! every burst (when the follower has caught up, and every
-//! [`SAVE_EVERY`] entries while it catches up), and when it stops; a new
-//! follower starts after it.
+//! every burst (when the follower has caught up, at most every
+//! [`SAVE_INTERVAL`], and every [`SAVE_EVERY`] entries while it catches
+//! up), and when it stops; a new follower starts after it.
 
 use std::future::Future;
 use std::io;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use time::OffsetDateTime;
 
 use super::cursor::{Cursor, Position};
-use super::store::{self, Feed, FeedError, SUBJECT_PREFIX, Start, Stored};
+use super::store::{self, Feed, FeedError, Start, Stored};
 use crate::hub::Paths;
 use crate::hub::coord;
 
 /// Save the cursor at least this often while catching up on a backlog.
 pub const SAVE_EVERY: usize = 1000;
+/// Save the cursor at most this often while entries keep coming: a file
+/// write per entry would halve a busy follower's throughput, and a
+/// follower killed with SIGKILL repeats at most this much of the feed.
+pub const SAVE_INTERVAL: Duration = Duration::from_millis(100);
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -76,6 +82,8 @@ pub async fn follow(
         flushed: None,
         stream_created: None,
         unsaved: 0,
+        last_save: None,
+        save_due: None,
         unreadable_noted: false,
     };
     tokio::pin!(stop);
@@ -132,9 +140,11 @@ pub async fn follow(
         };
         tokio::pin!(messages);
         loop {
+            let save_due = state.save_due;
             tokio::select! {
                 biased;
                 _ = &mut stop => return state.finish(sink, Ended::Stopped),
+                _ = sleep_until(save_due), if save_due.is_some() => state.save()?,
                 _ = lost_rx.recv() => {
                     sink.notice("lost the connection to the hub; reconnecting");
                     break;
@@ -163,6 +173,9 @@ pub async fn follow(
                 },
             }
         }
+        if state.save_due.is_some() {
+            state.save()?;
+        }
         // the client, consumer and subscription are dropped here; the next
         // round connects afresh
         drop(feed);
@@ -180,7 +193,11 @@ struct State {
     flushed: Option<u64>,
     /// The creation time of the stream being followed.
     stream_created: Option<OffsetDateTime>,
+    /// Entries shown since the cursor was last saved.
     unsaved: usize,
+    last_save: Option<Instant>,
+    /// When the cursor must be saved, if a save was put off.
+    save_due: Option<Instant>,
     unreadable_noted: bool,
 }
 
@@ -261,7 +278,12 @@ impl State {
                 return self.finish(sink, Ended::SinkClosed).map(Some);
             }
             self.flushed = self.last;
-            self.save()?;
+            match self.last_save {
+                Some(at) if at.elapsed() < SAVE_INTERVAL && self.unsaved < SAVE_EVERY => {
+                    self.save_due.get_or_insert(at + SAVE_INTERVAL);
+                }
+                _ => self.save()?,
+            }
         }
         Ok(None)
     }
@@ -278,6 +300,8 @@ impl State {
 
     fn save(&mut self) -> Result<(), FeedError> {
         self.unsaved = 0;
+        self.save_due = None;
+        self.last_save = Some(Instant::now());
         let (Some(cursor), Some(seq), Some(created)) =
             (&self.cursor, self.flushed, self.stream_created)
         else {
@@ -286,6 +310,13 @@ impl State {
         cursor
             .save(&Position::new(seq, created))
             .map_err(|e| FeedError::Stream(e.to_string()))
+    }
+}
+
+/// Sleeps until `due` (set whenever this is polled).
+async fn sleep_until(due: Option<Instant>) {
+    if let Some(due) = due {
+        tokio::time::sleep_until(due).await;
     }
 }
 
@@ -331,7 +362,8 @@ async fn open_consumer(
         .stream()
         .create_consumer(consumer::push::OrderedConfig {
             deliver_subject: client.new_inbox(),
-            filter_subject: format!("{SUBJECT_PREFIX}.>"),
+            // no filter: the stream holds only entries, and an unfiltered
+            // consumer takes the server's fast path
             deliver_policy: store::deliver_policy(start),
             replay_policy: consumer::ReplayPolicy::Instant,
             description: Some("bones feed --follow".to_string()),

@@ -224,7 +224,8 @@ impl Feed {
     /// Shares many entries in order, keeping up to [`PIPELINE`] publishes
     /// in flight. Every entry is checked before the first is published, so
     /// bad input stores nothing; `done` is told about each entry as its
-    /// outcome is known, in input order.
+    /// outcome is known, in input order. The entries share one
+    /// `created_at`: they are shared at one moment.
     pub async fn share_all(
         &self,
         entries: Vec<NewEntry>,
@@ -234,10 +235,11 @@ impl Feed {
         for new in &entries {
             new.validate()?;
         }
+        let now = crate::tasks::record::precise_now();
         let mut results = Vec::with_capacity(entries.len());
         let mut in_flight = std::collections::VecDeque::with_capacity(PIPELINE);
         for new in entries {
-            let entry = new.into_entry(origin, &crate::tasks::record::precise_now());
+            let entry = new.into_entry(origin, &now);
             if in_flight.len() >= PIPELINE {
                 let (id, sent) = in_flight.pop_front().expect("pipeline is not empty");
                 let published = self.settle(id, sent).await?;
@@ -314,7 +316,8 @@ impl Feed {
             .stream
             .create_consumer(consumer::push::OrderedConfig {
                 deliver_subject: self.client().new_inbox(),
-                filter_subject: format!("{SUBJECT_PREFIX}.>"),
+                // no filter: the stream holds only entries, and an unfiltered
+                // consumer takes the server's fast path
                 deliver_policy: deliver_policy(start),
                 replay_policy: consumer::ReplayPolicy::Instant,
                 ..Default::default()
