@@ -181,10 +181,15 @@ struct InputLine {
 
 async fn share_entries(paths: &Paths, args: ShareArgs) -> Result<(), Failure> {
     let origin = who(paths, args.slot)?;
-    let entries = if args.stdin {
+    let mut entries = if args.stdin {
         read_stdin_entries(args.kind, &args.tags)?
     } else {
-        let kind = args.kind.expect("clap requires --type without --stdin");
+        let Some(kind) = args.kind else {
+            return Err(Failure(
+                "say what the entry records with --type decision|learning|convention|task".into(),
+                exit::USAGE,
+            ));
+        };
         let mut entry = NewEntry::new(kind, args.text.unwrap_or_default());
         entry.id = args.id;
         entry.tags = args.tags;
@@ -196,7 +201,6 @@ async fn share_entries(paths: &Paths, args: ShareArgs) -> Result<(), Failure> {
     let feed = open(paths).await?;
     let mut out = io::stdout().lock();
     let mut counts = (0usize, 0usize);
-    let single = entries.len() == 1;
     let show = |published: &Published, out: &mut io::StdoutLock| {
         let line = if args.json {
             serde_json::to_string(published).unwrap_or_default()
@@ -205,8 +209,9 @@ async fn share_entries(paths: &Paths, args: ShareArgs) -> Result<(), Failure> {
         };
         let _ = writeln!(out, "{line}");
     };
-    if single {
-        let entry = entries.into_iter().next().expect("one entry");
+    if entries.len() == 1
+        && let Some(entry) = entries.pop()
+    {
         let kind = entry.kind;
         let published = feed.share(entry, &origin).await?;
         if published.duplicate {

@@ -115,7 +115,6 @@ pub async fn follow(
                 continue;
             }
         };
-        backoff = FIRST_BACKOFF;
         waiting_noted = false;
         let start = state.start_on(&mut feed, sink)?;
         if connected_once {
@@ -139,6 +138,7 @@ pub async fn follow(
             }
         };
         tokio::pin!(messages);
+        let shown_before = state.last;
         loop {
             let save_due = state.save_due;
             tokio::select! {
@@ -151,11 +151,9 @@ pub async fn follow(
                 }
                 next = messages.next() => match next {
                     None => break,
-                    Some(Err(err)) if err.kind() == consumer::push::OrderedErrorKind::MissingHeartbeat => {
-                        // the ordered consumer recreates itself from the
-                        // last sequence it delivered
-                        continue;
-                    }
+                    // the server went quiet (stopped, or the stream went
+                    // away): start over, checking the stream is the same
+                    Some(Err(err)) if err.kind() == consumer::push::OrderedErrorKind::MissingHeartbeat => break,
                     Some(Err(err)) => {
                         sink.notice(&format!("feed read failed ({err}); reconnecting"));
                         break;
@@ -177,8 +175,18 @@ pub async fn follow(
             state.save()?;
         }
         // the client, consumer and subscription are dropped here; the next
-        // round connects afresh
+        // round connects afresh, after a pause that grows while no entry
+        // gets through
         drop(feed);
+        if state.last != shown_before {
+            backoff = FIRST_BACKOFF;
+        }
+        tokio::select! {
+            biased;
+            _ = &mut stop => return state.finish(sink, Ended::Stopped),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
