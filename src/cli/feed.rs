@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use super::{exit, report};
 use crate::duration;
 use crate::feed::cursor::Cursor;
-use crate::feed::prime::{DEFAULT_MAX_CHARS, Digest};
+use crate::feed::prime::{DEFAULT_MAX_CHARS, Digest, MIN_MAX_CHARS};
 use crate::feed::{
     Ended, Feed, FeedError, FollowOptions, Kind, NewEntry, Published, Sink, Start, Stored,
 };
@@ -80,8 +80,9 @@ pub struct FeedArgs {
     #[arg(long, conflicts_with_all = ["follow", "kind", "since"])]
     prime: bool,
     /// Bound on the --prime digest, in characters (at least 1000).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CHARS, requires = "prime")]
-    max_chars: usize,
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CHARS as u64, requires = "prime",
+          value_parser = clap::value_parser!(u64).range(MIN_MAX_CHARS as u64..))]
+    max_chars: u64,
     /// Follow as this slot (default: $BONES_SLOT, the checkout you are in,
     /// else $BONES_AGENT_ID, else this workspace's agent id).
     #[arg(long, value_name = "NAME")]
@@ -301,7 +302,7 @@ async fn read_feed(paths: &Paths, args: FeedArgs) -> Result<(), Failure> {
             .read(Start::After(0), |stored| all.push(stored))
             .await?;
         note_unreadable(summary.unreadable);
-        let digest = Digest::build(all, args.max_chars);
+        let digest = Digest::build(all, usize::try_from(args.max_chars).unwrap_or(usize::MAX));
         let text = if args.json {
             format!("{}\n", serde_json::to_string(&digest).unwrap_or_default())
         } else {
