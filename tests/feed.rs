@@ -691,10 +691,13 @@ fn bad_input_is_refused_and_stores_nothing() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("stdin line 2"), "{}", stderr(&out));
-    assert_eq!(
-        ws.run(&["feed", "--prime", "--follow"]).status.code(),
-        Some(2)
-    );
+    for args in [
+        &["feed", "--prime", "--follow"][..],
+        &["feed", "--prime", "--max-chars", "500"],
+        &["feed", "--since", "soon"],
+    ] {
+        assert_eq!(ws.run(args).status.code(), Some(2), "{args:?}");
+    }
     assert_eq!(stream_state(&ws).1, 0);
 }
 
