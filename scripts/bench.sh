@@ -10,6 +10,8 @@
 #   scripts/bench.sh claims  task claims through the bones library vs a bare async-nats KV
 #                            compare-and-swap loop; one `bones tasks claim --next` vs
 #                            `git rev-parse HEAD`
+#   scripts/bench.sh feed    knowledge-feed entries shared and followed through bones vs a
+#                            bare async-nats JetStream publish and consume loop
 #   scripts/bench.sh all     all of the above
 #
 # Each measure prints one machine-readable line on stdout (medians in ms;
@@ -17,13 +19,15 @@
 #   bench start ratio=<bones/anchor> bones_ms=<ms> anchor_ms=<ms> runs=<n>
 #   bench stop ratio=<bones/anchor> bones_ms=<ms> anchor_ms=<ms> runs=<n>
 #   bench logs ratio=<jq/bones> rss_mb=<MiB> lines=<n>
+#   bench feed ratio=<bones/anchor> bones_per_s=<n> anchor_per_s=<n> entries=<n> rounds=<n>
 # Progress goes to stderr. Targets: start ratio <= 2.0, stop ratio <= 1.5,
 # logs ratio >= 10 with rss_mb < 32 at both sizes, commits ratio >= 1.0,
-# claims ratio >= 0.8 and cli_ratio <= 4.
+# claims ratio >= 0.8 and cli_ratio <= 4, feed ratio >= 0.8.
 #
 # Environment: BENCH_RUNS (start/stop runs of each side, default 7),
 # BENCH_LOG_RUNS (timed runs of each side for logs, default 3),
-# BENCH_LOG_SIZES (default "1000000 4000000").
+# BENCH_LOG_SIZES (default "1000000 4000000"), BENCH_FEED_ENTRIES (entries per
+# feed round, default 20000), BENCH_FEED_ROUNDS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +40,7 @@ case "${1:-}" in
     usage
     exit 0
     ;;
-start | stop | logs | commits | claims | all) mode="$1" ;;
+start | stop | logs | commits | claims | feed | all) mode="$1" ;;
 *)
     usage >&2
     exit 2
@@ -114,6 +118,9 @@ build() {
     run_bg cargo build --release --quiet
     if [ "$mode" = start ] || [ "$mode" = stop ] || [ "$mode" = all ]; then
         run_bg cargo build --release --quiet --example bench_start
+    fi
+    if [ "$mode" = feed ] || [ "$mode" = all ]; then
+        run_bg cargo build --release --quiet --example bench_feed
     fi
 }
 
@@ -340,16 +347,30 @@ bench_claims() {
     (cd "$ws" && "$BONES" hub stop --force >/dev/null 2>&1)
 }
 
+# Knowledge-feed entries per second: shared with the library and received
+# by a follower, against a bare JetStream publish and consume loop with the
+# same pipelining (examples/bench_feed.rs).
+bench_feed() {
+    local ws="$TMP/ws-feed"
+    new_workspace ws-feed
+    (cd "$ws" && "$BONES" hub start --detach 2>/dev/null)
+    log "feed: ${BENCH_FEED_ENTRIES:-20000} entries shared and followed through bones vs bare JetStream"
+    run_bg target/release/examples/bench_feed "$ws" "${BENCH_FEED_ENTRIES:-20000}" "${BENCH_FEED_ROUNDS:-3}"
+    (cd "$ws" && "$BONES" hub stop --force >/dev/null 2>&1)
+}
+
 build
 case "$mode" in
 start | stop) bench_start_stop "$mode" ;;
 logs) bench_logs ;;
 commits) bench_commits ;;
 claims) bench_claims ;;
+feed) bench_feed ;;
 all)
     bench_start_stop both
     bench_logs
     bench_commits
     bench_claims
+    bench_feed
     ;;
 esac

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod doctor;
 pub mod duration;
+pub mod feed;
 pub mod fsutil;
 pub mod hub;
 pub mod shown;

@@ -5,6 +5,7 @@
 
 mod apply;
 mod doctor;
+mod feed;
 mod hub;
 mod logs;
 mod swarm;
@@ -110,6 +111,20 @@ enum Command {
     /// never starts, stops or changes anything. Exit 0 when no error or
     /// warning was found, 1 otherwise.
     Doctor(doctor::DoctorArgs),
+    /// Share what you decided or learned with every agent in the workspace.
+    ///
+    /// Appends an entry (decision, learning, convention or task) to the
+    /// knowledge feed on the hub. The same id is stored once, however often
+    /// and by whomever it is shared; prints the entry's id.
+    Share(feed::ShareArgs),
+    /// Read the knowledge feed: list it, follow it, or digest it for an agent.
+    ///
+    /// A typical agent session starts with
+    ///   bones feed --prime
+    /// and shares what it finds with
+    ///   bones share --type learning "The parser tests need LANG=C"
+    #[command(verbatim_doc_comment)]
+    Feed(feed::FeedArgs),
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -126,6 +141,8 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::run(args),
         Command::Tasks(command) => tasks::run(command),
         Command::Doctor(args) => doctor::run(args),
+        Command::Share(args) => feed::share(args),
+        Command::Feed(args) => feed::feed(args),
     };
     if code == exit::FAILURE {
         hint_if_disk_full();

@@ -236,25 +236,8 @@ async fn connect(paths: &Paths) -> Result<Board, Failure> {
 
 /// Who acts: the slot, else `$BONES_AGENT_ID`, else the workspace's agent id.
 fn who(paths: &Paths, args: &WhoArgs) -> Result<String, Failure> {
-    let usage = |e: swarm::SwarmError| Failure::Other(e.to_string(), exit::USAGE);
-    if args.slot.is_some() {
-        return swarm::current_slot(paths, args.slot.clone()).map_err(usage);
-    }
-    // a $BONES_SLOT that is not UTF-8 or not a slot name is an error, not "no slot"
-    if swarm::env_text(swarm::SLOT_ENV).map_err(usage)?.is_some() {
-        return swarm::current_slot(paths, None).map_err(usage);
-    }
-    if let Ok(slot) = swarm::current_slot(paths, None) {
-        return Ok(slot);
-    }
-    if let Some(agent) = swarm::agent_from_env().map_err(usage)? {
-        return Ok(agent.trim().to_string());
-    }
-    let id = crate::fsutil::read_trimmed(&paths.state_dir.join("agent.id"))
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "operator".to_string());
-    Ok(format!("agent-{}", id.chars().take(12).collect::<String>()))
+    swarm::identity(paths, args.slot.clone())
+        .map_err(|e| Failure::Other(e.to_string(), exit::USAGE))
 }
 
 async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {

@@ -270,6 +270,17 @@ pub fn client_options(token: String) -> async_nats::ConnectOptions {
 /// client sends the workspace token to wherever it connects. For the same
 /// reason a port another user listens on is refused.
 pub async fn connect(paths: &Paths) -> Result<async_nats::Client, CoordError> {
+    connect_with(paths, |options| options).await
+}
+
+/// Like [`connect`], with the connection settings adjusted by `customize`
+/// (an event callback, say). The URL and token are read afresh on every
+/// call, so a client reconnecting after a hub restart finds it even on a
+/// new port.
+pub async fn connect_with(
+    paths: &Paths,
+    customize: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
+) -> Result<async_nats::Client, CoordError> {
     let recorded = match fsutil::read_trimmed(&paths.nats_url_file) {
         Ok(Some(url)) if !url.is_empty() => url,
         Ok(_) => return Err(CoordError::NoUrl(paths.nats_url_file.clone())),
@@ -295,7 +306,7 @@ pub async fn connect(paths: &Paths) -> Result<async_nats::Client, CoordError> {
     }
     let url = ports::nats_url(port);
     let token = read_token(paths)?.ok_or_else(|| CoordError::NoUrl(paths.nats_token.clone()))?;
-    client_options(token)
+    customize(client_options(token))
         .connect(url.as_str())
         .await
         .map_err(|e| CoordError::Connect {

@@ -177,10 +177,12 @@ fn serve(
             Some(Ok(client)) => {
                 let js = async_nats::jetstream::new(client.clone());
                 // set up side by side: each is a few round trips to the server
-                let (lander, projector) = tokio::join!(
+                let (lander, projector, feed) = tokio::join!(
                     lander::spawn(client.clone(), paths.hub_repo.clone(), log.clone()),
                     projector::spawn(js.clone(), log.clone()),
+                    ensure_feed(&js, log),
                 );
+                feed.map_err(|e| HubError::Service(format!("knowledge feed: {e}")))?;
                 let lander =
                     lander.map_err(|e| HubError::Service(format!("landing service: {e}")))?;
                 let projector =
@@ -229,6 +231,24 @@ fn serve(
         }
         Ok(stopping)
     })
+}
+
+/// Creates the knowledge feed's stream, or brings its retention in line
+/// with this hub's environment (`BONES_FEED_MAX_AGE`, `BONES_FEED_MAX_MSGS`),
+/// so the feed exists before any agent shares or follows.
+async fn ensure_feed(
+    js: &async_nats::jetstream::Context,
+    log: &HubLog,
+) -> Result<(), crate::feed::FeedError> {
+    let retention = crate::feed::Retention::from_env()?;
+    let (_, changed) = crate::feed::Feed::ensure(js, &retention).await?;
+    if changed {
+        log.info(format!(
+            "hub: knowledge feed retention: {}",
+            retention.describe()
+        ));
+    }
+    Ok(())
 }
 
 /// SIGINT, SIGTERM and SIGHUP all mean "drain and stop".

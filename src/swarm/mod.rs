@@ -6,6 +6,7 @@
 
 pub mod apply;
 mod client;
+mod identity;
 pub mod lease;
 pub mod name;
 pub mod protocol;
@@ -15,3 +16,4 @@ pub use client::{
     AGENT_ENV, CommitOutcome, JoinOptions, Joined, MAX_MESSAGE, SLOT_ENV, SlotStatus, Swarm,
     SwarmError, agent_from_env, auto_slot_name, current_slot, env_text, validate_message,
 };
+pub use identity::identity;

@@ -33,6 +33,13 @@ pub fn validate_task_id(id: &str) -> Result<(), NameError> {
     validate(id, "task id", TASK_RULE, 64, |b| b.is_ascii_alphanumeric())
 }
 
+/// Checks a knowledge-feed entry id: the task id rules. The id becomes a
+/// NATS subject token and a message id, so it must hold no wildcard, space
+/// or empty token.
+pub fn validate_entry_id(id: &str) -> Result<(), NameError> {
+    validate(id, "entry id", TASK_RULE, 64, |b| b.is_ascii_alphanumeric())
+}
+
 fn validate(
     name: &str,
     what: &'static str,
