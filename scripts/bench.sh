@@ -119,6 +119,9 @@ build() {
     if [ "$mode" = start ] || [ "$mode" = stop ] || [ "$mode" = all ]; then
         run_bg cargo build --release --quiet --example bench_start
     fi
+    if [ "$mode" = claims ] || [ "$mode" = all ]; then
+        run_bg cargo build --release --quiet --example bench_claims
+    fi
     if [ "$mode" = feed ] || [ "$mode" = all ]; then
         run_bg cargo build --release --quiet --example bench_feed
     fi

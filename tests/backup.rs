@@ -236,6 +236,12 @@ fn busy_hub(ws: &TestWorkspace) -> HubState {
         .output()
         .unwrap();
     ws.ok(&[
+        "share",
+        "--type",
+        "decision",
+        "Backups cover the knowledge feed",
+    ]);
+    ws.ok(&[
         "swarm", "join", "--slot", "alpha", "--agent", "agent-a", "--task", &ids[0], "--ttl", "1h",
     ]);
     commit_file(ws, "alpha", "one.txt", "one\n");
@@ -290,9 +296,15 @@ fn round_trip_restores_tasks_leases_and_trunk_into_the_same_and_a_new_workspace(
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
+    // every stream, the knowledge feed's included
     assert_eq!(
         names,
-        ["KV_bones-swarm-sessions", "KV_bones-tasks", "tasks-events"]
+        [
+            "KV_bones-swarm-sessions",
+            "KV_bones-tasks",
+            "bones-feed",
+            "tasks-events"
+        ]
     );
     assert!(stderr(&out).contains("backup: stream KV_bones-tasks"));
     // task data: owner-only; the coordination token is not in it
