@@ -499,6 +499,15 @@ pub struct Restarter {
 }
 
 impl Restarter {
+    /// The pid of the current server, if one runs.
+    pub fn child_pid(&self) -> Option<u32> {
+        *self
+            .shared
+            .child_pid
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Asks the current server to shut down; the supervisor starts a new
     /// one as soon as it has exited, without the backoff of a crash.
     pub fn restart(&self) {

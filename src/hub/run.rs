@@ -193,6 +193,7 @@ fn serve(
                     log.clone(),
                     source.storage.clone(),
                     supervisor.restarter(),
+                    js.clone(),
                 );
                 log.info("hub: ready");
                 // only now may /.status say ok: a detached start returns on it

@@ -87,21 +87,24 @@ pub fn spawn(
     log: HubLog,
     state: Arc<StorageState>,
     restarter: Restarter,
+    js: async_nats::jetstream::Context,
 ) -> tokio::task::JoinHandle<()> {
     let mut watch = Watch {
         state_dir: paths.state_dir.clone(),
         server_log: LogScan::from_end(&paths.nats_log),
         server_failed: false,
+        restarting: None,
         log,
         state,
         restarter,
+        js,
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            watch.look();
+            watch.look().await;
         }
     })
 }
@@ -111,13 +114,32 @@ struct Watch {
     server_log: LogScan,
     /// The coordination server failed a write since it last started.
     server_failed: bool,
+    /// The pid of the server a restart was asked of, until a new one answers.
+    restarting: Option<Option<u32>>,
     log: HubLog,
     state: Arc<StorageState>,
     restarter: Restarter,
+    js: async_nats::jetstream::Context,
 }
 
 impl Watch {
-    fn look(&mut self) {
+    async fn look(&mut self) {
+        if let Some(old) = self.restarting {
+            // writes are back only once the new server answers
+            let new = self.restarter.child_pid();
+            let answers = new.is_some()
+                && new != old
+                && tokio::time::timeout(EVERY, self.js.query_account())
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+            if answers {
+                self.restarting = None;
+                self.state.set(None);
+                self.log
+                    .info("hub: the coordination server takes writes again");
+            }
+            return;
+        }
         let Ok(free) = free_bytes(&self.state_dir) else {
             return;
         };
@@ -148,13 +170,18 @@ impl Watch {
                     "hub: {} free again; restarting the coordination server to resume writes",
                     show_bytes(free)
                 ));
+                self.restarting = Some(self.restarter.child_pid());
+                self.state.set(Some(
+                    "the coordination server is restarting to resume writes after the disk filled"
+                        .to_string(),
+                ));
                 self.restarter.restart();
                 self.server_failed = false;
             } else {
                 self.log
                     .info(format!("hub: {} free again", show_bytes(free)));
+                self.state.set(None);
             }
-            self.state.set(None);
         }
     }
 }
