@@ -291,8 +291,7 @@ impl Board {
     }
 
     /// Claims the oldest ready task; `None` when no task is ready. Tasks
-    /// taken by others meanwhile are skipped; after a lost race the next
-    /// candidate is one of the next few oldest (see [`Claimer`]).
+    /// taken by others meanwhile are skipped.
     pub async fn claim_next(&self, who: &str) -> Result<Option<Task>, TaskError> {
         self.claimer(who).next().await
     }
@@ -305,7 +304,6 @@ impl Board {
             board: self,
             who: who.to_string(),
             queue: VecDeque::new(),
-            spread: Spread::new(),
         }
     }
 
@@ -400,60 +398,6 @@ pub struct Claimer<'a> {
     board: &'a Board,
     who: String,
     queue: VecDeque<(Task, u64)>,
-    spread: Spread,
-}
-
-/// How far past the oldest candidate a claimer looks, and the randomness to
-/// pick within that.
-///
-/// Claimers racing for the oldest task all aim at the same record and all
-/// but one lose the swap, again and again. Uncontended, a claimer takes the
-/// oldest ready task; each lost race doubles the window of oldest
-/// candidates it picks from at random, each win halves it, so racing
-/// claimers fan out over the head of the board instead of herding on it
-/// (`adr/0009-claims-fan-out-under-contention.md`).
-struct Spread {
-    window: usize,
-    state: u64,
-}
-
-impl Spread {
-    /// The widest window: a claimer never passes over more than this many
-    /// older ready tasks.
-    const MAX: usize = 32;
-
-    fn new() -> Spread {
-        let seed = u64::from_le_bytes(
-            uuid::Uuid::new_v4().as_bytes()[..8]
-                .try_into()
-                .unwrap_or_default(),
-        );
-        Spread {
-            window: 1,
-            state: seed | 1,
-        }
-    }
-
-    /// The position, among `len` candidates oldest first, to try next.
-    fn pick(&mut self, len: usize) -> usize {
-        let window = self.window.min(len);
-        if window <= 1 {
-            return 0;
-        }
-        // xorshift64: plenty to spread claimers, no crate needed
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        (self.state % window as u64) as usize
-    }
-
-    fn lost(&mut self) {
-        self.window = (self.window * 2).min(Spread::MAX);
-    }
-
-    fn won(&mut self) {
-        self.window = (self.window / 2).max(1);
-    }
 }
 
 impl Claimer<'_> {
@@ -478,9 +422,7 @@ impl Claimer<'_> {
                     return Ok(None);
                 }
             }
-            while let Some((mut task, revision)) =
-                self.queue.remove(self.spread.pick(self.queue.len()))
-            {
+            while let Some((mut task, revision)) = self.queue.pop_front() {
                 let now = record::precise_now();
                 if task.claim(&self.who, &now).is_err() {
                     continue;
@@ -492,14 +434,8 @@ impl Claimer<'_> {
                     .update(&task.id, encode(&task)?, revision)
                     .await
                 {
-                    Ok(_) => {
-                        self.spread.won();
-                        return Ok(Some(task));
-                    }
-                    Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                        self.spread.lost();
-                        continue;
-                    }
+                    Ok(_) => return Ok(Some(task)),
+                    Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                     Err(err) => return Err(bucket_err(err)),
                 }
             }
@@ -568,38 +504,6 @@ fn new_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_uncontended_claimer_takes_the_oldest() {
-        let mut spread = Spread::new();
-        assert!((0..100).all(|_| spread.pick(10) == 0));
-        spread.lost();
-        spread.won();
-        assert_eq!(spread.pick(10), 0);
-    }
-
-    #[test]
-    fn lost_races_widen_the_window_up_to_its_bound() {
-        let mut spread = Spread::new();
-        for _ in 0..3 {
-            spread.lost();
-        }
-        let picks: Vec<usize> = (0..400).map(|_| spread.pick(100)).collect();
-        assert!(
-            picks.iter().all(|&p| p < 8),
-            "window of 8 after three losses"
-        );
-        assert!(picks.iter().any(|&p| p > 0), "the window is used");
-        for _ in 0..20 {
-            spread.lost();
-        }
-        assert!((0..400).all(|_| spread.pick(1000) < Spread::MAX));
-        assert!(
-            (0..400).all(|_| spread.pick(3) < 3),
-            "never past the candidates"
-        );
-        assert_eq!(spread.pick(1), 0);
-    }
 
     #[test]
     fn generated_ids_are_valid() {
