@@ -110,21 +110,30 @@ pub async fn spawn(
         let mut in_flight: VecDeque<(PublishAckFuture, LogEntry)> = VecDeque::new();
         while let Some(message) = messages.next().await {
             let Ok(message) = message else { continue };
-            match publish(&js, &message).await {
+            // a publish that failed is tried again before anything newer:
+            // acknowledging a later revision would acknowledge this one too
+            let mut backoff = Duration::from_millis(50);
+            let published = loop {
+                match publish(&js, &message).await {
+                    Err(ProjectError::Retry(why)) => {
+                        log.warn(format!(
+                            "hub: task projector: {why}; retrying in {backoff:?}"
+                        ));
+                        settle(&log, &mut in_flight).await;
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                    other => break other,
+                }
+            };
+            match published {
                 Ok(Some(sent)) => in_flight.push_back(sent),
-                Ok(None) => {}
+                Ok(None) | Err(ProjectError::Retry(_)) => {}
                 Err(ProjectError::Skip(why)) => {
                     if !warned {
                         log.warn(format!("hub: task projector skipped a revision: {why}"));
                         warned = true;
                     }
-                }
-                // this revision (and what follows) stays unacknowledged and
-                // is redelivered after the ack wait; what was sent is logged
-                Err(ProjectError::Retry(why)) => {
-                    log.warn(format!("hub: task projector: {why}; will retry"));
-                    settle(&log, &mut in_flight).await;
-                    continue;
                 }
             }
             let caught_up = message.info().map(|i| i.pending == 0).unwrap_or(true);
