@@ -14,19 +14,7 @@ use std::time::Duration;
 
 use bones::tasks::{Board, NewTask};
 use serde_json::{Value, json};
-use support::{TestWorkspace, stderr, stdout, wait_until};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn jetstream(ws: &TestWorkspace) -> async_nats::jetstream::Context {
-    let client = bones::hub::coord::connect(&ws.paths()).await.unwrap();
-    async_nats::jetstream::new(client)
-}
+use support::{TestWorkspace, runtime, stderr, stdout, wait_until};
 
 /// A JetStream API request; the raw JSON answer.
 async fn api(js: &async_nats::jetstream::Context, subject: String, body: Value) -> Value {
@@ -69,7 +57,7 @@ fn assert_same(actual: &HubState, expected: &HubState) {
 fn hub_state(ws: &TestWorkspace) -> HubState {
     let rt = runtime();
     rt.block_on(async {
-        let js = jetstream(ws).await;
+        let js = ws.jetstream().await;
         let board = Board::open(&js).await.unwrap();
         let (tasks, unreadable) = board.list().await.unwrap();
         assert!(unreadable.is_empty());
@@ -158,7 +146,7 @@ fn wait_for_events(ws: &TestWorkspace) {
     let caught_up = wait_until(Duration::from_secs(20), || {
         let rt = runtime();
         rt.block_on(async {
-            let js = jetstream(ws).await;
+            let js = ws.jetstream().await;
             let tasks = api(&js, "STREAM.INFO.KV_bones-tasks".into(), json!({})).await;
             let events = api(&js, "STREAM.INFO.tasks-events".into(), json!({})).await;
             let consumer = api(
@@ -562,7 +550,7 @@ type TaskRevision = (String, u64);
 fn revisions(ws: &TestWorkspace) -> (BTreeSet<TaskRevision>, Vec<TaskRevision>) {
     let rt = runtime();
     rt.block_on(async {
-        let js = jetstream(ws).await;
+        let js = ws.jetstream().await;
         let messages = |name: &'static str| {
             let js = js.clone();
             async move {
@@ -612,7 +600,7 @@ fn a_backup_under_load_keeps_the_events_in_step_with_the_board() {
                 scope.spawn(move || {
                     let rt = runtime();
                     rt.block_on(async {
-                        let js = jetstream(ws).await;
+                        let js = ws.jetstream().await;
                         let board = Board::open(&js).await.unwrap();
                         let mut written = 0;
                         while !stop.load(Ordering::SeqCst) || written < 10 {
@@ -668,7 +656,7 @@ fn a_backlog_paused_during_the_backup_is_projected_after_it_and_after_a_restore(
     // are written while a backup has it paused
     let rt = runtime();
     rt.block_on(async {
-        let js = jetstream(&ws).await;
+        let js = ws.jetstream().await;
         let until = time::OffsetDateTime::now_utc() + Duration::from_secs(600);
         let until = until
             .format(&time::format_description::well_known::Rfc3339)

@@ -18,26 +18,12 @@ use std::time::Duration;
 
 use bones::swarm::lease::{Lease, SESSIONS_BUCKET};
 use bones::tasks::board::TASKS_BUCKET;
-use support::{TestWorkspace, alive, stderr, stdout, wait_until};
+use support::{TestWorkspace, alive, runtime, stderr, stdout, wait_until};
 
 /// Linux's limit on one argument or environment string (MAX_ARG_STRLEN,
 /// 32 pages) including its NUL: the largest argument exec can pass.
 const LARGEST_ARG: usize = 32 * 4096 - 1;
 const TEN_MB: usize = 10 * 1024 * 1024;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn jetstream(ws: &TestWorkspace, rt: &tokio::runtime::Runtime) -> async_nats::jetstream::Context {
-    rt.block_on(async {
-        let client = bones::hub::coord::connect(&ws.paths()).await.unwrap();
-        async_nats::jetstream::new(client)
-    })
-}
 
 /// Everything bad input must leave alone.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,7 +42,7 @@ fn snapshot(ws: &TestWorkspace, rt: &tokio::runtime::Runtime) -> Snapshot {
     let mut files = BTreeMap::new();
     walk(&ws.state_dir(), &ws.state_dir(), &mut files);
     let refs = ws.hub_git(&["for-each-ref", "--format=%(refname) %(objectname)"]);
-    let js = jetstream(ws, rt);
+    let js = rt.block_on(ws.jetstream());
     let sequences = rt.block_on(async {
         let mut out = Vec::new();
         for stream in [
@@ -583,7 +569,7 @@ fn garbage_lease_records_never_crash_status_the_stop_guard_or_the_watcher() {
         );
     }
     let rt = runtime();
-    let js = jetstream(&ws, &rt);
+    let js = rt.block_on(ws.jetstream());
     let old = "2020-01-01T00:00:00Z";
     rt.block_on(async {
         let store = js.get_key_value(SESSIONS_BUCKET).await.unwrap();
@@ -648,7 +634,7 @@ fn garbage_task_records_are_skipped_by_readers_and_the_projector() {
         .trim()
         .to_string();
     let rt = runtime();
-    let js = jetstream(&ws, &rt);
+    let js = rt.block_on(ws.jetstream());
     rt.block_on(async {
         let store = js.get_key_value(TASKS_BUCKET).await.unwrap();
         store

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bones::tasks::{Board, NewTask, Status, Task};
-use support::{Signal, TestWorkspace, send_signal, stderr, stdout, wait_until};
+use support::{Signal, TestWorkspace, runtime, send_signal, stderr, stdout, wait_until};
 
 const AGENTS: usize = 8;
 const TASKS: usize = 400;
@@ -72,19 +72,9 @@ fn kills() -> usize {
         .unwrap_or(5)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn with_board<T>(ws: &TestWorkspace, f: impl AsyncFnOnce(&Board) -> T) -> T {
     runtime().block_on(async {
-        let client = bones::hub::coord::connect(&ws.paths()).await.unwrap();
-        let board = Board::open(&async_nats::jetstream::new(client))
-            .await
-            .unwrap();
+        let board = Board::open(&ws.jetstream().await).await.unwrap();
         f(&board).await
     })
 }

@@ -12,28 +12,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{KillOnDrop, Signal, TestWorkspace, send_signal, stderr, stdout, wait_until};
+use support::{
+    KillOnDrop, Signal, TestWorkspace, runtime, send_signal, stderr, stdout, wait_until,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn jetstream(ws: &TestWorkspace, rt: &tokio::runtime::Runtime) -> async_nats::jetstream::Context {
-    rt.block_on(async {
-        let client = bones::hub::coord::connect(&ws.paths()).await.unwrap();
-        async_nats::jetstream::new(client)
-    })
-}
 
 /// The `bones-feed` stream's configuration and message count.
 fn stream_state(ws: &TestWorkspace) -> (async_nats::jetstream::stream::Config, u64) {
     let rt = runtime();
-    let js = jetstream(ws, &rt);
+    let js = rt.block_on(ws.jetstream());
     rt.block_on(async {
         let mut stream = js.get_stream("bones-feed").await.unwrap();
         let info = stream.info().await.unwrap();
@@ -293,7 +281,7 @@ fn the_same_id_is_stored_once_even_beyond_the_duplicate_window() {
     // an entry published long ago: the server no longer remembers its
     // message id (none was given here), only its subject holds it
     let rt = runtime();
-    let js = jetstream(&ws, &rt);
+    let js = rt.block_on(ws.jetstream());
     let raw_seq = rt.block_on(async {
         let body = serde_json::json!({
             "schema": 1, "id": "old-fact", "type": "learning", "text": "from last year",
@@ -516,7 +504,7 @@ fn a_new_follower_resumes_after_the_cursor_and_a_new_feed_starts_afresh() {
     // the feed deleted and made again numbers from 1: the old cursor
     // (at 5) must not hide the new entries
     let rt = runtime();
-    let js = jetstream(&ws, &rt);
+    let js = rt.block_on(ws.jetstream());
     rt.block_on(js.delete_stream("bones-feed")).unwrap();
     share(&ws, &["--type", "learning", "--id", "fresh", "a new feed"]);
     let third = Follower::start(&ws, "agent-x", &[]);

@@ -8,22 +8,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bones::tasks::{Board, NewTask, Status, Task};
-use support::{Signal, TestWorkspace, send_signal, stderr, stdout, wait_until};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use support::{Signal, TestWorkspace, runtime, send_signal, stderr, stdout, wait_until};
 
 fn board(
     ws: &TestWorkspace,
     rt: &tokio::runtime::Runtime,
 ) -> (Board, async_nats::jetstream::Context) {
     rt.block_on(async {
-        let client = bones::hub::coord::connect(&ws.paths()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
+        let js = ws.jetstream().await;
         (Board::open(&js).await.unwrap(), js)
     })
 }

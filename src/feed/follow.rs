@@ -106,12 +106,9 @@ pub async fn follow(
                     ));
                     waiting_noted = true;
                 }
-                tokio::select! {
-                    biased;
-                    _ = &mut stop => return state.finish(sink, Ended::Stopped),
-                    _ = tokio::time::sleep(backoff) => {}
+                if !pause(stop.as_mut(), &mut backoff).await {
+                    return state.finish(sink, Ended::Stopped);
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };
@@ -128,12 +125,9 @@ pub async fn follow(
             Ok(messages) => messages,
             Err(why) => {
                 sink.notice(&format!("cannot read the feed ({why}); retrying"));
-                tokio::select! {
-                    biased;
-                    _ = &mut stop => return state.finish(sink, Ended::Stopped),
-                    _ = tokio::time::sleep(backoff) => {}
+                if !pause(stop.as_mut(), &mut backoff).await {
+                    return state.finish(sink, Ended::Stopped);
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };
@@ -181,13 +175,22 @@ pub async fn follow(
         if state.last != shown_before {
             backoff = FIRST_BACKOFF;
         }
-        tokio::select! {
-            biased;
-            _ = &mut stop => return state.finish(sink, Ended::Stopped),
-            _ = tokio::time::sleep(backoff) => {}
+        if !pause(stop.as_mut(), &mut backoff).await {
+            return state.finish(sink, Ended::Stopped);
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// Waits out `backoff` and doubles it for next time; false when `stop`
+/// completed first.
+async fn pause(stop: std::pin::Pin<&mut impl Future<Output = ()>>, backoff: &mut Duration) -> bool {
+    let waited = tokio::select! {
+        biased;
+        _ = stop => false,
+        _ = tokio::time::sleep(*backoff) => true,
+    };
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    waited
 }
 
 /// The follower's memory, kept across reconnections.

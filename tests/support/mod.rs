@@ -192,6 +192,12 @@ impl TestWorkspace {
         self.extra_pids.push(pid);
     }
 
+    /// A JetStream context on this workspace's coordination server.
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        let client = bones::hub::coord::connect(&self.paths()).await.unwrap();
+        async_nats::jetstream::new(client)
+    }
+
     /// Every live process started for this workspace: a hub (its cwd is the
     /// root) or a coordination server (its command line names the state dir).
     pub fn processes(&self) -> Vec<u32> {
@@ -276,6 +282,14 @@ fn workspace_processes(root: &Path, state_dir: &Path) -> Vec<u32> {
         }
     }
     found
+}
+
+/// A single-threaded runtime for the library calls a test makes.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Polls `cond` until it holds or `timeout` passes.
