@@ -16,7 +16,6 @@ use crate::feed::{
 };
 use crate::hub::Paths;
 use crate::hub::coord;
-use crate::hub::record::{HubState, hub_state};
 use crate::swarm;
 
 #[derive(Debug, Args)]
@@ -154,17 +153,9 @@ fn who(paths: &Paths, slot: Option<String>) -> Result<String, Failure> {
 }
 
 async fn open(paths: &Paths) -> Result<Feed, Failure> {
-    let client = match coord::connect(paths).await {
-        Ok(client) => client,
-        Err(_) if matches!(hub_state(paths), HubState::Stopped { .. }) => {
-            return Err(Failure(
-                "no hub is running for this workspace; start it with `bones hub start --detach`"
-                    .into(),
-                exit::FAILURE,
-            ));
-        }
-        Err(err) => return Err(Failure(err.to_string(), exit::FAILURE)),
-    };
+    let client = coord::connect_running(paths)
+        .await
+        .map_err(|e| Failure(e.to_string(), exit::FAILURE))?;
     Ok(Feed::open(&async_nats::jetstream::new(client)).await?)
 }
 

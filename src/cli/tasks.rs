@@ -8,7 +8,6 @@ use serde_json::json;
 
 use super::{exit, report};
 use crate::hub::coord;
-use crate::hub::record::{HubState, hub_state};
 use crate::hub::{EventKind, HubLog, LogEntry, LogLevel, Paths};
 use crate::shown::plain;
 use crate::swarm;
@@ -215,22 +214,9 @@ pub fn run(command: TasksCommand) -> u8 {
 }
 
 async fn connect(paths: &Paths) -> Result<Board, Failure> {
-    // connect first: checking the process costs more than a connection
-    let client = match coord::connect(paths).await {
-        Ok(client) => client,
-        // someone else holds the hub's port: say so, whatever the hub's state
-        Err(err @ coord::CoordError::ForeignListener { .. }) => {
-            return Err(Failure::Other(err.to_string(), exit::FAILURE));
-        }
-        Err(_) if matches!(hub_state(paths), HubState::Stopped { .. }) => {
-            return Err(Failure::Other(
-                "no hub is running for this workspace; start it with `bones hub start --detach`"
-                    .into(),
-                exit::FAILURE,
-            ));
-        }
-        Err(err) => return Err(Failure::Other(err.to_string(), exit::FAILURE)),
-    };
+    let client = coord::connect_running(paths)
+        .await
+        .map_err(|e| Failure::Other(e.to_string(), exit::FAILURE))?;
     Ok(Board::open(&async_nats::jetstream::new(client)).await?)
 }
 

@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use super::{Context, Finding, Report, kill_fix, short_cmdline};
-use crate::fsutil;
 use crate::hub::process::ProcessRow;
 use crate::hub::record::HubState;
 
@@ -67,15 +66,8 @@ fn hub_pid(ctx: &Context, report: &mut Report) {
     }
 }
 
-fn recorded_nats_pid(ctx: &Context) -> Option<u32> {
-    fsutil::read_trimmed(&ctx.paths.nats_pid)
-        .ok()
-        .flatten()
-        .and_then(|text| text.parse::<u32>().ok())
-}
-
 fn nats_pid(ctx: &Context, report: &mut Report) {
-    let Some(pid) = recorded_nats_pid(ctx) else {
+    let Some(pid) = crate::hub::coord::recorded_pid(&ctx.paths) else {
         report.record("nats-pid", "none recorded", Vec::new());
         return;
     };
@@ -113,7 +105,7 @@ fn nats_pid(ctx: &Context, report: &mut Report) {
 
 fn orphans(ctx: &Context, report: &mut Report) {
     let hub = ctx.hub_pid();
-    let recorded = recorded_nats_pid(ctx);
+    let recorded = crate::hub::coord::recorded_pid(&ctx.paths);
     // a server whose parent is a hub of ours goes with that hub: killing
     // the hub stops it (it dies with its parent), stopping it alone would
     // only get it restarted

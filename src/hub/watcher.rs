@@ -53,6 +53,10 @@ async fn scan(
     reported: &mut HashSet<String>,
 ) -> Result<(), String> {
     let store = lease::bucket(js).await.map_err(|e| e.to_string())?;
+    // checkouts first: a slot takes its lease before it makes its checkout,
+    // so a checkout seen here without a lease in the list below is either
+    // truly leaseless or was made after the list, and is asked about again
+    let checkouts = slot::on_disk(paths);
     let (records, foreign) = lease::list_checked(&store)
         .await
         .map_err(|e| e.to_string())?;
@@ -86,20 +90,29 @@ async fn scan(
             Err(err) => return Err(err.to_string()),
         }
     }
-    for name in slot::on_disk(paths) {
+    for name in checkouts {
         let dir = SlotDir::new(paths, &name);
-        if !leased.contains(&name) && dir.wt.exists() {
-            reap(
-                js,
-                paths,
-                log,
-                &name,
-                None,
-                "checkout without a lease",
-                reported,
-            )
-            .await;
+        if leased.contains(&name) || !dir.wt.exists() {
+            continue;
         }
+        // joined since the list was read: its lease is there now
+        if lease::get(&store, &name)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            continue;
+        }
+        reap(
+            js,
+            paths,
+            log,
+            &name,
+            None,
+            "checkout without a lease",
+            reported,
+        )
+        .await;
     }
     Ok(())
 }

@@ -19,7 +19,6 @@ use super::name::{self, NameError};
 use super::protocol::{LAND_SUBJECT, LandReply, LandRequest};
 use super::slot::{self, SlotDir, SlotError};
 use crate::hub::coord::{self, CoordError};
-use crate::hub::record::{HubState, hub_state};
 use crate::hub::{HubLog, LogEntry, LogLevel, Paths};
 
 /// Environment variable naming the agent (who holds a slot).
@@ -32,8 +31,6 @@ const LAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Everything a slot verb can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum SwarmError {
-    #[error("no hub is running for this workspace; start it with `bones hub start --detach`")]
-    HubNotRunning,
     #[error(transparent)]
     Coord(#[from] CoordError),
     #[error(transparent)]
@@ -158,16 +155,7 @@ pub struct Swarm {
 impl Swarm {
     /// Connects to the running hub of the workspace `paths` describes.
     pub async fn connect(paths: Paths) -> Result<Swarm, SwarmError> {
-        // connect first: checking the process costs more than a connection
-        let client = match coord::connect(&paths).await {
-            Ok(client) => client,
-            // someone else holds the hub's port: say so, whatever the hub's state
-            Err(err @ CoordError::ForeignListener { .. }) => return Err(err.into()),
-            Err(_) if matches!(hub_state(&paths), HubState::Stopped { .. }) => {
-                return Err(SwarmError::HubNotRunning);
-            }
-            Err(err) => return Err(err.into()),
-        };
+        let client = coord::connect_running(&paths).await?;
         let js = jetstream::new(client.clone());
         let store = lease::bucket(&js).await?;
         Ok(Swarm {

@@ -70,7 +70,7 @@ pub fn restore(
     if let HubState::Running(record) = record::hub_state(&paths) {
         return Err(BackupError::Running(record.pid));
     }
-    if let Some(pid) = orphan_server(&paths) {
+    if let Some(pid) = crate::hub::coord::recorded_server(&paths) {
         return Err(BackupError::OrphanServer(pid));
     }
     let found = existing_state(&paths);
@@ -136,18 +136,6 @@ fn existing_state(paths: &Paths) -> Vec<(PathBuf, String)> {
         ));
     }
     found
-}
-
-/// A live `nats-server` recorded in `nats.pid` that serves this workspace.
-fn orphan_server(paths: &Paths) -> Option<u32> {
-    let pid = fsutil::read_trimmed(&paths.nats_pid)
-        .ok()
-        .flatten()
-        .and_then(|p| p.parse::<u32>().ok())?;
-    let conf = paths.nats_conf.to_string_lossy().into_owned();
-    process::inspect(pid)
-        .is_some_and(|p| !p.zombie && p.cmdline.contains(&conf))
-        .then_some(pid)
 }
 
 /// Staging directories of restores whose process is gone.
