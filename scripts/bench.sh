@@ -19,15 +19,21 @@
 #   bench start ratio=<bones/anchor> bones_ms=<ms> anchor_ms=<ms> runs=<n>
 #   bench stop ratio=<bones/anchor> bones_ms=<ms> anchor_ms=<ms> runs=<n>
 #   bench logs ratio=<jq/bones> rss_mb=<MiB> lines=<n>
-#   bench feed ratio=<bones/anchor> bones_per_s=<n> anchor_per_s=<n> entries=<n> rounds=<n>
+#   bench commits ratio=<bones/git> bones_per_s=<n> git_per_s=<n> commits=<n>
+#   bench claims ratio=<bones/anchor> cli_ratio=<cli/git> lib_claims_per_s=<n>
+#     anchor_claims_per_s=<n> cli_ms=<ms> git_ms=<ms> tasks=<n> claimers=<n>
+#   bench feed ratio=<bones/anchor> protocol_ratio=<bones/same-protocol anchor>
+#     bones_per_s=<n> anchor_per_s=<n> protocol_per_s=<n> entries=<n> rounds=<n>
 # Progress goes to stderr. Targets: start ratio <= 2.0, stop ratio <= 1.5,
 # logs ratio >= 10 with rss_mb < 32 at both sizes, commits ratio >= 1.0,
 # claims ratio >= 0.8 and cli_ratio <= 4, feed ratio >= 0.8.
 #
 # Environment: BENCH_RUNS (start/stop runs of each side, default 7),
 # BENCH_LOG_RUNS (timed runs of each side for logs, default 3),
-# BENCH_LOG_SIZES (default "1000000 4000000"), BENCH_FEED_ENTRIES (entries per
-# feed round, default 20000), BENCH_FEED_ROUNDS (default 3).
+# BENCH_LOG_SIZES (default "1000000 4000000"), BENCH_COMMITS_PER_SLOT (default
+# 25), BENCH_CLAIM_TASKS (tasks per claims round, default 300),
+# BENCH_CLAIM_ROUNDS (default 3), BENCH_FEED_ENTRIES (entries per feed round,
+# default 20000), BENCH_FEED_ROUNDS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

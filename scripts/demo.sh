@@ -80,9 +80,13 @@ echo "bob   works in $wt_b" >&2
 step "both commit at once; the hub lands each on trunk (linear, no merge commits)"
 printf 'pub fn greet() -> &'"'"'static str {\n    "hello"\n}\n' > "$wt_a/src/greet.rs"
 (cd "$wt_a" && "$bones" swarm commit -m "Add greet") &
+commit_a=$!
 printf '# app\n\nAn example project, now documented.\n' > "$wt_b/README.md"
 (cd "$wt_b" && "$bones" swarm commit -m "Document the app") &
-wait
+commit_b=$!
+# each waited for by pid, so a failed commit fails the demo
+wait "$commit_a"
+wait "$commit_b"
 git --git-dir .bones/hub.git log --oneline trunk
 
 step "both bring their checkouts up to trunk (bones swarm sync)"
@@ -99,7 +103,7 @@ echo "exit code: $?" >&2
 set -e
 
 step "bob syncs onto trunk, resolves the markers, and lands"
-(cd "$wt_b" && "$bones" swarm sync) || true
+(cd "$wt_b" && "$bones" swarm sync)
 cat "$wt_b/README.md"
 printf '# app (alice and bob)\n' > "$wt_b/README.md"
 (cd "$wt_b" && "$bones" swarm commit -m "Bob resolves the title")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what bones needs on a fresh Debian machine that has Rust:
-# git, jq and nats-server >= 2.10.
+# git, jq and nats-server >= 2.11 (the hub runs on 2.10; `bones hub backup`,
+# and so the test suite, needs 2.11 to pause a consumer).
 #
 # Source it (`. scripts/setup.sh`) to get BONES_NATS_SERVER exported, or run it
 # to install and print the export line. Idempotent: installs only what is missing.
@@ -46,8 +47,8 @@ _bones_check_version() {
     version="$("$1" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1)"
     major="${version%%.*}"
     minor="$(echo "$version" | cut -d. -f2)"
-    if [ -z "$version" ] || [ "$major" -lt 2 ] || { [ "$major" -eq 2 ] && [ "$minor" -lt 10 ]; }; then
-        echo "setup: $1 is nats-server ${version:-of unknown version}; bones needs 2.10 or newer" >&2
+    if [ -z "$version" ] || [ "$major" -lt 2 ] || { [ "$major" -eq 2 ] && [ "$minor" -lt 11 ]; }; then
+        echo "setup: $1 is nats-server ${version:-of unknown version}; bones needs 2.11 or newer (2.10 runs a hub but cannot take backups)" >&2
         return 1
     fi
 }

@@ -21,6 +21,10 @@ fn the_systemd_unit_in_operations_md_is_valid() {
     assert!(unit.contains("ExecStart=%h/.cargo/bin/bones hub start"));
     assert!(!unit.contains("--detach"));
     assert!(unit.contains("KillMode=mixed"));
+    // an absolute working directory from the instance name
+    assert!(unit.contains("WorkingDirectory=%f"));
+    // After= the target that wants it would be an ordering cycle
+    assert!(!unit.contains("After=default.target"));
     let Ok(version) = Command::new("systemd-analyze").arg("--version").output() else {
         eprintln!("skipped the systemd-analyze check: it is not installed");
         return;
@@ -33,12 +37,15 @@ fn the_systemd_unit_in_operations_md_is_valid() {
     std::os::unix::fs::symlink(support::BONES, home.join(".cargo/bin/bones")).unwrap();
     let workspace = tmp.path().join("ws");
     fs::create_dir_all(&workspace).unwrap();
-    let escaped = workspace
-        .to_str()
-        .unwrap()
-        .trim_start_matches('/')
-        .replace('/', "-");
-    let path = tmp.path().join(format!("bones-hub@-{escaped}.service"));
+    // the instance name exactly as the page says to make it
+    let escaped = Command::new("systemd-escape")
+        .arg("--path")
+        .arg(&workspace)
+        .output()
+        .unwrap();
+    assert!(escaped.status.success());
+    let escaped = String::from_utf8(escaped.stdout).unwrap();
+    let path = tmp.path().join(format!("bones-hub@{}.service", escaped.trim()));
     let template = tmp.path().join("bones-hub@.service");
     fs::write(&template, unit).unwrap();
     fs::copy(&template, &path).unwrap();

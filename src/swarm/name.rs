@@ -18,7 +18,7 @@ pub struct NameError {
 
 const SLOT_RULE: &str = "use 1-63 characters from a-z, 0-9, '.', '_' and '-', starting with a letter or digit, without '..' and not ending in '.' or '.lock'";
 const AGENT_RULE: &str = "use 1-128 bytes without control characters";
-const TASK_RULE: &str = "use 1-64 characters from A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit, without '..' and not ending in '.'";
+const TASK_RULE: &str = "use 1-64 characters from A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit, without '..' and not ending in '.' or '.lock'";
 
 /// Checks a slot name: `[a-z0-9][a-z0-9._-]{0,62}`, no `..`, and nothing
 /// git refuses in a branch name (a trailing `.` or `.lock`).
