@@ -45,7 +45,9 @@ fn the_systemd_unit_in_operations_md_is_valid() {
         .unwrap();
     assert!(escaped.status.success());
     let escaped = String::from_utf8(escaped.stdout).unwrap();
-    let path = tmp.path().join(format!("bones-hub@{}.service", escaped.trim()));
+    let path = tmp
+        .path()
+        .join(format!("bones-hub@{}.service", escaped.trim()));
     let template = tmp.path().join("bones-hub@.service");
     fs::write(&template, unit).unwrap();
     fs::copy(&template, &path).unwrap();

@@ -21,8 +21,8 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::log::{EventKind, HubLog, LogEntry, LogLevel};
-use crate::tasks::board::{Board, TASKS_BUCKET};
-use crate::tasks::record::Task;
+use crate::tasks::board::{Board, TASKS_BUCKET, key_of};
+use crate::tasks::record::{self, Task};
 
 /// The stream task events are published on, one subject per task.
 pub const EVENTS_STREAM: &str = "tasks-events";
@@ -192,19 +192,10 @@ async fn publish(
     {
         return Ok(None); // a delete or purge: not a task event
     }
-    let task: Task = serde_json::from_slice(&message.payload)
-        .map_err(|e| ProjectError::Skip(format!("revision {revision}: {e}")))?;
-    // the id becomes a subject token and a message id: a record written by
-    // another client under a key it does not name is not projected
-    let prefix = format!("$KV.{TASKS_BUCKET}.");
-    let key = message.subject.strip_prefix(&prefix).unwrap_or_default();
-    if crate::swarm::name::validate_task_id(&task.id).is_err() || task.id != key {
-        return Err(ProjectError::Skip(format!(
-            "revision {revision}: record id {} does not match its key {}",
-            crate::shown::shown(&task.id),
-            crate::shown::shown(key)
-        )));
-    }
+    // a record whose id is not its key is not projected: the id becomes a
+    // subject token and a message id
+    let task = record::decode(key_of(&message.subject), &message.payload)
+        .map_err(|why| ProjectError::Skip(format!("revision {revision}: {why}")))?;
     let event = TaskEvent {
         schema: crate::tasks::record::SCHEMA,
         kind: &task.last_op.op,

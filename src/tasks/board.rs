@@ -43,6 +43,15 @@ pub enum TaskError {
     Corrupt { id: String, why: String },
 }
 
+/// The key a message of the bucket's stream is stored under.
+pub fn key_of(subject: &str) -> &str {
+    subject
+        .strip_prefix("$KV.")
+        .and_then(|s| s.strip_prefix(TASKS_BUCKET))
+        .and_then(|s| s.strip_prefix('.'))
+        .unwrap_or(subject)
+}
+
 fn bucket_err(err: impl std::fmt::Display) -> TaskError {
     TaskError::Bucket(err.to_string())
 }
@@ -183,9 +192,9 @@ impl Board {
             .map_err(bucket_err)?
             .filter(|e| e.operation == kv::Operation::Put)
             .ok_or_else(|| TaskError::NotFound(id.to_string()))?;
-        let task = serde_json::from_slice(&entry.value).map_err(|e| TaskError::Corrupt {
+        let task = record::decode(id, &entry.value).map_err(|why| TaskError::Corrupt {
             id: id.to_string(),
-            why: e.to_string(),
+            why,
         })?;
         Ok((task, entry.revision))
     }
@@ -227,16 +236,10 @@ impl Board {
                     .and_then(|h| h.get("KV-Operation"))
                     .is_some();
                 if !deleted {
-                    match serde_json::from_slice::<Task>(&message.payload) {
+                    let key = key_of(&message.subject);
+                    match record::decode(key, &message.payload) {
                         Ok(task) => tasks.push((task, revision)),
-                        Err(_) => unreadable.push(
-                            message
-                                .subject
-                                .rsplit('.')
-                                .next()
-                                .unwrap_or_default()
-                                .to_string(),
-                        ),
+                        Err(_) => unreadable.push(key.to_string()),
                     }
                 }
                 if pending == 0 {

@@ -200,6 +200,21 @@ pub fn validate_id(id: &str) -> Result<(), InputError> {
     Ok(name::validate_task_id(id)?)
 }
 
+/// Decodes the record stored under `key`. A record whose `id` is not its
+/// key (another client wrote it) is refused: the id becomes a subject, a
+/// message id and the key of the next compare-and-swap.
+pub fn decode(key: &str, bytes: &[u8]) -> Result<Task, String> {
+    let task: Task = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if task.id != key || validate_id(&task.id).is_err() {
+        return Err(format!(
+            "its id {} is not its key {} (or not a task id)",
+            crate::shown::shown(&task.id),
+            crate::shown::shown(key)
+        ));
+    }
+    Ok(task)
+}
+
 impl Task {
     /// A new open task.
     pub fn new(id: String, title: String, by: &str, now: &str) -> Task {
@@ -355,6 +370,15 @@ impl Task {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_record_is_read_only_under_its_own_key() {
+        let task = Task::new("t-abc12345".into(), "x".into(), "me", &precise_now());
+        let bytes = serde_json::to_vec(&task).unwrap();
+        assert_eq!(decode("t-abc12345", &bytes).unwrap().id, "t-abc12345");
+        assert!(decode("t-other000", &bytes).is_err());
+        assert!(decode("t-abc12345", b"{not json").is_err());
+    }
+
     use super::*;
     use proptest::prelude::*;
 
