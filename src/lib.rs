@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod duration;
 pub mod feed;
 pub mod fsutil;
+pub mod hash;
 pub mod hub;
 pub mod shown;
 pub mod swarm;

@@ -11,7 +11,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bones::hub::log::{LogEntry, LogLevel, format_rfc3339};
-use bones::hub::ports::parse_port;
 use serde_json::Value;
 use support::{KillOnDrop, TestWorkspace, alive, stdout, wait_until};
 use time::OffsetDateTime;
@@ -249,7 +248,7 @@ fn an_orphaned_nats_server_is_found_and_other_workspaces_are_left_alone() {
     ws.track(orphan_pid);
     let _orphan = KillOnDrop(orphan);
     write_state(&paths.nats_pid, &format!("{orphan_pid}\n"));
-    let coord_port = parse_port(&ws.read_state("hub-nats-url")).unwrap();
+    let coord_port = ws.coord_port();
     assert!(wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", coord_port)).is_ok()
     }));
@@ -285,7 +284,7 @@ fn a_recorded_port_held_by_a_stranger_is_found_and_a_start_moves_off_it() {
     let ws = TestWorkspace::new();
     ws.start();
     ws.stop();
-    let port = parse_port(&ws.read_state("hub-repo-url")).unwrap();
+    let port = ws.repo_port();
     let stranger = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
 
     let (code, report) = doctor(&ws);
@@ -303,7 +302,7 @@ fn a_recorded_port_held_by_a_stranger_is_found_and_a_start_moves_off_it() {
     assert!(fix.starts_with("bones hub start --detach"), "{fix}");
 
     run_fix(&ws, fix);
-    let moved = parse_port(&ws.read_state("hub-repo-url")).unwrap();
+    let moved = ws.repo_port();
     assert_ne!(moved, port);
     assert_clean(&ws);
     drop(stranger);

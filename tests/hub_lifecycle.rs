@@ -293,7 +293,7 @@ fn an_orphaned_coordination_server_is_stopped_at_start() {
     ws.track(orphan_pid);
     let mut orphan = support::KillOnDrop(orphan);
     fs::write(&paths.nats_pid, format!("{orphan_pid}\n")).unwrap();
-    let coord_port = bones::hub::ports::parse_port(&ws.read_state("hub-nats-url")).unwrap();
+    let coord_port = ws.coord_port();
     assert!(wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", coord_port)).is_ok()
     }));
@@ -373,14 +373,14 @@ fn a_recorded_port_taken_by_another_listener_gets_a_fresh_port() {
     let ws = TestWorkspace::new();
     ws.start();
     ws.stop();
-    let old_repo = bones::hub::ports::parse_port(&ws.read_state("hub-repo-url")).unwrap();
-    let old_coord = bones::hub::ports::parse_port(&ws.read_state("hub-nats-url")).unwrap();
+    let old_repo = ws.repo_port();
+    let old_coord = ws.coord_port();
     let _squatter_a = std::net::TcpListener::bind(("127.0.0.1", old_repo)).unwrap();
     let _squatter_b = std::net::TcpListener::bind(("127.0.0.1", old_coord)).unwrap();
 
     ws.start();
-    let new_repo = bones::hub::ports::parse_port(&ws.read_state("hub-repo-url")).unwrap();
-    let new_coord = bones::hub::ports::parse_port(&ws.read_state("hub-nats-url")).unwrap();
+    let new_repo = ws.repo_port();
+    let new_coord = ws.coord_port();
     assert_ne!(new_repo, old_repo);
     assert_ne!(new_coord, old_coord);
     assert_ne!(new_repo, new_coord);
@@ -713,7 +713,7 @@ fn status_reports_degraded_when_the_repository_is_broken() {
 fn status_endpoint_answers_503_naming_the_failed_part() {
     let ws = TestWorkspace::new();
     ws.start();
-    let port = bones::hub::ports::parse_port(&ws.read_state("hub-repo-url")).unwrap();
+    let port = ws.repo_port();
     let nats = ws.nats_pid().unwrap();
     support::freeze(nats);
     let probe = bones::hub::probe::status(port, Duration::from_secs(5));

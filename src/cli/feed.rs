@@ -16,6 +16,7 @@ use crate::feed::{
 };
 use crate::hub::Paths;
 use crate::hub::coord;
+use crate::shown::plain;
 use crate::swarm;
 
 #[derive(Debug, Args)]
@@ -431,20 +432,21 @@ fn write_text(out: &mut impl Write, stored: &Stored) -> io::Result<()> {
         .created_at
         .get(..19)
         .map_or(e.created_at.clone(), |s| format!("{s}Z"));
+    // entries are written by any token holder: no terminal escapes
     write!(
         out,
         "#{} {:<10} {}  {at}  {}",
         stored.seq,
         e.kind.as_str(),
-        e.origin,
-        e.id
+        plain(&e.origin),
+        plain(&e.id)
     )?;
     if !e.tags.is_empty() {
-        write!(out, "  [{}]", e.tags.join(", "))?;
+        write!(out, "  [{}]", plain(&e.tags.join(", ")))?;
     }
     writeln!(out)?;
     for line in e.text.lines() {
-        writeln!(out, "    {line}")?;
+        writeln!(out, "    {}", plain(line))?;
     }
     Ok(())
 }

@@ -30,10 +30,11 @@ pub(super) fn check(ctx: &Context, report: &mut Report) {
         None => Vec::new(),
         Some(severity) => {
             let problem = format!(
-                "only {} free on the filesystem of {}; below {} the coordination server stops taking writes",
+                "only {} free on the filesystem of {}; below {} writes fail (the hub resumes them once {} are free)",
                 show(free),
                 dir.display(),
-                show(ERROR_BELOW)
+                show(crate::hub::storage::FULL_BELOW),
+                show(crate::hub::storage::RESUME_AT)
             );
             let fix = format!(
                 "du -sh {}/* | sort -h  # then delete what you do not need, until {} are free",

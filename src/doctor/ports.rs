@@ -35,10 +35,19 @@ pub(super) fn check(ctx: &Context, report: &mut Report) {
             details.push(format!("{name}: none"));
             continue;
         };
-        let Some(port) = ports::parse_port(&text) else {
+        let scheme = match role {
+            Role::Repo => "http",
+            Role::Coord => "nats",
+        };
+        // the rule every client applies: loopback only
+        let Some(port) = ports::parse_loopback_url(&text, scheme) else {
             findings.push(Finding::warning(
                 "url-file-invalid",
-                format!("{} holds {text:?}, not a URL with a port", file.display()),
+                format!(
+                    "{} holds {}, not {scheme}://127.0.0.1:PORT",
+                    file.display(),
+                    crate::shown::shown(&text)
+                ),
                 format!(
                     "rm {}  # the next hub start picks a free port and rewrites it",
                     shell_quote(file)

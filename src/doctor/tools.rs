@@ -50,7 +50,7 @@ fn nats_server(report: &mut Report) {
             let finding = Finding::error(
                 "nats-server-missing",
                 format!(
-                    "nats-server is not installed (looked at ${NATS_SERVER_ENV}, PATH, /usr/sbin); the hub cannot start"
+                    "nats-server is not installed (looked at ${NATS_SERVER_ENV}, PATH, /usr/sbin, /usr/local/sbin); the hub cannot start"
                 ),
                 format!("{INSTALL_NATS}  # or your distribution's nats-server 2.10+"),
             );

@@ -129,10 +129,7 @@ fn file_name(who: &str, kind: Option<Kind>) -> String {
     let base = if name::validate_entry_id(who).is_ok() {
         who.to_string()
     } else {
-        let hash = who.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-        format!("id-{hash:016x}")
+        format!("id-{:016x}", crate::hash::Fnv1a::of(who.as_bytes()))
     };
     match kind {
         Some(kind) => format!("{base}+{kind}"),

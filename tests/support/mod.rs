@@ -192,6 +192,16 @@ impl TestWorkspace {
         self.extra_pids.push(pid);
     }
 
+    /// The port recorded in `hub-repo-url`.
+    pub fn repo_port(&self) -> u16 {
+        bones::hub::ports::parse_loopback_url(&self.read_state("hub-repo-url"), "http").unwrap()
+    }
+
+    /// The port recorded in `hub-nats-url`.
+    pub fn coord_port(&self) -> u16 {
+        bones::hub::ports::parse_loopback_url(&self.read_state("hub-nats-url"), "nats").unwrap()
+    }
+
     /// A JetStream context on this workspace's coordination server.
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
         let client = bones::hub::coord::connect(&self.paths()).await.unwrap();

@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 
-pub use manifest::{FileEntry, MANIFEST_FILE, Manifest, StreamEntry, absolute};
+use manifest::{FileEntry, StreamEntry};
+pub use manifest::{Manifest, absolute};
 pub use restore::{RestoreOptions, Restored, restore};
 
 use super::coord::{self, CoordError};

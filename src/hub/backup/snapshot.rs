@@ -167,16 +167,16 @@ pub async fn wait_drained(
 ) -> Result<(), BackupError> {
     let deadline = Instant::now() + timeout;
     for item in paused {
+        let mut consumer: jetstream::consumer::Consumer<jetstream::consumer::Config> = js
+            .get_consumer_from_stream(&item.consumer, &item.stream)
+            .await
+            .map_err(|e| {
+                nats(format!(
+                    "cannot read consumer {} of {}",
+                    item.consumer, item.stream
+                ))(e.to_string())
+            })?;
         loop {
-            let mut consumer: jetstream::consumer::Consumer<jetstream::consumer::Config> = js
-                .get_consumer_from_stream(&item.consumer, &item.stream)
-                .await
-                .map_err(|e| {
-                    nats(format!(
-                        "cannot read consumer {} of {}",
-                        item.consumer, item.stream
-                    ))(e.to_string())
-                })?;
             let info = consumer.info().await.map_err(|e| {
                 nats(format!(
                     "cannot read consumer {} of {}",
