@@ -411,6 +411,12 @@ struct Shared {
     first_exit: Mutex<Option<String>>,
 }
 
+impl Shared {
+    fn child_pid(&self) -> Option<u32> {
+        *self.child_pid.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// First backoff after an unexpected exit; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -465,11 +471,7 @@ impl Supervisor {
 
     /// The pid of the current child, if one runs.
     pub fn child_pid(&self) -> Option<u32> {
-        *self
-            .shared
-            .child_pid
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.shared.child_pid()
     }
 
     /// A handle that restarts the child on request.
@@ -536,22 +538,13 @@ pub struct Restarter {
 impl Restarter {
     /// The pid of the current server, if one runs.
     pub fn child_pid(&self) -> Option<u32> {
-        *self
-            .shared
-            .child_pid
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.shared.child_pid()
     }
 
     /// Asks the current server to shut down; the supervisor starts a new
     /// one as soon as it has exited, without the backoff of a crash.
     pub fn restart(&self) {
-        let pid = *self
-            .shared
-            .child_pid
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(pid) = pid {
+        if let Some(pid) = self.shared.child_pid() {
             self.shared
                 .restart_requested
                 .store(true, std::sync::atomic::Ordering::SeqCst);

@@ -84,7 +84,10 @@ fn land_one(repo: &Repository, request: &LandRequest) -> LandReply {
         return failed(&err.to_string());
     }
     let Ok(head) = Oid::from_str(&request.head) else {
-        return failed(&format!("not a commit id: {:?}", request.head));
+        return failed(&format!(
+            "not a commit id: {}",
+            crate::shown::shown(&request.head)
+        ));
     };
     // the slot branch must still be where the client saw it
     let branch = crate::swarm::slot::branch_ref(&request.slot);

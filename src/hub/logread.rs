@@ -255,7 +255,9 @@ fn compact_str(text: &str) -> Option<(&str, &str)> {
 
 /// The index of the first `"` or `\\`, eight bytes at a time: a byte equal
 /// to either one becomes zero after the xor, and the lowest zero byte of a
-/// word is found exactly by the classic has-zero-byte bit trick.
+/// word is found exactly by the classic has-zero-byte bit trick. Not
+/// `memchr::memchr2`: on hub.log's short strings it measured slower
+/// (`bench logs` 13.9 against 14.7 at 1M lines).
 #[inline(always)]
 fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;

@@ -40,8 +40,9 @@ pub(super) fn foreground(
     ));
     install_panic_hook(log.clone());
     let started = Instant::now();
-    let result = bring_up(paths, ports, &log).and_then(|supervisor| {
-        let served = serve(paths, ports, opts, lock, &log, started, &supervisor);
+    let result = bring_up(paths, ports, &log).and_then(|server| {
+        let served = serve(paths, ports, opts, lock, &log, started, &server);
+        let Server { supervisor, .. } = server;
         let drain_left = opts
             .drain_timeout
             .saturating_sub(served.as_ref().map(|s| s.elapsed()).unwrap_or_default());
@@ -69,7 +70,14 @@ pub(super) fn foreground(
 
 /// Prepares state, records this process as the hub, spawns the
 /// coordination server and opens (or seeds) the repository.
-fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Supervisor, HubError> {
+/// The coordination server as the hub runs it.
+struct Server {
+    supervisor: Supervisor,
+    /// Its token, read (or made) once at bring-up.
+    token: String,
+}
+
+fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubError> {
     let binary = coord::find_nats_server()?;
     fsutil::ensure_private_dir(&paths.coord_dir)
         .map_err(HubError::io("cannot create", &paths.coord_dir))?;
@@ -96,9 +104,9 @@ fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Supervisor, Hub
                 &seeded.commit[..7],
                 seeded.files
             ));
-            Ok(supervisor)
+            Ok(Server { supervisor, token })
         }
-        Ok(None) => Ok(supervisor),
+        Ok(None) => Ok(Server { supervisor, token }),
         Err(err) => {
             supervisor.stop(Duration::from_secs(5));
             Err(err.into())
@@ -133,8 +141,9 @@ fn serve(
     lock: Option<WorkspaceLock>,
     log: &HubLog,
     started: Instant,
-    supervisor: &Supervisor,
+    server: &Server,
 ) -> Result<Instant, HubError> {
+    let Server { supervisor, token } = server;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -167,10 +176,9 @@ fn serve(
                 .into_future(),
         );
 
-        let token = coord::ensure_token(paths)?;
         let url = ports::nats_url(ports.coord);
         let ready = tokio::select! {
-            ready = coord::wait_ready(&url, &token, opts.ready_timeout, &paths.nats_log, || supervisor.first_exit()) => Some(ready),
+            ready = coord::wait_ready(&url, token, opts.ready_timeout, &paths.nats_log, || supervisor.first_exit()) => Some(ready),
             _ = stop.recv() => None,
         };
         let client = match ready {

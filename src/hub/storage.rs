@@ -214,10 +214,17 @@ impl LogScan {
         }
         file.seek(SeekFrom::Start(self.offset)).ok()?;
         let mut new = Vec::new();
-        // bounded: a flood of output is skipped over, not held in memory
+        // bounded: a flood of output is read a piece at a time
         let take = (len - self.offset).min(1024 * 1024);
         file.take(take).read_to_end(&mut new).ok()?;
-        self.offset += new.len() as u64;
+        // whole lines only: a line still being written is read next time
+        let whole = memchr::memrchr(b'\n', &new).map_or(0, |i| i + 1);
+        if whole == 0 && new.len() < 1024 * 1024 {
+            return None;
+        }
+        let whole = if whole == 0 { new.len() } else { whole };
+        new.truncate(whole);
+        self.offset += whole as u64;
         let at = memchr::memmem::find(&new, needle)?;
         let start = new[..at]
             .iter()
@@ -254,6 +261,14 @@ mod tests {
             Some("[1] [ERR] write x.blk: no space left on device")
         );
         assert_eq!(scan.find_new(SERVER_WRITE_FAILED), None);
+        // a line caught half-written is found once it is whole
+        write!(file, "[1] [ERR] write y.blk: no space left").unwrap();
+        assert_eq!(scan.find_new(SERVER_WRITE_FAILED), None);
+        writeln!(file, " on device").unwrap();
+        assert_eq!(
+            scan.find_new(SERVER_WRITE_FAILED).as_deref(),
+            Some("[1] [ERR] write y.blk: no space left on device")
+        );
     }
 
     #[test]
