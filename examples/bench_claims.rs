@@ -229,7 +229,7 @@ async fn cli_times(
 async fn projector_settled(board: &Board) -> Result<(), Error> {
     let stream = &board.store().stream;
     loop {
-        let info = stream.consumer_info("bones-hub-projector").await?;
+        let info = stream.consumer_info(bones::hub::projector::DURABLE).await?;
         if info.num_pending == 0 && info.num_ack_pending == 0 {
             return Ok(());
         }

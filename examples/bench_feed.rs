@@ -35,7 +35,7 @@ use futures::StreamExt;
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Publishes in flight at once in the anchor, as in `Feed::share_all`.
-const PIPELINE: usize = 256;
+const PIPELINE: usize = bones::feed::store::PIPELINE;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {

@@ -84,10 +84,7 @@ fn the_coordination_server_refuses_clients_without_the_right_token() {
     assert_eq!(right, "PONG");
 
     // and through a real client library
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let url = format!("nats://127.0.0.1:{coord}");
     rt.block_on(async {
         let anonymous = async_nats::ConnectOptions::new()

@@ -8,14 +8,8 @@ use support::{TestWorkspace, alive, stderr};
 use time::OffsetDateTime;
 
 fn write_lease(ws: &TestWorkspace, slot: &str, renewed: OffsetDateTime, ttl_s: u64) {
-    let paths = ws.paths();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let client = bones::hub::coord::connect(&paths).await.unwrap();
-        let js = async_nats::jetstream::new(client);
+    support::runtime().block_on(async {
+        let js = ws.jetstream().await;
         let at = bones::hub::log::format_rfc3339(renewed);
         lease::put(
             &js,

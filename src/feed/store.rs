@@ -36,7 +36,7 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// Largest message the stream takes: the text limit plus room for the rest.
 const MAX_MESSAGE: i32 = 64 * 1024;
 /// Publishes in flight at once when sharing many entries.
-const PIPELINE: usize = 256;
+pub const PIPELINE: usize = 256;
 
 /// What a feed operation can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -31,7 +31,7 @@ pub const EVENTS_PREFIX: &str = "tasks.events";
 /// Where the server delivers revisions to the projector.
 const DELIVER_SUBJECT: &str = "_bones.hub.projector";
 /// The hub's durable consumer on the bucket's stream.
-const DURABLE: &str = "bones-hub-projector";
+pub const DURABLE: &str = "bones-hub-projector";
 /// Acknowledge at least every this many revisions during a burst.
 const ACK_EVERY: usize = 64;
 /// Acknowledge mid-burst when the next revision takes this long: deliveries

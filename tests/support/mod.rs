@@ -238,34 +238,26 @@ pub fn read_pid(path: &Path) -> Option<u32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// True while `pid` exists and is not a zombie.
+/// The state letter `/proc/<pid>/stat` reports (`R`, `S`, `T`, `Z`, ...).
+fn proc_state(pid: u32) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.rsplit(')').next()?;
+    after_name.split_whitespace().next().map(str::to_string)
+}
+
 /// SIGSTOPs `pid` and waits until the kernel reports it stopped, so a test
 /// never races the signal's delivery.
 pub fn freeze(pid: u32) {
     send_signal(pid, Signal::SIGSTOP);
     let stopped = wait_until(Duration::from_secs(10), || {
-        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().next());
-            matches!(state, Some("T") | Some("t"))
-        })
+        matches!(proc_state(pid).as_deref(), Some("T" | "t"))
     });
     assert!(stopped, "pid {pid} did not stop after SIGSTOP");
 }
 
+/// True while `pid` exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().next());
-            state != Some("Z") && state != Some("X")
-        }
-        Err(_) => false,
-    }
+    proc_state(pid).is_some_and(|state| state != "Z" && state != "X")
 }
 
 fn workspace_processes(root: &Path, state_dir: &Path) -> Vec<u32> {
