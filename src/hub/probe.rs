@@ -67,11 +67,11 @@ fn get(port: u16, path: &str, timeout: Duration) -> std::io::Result<(u16, Vec<u8
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
+    // one write: `write!` on a bare stream sends each piece as its own
+    // segment, and the server waits for the rest
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut response = Vec::with_capacity(4096);
     stream.take(1 << 20).read_to_end(&mut response)?;
     let split = response
         .windows(4)
