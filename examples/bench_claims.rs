@@ -95,12 +95,14 @@ async fn bones_round(
             while claimer.next().await?.is_some() {
                 claimed += 1;
             }
-            Ok::<usize, Error>(claimed)
+            Ok::<(usize, usize), Error>((claimed, claimer.refused()))
         }));
     }
-    let mut total = 0;
+    let (mut total, mut refused) = (0, 0);
     for worker in workers {
-        total += worker.await??;
+        let (claimed, lost) = worker.await??;
+        total += claimed;
+        refused += lost;
     }
     let elapsed = started.elapsed();
     assert_eq!(total, tasks, "bones claimed {total} of {tasks}");
@@ -111,7 +113,8 @@ async fn bones_round(
     let (server, hub, mine) = Cpu::now(paths).per_claim_us(cpu, tasks);
     eprintln!(
         "bench claims: round {round}: bones: events settled {:.0} ms after the last claim; \
-         CPU per claim: server {server:.0} us, hub {hub:.0} us, claimers {mine:.0} us",
+         CPU per claim: server {server:.0} us, hub {hub:.0} us, claimers {mine:.0} us; \
+         {refused} swaps lost a race",
         settle.elapsed().as_secs_f64() * 1000.0
     );
     // every round starts from an empty board, as the anchor's does

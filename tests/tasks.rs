@@ -7,6 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use bones::tasks::{Board, NewTask, Status, Task};
 use support::{Signal, TestWorkspace, runtime, send_signal, stderr, stdout, wait_until};
 
@@ -419,4 +421,119 @@ fn rpc_entries_are_neither_missed_nor_repeated_across_a_restart() {
         .contains(&format!("\"task\":\"{d}\""))));
     assert_eq!(rpc_count(&ws, "tasks.create"), 4);
     assert_eq!(events(&ws).len(), 4);
+}
+
+#[test]
+fn long_lived_claimers_race_through_the_library_exactly_once() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let ids = create_many(&ws, 300);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let reported: HashMap<String, Vec<String>> = rt.block_on(async {
+        let mut workers = Vec::new();
+        for c in 0..8 {
+            let js = ws.jetstream().await;
+            workers.push(tokio::spawn(async move {
+                let board = Board::open(&js).await.unwrap();
+                let me = format!("claimer-{c}");
+                let mut claimer = board.claimer(&me);
+                let mut mine = Vec::new();
+                while let Some(task) = claimer.next().await.unwrap() {
+                    assert_eq!(task.claimed_by.as_deref(), Some(me.as_str()));
+                    mine.push(task.id);
+                }
+                (me, mine)
+            }));
+        }
+        let mut reported = HashMap::new();
+        for worker in workers {
+            let (me, mine) = worker.await.unwrap();
+            reported.insert(me, mine);
+        }
+        reported
+    });
+    assert_eq!(reported.values().map(Vec::len).sum::<usize>(), 300);
+    assert_claimed_exactly_once(&ws, &ids, &reported);
+}
+
+#[test]
+fn a_claimer_passes_over_tasks_claimed_since_it_read_the_board() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let ids = create_many(&ws, 8);
+    let rt = runtime();
+    let (mine, js) = board(&ws, &rt);
+    let (theirs, _) = board(&ws, &rt);
+    rt.block_on(async {
+        let mut claimer = mine.claimer("a");
+        assert_eq!(claimer.next().await.unwrap().unwrap().id, ids[0]);
+        // a second subscription on the claimer's connection says when the
+        // changes have reached it
+        let mut watch = js
+            .client()
+            .subscribe("bones.tasks.changed.>")
+            .await
+            .unwrap();
+        js.client().flush().await.unwrap();
+        for id in &ids[1..6] {
+            theirs.claim(id, "b").await.unwrap();
+        }
+        for id in &ids[1..6] {
+            let change = watch.next().await.unwrap();
+            assert_eq!(change.subject.as_str(), format!("bones.tasks.changed.{id}"));
+            assert!(change.payload.is_empty(), "headers only");
+        }
+        // the claimer's copies were sent with these; a ping answered after
+        // them means they have arrived
+        js.client().flush().await.unwrap();
+        let next = claimer.next().await.unwrap().unwrap();
+        assert_eq!(next.id, ids[6], "the oldest task still open");
+        assert_eq!(
+            claimer.refused(),
+            0,
+            "no swap tried on a task it knew taken"
+        );
+    });
+}
+
+#[test]
+fn the_hub_makes_an_older_bucket_republish_its_changes() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let rt = runtime();
+    rt.block_on(async {
+        let js = ws.jetstream().await;
+        let name = format!("KV_{}", bones::tasks::board::TASKS_BUCKET);
+        let republish = |js: async_nats::jetstream::Context| {
+            let name = name.clone();
+            async move {
+                let mut stream = js.get_stream(&name).await.unwrap();
+                stream.info().await.unwrap().config.republish.clone()
+            }
+        };
+        let made = republish(js.clone())
+            .await
+            .expect("the hub's bucket republishes");
+        assert_eq!(made.destination, "bones.tasks.changed.>");
+        assert!(made.headers_only);
+        // as a bucket made before bones followed changes
+        let mut config = js
+            .get_stream(&name)
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .config
+            .clone();
+        config.republish = None;
+        js.update_stream(&config).await.unwrap();
+        assert!(republish(js.clone()).await.is_none());
+        Board::ensure(&js).await.unwrap();
+        assert_eq!(republish(js.clone()).await, Some(made));
+    });
 }

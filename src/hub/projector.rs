@@ -67,7 +67,7 @@ pub async fn spawn(
     js: jetstream::Context,
     log: HubLog,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
-    let board = Board::open(&js).await.map_err(|e| e.to_string())?;
+    let board = Board::ensure(&js).await.map_err(|e| e.to_string())?;
     js.get_or_create_stream(stream::Config {
         name: EVENTS_STREAM.to_string(),
         subjects: vec![format!("{EVENTS_PREFIX}.>")],

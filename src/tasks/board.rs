@@ -8,12 +8,13 @@
 //! refused claim writes nothing, and therefore produces no event: the hub
 //! derives the events on `tasks-events` from the bucket's own revisions.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use async_nats::jetstream::{self, consumer, kv};
 use futures::StreamExt;
 
+use super::claimer::Claimer;
 use super::record::{self, InputError, Refusal, Status, Task};
 
 /// The bucket holding one record per task, keyed by id.
@@ -21,10 +22,13 @@ pub const TASKS_BUCKET: &str = "bones-tasks";
 /// Revisions kept per task: the hub's event projector reads them, so a
 /// burst of changes to one task is never collapsed before it is seen.
 pub const HISTORY: i64 = 64;
+/// Where the server republishes the headers of every revision of the
+/// bucket, `bones.tasks.changed.<id>`: a claimer working through a list it
+/// read earlier follows it to pass over tasks others changed since, rather
+/// than learning it from a refused compare-and-swap per task.
+pub const CHANGES_PREFIX: &str = "bones.tasks.changed";
 /// Bound on compare-and-swap retries for one mutation.
 const MAX_ATTEMPTS: usize = 32;
-/// Rounds of `claim --next` when every candidate was taken meanwhile.
-const MAX_NEXT_ROUNDS: usize = 64;
 
 /// Why a board operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +56,7 @@ pub fn key_of(subject: &str) -> &str {
         .unwrap_or(subject)
 }
 
-fn bucket_err(err: impl std::fmt::Display) -> TaskError {
+pub(super) fn bucket_err(err: impl std::fmt::Display) -> TaskError {
     TaskError::Bucket(err.to_string())
 }
 
@@ -128,8 +132,8 @@ impl Update {
 /// A handle on the board.
 #[derive(Clone)]
 pub struct Board {
-    store: kv::Store,
-    client: async_nats::Client,
+    pub(super) store: kv::Store,
+    pub(super) client: async_nats::Client,
 }
 
 impl Board {
@@ -143,6 +147,7 @@ impl Board {
                     description: "bones task board (schema: docs/tasks.md)".to_string(),
                     history: HISTORY,
                     max_value_size: record::MAX_RECORD as i32,
+                    republish: Some(changes_republish()),
                     ..Default::default()
                 })
                 .await
@@ -152,6 +157,18 @@ impl Board {
             store,
             client: js.client(),
         })
+    }
+
+    /// Opens the bucket and makes sure it republishes its changes (a
+    /// bucket made by an older bones does not); the hub calls this at start.
+    pub async fn ensure(js: &jetstream::Context) -> Result<Board, TaskError> {
+        let board = Board::open(js).await?;
+        let mut config = board.store.stream.cached_info().config.clone();
+        if config.republish.as_ref() != Some(&changes_republish()) {
+            config.republish = Some(changes_republish());
+            js.update_stream(&config).await.map_err(bucket_err)?;
+        }
+        Ok(board)
     }
 
     /// The bucket's store, for the hub's projector.
@@ -207,7 +224,9 @@ impl Board {
     }
 
     /// Like [`Board::list`], with each record's revision.
-    async fn list_revisions(&self) -> Result<(Vec<(Task, u64)>, Vec<String>), TaskError> {
+    pub(super) async fn list_revisions(
+        &self,
+    ) -> Result<(Vec<(Task, u64)>, Vec<String>), TaskError> {
         let consumer = self
             .store
             .stream
@@ -303,11 +322,7 @@ impl Board {
     /// reads the board once and walks the ready tasks oldest first, reading
     /// it again only when they are used up.
     pub fn claimer(&self, who: &str) -> Claimer<'_> {
-        Claimer {
-            board: self,
-            who: who.to_string(),
-            queue: VecDeque::new(),
-        }
+        Claimer::new(self, who)
     }
 
     /// Gives a claim back (only its holder, unless `force`).
@@ -396,54 +411,11 @@ impl Board {
     }
 }
 
-/// Claims ready tasks one after another; see [`Board::claimer`].
-pub struct Claimer<'a> {
-    board: &'a Board,
-    who: String,
-    queue: VecDeque<(Task, u64)>,
-}
-
-impl Claimer<'_> {
-    /// Claims the next ready task; `None` when the board has none left.
-    ///
-    /// Each candidate is claimed with a compare-and-swap against the
-    /// revision the board was read at. A candidate someone changed since is
-    /// passed over; when the candidates run out the board is read afresh,
-    /// so a task passed over but still open is found again.
-    pub async fn next(&mut self) -> Result<Option<Task>, TaskError> {
-        let started = Instant::now();
-        for _ in 0..MAX_NEXT_ROUNDS {
-            if self.queue.is_empty() {
-                let (all, _) = self.board.list_revisions().await?;
-                let ready = ready_mask(all.iter().map(|(t, _)| t));
-                self.queue = all
-                    .into_iter()
-                    .zip(ready)
-                    .filter_map(|(entry, ready)| ready.then_some(entry))
-                    .collect();
-                if self.queue.is_empty() {
-                    return Ok(None);
-                }
-            }
-            while let Some((mut task, revision)) = self.queue.pop_front() {
-                let now = record::precise_now();
-                if task.claim(&self.who, &now).is_err() {
-                    continue;
-                }
-                task.last_op.took_ms = Some(started.elapsed().as_millis() as u64);
-                match self
-                    .board
-                    .store
-                    .update(&task.id, encode(&task)?, revision)
-                    .await
-                {
-                    Ok(_) => return Ok(Some(task)),
-                    Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
-                    Err(err) => return Err(bucket_err(err)),
-                }
-            }
-        }
-        Err(TaskError::Contended("(next ready task)".to_string()))
+fn changes_republish() -> jetstream::stream::Republish {
+    jetstream::stream::Republish {
+        source: format!("$KV.{TASKS_BUCKET}.>"),
+        destination: format!("{CHANGES_PREFIX}.>"),
+        headers_only: true,
     }
 }
 
@@ -478,14 +450,14 @@ fn apply_edit(task: &mut Task, edit: &Update) -> Result<(), TaskError> {
 
 /// Which of `tasks` are ready, in order. `tasks` must be the whole board:
 /// readiness depends on blockers and parents.
-fn ready_mask<'a>(tasks: impl Iterator<Item = &'a Task> + Clone) -> Vec<bool> {
+pub(super) fn ready_mask<'a>(tasks: impl Iterator<Item = &'a Task> + Clone) -> Vec<bool> {
     let status: HashMap<&str, Status> = tasks.clone().map(|t| (t.id.as_str(), t.status)).collect();
     tasks
         .map(|t| t.is_ready(|id| status.get(id).copied()))
         .collect()
 }
 
-fn encode(task: &Task) -> Result<bytes::Bytes, TaskError> {
+pub(super) fn encode(task: &Task) -> Result<bytes::Bytes, TaskError> {
     let bytes = serde_json::to_vec(task).map_err(|e| TaskError::Bucket(e.to_string()))?;
     if bytes.len() > record::MAX_RECORD {
         return Err(InputError::RecordTooLarge(bytes.len()).into());
