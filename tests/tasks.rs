@@ -537,3 +537,111 @@ fn the_hub_makes_an_older_bucket_republish_its_changes() {
         assert_eq!(republish(js.clone()).await, Some(made));
     });
 }
+
+/// Pauses the hub's task projector until `until` (RFC 3339). A consumer
+/// unpaused outright does not start delivering again (nats-server 2.15);
+/// one whose pause runs out does, so resuming is a pause that ends at once.
+async fn pause_projector(js: &async_nats::jetstream::Context, until: &str) {
+    let subject = format!(
+        "$JS.API.CONSUMER.PAUSE.KV_{}.{}",
+        bones::tasks::board::TASKS_BUCKET,
+        bones::hub::projector::DURABLE
+    );
+    let body = serde_json::json!({ "pause_until": until });
+    let reply = js
+        .client()
+        .request(subject, serde_json::to_vec(&body).unwrap().into())
+        .await
+        .unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert!(reply.get("error").is_none(), "{reply}");
+}
+
+#[test]
+fn a_hub_killed_between_an_event_and_its_log_entry_writes_the_entry_once() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let first = create(&ws, &["logged before the kill"]);
+    assert!(wait_until(Duration::from_secs(10), || rpc_count(
+        &ws,
+        "tasks.create"
+    ) == 1));
+    let rt = runtime();
+    let (tasks, js) = board(&ws, &rt);
+    rt.block_on(pause_projector(&js, "2999-01-01T00:00:00Z"));
+    // two revisions the projector has not acknowledged; as a hub killed
+    // midway would have left them, both events are published, and only
+    // `logged`'s entry was written
+    let unlogged = create(&ws, &["published, not logged"]);
+    let logged = create(&ws, &["published and logged"]);
+    rt.block_on(async {
+        for id in [&unlogged, &logged] {
+            let (task, revision) = tasks.get(id).await.unwrap();
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", format!("{id}:{revision}").as_str());
+            let event = serde_json::json!({ "schema": 1, "type": "create", "task": id,
+                "revision": revision, "by": "test", "at": task.created_at, "record": task });
+            js.publish_with_headers(
+                format!("tasks.events.{id}"),
+                headers,
+                serde_json::to_vec(&event).unwrap().into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+            if id == &logged {
+                let mut entry = bones::hub::log::LogEntry::new(
+                    bones::hub::log::LogLevel::Info,
+                    bones::hub::log::EventKind::Rpc,
+                );
+                entry.rpc = Some("tasks.create".into());
+                entry.task = Some(id.clone());
+                entry.revision = Some(revision);
+                let mut line = serde_json::to_string(&entry).unwrap();
+                line.push('\n');
+                let mut log = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(ws.state_dir().join("hub.log"))
+                    .unwrap();
+                std::io::Write::write_all(&mut log, line.as_bytes()).unwrap();
+            }
+        }
+    });
+    let pid = ws.hub_pid().unwrap();
+    send_signal(pid, Signal::SIGKILL);
+    assert!(wait_until(Duration::from_secs(10), || !support::alive(pid)));
+    ws.start();
+    let (_, js) = board(&ws, &rt);
+    let soon = time::OffsetDateTime::now_utc() + Duration::from_millis(50);
+    let soon = soon
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    rt.block_on(pause_projector(&js, &soon));
+    let entries_of = |id: &str| {
+        ws.hub_log()
+            .lines()
+            .filter(|l| l.contains("\"rpc\":\"tasks.create\"") && l.contains(id))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || entries_of(&unlogged) == 1),
+        "the missing entry is written after the restart: {}",
+        ws.hub_log()
+    );
+    // the projector works in revision order: `logged` came after `unlogged`,
+    // and a marker created now comes after both
+    let marker = create(&ws, &["after the restart"]);
+    assert!(wait_until(Duration::from_secs(10), || entries_of(&marker) == 1));
+    assert_eq!(entries_of(&first), 1);
+    assert_eq!(entries_of(&unlogged), 1);
+    assert_eq!(
+        entries_of(&logged),
+        1,
+        "an entry already written is not repeated"
+    );
+    let events = events(&ws);
+    for id in [&first, &unlogged, &logged, &marker] {
+        assert_eq!(events.iter().filter(|(_, t)| t == id).count(), 1, "{id}");
+    }
+}

@@ -112,6 +112,11 @@ pub struct LogEntry {
     pub result_count: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub err: Option<String>,
+    /// On a task event's `rpc` entry, the record's revision in
+    /// `bones-tasks`: a restarted hub reads it back to know which events it
+    /// has already logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
 }
 
 impl LogEntry {
@@ -131,6 +136,7 @@ impl LogEntry {
             took_ms: None,
             result_count: None,
             err: None,
+            revision: None,
         }
     }
 

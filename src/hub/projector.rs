@@ -7,12 +7,16 @@
 //! already acknowledged is never delivered again. Events carry the message
 //! id `<task>:<revision>`: if the hub dies after publishing but before
 //! acknowledging, the redelivered revision is recognised as a duplicate by
-//! the server and neither the event nor its log entry is repeated.
+//! the server and the event is not repeated. Log entries carry the revision
+//! too, and a starting projector reads back the newest ones, so a revision
+//! redelivered after a kill is logged exactly when its entry is missing:
+//! whether the hub died before or after writing it.
 
-use std::time::Duration;
-
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
 use std::pin::Pin;
+use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::context::PublishAckFuture;
@@ -41,6 +45,10 @@ const ACK_EVERY: usize = 64;
 const ACK_WHEN_IDLE: Duration = Duration::from_millis(20);
 /// How long the server remembers message ids for de-duplication.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// How much of the newest log files a starting projector reads back. The
+/// entries it looks for are those of revisions not yet acknowledged when
+/// the hub stopped: at most a few batches, written just before.
+const READ_BACK: u64 = 1 << 20;
 
 /// An event on `tasks-events` (schema 1, documented in `docs/tasks.md`).
 #[derive(Debug, Clone, Serialize)]
@@ -104,6 +112,7 @@ pub async fn spawn(
         .await
         .map_err(|e| format!("consumer {DURABLE}: {e}"))?
         .peekable();
+    let mut logged = logged_revisions(log.path());
     Ok(tokio::spawn(async move {
         let mut warned = false;
         // publishes in flight, oldest first, with the log entry each earns
@@ -119,7 +128,7 @@ pub async fn spawn(
                         log.warn(format!(
                             "hub: task projector: {why}; retrying in {backoff:?}"
                         ));
-                        settle(&log, &mut in_flight).await;
+                        settle(&log, &mut in_flight, &mut logged).await;
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
@@ -143,7 +152,7 @@ pub async fn spawn(
                     .await
                     .is_err();
             if (caught_up || idle || in_flight.len() >= ACK_EVERY)
-                && settle(&log, &mut in_flight).await
+                && settle(&log, &mut in_flight, &mut logged).await
             {
                 let _ = message.ack().await;
             }
@@ -151,15 +160,27 @@ pub async fn spawn(
     }))
 }
 
-/// Waits for the publishes in flight, oldest first, and logs each one the
-/// server stored for the first time. False when any failed (the caller then
-/// leaves the revisions unacknowledged, to be redelivered).
-async fn settle(log: &HubLog, in_flight: &mut VecDeque<(PublishAckFuture, LogEntry)>) -> bool {
+/// Waits for the publishes in flight, oldest first, and logs each one not
+/// logged before (`logged`: what an earlier run wrote). False when any
+/// failed (the caller then leaves the revisions unacknowledged, to be
+/// redelivered).
+async fn settle(
+    log: &HubLog,
+    in_flight: &mut VecDeque<(PublishAckFuture, LogEntry)>,
+    logged: &mut HashSet<(String, u64)>,
+) -> bool {
     let mut all_stored = true;
     while let Some((ack, entry)) = in_flight.pop_front() {
         match ack.await {
-            Ok(ack) if ack.duplicate => {}
-            Ok(_) => log.write(entry),
+            Ok(_) => {
+                let key = (
+                    entry.task.clone().unwrap_or_default(),
+                    entry.revision.unwrap_or(0),
+                );
+                if logged.is_empty() || !logged.remove(&key) {
+                    log.write(entry);
+                }
+            }
             Err(err) => {
                 log.warn(format!("hub: task projector: {err}; will retry"));
                 all_stored = false;
@@ -224,5 +245,117 @@ async fn publish(
     entry.agent = Some(task.last_op.by.clone());
     entry.task = Some(task.id.clone());
     entry.took_ms = task.last_op.took_ms;
+    entry.revision = Some(revision);
     Ok(Some((ack, entry)))
+}
+
+/// The task events (task, revision) logged in the newest part of hub.log:
+/// the newest [`READ_BACK`] bytes of the current file and of the one
+/// rotated before it, should the kill have come right after a rotation.
+fn logged_revisions(hub_log: &Path) -> HashSet<(String, u64)> {
+    #[derive(serde::Deserialize)]
+    struct Logged {
+        event: String,
+        task: Option<String>,
+        revision: Option<u64>,
+    }
+    let mut logged = HashSet::new();
+    for path in super::logread::files_oldest_first(hub_log)
+        .iter()
+        .rev()
+        .take(2)
+    {
+        let Some(tail) = read_tail(path, READ_BACK) else {
+            continue;
+        };
+        for line in tail.split(|b| *b == b'\n') {
+            if let Ok(Logged {
+                event,
+                task: Some(task),
+                revision: Some(revision),
+            }) = serde_json::from_slice(line)
+                && event == "rpc"
+            {
+                logged.insert((task, revision));
+            }
+        }
+    }
+    logged
+}
+
+/// The last `limit` bytes of a file, from the first whole line in them.
+fn read_tail(path: &Path, limit: u64) -> Option<Vec<u8>> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let start = len.saturating_sub(limit);
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut tail = Vec::with_capacity((len - start) as usize);
+    file.read_to_end(&mut tail).ok()?;
+    if start > 0 {
+        // the first line is cut: keep from the next one
+        let first = tail
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(tail.len(), |i| i + 1);
+        tail.drain(..first);
+    }
+    Some(tail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rpc(task: &str, revision: u64) -> String {
+        let mut entry = LogEntry::new(LogLevel::Info, EventKind::Rpc);
+        entry.rpc = Some("tasks.claim".into());
+        entry.task = Some(task.into());
+        entry.revision = Some(revision);
+        serde_json::to_string(&entry).unwrap()
+    }
+
+    #[test]
+    fn logged_revisions_are_read_back_from_the_newest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("hub.log");
+        let other = LogEntry::lifecycle(LogLevel::Info, "hub: ready");
+        let refusal = r#"{"ts":"2026-11-23T09:00:00Z","level":"WARN","event":"rpc","rpc":"tasks.claim","task":"t-x","err":"claimed"}"#;
+        std::fs::write(
+            dir.path().join("hub.log.2"),
+            format!("{}\n", rpc("t-old", 1)),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("hub.log.1"), format!("{}\n", rpc("t-a", 7))).unwrap();
+        std::fs::write(
+            &log,
+            format!(
+                "{}\n{}\n{refusal}\n{}\nnot json\n{}",
+                rpc("t-b", 8),
+                serde_json::to_string(&other).unwrap(),
+                rpc("t-c", 9),
+                // a line cut short by a kill
+                &rpc("t-d", 10)[..20]
+            ),
+        )
+        .unwrap();
+        let logged = logged_revisions(&log);
+        let expected: HashSet<(String, u64)> = [("t-a", 7), ("t-b", 8), ("t-c", 9)]
+            .into_iter()
+            .map(|(t, r)| (t.to_string(), r))
+            .collect();
+        assert_eq!(logged, expected);
+    }
+
+    #[test]
+    fn a_tail_starts_at_a_whole_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "first line\nsecond\nthird\n").unwrap();
+        assert_eq!(read_tail(&path, 10).unwrap(), b"third\n");
+        assert_eq!(
+            read_tail(&path, 1000).unwrap(),
+            b"first line\nsecond\nthird\n"
+        );
+        assert!(read_tail(&dir.path().join("missing"), 10).is_none());
+    }
 }

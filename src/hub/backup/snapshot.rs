@@ -136,7 +136,9 @@ async fn resume_one(js: &jetstream::Context, stream: &str, consumer: &str) -> Re
     pause_for(js, stream, consumer, RESUME_AFTER).await
 }
 
-/// How long the last, self-expiring pause of a resume lasts.
+/// How long the last, self-expiring pause of a resume lasts: a push
+/// consumer unpaused outright does not start delivering again (seen with
+/// nats-server 2.15), one whose pause runs out does.
 const RESUME_AFTER: Duration = Duration::from_millis(50);
 
 async fn pause_for(
