@@ -16,6 +16,10 @@ use bones::hub::Paths;
 use bones::tasks::{Board, NewTask};
 use bones::workspace::Workspace;
 
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::Cpu;
+
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +114,7 @@ async fn bones_round(
     // done; reported, and waited for so the next round starts quiet
     let settle = Instant::now();
     projector_settled(&board).await?;
-    let (server, hub, mine) = Cpu::now(paths).per_claim_us(cpu, tasks);
+    let (server, hub, mine) = Cpu::now(paths).per_op_us(cpu, tasks);
     eprintln!(
         "bench claims: round {round}: bones: events settled {:.0} ms after the last claim; \
          CPU per claim: server {server:.0} us, hub {hub:.0} us, claimers {mine:.0} us; \
@@ -177,7 +181,7 @@ async fn anchor_round(
         total += worker.await??;
     }
     let elapsed = started.elapsed();
-    let (server, hub, mine) = Cpu::now(paths).per_claim_us(cpu, tasks);
+    let (server, hub, mine) = Cpu::now(paths).per_op_us(cpu, tasks);
     eprintln!(
         "bench claims: round {round}: anchor: CPU per claim: server {server:.0} us, hub {hub:.0} us, claimers {mine:.0} us"
     );
@@ -238,53 +242,6 @@ async fn projector_settled(board: &Board) -> Result<(), Error> {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-}
-
-/// CPU seconds (user + system) used so far by the hub, its coordination
-/// server and this process: on a loaded machine, CPU per claim says more
-/// than claims per second.
-#[derive(Clone, Copy, Default)]
-struct Cpu {
-    hub: f64,
-    server: f64,
-    claimers: f64,
-}
-
-impl Cpu {
-    fn now(paths: &Paths) -> Cpu {
-        let pid = |path: &Path| {
-            std::fs::read_to_string(path)
-                .ok()
-                .map(|s| s.trim().to_string())
-        };
-        Cpu {
-            hub: pid(&paths.hub_pid).map_or(0.0, |p| cpu_seconds(&p)),
-            server: pid(&paths.nats_pid).map_or(0.0, |p| cpu_seconds(&p)),
-            claimers: cpu_seconds("self"),
-        }
-    }
-
-    /// Microseconds of CPU per claim since `before`.
-    fn per_claim_us(self, before: Cpu, claims: usize) -> (f64, f64, f64) {
-        let us = |a: f64, b: f64| (a - b) * 1e6 / claims as f64;
-        (
-            us(self.server, before.server),
-            us(self.hub, before.hub),
-            us(self.claimers, before.claimers),
-        )
-    }
-}
-
-fn cpu_seconds(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // fields after the command name, which is in parentheses
-    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
-    ticks / 100.0
 }
 
 fn median(values: &mut [f64]) -> f64 {

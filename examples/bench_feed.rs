@@ -6,12 +6,15 @@
 //! as `bones share --stdin` does) on one connection while a follower (the
 //! code behind `bones feed --follow`, cursor included) receives them on
 //! another; it ends when the follower has seen the last one. The anchor
-//! rounds publish the same bytes with the same pipelining while an ordered
-//! consumer receives them: `ratio` against a plain loop (one subject, no
-//! headers), `protocol_ratio` against a bare loop speaking the feed's wire
+//! rounds do the same job with bare async-nats: encode the same entries and
+//! publish them with the same pipelining while an ordered consumer receives
+//! and decodes them. `ratio` is against a plain loop (one subject, no
+//! headers); `protocol_ratio` against a bare loop speaking the feed's wire
 //! protocol (a subject per entry and the two de-duplication headers), which
 //! separates what the library costs from what storing each id once costs
-//! the server.
+//! the server; `ids_ratio` is a plain loop that only adds each id as its
+//! `Nats-Msg-Id` (the issue's "the entry id is the message id") against the
+//! plain loop: what the message id alone costs.
 //!
 //! Usage: bench_feed WORKSPACE [ENTRIES] [ROUNDS] (a hub must be running for
 //! WORKSPACE). Prints one line: `bench feed ratio=<r> protocol_ratio=<p> ...`.
@@ -27,10 +30,14 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, consumer, stream};
 use bones::feed::cursor::Cursor;
 use bones::feed::store;
-use bones::feed::{Feed, FollowOptions, Kind, NewEntry, Retention, Sink, Start, Stored};
+use bones::feed::{Entry, Feed, FollowOptions, Kind, NewEntry, Retention, Sink, Start, Stored};
 use bones::hub::Paths;
 use bones::workspace::Workspace;
 use futures::StreamExt;
+
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::Cpu;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -51,29 +58,33 @@ async fn main() -> Result<(), Error> {
 
     let mut bones_rates = Vec::new();
     let mut plain_rates = Vec::new();
+    let mut ids_rates = Vec::new();
     let mut protocol_rates = Vec::new();
     for round in 0..rounds {
         // rotate which goes first so warm-up favours none
-        for turn in 0..3 {
-            match (round + turn) % 3 {
+        for turn in 0..4 {
+            match (round + turn) % 4 {
                 0 => bones_rates.push(bones_round(&paths, round, entries).await?),
                 1 => plain_rates.push(anchor_round(&paths, round, entries, Anchor::Plain).await?),
+                2 => ids_rates.push(anchor_round(&paths, round, entries, Anchor::Ids).await?),
                 _ => protocol_rates
                     .push(anchor_round(&paths, round, entries, Anchor::Protocol).await?),
             }
         }
         eprintln!(
-            "bench feed: round {round}: bones {:.0}/s, plain JetStream {:.0}/s, feed protocol on bare JetStream {:.0}/s",
-            bones_rates[round], plain_rates[round], protocol_rates[round]
+            "bench feed: round {round}: bones {:.0}/s, plain JetStream {:.0}/s, with message ids {:.0}/s, feed protocol on bare JetStream {:.0}/s",
+            bones_rates[round], plain_rates[round], ids_rates[round], protocol_rates[round]
         );
     }
     let bones = median(&mut bones_rates);
     let plain = median(&mut plain_rates);
+    let ids = median(&mut ids_rates);
     let protocol = median(&mut protocol_rates);
     println!(
-        "bench feed ratio={:.2} protocol_ratio={:.2} bones_per_s={bones:.0} anchor_per_s={plain:.0} protocol_per_s={protocol:.0} entries={entries} rounds={rounds}",
+        "bench feed ratio={:.2} protocol_ratio={:.2} ids_ratio={:.2} bones_per_s={bones:.0} anchor_per_s={plain:.0} ids_per_s={ids:.0} protocol_per_s={protocol:.0} entries={entries} rounds={rounds}",
         bones / plain,
-        bones / protocol
+        bones / protocol,
+        ids / plain
     );
     Ok(())
 }
@@ -124,6 +135,7 @@ async fn bones_round(paths: &Paths, round: usize, entries: usize) -> Result<f64,
         .collect();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let seen = Arc::new(AtomicU64::new(0));
+    let cpu = Cpu::now(paths);
     let started = Instant::now();
     let follower = {
         let paths = paths.clone();
@@ -149,6 +161,7 @@ async fn bones_round(paths: &Paths, round: usize, entries: usize) -> Result<f64,
     assert_eq!(stored, entries, "bones stored {stored} of {entries}");
     follower.await??;
     let elapsed = started.elapsed();
+    report_cpu("bones", paths, cpu, entries);
     assert_eq!(seen.load(Ordering::Relaxed), entries as u64);
     // every round starts from an empty stream, as the anchor's does
     feed.stream().purge().await?;
@@ -160,6 +173,9 @@ async fn bones_round(paths: &Paths, round: usize, entries: usize) -> Result<f64,
 enum Anchor {
     /// What one writes without bones: one subject, no headers.
     Plain,
+    /// The plain loop plus what the issue asks for: each entry's id as its
+    /// `Nats-Msg-Id`, on one subject. What a message id alone costs.
+    Ids,
     /// The feed's wire protocol without bones: one subject per entry with
     /// `Nats-Msg-Id` and `Nats-Expected-Last-Subject-Sequence: 0` (the
     /// server-side cost of storing an id once, without the library).
@@ -177,13 +193,14 @@ async fn anchor_round(
     let js = connect(paths).await?;
     let tag = match anchor {
         Anchor::Plain => "plain",
+        Anchor::Ids => "ids",
         Anchor::Protocol => "protocol",
     };
     let name = format!("bench-feed-{tag}-{round}");
     let prefix = format!("bench.feed.{tag}.{round}");
     let _ = js.delete_stream(&name).await;
     let config = match anchor {
-        Anchor::Plain => stream::Config {
+        Anchor::Plain | Anchor::Ids => stream::Config {
             name: name.clone(),
             subjects: vec![prefix.clone()],
             ..Default::default()
@@ -195,24 +212,16 @@ async fn anchor_round(
         },
     };
     js.create_stream(config).await?;
-    let messages: Vec<(String, PublishMessage)> = (0..entries)
+    // the input, as the bones round's: entries not yet encoded
+    let batch: Vec<Entry> = (0..entries)
         .map(|i| {
             let mut entry = NewEntry::new(Kind::Learning, text(round, i))
                 .into_entry("bench", "2026-11-23T09:00:00.000000Z");
             entry.id = format!("anchor-{i}");
-            let body = serde_json::to_vec(&entry)?;
-            let message = PublishMessage::build().payload(body.into());
-            Ok(match anchor {
-                Anchor::Plain => (prefix.clone(), message),
-                Anchor::Protocol => (
-                    format!("{prefix}.{}", entry.id),
-                    message
-                        .message_id(&entry.id)
-                        .expected_last_subject_sequence(0),
-                ),
-            })
+            entry
         })
-        .collect::<Result<_, serde_json::Error>>()?;
+        .collect();
+    let cpu = Cpu::now(paths);
     let started = Instant::now();
     let receiver = {
         let paths = paths.clone();
@@ -231,7 +240,9 @@ async fn anchor_round(
             while received < entries {
                 match messages.next().await {
                     Some(message) => {
-                        message?;
+                        // received means read: the entry, as a follower has it
+                        let entry: Entry = serde_json::from_slice(&message?.payload)?;
+                        std::hint::black_box(entry);
                         received += 1;
                     }
                     None => break,
@@ -241,7 +252,18 @@ async fn anchor_round(
         })
     };
     let mut in_flight = VecDeque::with_capacity(PIPELINE);
-    for (subject, message) in messages {
+    for entry in &batch {
+        let message = PublishMessage::build().payload(serde_json::to_vec(entry)?.into());
+        let (subject, message) = match anchor {
+            Anchor::Plain => (prefix.clone(), message),
+            Anchor::Ids => (prefix.clone(), message.message_id(&entry.id)),
+            Anchor::Protocol => (
+                format!("{prefix}.{}", entry.id),
+                message
+                    .message_id(&entry.id)
+                    .expected_last_subject_sequence(0),
+            ),
+        };
         if in_flight.len() >= PIPELINE
             && let Some(ack) = in_flight.pop_front()
         {
@@ -254,6 +276,7 @@ async fn anchor_round(
     }
     let received = receiver.await??;
     let elapsed = started.elapsed();
+    report_cpu(tag, paths, cpu, entries);
     assert_eq!(
         received, entries,
         "{tag} anchor received {received} of {entries}"
@@ -266,6 +289,13 @@ async fn ack_of(
     ack: jetstream::context::PublishAckFuture,
 ) -> Result<jetstream::publish::PublishAck, Error> {
     Ok(ack.await?)
+}
+
+/// CPU per entry of the coordination server and of this process (sharer
+/// and follower), on stderr: on a loaded machine it says more than rates.
+fn report_cpu(side: &str, paths: &Paths, before: Cpu, entries: usize) {
+    let (server, _, this) = Cpu::now(paths).per_op_us(before, entries);
+    eprintln!("bench feed: {side}: CPU per entry: server {server:.1} us, clients {this:.1} us");
 }
 
 fn median(values: &mut [f64]) -> f64 {

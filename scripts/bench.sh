@@ -23,7 +23,8 @@
 #   bench claims ratio=<bones/anchor> cli_ratio=<cli/git> lib_claims_per_s=<n>
 #     anchor_claims_per_s=<n> cli_ms=<ms> git_ms=<ms> tasks=<n> claimers=<n>
 #   bench feed ratio=<bones/anchor> protocol_ratio=<bones/same-protocol anchor>
-#     bones_per_s=<n> anchor_per_s=<n> protocol_per_s=<n> entries=<n> rounds=<n>
+#     ids_ratio=<anchor with message ids/anchor> bones_per_s=<n> anchor_per_s=<n>
+#     ids_per_s=<n> protocol_per_s=<n> entries=<n> rounds=<n>
 # Progress goes to stderr. Targets: start ratio <= 2.0, stop ratio <= 1.5,
 # logs ratio >= 10 with rss_mb < 32 at both sizes, commits ratio >= 1.0,
 # claims ratio >= 0.8 and cli_ratio <= 4, feed ratio >= 0.8.

@@ -1,0 +1,54 @@
+//! CPU time of the hub, its coordination server and the benchmark itself,
+//! shared by the benchmark examples: on a loaded 2-core machine, CPU per
+//! operation says more than operations per second.
+
+use std::path::Path;
+
+use bones::hub::Paths;
+
+/// CPU seconds (user + system) used so far by the hub, its coordination
+/// server and this process.
+#[derive(Clone, Copy, Default)]
+pub struct Cpu {
+    hub: f64,
+    server: f64,
+    this: f64,
+}
+
+impl Cpu {
+    pub fn now(paths: &Paths) -> Cpu {
+        let pid = |path: &Path| {
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        Cpu {
+            hub: pid(&paths.hub_pid).map_or(0.0, |p| cpu_seconds(&p)),
+            server: pid(&paths.nats_pid).map_or(0.0, |p| cpu_seconds(&p)),
+            this: cpu_seconds("self"),
+        }
+    }
+
+    /// Microseconds of CPU per operation since `before`: server, hub, this
+    /// process.
+    pub fn per_op_us(self, before: Cpu, ops: usize) -> (f64, f64, f64) {
+        let us = |a: f64, b: f64| (a - b) * 1e6 / ops as f64;
+        (
+            us(self.server, before.server),
+            us(self.hub, before.hub),
+            us(self.this, before.this),
+        )
+    }
+}
+
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // fields after the command name, which is in parentheses
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    ticks / 100.0
+}
