@@ -173,6 +173,9 @@ struct Outcome {
     acked_claims: usize,
     lost: Vec<String>,
     double_claims: Vec<String>,
+    /// Task events without exactly one `rpc` entry in hub.log, and entries
+    /// without an event.
+    log_mismatches: Vec<String>,
     orphans: Vec<u32>,
 }
 
@@ -277,6 +280,8 @@ fn run_under_faults(kills: usize, mut fault: impl FnMut(&TestWorkspace, &mut Tim
         }
     }
 
+    let log_mismatches = rpc_entries_match_events(&ws);
+
     // no checkout lost: each is still there (no lease expired)
     for (n, wt) in slots.iter().enumerate() {
         let rescued = ws.hub_git(&[
@@ -300,8 +305,96 @@ fn run_under_faults(kills: usize, mut fault: impl FnMut(&TestWorkspace, &mut Tim
         acked_claims: claims.len(),
         lost,
         double_claims,
+        log_mismatches,
         orphans,
     }
+}
+
+/// Once the hub's projector has caught up: every event on `tasks-events`
+/// has exactly one `rpc` entry in hub.log, and every entry of a task event
+/// has its event. Returns what does not match.
+fn rpc_entries_match_events(ws: &TestWorkspace) -> Vec<String> {
+    use futures::StreamExt;
+    let events: Vec<(String, u64)> = runtime().block_on(async {
+        let js = ws.jetstream().await;
+        let board = Board::open(&js).await.unwrap();
+        let caught_up = async {
+            loop {
+                let info = board
+                    .store()
+                    .stream
+                    .clone()
+                    .consumer_info(bones::hub::projector::DURABLE)
+                    .await
+                    .unwrap();
+                if info.num_pending == 0 && info.num_ack_pending == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), caught_up)
+            .await
+            .expect("the projector caught up");
+        let stream = js
+            .get_stream(bones::hub::projector::EVENTS_STREAM)
+            .await
+            .unwrap();
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::push::OrderedConfig {
+                deliver_subject: js.client().new_inbox(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        if consumer.cached_info().num_pending == 0 {
+            return out;
+        }
+        let mut messages = consumer.messages().await.unwrap();
+        while let Some(message) = messages.next().await {
+            let message = message.unwrap();
+            let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+            out.push((
+                event["task"].as_str().unwrap().to_string(),
+                event["revision"].as_u64().unwrap(),
+            ));
+            if message.info().unwrap().pending == 0 {
+                break;
+            }
+        }
+        out
+    });
+    let mut entries: HashMap<(String, u64), usize> = HashMap::new();
+    for line in ws.hub_log().lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if let (Some("rpc"), Some(task), Some(revision)) = (
+            entry["event"].as_str(),
+            entry["task"].as_str(),
+            entry["revision"].as_u64(),
+        ) {
+            *entries.entry((task.to_string(), revision)).or_default() += 1;
+        }
+    }
+    let mut mismatches = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for key in &events {
+        if !seen.insert(key.clone()) {
+            mismatches.push(format!("event {}:{} published twice", key.0, key.1));
+        }
+        match entries.get(key).copied().unwrap_or(0) {
+            1 => {}
+            n => mismatches.push(format!("event {}:{} has {n} log entries", key.0, key.1)),
+        }
+    }
+    for key in entries.keys() {
+        if !seen.contains(key) {
+            mismatches.push(format!("log entry {}:{} has no event", key.0, key.1));
+        }
+    }
+    mismatches
 }
 
 fn report(name: &str, kills: usize, outcome: &Outcome) {
@@ -310,12 +403,13 @@ fn report(name: &str, kills: usize, outcome: &Outcome) {
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),
-        "faults: kills={kills} acked_commits={} lost={} double_claims={} orphans={} acked_claims={} scenario={name}",
+        "faults: kills={kills} acked_commits={} lost={} double_claims={} orphans={} acked_claims={} log_mismatches={} scenario={name}",
         outcome.acked_commits,
         outcome.lost.len(),
         outcome.double_claims.len(),
         outcome.orphans.len(),
-        outcome.acked_claims
+        outcome.acked_claims,
+        outcome.log_mismatches.len()
     );
     assert!(outcome.lost.is_empty(), "lost files: {:?}", outcome.lost);
     assert!(
@@ -327,6 +421,11 @@ fn report(name: &str, kills: usize, outcome: &Outcome) {
         outcome.orphans.is_empty(),
         "left running: {:?}",
         outcome.orphans
+    );
+    assert!(
+        outcome.log_mismatches.is_empty(),
+        "task events and hub.log disagree: {:?}",
+        outcome.log_mismatches
     );
 }
 

@@ -613,7 +613,8 @@ fn a_hub_killed_between_an_event_and_its_log_entry_writes_the_entry_once() {
     assert!(wait_until(Duration::from_secs(10), || !support::alive(pid)));
     ws.start();
     let (_, js) = board(&ws, &rt);
-    let soon = time::OffsetDateTime::now_utc() + Duration::from_millis(50);
+    // a second ahead, so the request is there before the moment it names
+    let soon = time::OffsetDateTime::now_utc() + Duration::from_secs(1);
     let soon = soon
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();

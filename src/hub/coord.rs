@@ -278,23 +278,14 @@ pub fn client_options(token: String) -> async_nats::ConnectOptions {
         .name("bones")
         // the client's own first attempt sleeps for a zero delay, which
         // tokio's millisecond timer turns into a whole millisecond: a tenth
-        // of a short command's run. Choosing the server here skips it.
+        // of a short command's run. Choosing the server here skips that
+        // sleep; `delay: None` keeps the client's own backoff otherwise.
         .reconnect_to_server_callback(|servers, _| async move {
             servers.first().map(|server| async_nats::ReconnectToServer {
                 addr: server.addr.clone(),
-                delay: Some(reconnect_delay(server.failed_attempts)),
+                delay: None,
             })
         })
-}
-
-/// How long to wait before connecting after `failed` attempts in a row:
-/// none at first, then doubling from 2 ms up to 4 s, as the client would.
-fn reconnect_delay(failed: usize) -> Duration {
-    if failed == 0 {
-        return Duration::ZERO;
-    }
-    let exp = u32::try_from(failed).unwrap_or(u32::MAX).min(12);
-    Duration::from_millis(1u64 << exp).min(Duration::from_secs(4))
 }
 
 /// Connects to the running hub's coordination server.
@@ -730,15 +721,6 @@ mod tests {
             root: dir.to_path_buf(),
             state_dir: dir.to_path_buf(),
         })
-    }
-
-    #[test]
-    fn the_first_connection_attempt_waits_for_nothing_and_retries_back_off() {
-        assert_eq!(reconnect_delay(0), Duration::ZERO);
-        assert_eq!(reconnect_delay(1), Duration::from_millis(2));
-        assert_eq!(reconnect_delay(5), Duration::from_millis(32));
-        assert_eq!(reconnect_delay(12), Duration::from_secs(4));
-        assert_eq!(reconnect_delay(usize::MAX), Duration::from_secs(4));
     }
 
     #[test]

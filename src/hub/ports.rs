@@ -59,7 +59,8 @@ pub fn parse_loopback_url(url: &str, scheme: &str) -> Option<u16> {
         .strip_prefix(scheme)?
         .strip_prefix("://127.0.0.1:")?;
     let port = rest.strip_suffix('/').unwrap_or(rest);
-    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+    // the form bones writes only: digits without a leading zero
+    if port.is_empty() || port.starts_with('0') || !port.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     port.parse::<u16>().ok().filter(|p| *p > 0)
@@ -231,6 +232,7 @@ mod tests {
             "nats://user:pw@127.0.0.1:4222",
             "nats://127.0.0.1:0",
             "nats://127.0.0.1:+4222",
+            "nats://127.0.0.1:04222",
             "nats://127.0.0.1:4222/x",
             "http://127.0.0.1:4222",
             "garbage",

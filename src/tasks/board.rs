@@ -312,15 +312,17 @@ impl Board {
             .await
     }
 
-    /// Claims the oldest ready task; `None` when no task is ready. Tasks
-    /// taken by others meanwhile are skipped.
+    /// Claims the oldest ready task (under contention, one of the oldest:
+    /// see [`Claimer`]); `None` when no task is ready. Tasks taken by others
+    /// meanwhile are skipped.
     pub async fn claim_next(&self, who: &str) -> Result<Option<Task>, TaskError> {
         self.claimer(who).next().await
     }
 
     /// A claimer for a long-lived process that claims task after task: it
-    /// reads the board once and walks the ready tasks oldest first, reading
-    /// it again only when they are used up.
+    /// reads the board once and works through the ready tasks, oldest first
+    /// unless it loses races, passing over those changed since; it reads
+    /// the board again only when they are used up.
     pub fn claimer(&self, who: &str) -> Claimer<'_> {
         Claimer::new(self, who)
     }

@@ -32,8 +32,11 @@ pub struct Claimer<'a> {
     who: String,
     /// Ready tasks as last read, with the revision to swap against.
     queue: VecDeque<(Task, u64)>,
-    /// The bucket's changes since before the last read; `None` until the
-    /// first read, or when subscribing failed (then lost swaps tell).
+    /// The bucket's changes since before the last read; `None` before the
+    /// first read, after a read that found nothing, or when subscribing
+    /// failed (then lost swaps tell). A claimer that holds on to a task for
+    /// long collects changes meanwhile, up to the client's 65,536 per
+    /// subscription; the next `next` goes through them.
     changes: Option<async_nats::Subscriber>,
     spread: Spread,
     refused: usize,
@@ -102,15 +105,15 @@ impl<'a> Claimer<'a> {
 
     /// Reads the ready tasks into the queue; false when there are none.
     async fn read_board(&mut self) -> Result<bool, TaskError> {
-        if self.changes.is_none() {
-            // before reading, so that no change after the read goes unseen
-            self.changes = self
-                .board
-                .client
-                .subscribe(format!("{CHANGES_PREFIX}.>"))
-                .await
-                .ok();
-        }
+        // a fresh subscription before each read, so that no change after
+        // the read goes unseen; whatever the old one still holds is older
+        // than the read and is dropped with it
+        self.changes = self
+            .board
+            .client
+            .subscribe(format!("{CHANGES_PREFIX}.>"))
+            .await
+            .ok();
         let (all, _) = self.board.list_revisions().await?;
         let ready = ready_mask(all.iter().map(|(t, _)| t));
         self.queue = all
@@ -118,11 +121,17 @@ impl<'a> Claimer<'a> {
             .zip(ready)
             .filter_map(|(entry, ready)| ready.then_some(entry))
             .collect();
+        if self.queue.is_empty() {
+            // nothing to pass over: stop collecting changes until next time
+            self.changes = None;
+        }
         Ok(!self.queue.is_empty())
     }
 
     /// Drops the candidates changed since the board was read, from the
-    /// changes that have arrived (without waiting for more).
+    /// changes that have arrived (without waiting for more; the runtime's
+    /// per-task budget may also end a long drain early, which only leaves
+    /// some for the next call).
     fn pass_over_changed(&mut self) {
         let Some(changes) = self.changes.as_mut() else {
             return;
@@ -169,8 +178,8 @@ struct Spread {
 }
 
 impl Spread {
-    /// The widest window: a claimer never passes over more than this many
-    /// older ready tasks it knows of.
+    /// The widest window: a claimer passes over at most this many, less
+    /// one, older ready tasks it knows of.
     const MAX: usize = 16;
 
     fn new() -> Spread {

@@ -136,10 +136,10 @@ async fn resume_one(js: &jetstream::Context, stream: &str, consumer: &str) -> Re
     pause_for(js, stream, consumer, RESUME_AFTER).await
 }
 
-/// How long the last, self-expiring pause of a resume lasts: a push
-/// consumer unpaused outright does not start delivering again (seen with
-/// nats-server 2.15), one whose pause runs out does.
-const RESUME_AFTER: Duration = Duration::from_millis(50);
+/// How long the last, self-expiring pause of a resume lasts: long enough
+/// that the request reaches the server before the moment it names, on a
+/// loaded machine too (a moment already past acts as lifting the pause).
+const RESUME_AFTER: Duration = Duration::from_secs(1);
 
 async fn pause_for(
     js: &jetstream::Context,

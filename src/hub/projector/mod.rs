@@ -1,0 +1,293 @@
+//! The task-event projector: turns every revision of a task record into one
+//! event on the `tasks-events` stream and one `rpc` entry in hub.log.
+//!
+//! It reads the `bones-tasks` bucket's own stream through a durable
+//! consumer, so a revision written while the projector was busy, or just
+//! before the hub was killed, is still delivered after a restart, and one
+//! already acknowledged is never delivered again. Events carry the message
+//! id `<task>:<revision>`: if the hub dies after publishing but before
+//! acknowledging, the redelivered revision is recognised as a duplicate by
+//! the server and the event is not repeated. Log entries carry the revision
+//! too: a revision redelivered (after a kill, or a restart of the
+//! coordination server under a running hub) is logged exactly when its
+//! entry is missing, whether the hub died before or after writing it
+//! ([`logged`]).
+
+mod logged;
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::{self, consumer, stream};
+use futures::StreamExt;
+use serde::Serialize;
+
+use logged::Logged;
+
+use super::log::{EventKind, HubLog, LogEntry, LogLevel};
+use crate::tasks::board::{Board, TASKS_BUCKET, key_of};
+use crate::tasks::record::{self, Task};
+
+/// The stream task events are published on, one subject per task.
+pub const EVENTS_STREAM: &str = "tasks-events";
+/// Subject prefix of task events: `tasks.events.<id>`.
+pub const EVENTS_PREFIX: &str = "tasks.events";
+/// Where the server delivers revisions to the projector.
+const DELIVER_SUBJECT: &str = "_bones.hub.projector";
+/// The hub's durable consumer on the bucket's stream.
+pub const DURABLE: &str = "bones-hub-projector";
+/// Acknowledge at least every this many revisions during a burst.
+const ACK_EVERY: usize = 64;
+/// Acknowledge mid-burst when the next revision takes this long: deliveries
+/// have stopped or slowed, so there is no burst to batch. A backup pauses
+/// this consumer and waits until nothing is unacknowledged; paused
+/// mid-burst, revisions held back for a batch would never be acknowledged.
+const ACK_WHEN_IDLE: Duration = Duration::from_millis(20);
+/// How long the server remembers message ids for de-duplication.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Revisions the server may hold delivered but unacknowledged.
+const MAX_ACK_PENDING: i64 = 4096;
+/// The first wait before publishing again after a failure; it doubles up
+/// to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// An event on `tasks-events` (schema 1, documented in `docs/tasks.md`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskEvent<'a> {
+    pub schema: u32,
+    /// `create`, `claim`, `release`, `update` or `close`.
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub task: &'a str,
+    /// The record's revision in `bones-tasks` this event describes.
+    pub revision: u64,
+    pub by: &'a str,
+    pub at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub took_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    /// The record after the change.
+    pub record: &'a Task,
+}
+
+/// Starts the projector; runs until aborted.
+pub async fn spawn(
+    js: jetstream::Context,
+    log: HubLog,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let board = match Board::ensure(&js).await {
+        Ok(board) => board,
+        Err(err) => {
+            // republishing changes is a hint for claimers: without it they
+            // lose more races, nothing more
+            log.warn(format!(
+                "hub: the task board does not republish its changes ({err}); claims still work"
+            ));
+            Board::open(&js).await.map_err(|e| e.to_string())?
+        }
+    };
+    js.get_or_create_stream(stream::Config {
+        name: EVENTS_STREAM.to_string(),
+        subjects: vec![format!("{EVENTS_PREFIX}.>")],
+        duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("stream {EVENTS_STREAM}: {e}"))?;
+    let consumer = board
+        .store()
+        .stream
+        .get_or_create_consumer(
+            DURABLE,
+            // a push consumer: a pending pull request would hold up the
+            // coordination server's shutdown by tens of milliseconds
+            consumer::push::Config {
+                durable_name: Some(DURABLE.to_string()),
+                deliver_subject: DELIVER_SUBJECT.to_string(),
+                description: Some("bones hub: task revisions to events and hub.log".into()),
+                filter_subject: format!("$KV.{TASKS_BUCKET}.>"),
+                deliver_policy: consumer::DeliverPolicy::All,
+                // acknowledging one revision acknowledges all before it, so
+                // a burst is acknowledged once (a redelivered revision is a
+                // duplicate publish, dropped by the server)
+                ack_policy: consumer::AckPolicy::All,
+                max_ack_pending: MAX_ACK_PENDING,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("consumer {DURABLE}: {e}"))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| format!("consumer {DURABLE}: {e}"))?
+        .peekable();
+    let hub_log = log.path().to_path_buf();
+    Ok(tokio::spawn(async move {
+        // what earlier runs wrote, read off the runtime: up to 2 MiB
+        let mut logged = tokio::task::spawn_blocking(move || Logged::read_back(&hub_log))
+            .await
+            .unwrap_or_default();
+        let mut warned = false;
+        // publishes in flight, oldest first
+        let mut in_flight: VecDeque<(PublishAckFuture, Pending)> = VecDeque::new();
+        while let Some(message) = messages.next().await {
+            let Ok(message) = message else { continue };
+            match prepare(&message) {
+                Ok(Some(pending)) => {
+                    let sent = send(&js, &log, &pending).await;
+                    in_flight.push_back((sent, pending));
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    if !warned {
+                        log.warn(format!("hub: task projector skipped a revision: {why}"));
+                        warned = true;
+                    }
+                }
+            }
+            let caught_up = message.info().map(|i| i.pending == 0).unwrap_or(true);
+            let idle = !caught_up
+                && in_flight.len() < ACK_EVERY
+                && tokio::time::timeout(ACK_WHEN_IDLE, Pin::new(&mut messages).peek())
+                    .await
+                    .is_err();
+            if caught_up || idle || in_flight.len() >= ACK_EVERY {
+                settle(&js, &log, &mut in_flight, &mut logged).await;
+                // every revision up to this one is published: acknowledging
+                // this one acknowledges them all
+                let _ = message.ack().await;
+            }
+        }
+    }))
+}
+
+/// Waits for the publishes in flight, oldest first, publishing again any
+/// whose acknowledgement failed (the message id makes that safe), and logs
+/// each event unless it is a duplicate whose entry is already written.
+/// Returns once all are stored: a later revision's acknowledgement covers
+/// these too, so none may be left behind.
+async fn settle(
+    js: &jetstream::Context,
+    log: &HubLog,
+    in_flight: &mut VecDeque<(PublishAckFuture, Pending)>,
+    logged: &mut Logged,
+) {
+    while let Some((mut ack, pending)) = in_flight.pop_front() {
+        let mut backoff = FIRST_BACKOFF;
+        let duplicate = loop {
+            match ack.await {
+                Ok(ack) => break ack.duplicate,
+                Err(err) => {
+                    log.warn(format!(
+                        "hub: task projector: event {} not confirmed ({err}); publishing it again in {backoff:?}",
+                        pending.msg_id
+                    ));
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    ack = send(js, log, &pending).await;
+                }
+            }
+        };
+        let key = pending.key();
+        // a duplicate whose entry was written before is the only one not
+        // logged: a duplicate without one was published by a hub that died
+        // before it could write the entry
+        if !(duplicate && logged.contains(&key)) {
+            log.write(pending.entry);
+        }
+        logged.insert(key);
+    }
+}
+
+/// One event on its way: what to publish (again, should its
+/// acknowledgement fail) and the log entry it earns.
+struct Pending {
+    subject: String,
+    msg_id: String,
+    body: bytes::Bytes,
+    entry: LogEntry,
+}
+
+impl Pending {
+    fn key(&self) -> (String, u64) {
+        (
+            self.entry.task.clone().unwrap_or_default(),
+            self.entry.revision.unwrap_or(0),
+        )
+    }
+}
+
+/// Publishes an event, trying again with backoff until the server takes
+/// the message (not yet its acknowledgement).
+async fn send(js: &jetstream::Context, log: &HubLog, pending: &Pending) -> PublishAckFuture {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, pending.msg_id.as_str());
+        match js
+            .publish_with_headers(pending.subject.clone(), headers, pending.body.clone())
+            .await
+        {
+            Ok(ack) => return ack,
+            Err(err) => {
+                log.warn(format!(
+                    "hub: task projector: cannot publish event {} ({err}); retrying in {backoff:?}",
+                    pending.msg_id
+                ));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// The event and log entry for one revision; `None` for a delete or purge,
+/// an error for a revision that cannot be projected.
+fn prepare(message: &jetstream::Message) -> Result<Option<Pending>, String> {
+    let info = message.info().map_err(|e| e.to_string())?;
+    let revision = info.stream_sequence;
+    if message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("KV-Operation"))
+        .is_some()
+    {
+        return Ok(None); // a delete or purge: not a task event
+    }
+    // a record whose id is not its key is not projected: the id becomes a
+    // subject token and a message id
+    let task = record::decode(key_of(&message.subject), &message.payload)
+        .map_err(|why| format!("revision {revision}: {why}"))?;
+    let event = TaskEvent {
+        schema: crate::tasks::record::SCHEMA,
+        kind: &task.last_op.op,
+        task: &task.id,
+        revision,
+        by: &task.last_op.by,
+        at: &task.last_op.at,
+        took_ms: task.last_op.took_ms,
+        reason: task.last_op.reason.as_deref(),
+        record: &task,
+    };
+    let body = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
+    let rpc = format!("tasks.{}", task.last_op.op);
+    let mut entry = LogEntry::new(LogLevel::Info, EventKind::Rpc);
+    entry.msg = Some(rpc.clone());
+    entry.rpc = Some(rpc);
+    entry.agent = Some(task.last_op.by.clone());
+    entry.task = Some(task.id.clone());
+    entry.took_ms = task.last_op.took_ms;
+    entry.revision = Some(revision);
+    Ok(Some(Pending {
+        subject: format!("{EVENTS_PREFIX}.{}", task.id),
+        msg_id: format!("{}:{revision}", task.id),
+        body: body.into(),
+        entry,
+    }))
+}
