@@ -8,7 +8,8 @@
 # Usage: scripts/faults.sh [KILLS]     (default 20; CI runs 5 in scripts/test.sh)
 #
 # Prints one line per scenario on stderr (acked_claims too):
-#   faults: kills=<n> acked_commits=<a> lost=0 double_claims=0 orphans=0 scenario=<name>
+#   faults: kills=<n> acked_commits=<a> lost=0 double_claims=0 orphans=0
+#     acked_claims=<c> log_mismatches=0 scenario=<name>
 # Each run prints its seed; BONES_FAULT_SEED=<seed> replays its kill timings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
