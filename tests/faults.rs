@@ -314,7 +314,6 @@ fn run_under_faults(kills: usize, mut fault: impl FnMut(&TestWorkspace, &mut Tim
 /// has exactly one `rpc` entry in hub.log, and every entry of a task event
 /// has its event. Returns what does not match.
 fn rpc_entries_match_events(ws: &TestWorkspace) -> Vec<String> {
-    use futures::StreamExt;
     let events: Vec<(String, u64)> = runtime().block_on(async {
         let js = ws.jetstream().await;
         let board = Board::open(&js).await.unwrap();
@@ -336,34 +335,16 @@ fn rpc_entries_match_events(ws: &TestWorkspace) -> Vec<String> {
         tokio::time::timeout(Duration::from_secs(60), caught_up)
             .await
             .expect("the projector caught up");
-        let stream = js
-            .get_stream(bones::hub::projector::EVENTS_STREAM)
+        support::task_events(&js)
             .await
-            .unwrap();
-        let consumer = stream
-            .create_consumer(async_nats::jetstream::consumer::push::OrderedConfig {
-                deliver_subject: js.client().new_inbox(),
-                ..Default::default()
+            .iter()
+            .map(|event| {
+                (
+                    event["task"].as_str().unwrap().to_string(),
+                    event["revision"].as_u64().unwrap(),
+                )
             })
-            .await
-            .unwrap();
-        let mut out = Vec::new();
-        if consumer.cached_info().num_pending == 0 {
-            return out;
-        }
-        let mut messages = consumer.messages().await.unwrap();
-        while let Some(message) = messages.next().await {
-            let message = message.unwrap();
-            let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
-            out.push((
-                event["task"].as_str().unwrap().to_string(),
-                event["revision"].as_u64().unwrap(),
-            ));
-            if message.info().unwrap().pending == 0 {
-                break;
-            }
-        }
-        out
+            .collect()
     });
     let mut entries: HashMap<(String, u64), usize> = HashMap::new();
     for line in ws.hub_log().lines() {

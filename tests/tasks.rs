@@ -78,35 +78,15 @@ fn rpc_count(ws: &TestWorkspace, rpc: &str) -> usize {
 fn events(ws: &TestWorkspace) -> Vec<(String, String)> {
     let rt = runtime();
     let (_, js) = board(ws, &rt);
-    rt.block_on(async {
-        use futures::StreamExt;
-        let stream = js.get_stream("tasks-events").await.unwrap();
-        let total = stream.cached_info().state.messages;
-        let mut out = Vec::new();
-        if total == 0 {
-            return out;
-        }
-        let consumer = stream
-            .create_consumer(async_nats::jetstream::consumer::push::OrderedConfig {
-                deliver_subject: js.client().new_inbox(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let mut messages = consumer.messages().await.unwrap();
-        while let Some(message) = messages.next().await {
-            let message = message.unwrap();
-            let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
-            out.push((
+    rt.block_on(support::task_events(&js))
+        .iter()
+        .map(|event| {
+            (
                 event["type"].as_str().unwrap().to_string(),
                 event["task"].as_str().unwrap().to_string(),
-            ));
-            if message.info().unwrap().pending == 0 {
-                break;
-            }
-        }
-        out
-    })
+            )
+        })
+        .collect()
 }
 
 /// Runs `racers` claimers of `claim --next` until none is left; returns

@@ -337,3 +337,32 @@ pub fn stderr(out: &Output) -> String {
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Every event on `tasks-events`, oldest first, as JSON.
+pub async fn task_events(js: &async_nats::jetstream::Context) -> Vec<serde_json::Value> {
+    use futures::StreamExt;
+    let stream = js
+        .get_stream(bones::hub::projector::EVENTS_STREAM)
+        .await
+        .unwrap();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::push::OrderedConfig {
+            deliver_subject: js.client().new_inbox(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    if consumer.cached_info().num_pending == 0 {
+        return out;
+    }
+    let mut messages = consumer.messages().await.unwrap();
+    while let Some(message) = messages.next().await {
+        let message = message.unwrap();
+        out.push(serde_json::from_slice(&message.payload).unwrap());
+        if message.info().unwrap().pending == 0 {
+            break;
+        }
+    }
+    out
+}

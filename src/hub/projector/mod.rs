@@ -50,8 +50,7 @@ const ACK_WHEN_IDLE: Duration = Duration::from_millis(20);
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Revisions the server may hold delivered but unacknowledged.
 const MAX_ACK_PENDING: i64 = 4096;
-/// The first wait before publishing again after a failure; it doubles up
-/// to [`MAX_BACKOFF`].
+/// The first wait before publishing again after a failure.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -179,17 +178,17 @@ async fn settle(
     logged: &mut Logged,
 ) {
     while let Some((mut ack, pending)) = in_flight.pop_front() {
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::new();
         let duplicate = loop {
             match ack.await {
                 Ok(ack) => break ack.duplicate,
                 Err(err) => {
-                    log.warn(format!(
-                        "hub: task projector: event {} not confirmed ({err}); publishing it again in {backoff:?}",
-                        pending.msg_id
-                    ));
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff
+                        .wait(
+                            log,
+                            format!("event {} not confirmed ({err})", pending.msg_id),
+                        )
+                        .await;
                     ack = send(js, log, &pending).await;
                 }
             }
@@ -226,7 +225,7 @@ impl Pending {
 /// Publishes an event, trying again with backoff until the server takes
 /// the message (not yet its acknowledgement).
 async fn send(js: &jetstream::Context, log: &HubLog, pending: &Pending) -> PublishAckFuture {
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new();
     loop {
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, pending.msg_id.as_str());
@@ -236,14 +235,30 @@ async fn send(js: &jetstream::Context, log: &HubLog, pending: &Pending) -> Publi
         {
             Ok(ack) => return ack,
             Err(err) => {
-                log.warn(format!(
-                    "hub: task projector: cannot publish event {} ({err}); retrying in {backoff:?}",
-                    pending.msg_id
-                ));
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                let why = format!("cannot publish event {} ({err})", pending.msg_id);
+                backoff.wait(log, why).await;
             }
         }
+    }
+}
+
+/// The wait before trying again: from [`FIRST_BACKOFF`], doubling up to
+/// [`MAX_BACKOFF`].
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(FIRST_BACKOFF)
+    }
+
+    /// Logs why, then waits.
+    async fn wait(&mut self, log: &HubLog, why: String) {
+        log.warn(format!(
+            "hub: task projector: {why}; trying again in {:?}",
+            self.0
+        ));
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(MAX_BACKOFF);
     }
 }
 
