@@ -310,11 +310,55 @@ fn run_under_faults(kills: usize, mut fault: impl FnMut(&TestWorkspace, &mut Tim
     }
 }
 
-/// Once the hub's projector has caught up: every event on `tasks-events`
-/// has exactly one `rpc` entry in hub.log, and every entry of a task event
-/// has its event. Returns what does not match.
+/// A task and a revision of its record.
+type Revision = (String, u64);
+
+/// Every revision of a task record in the bucket's stream (the bucket keeps
+/// them all in these tests: fewer than 64 per task), as (task, revision).
+async fn record_revisions(
+    js: &async_nats::jetstream::Context,
+    board: &Board,
+) -> Vec<(String, u64)> {
+    use futures::StreamExt;
+    let consumer = board
+        .store()
+        .stream
+        .create_consumer(async_nats::jetstream::consumer::push::OrderedConfig {
+            deliver_subject: js.client().new_inbox(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    if consumer.cached_info().num_pending == 0 {
+        return out;
+    }
+    let mut messages = consumer.messages().await.unwrap();
+    while let Some(message) = messages.next().await {
+        let message = message.unwrap();
+        let info = message.info().unwrap();
+        let deleted = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("KV-Operation"))
+            .is_some();
+        if !deleted {
+            let key = bones::tasks::board::key_of(&message.subject).to_string();
+            out.push((key, info.stream_sequence));
+        }
+        if info.pending == 0 {
+            break;
+        }
+    }
+    out
+}
+
+/// Once the hub's projector has caught up: every revision of a task record
+/// has its event on `tasks-events`, every event has exactly one `rpc` entry
+/// in hub.log, and every entry of a task event has its event. Returns what
+/// does not match.
 fn rpc_entries_match_events(ws: &TestWorkspace) -> Vec<String> {
-    let events: Vec<(String, u64)> = runtime().block_on(async {
+    let (revisions, events): (Vec<Revision>, Vec<Revision>) = runtime().block_on(async {
         let js = ws.jetstream().await;
         let board = Board::open(&js).await.unwrap();
         let caught_up = async {
@@ -335,7 +379,7 @@ fn rpc_entries_match_events(ws: &TestWorkspace) -> Vec<String> {
         tokio::time::timeout(Duration::from_secs(60), caught_up)
             .await
             .expect("the projector caught up");
-        support::task_events(&js)
+        let events = support::task_events(&js)
             .await
             .iter()
             .map(|event| {
@@ -344,7 +388,8 @@ fn rpc_entries_match_events(ws: &TestWorkspace) -> Vec<String> {
                     event["revision"].as_u64().unwrap(),
                 )
             })
-            .collect()
+            .collect();
+        (record_revisions(&js, &board).await, events)
     });
     let mut entries: HashMap<(String, u64), usize> = HashMap::new();
     for line in ws.hub_log().lines() {
@@ -360,6 +405,12 @@ fn rpc_entries_match_events(ws: &TestWorkspace) -> Vec<String> {
         }
     }
     let mut mismatches = Vec::new();
+    let published: std::collections::HashSet<&(String, u64)> = events.iter().collect();
+    for key in &revisions {
+        if !published.contains(key) {
+            mismatches.push(format!("revision {}:{} has no event", key.0, key.1));
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     for key in &events {
         if !seen.insert(key.clone()) {

@@ -626,3 +626,62 @@ fn a_hub_killed_between_an_event_and_its_log_entry_writes_the_entry_once() {
         assert_eq!(events.iter().filter(|(_, t)| t == id).count(), 1, "{id}");
     }
 }
+
+#[test]
+fn revisions_delivered_to_a_hub_that_died_are_projected_after_a_restart() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let first = create(&ws, &["projected before the freeze"]);
+    assert!(wait_until(Duration::from_secs(10), || rpc_count(
+        &ws,
+        "tasks.create"
+    ) == 1));
+    let rt = runtime();
+    let (tasks, _) = board(&ws, &rt);
+    // the hub stops reading; the server still delivers to it
+    let pid = ws.hub_pid().unwrap();
+    support::freeze(pid);
+    let unseen: Vec<String> = rt.block_on(async {
+        let mut ids = Vec::new();
+        for title in ["delivered to a frozen hub", "also delivered to it"] {
+            let new = NewTask {
+                title: title.into(),
+                ..Default::default()
+            };
+            ids.push(tasks.create(new, "test").await.unwrap().id);
+        }
+        let stream = &tasks.store().stream;
+        loop {
+            let info = stream
+                .consumer_info(bones::hub::projector::DURABLE)
+                .await
+                .unwrap();
+            if info.num_ack_pending == 2 {
+                break ids;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    send_signal(pid, Signal::SIGKILL);
+    assert!(wait_until(Duration::from_secs(10), || !support::alive(pid)));
+    ws.start();
+    // a revision after the restart: acknowledging it must not pass over
+    // the two the dead hub never handled
+    let last = create(&ws, &["created after the restart"]);
+    let entries_of = |id: &str| {
+        ws.hub_log()
+            .lines()
+            .filter(|l| l.contains("\"rpc\":\"tasks.create\"") && l.contains(id))
+            .count()
+    };
+    assert!(wait_until(Duration::from_secs(10), || entries_of(&last) == 1));
+    let events = events(&ws);
+    for id in [&first, &unseen[0], &unseen[1], &last] {
+        assert_eq!(
+            events.iter().filter(|(_, t)| t == id).count(),
+            1,
+            "one event for {id}: {events:?}"
+        );
+        assert_eq!(entries_of(id), 1, "one entry for {id}:\n{}", ws.hub_log());
+    }
+}

@@ -98,29 +98,32 @@ pub async fn spawn(
     })
     .await
     .map_err(|e| format!("stream {EVENTS_STREAM}: {e}"))?;
-    let consumer = board
-        .store()
-        .stream
-        .get_or_create_consumer(
-            DURABLE,
-            // a push consumer: a pending pull request would hold up the
-            // coordination server's shutdown by tens of milliseconds
-            consumer::push::Config {
-                durable_name: Some(DURABLE.to_string()),
-                deliver_subject: DELIVER_SUBJECT.to_string(),
-                description: Some("bones hub: task revisions to events and hub.log".into()),
-                filter_subject: format!("$KV.{TASKS_BUCKET}.>"),
-                deliver_policy: consumer::DeliverPolicy::All,
-                // acknowledging one revision acknowledges all before it, so
-                // a burst is acknowledged once (a redelivered revision is a
-                // duplicate publish, dropped by the server)
-                ack_policy: consumer::AckPolicy::All,
-                max_ack_pending: MAX_ACK_PENDING,
-                ..Default::default()
-            },
-        )
+    let stream = &board.store().stream;
+    let mut consumer = stream
+        .get_or_create_consumer(DURABLE, consumer_config(None))
         .await
         .map_err(|e| format!("consumer {DURABLE}: {e}"))?;
+    let info = consumer.cached_info().clone();
+    if info.num_ack_pending > 0 {
+        // revisions delivered to a hub that died before acknowledging them:
+        // the server would offer them again only once the ack wait runs
+        // out, after newer ones, whose acknowledgement (it covers all
+        // before it) would then pass them over unseen. Read again from the
+        // last one acknowledged instead.
+        let after = info.ack_floor.stream_sequence;
+        log.info(format!(
+            "hub: task projector: {} revision(s) were not acknowledged by the previous hub; reading again after revision {after}",
+            info.num_ack_pending
+        ));
+        stream
+            .delete_consumer(DURABLE)
+            .await
+            .map_err(|e| format!("consumer {DURABLE}: {e}"))?;
+        consumer = stream
+            .create_consumer(consumer_config(Some(after + 1)))
+            .await
+            .map_err(|e| format!("consumer {DURABLE}: {e}"))?;
+    }
     let mut messages = consumer
         .messages()
         .await
@@ -164,6 +167,29 @@ pub async fn spawn(
             }
         }
     }))
+}
+
+/// The hub's durable consumer on the bucket's stream, from revision
+/// `start` (else from the first).
+fn consumer_config(start: Option<u64>) -> consumer::push::Config {
+    consumer::push::Config {
+        durable_name: Some(DURABLE.to_string()),
+        // a push consumer: a pending pull request would hold up the
+        // coordination server's shutdown by tens of milliseconds
+        deliver_subject: DELIVER_SUBJECT.to_string(),
+        description: Some("bones hub: task revisions to events and hub.log".into()),
+        filter_subject: format!("$KV.{TASKS_BUCKET}.>"),
+        deliver_policy: match start {
+            Some(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
+            None => consumer::DeliverPolicy::All,
+        },
+        // acknowledging one revision acknowledges all before it, so a burst
+        // is acknowledged once (a redelivered revision is a duplicate
+        // publish, dropped by the server)
+        ack_policy: consumer::AckPolicy::All,
+        max_ack_pending: MAX_ACK_PENDING,
+        ..Default::default()
+    }
 }
 
 /// Waits for the publishes in flight, oldest first, publishing again any
