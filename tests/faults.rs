@@ -315,42 +315,16 @@ type Revision = (String, u64);
 
 /// Every revision of a task record in the bucket's stream (the bucket keeps
 /// them all in these tests: fewer than 64 per task), as (task, revision).
-async fn record_revisions(
-    js: &async_nats::jetstream::Context,
-    board: &Board,
-) -> Vec<(String, u64)> {
-    use futures::StreamExt;
-    let consumer = board
-        .store()
-        .stream
-        .create_consumer(async_nats::jetstream::consumer::push::OrderedConfig {
-            deliver_subject: js.client().new_inbox(),
-            ..Default::default()
-        })
+async fn record_revisions(js: &async_nats::jetstream::Context, board: &Board) -> Vec<Revision> {
+    support::stream_messages(js, &board.store().stream)
         .await
-        .unwrap();
-    let mut out = Vec::new();
-    if consumer.cached_info().num_pending == 0 {
-        return out;
-    }
-    let mut messages = consumer.messages().await.unwrap();
-    while let Some(message) = messages.next().await {
-        let message = message.unwrap();
-        let info = message.info().unwrap();
-        let deleted = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("KV-Operation"))
-            .is_some();
-        if !deleted {
+        .iter()
+        .filter(|message| !bones::tasks::board::is_deletion(message))
+        .map(|message| {
             let key = bones::tasks::board::key_of(&message.subject).to_string();
-            out.push((key, info.stream_sequence));
-        }
-        if info.pending == 0 {
-            break;
-        }
-    }
-    out
+            (key, message.info().unwrap().stream_sequence)
+        })
+        .collect()
 }
 
 /// Once the hub's projector has caught up: every revision of a task record

@@ -50,6 +50,14 @@ fn all_tasks(ws: &TestWorkspace) -> Vec<Task> {
     rt.block_on(board.list()).unwrap().0
 }
 
+/// How many `tasks.create` entries hub.log has for task `id`.
+fn create_entries(ws: &TestWorkspace, id: &str) -> usize {
+    ws.hub_log()
+        .lines()
+        .filter(|l| l.contains("\"rpc\":\"tasks.create\"") && l.contains(id))
+        .count()
+}
+
 /// `bones tasks create ARGS`; returns the new id.
 fn create(ws: &TestWorkspace, args: &[&str]) -> String {
     let mut full = vec!["tasks", "create"];
@@ -605,12 +613,7 @@ fn a_hub_killed_between_an_event_and_its_log_entry_writes_the_entry_once() {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
     rt.block_on(pause_projector(&js, &soon));
-    let entries_of = |id: &str| {
-        ws.hub_log()
-            .lines()
-            .filter(|l| l.contains("\"rpc\":\"tasks.create\"") && l.contains(id))
-            .count()
-    };
+    let entries_of = |id: &str| create_entries(&ws, id);
     assert!(
         wait_until(Duration::from_secs(10), || entries_of(&unlogged) == 1),
         "the missing entry is written after the restart: {}",
@@ -674,12 +677,7 @@ fn revisions_delivered_to_a_hub_that_died_are_projected_after_a_restart() {
     // a revision after the restart: acknowledging it must not pass over
     // the two the dead hub never handled
     let last = create(&ws, &["created after the restart"]);
-    let entries_of = |id: &str| {
-        ws.hub_log()
-            .lines()
-            .filter(|l| l.contains("\"rpc\":\"tasks.create\"") && l.contains(id))
-            .count()
-    };
+    let entries_of = |id: &str| create_entries(&ws, id);
     assert!(wait_until(Duration::from_secs(10), || entries_of(&last) == 1));
     let events = events(&ws);
     for id in [&first, &unseen[0], &unseen[1], &last] {

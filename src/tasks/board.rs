@@ -56,6 +56,16 @@ pub fn key_of(subject: &str) -> &str {
         .unwrap_or(subject)
 }
 
+/// Whether a message of the bucket's stream deletes or purges its key
+/// rather than writing a record.
+pub fn is_deletion(message: &async_nats::Message) -> bool {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("KV-Operation"))
+        .is_some()
+}
+
 pub(super) fn bucket_err(err: impl std::fmt::Display) -> TaskError {
     TaskError::Bucket(err.to_string())
 }
@@ -249,12 +259,7 @@ impl Board {
                     .info()
                     .map(|i| (i.pending, i.stream_sequence))
                     .unwrap_or((0, 0));
-                let deleted = message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get("KV-Operation"))
-                    .is_some();
-                if !deleted {
+                if !is_deletion(&message) {
                     let key = key_of(&message.subject);
                     match record::decode(key, &message.payload) {
                         Ok(task) => tasks.push((task, revision)),

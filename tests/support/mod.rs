@@ -338,13 +338,12 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Every event on `tasks-events`, oldest first, as JSON.
-pub async fn task_events(js: &async_nats::jetstream::Context) -> Vec<serde_json::Value> {
+/// Every message on a stream, oldest first.
+pub async fn stream_messages(
+    js: &async_nats::jetstream::Context,
+    stream: &async_nats::jetstream::stream::Stream,
+) -> Vec<async_nats::jetstream::Message> {
     use futures::StreamExt;
-    let stream = js
-        .get_stream(bones::hub::projector::EVENTS_STREAM)
-        .await
-        .unwrap();
     let consumer = stream
         .create_consumer(async_nats::jetstream::consumer::push::OrderedConfig {
             deliver_subject: js.client().new_inbox(),
@@ -359,10 +358,24 @@ pub async fn task_events(js: &async_nats::jetstream::Context) -> Vec<serde_json:
     let mut messages = consumer.messages().await.unwrap();
     while let Some(message) = messages.next().await {
         let message = message.unwrap();
-        out.push(serde_json::from_slice(&message.payload).unwrap());
-        if message.info().unwrap().pending == 0 {
+        let last = message.info().unwrap().pending == 0;
+        out.push(message);
+        if last {
             break;
         }
     }
     out
+}
+
+/// Every event on `tasks-events`, oldest first, as JSON.
+pub async fn task_events(js: &async_nats::jetstream::Context) -> Vec<serde_json::Value> {
+    let stream = js
+        .get_stream(bones::hub::projector::EVENTS_STREAM)
+        .await
+        .unwrap();
+    stream_messages(js, &stream)
+        .await
+        .iter()
+        .map(|message| serde_json::from_slice(&message.payload).unwrap())
+        .collect()
 }

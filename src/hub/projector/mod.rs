@@ -28,7 +28,7 @@ use serde::Serialize;
 use logged::Logged;
 
 use super::log::{EventKind, HubLog, LogEntry, LogLevel};
-use crate::tasks::board::{Board, TASKS_BUCKET, key_of};
+use crate::tasks::board::{Board, TASKS_BUCKET, is_deletion, key_of};
 use crate::tasks::record::{self, Task};
 
 /// The stream task events are published on, one subject per task.
@@ -293,12 +293,7 @@ impl Backoff {
 fn prepare(message: &jetstream::Message) -> Result<Option<Pending>, String> {
     let info = message.info().map_err(|e| e.to_string())?;
     let revision = info.stream_sequence;
-    if message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("KV-Operation"))
-        .is_some()
-    {
+    if is_deletion(message) {
         return Ok(None); // a delete or purge: not a task event
     }
     // a record whose id is not its key is not projected: the id becomes a
