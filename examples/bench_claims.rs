@@ -16,11 +16,9 @@ use bones::hub::Paths;
 use bones::tasks::{Board, NewTask};
 use bones::workspace::Workspace;
 
-#[path = "common/cpu.rs"]
-mod cpu;
-use cpu::Cpu;
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
+#[path = "common/mod.rs"]
+mod common;
+use common::{Cpu, Error, connect, median};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
@@ -62,10 +60,6 @@ async fn main() -> Result<(), Error> {
         cli_ms / git_ms
     );
     Ok(())
-}
-
-async fn connect(paths: &Paths) -> Result<jetstream::Context, Error> {
-    Ok(jetstream::new(bones::hub::coord::connect(paths).await?))
 }
 
 /// Claims per second through the bones library: `claimers` concurrent
@@ -242,9 +236,4 @@ async fn projector_settled(board: &Board) -> Result<(), Error> {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }

@@ -35,11 +35,9 @@ use bones::hub::Paths;
 use bones::workspace::Workspace;
 use futures::StreamExt;
 
-#[path = "common/cpu.rs"]
-mod cpu;
-use cpu::Cpu;
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
+#[path = "common/mod.rs"]
+mod common;
+use common::{Cpu, Error, connect, median};
 
 /// Publishes in flight at once in the anchor, as in `Feed::share_all`.
 const PIPELINE: usize = bones::feed::store::PIPELINE;
@@ -87,10 +85,6 @@ async fn main() -> Result<(), Error> {
         ids / plain
     );
     Ok(())
-}
-
-async fn connect(paths: &Paths) -> Result<jetstream::Context, Error> {
-    Ok(jetstream::new(bones::hub::coord::connect(paths).await?))
 }
 
 fn text(round: usize, i: usize) -> String {
@@ -296,9 +290,4 @@ async fn ack_of(
 fn report_cpu(side: &str, paths: &Paths, before: Cpu, entries: usize) {
     let (server, _, this) = Cpu::now(paths).per_op_us(before, entries);
     eprintln!("bench feed: {side}: CPU per entry: server {server:.1} us, clients {this:.1} us");
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }

@@ -1,10 +1,25 @@
-//! CPU time of the hub, its coordination server and the benchmark itself,
-//! shared by the benchmark examples: on a loaded 2-core machine, CPU per
-//! operation says more than operations per second.
+//! What the benchmark examples share: a connection to the workspace's
+//! server, the median of a round's rates, and CPU time of the hub, its
+//! coordination server and the benchmark itself (on a loaded 2-core
+//! machine, CPU per operation says more than operations per second).
 
 use std::path::Path;
 
+use async_nats::jetstream;
 use bones::hub::Paths;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A JetStream context on the running hub's coordination server.
+pub async fn connect(paths: &Paths) -> Result<jetstream::Context, Error> {
+    Ok(jetstream::new(bones::hub::coord::connect(paths).await?))
+}
+
+/// The median (the upper one of an even count).
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
 
 /// CPU seconds (user + system) used so far by the hub, its coordination
 /// server and this process.
