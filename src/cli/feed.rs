@@ -4,11 +4,8 @@ use std::io::{self, BufWriter, Read, Write};
 
 use clap::Args;
 use serde::Deserialize;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::{exit, report};
-use crate::duration;
 use crate::feed::cursor::Cursor;
 use crate::feed::prime::{DEFAULT_MAX_CHARS, Digest, MIN_MAX_CHARS};
 use crate::feed::{
@@ -101,13 +98,8 @@ fn parse_since(text: &str) -> Result<Start, String> {
     if let Ok(seq) = text.trim().parse::<u64>() {
         return Ok(Start::After(seq));
     }
-    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
-        return Ok(Start::Since(at));
-    }
-    let ago = duration::parse(text).map_err(|_| {
-        format!("cannot read {text:?} as a sequence (42), a duration (30m, 7d) or an RFC 3339 time")
-    })?;
-    Ok(Start::Since(OffsetDateTime::now_utc() - ago))
+    // otherwise a time, read as `bones logs --since` reads it
+    super::logs::parse_since(text).map(Start::Since)
 }
 
 /// What a verb can fail with: a message and its exit code.

@@ -71,7 +71,7 @@ fn parse_level(text: &str) -> Result<LogLevel, String> {
     })
 }
 
-fn parse_since(text: &str) -> Result<OffsetDateTime, String> {
+pub(super) fn parse_since(text: &str) -> Result<OffsetDateTime, String> {
     if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
         return Ok(at);
     }

@@ -221,7 +221,6 @@ pub fn content_id(kind: Kind, text: &str) -> String {
     format!("e-{:016x}", hash.finish())
 }
 
-/// Input as it is safe to quote in an error: escaped and cut short.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,7 +292,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_valid_id_is_one_safe_subject_suffix(id in "\\PC{0,80}") {
+        fn any_valid_id_is_one_safe_subject_suffix(id in "[A-Za-z0-9._*> /\\\\-]{0,80}") {
             if name::validate_entry_id(&id).is_ok() {
                 prop_assert!(!id.contains(['*', '>', ' ', '/', '\\']));
                 prop_assert!(!id.starts_with('.') && !id.ends_with('.') && !id.contains(".."));

@@ -68,8 +68,6 @@ pub(super) fn foreground(
     result
 }
 
-/// Prepares state, records this process as the hub, spawns the
-/// coordination server and opens (or seeds) the repository.
 /// The coordination server as the hub runs it.
 struct Server {
     supervisor: Supervisor,
@@ -77,6 +75,8 @@ struct Server {
     token: String,
 }
 
+/// Prepares state, records this process as the hub, spawns the
+/// coordination server and opens (or seeds) the repository.
 fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubError> {
     let binary = coord::find_nats_server()?;
     fsutil::ensure_private_dir(&paths.coord_dir)

@@ -104,6 +104,8 @@ pub async fn spawn(
         .await
         .map_err(|e| format!("consumer {DURABLE}: {e}"))?;
     let info = consumer.cached_info().clone();
+    // only revisions the server hands out again can have an entry already
+    let redelivers = info.num_pending > 0 || info.num_ack_pending > 0;
     if info.num_ack_pending > 0 {
         // revisions delivered to a hub that died before acknowledging them:
         // the server would offer them again only once the ack wait runs
@@ -131,10 +133,15 @@ pub async fn spawn(
         .peekable();
     let hub_log = log.path().to_path_buf();
     Ok(tokio::spawn(async move {
-        // what earlier runs wrote, read off the runtime: up to 2 MiB
-        let mut logged = tokio::task::spawn_blocking(move || Logged::read_back(&hub_log))
-            .await
-            .unwrap_or_default();
+        // what earlier runs wrote, read off the runtime (up to 2 MiB) and
+        // only when something is left over from them
+        let mut logged = if redelivers {
+            tokio::task::spawn_blocking(move || Logged::read_back(&hub_log))
+                .await
+                .unwrap_or_default()
+        } else {
+            Logged::default()
+        };
         let mut warned = false;
         // publishes in flight, oldest first
         let mut in_flight: VecDeque<(PublishAckFuture, Pending)> = VecDeque::new();
