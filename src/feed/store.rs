@@ -117,11 +117,8 @@ pub struct Stored {
 /// What a read went through.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadSummary {
-    pub entries: usize,
     /// Messages on the stream that are not entries (skipped).
     pub unreadable: usize,
-    /// The last sequence read (0: none).
-    pub last_seq: u64,
 }
 
 /// A handle on the feed.
@@ -149,41 +146,18 @@ impl Feed {
         })
     }
 
-    /// Opens the feed with exactly these retention rules: creates the
-    /// stream, or updates it when its rules differ. The hub calls this at
-    /// every start; returns whether anything changed.
-    pub async fn ensure(
-        js: &jetstream::Context,
-        retention: &Retention,
-    ) -> Result<(Feed, bool), FeedError> {
+    /// Gives the feed's stream exactly these retention rules: creates it,
+    /// or updates it when its rules differ. The hub calls this at every
+    /// start; returns whether anything changed.
+    pub async fn ensure(js: &jetstream::Context, retention: &Retention) -> Result<bool, FeedError> {
         let wanted = stream_config(retention);
-        let changed = match js.get_stream(STREAM).await {
-            Ok(stream) if same_rules(&stream.cached_info().config, &wanted) => {
-                return Ok((
-                    Feed {
-                        js: js.clone(),
-                        stream,
-                    },
-                    false,
-                ));
-            }
-            Ok(_) => {
-                js.update_stream(&wanted).await.map_err(stream_err)?;
-                true
-            }
-            Err(_) => {
-                js.get_or_create_stream(wanted).await.map_err(stream_err)?;
-                true
-            }
-        };
-        let stream = js.get_stream(STREAM).await.map_err(stream_err)?;
-        Ok((
-            Feed {
-                js: js.clone(),
-                stream,
-            },
-            changed,
-        ))
+        match js.get_stream(STREAM).await {
+            Ok(stream) if same_rules(&stream.cached_info().config, &wanted) => return Ok(false),
+            Ok(_) => js.update_stream(&wanted).await.map(drop),
+            Err(_) => js.get_or_create_stream(wanted).await.map(drop),
+        }
+        .map_err(stream_err)?;
+        Ok(true)
     }
 
     /// When the stream was created: a cursor saved against another stream
@@ -327,12 +301,8 @@ impl Feed {
             let message = message.map_err(stream_err)?;
             let info = message.info().map_err(stream_err)?;
             let (seq, pending) = (info.stream_sequence, info.pending);
-            summary.last_seq = seq;
             match decode(seq, &message.payload) {
-                Some(stored) => {
-                    summary.entries += 1;
-                    each(stored);
-                }
+                Some(stored) => each(stored),
                 None => summary.unreadable += 1,
             }
             if pending == 0 {

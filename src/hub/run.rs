@@ -250,7 +250,7 @@ async fn ensure_feed(
     log: &HubLog,
 ) -> Result<(), crate::feed::FeedError> {
     let retention = crate::feed::Retention::from_env()?;
-    let (_, changed) = crate::feed::Feed::ensure(js, &retention).await?;
+    let changed = crate::feed::Feed::ensure(js, &retention).await?;
     if changed {
         log.info(format!(
             "hub: knowledge feed retention: {}",
