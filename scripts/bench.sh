@@ -27,7 +27,8 @@
 #     ids_per_s=<n> protocol_per_s=<n> entries=<n> rounds=<n>
 # Progress goes to stderr. Targets: start ratio <= 2.0, stop ratio <= 1.5,
 # logs ratio >= 10 with rss_mb < 32 at both sizes, commits ratio >= 1.0,
-# claims ratio >= 0.8 and cli_ratio <= 4, feed ratio >= 0.8.
+# claims ratio >= 0.8 and cli_ratio <= 4, feed protocol_ratio >= 0.8 and
+# ratio >= 0.5.
 #
 # Environment: BENCH_RUNS (start/stop runs of each side, default 7),
 # BENCH_LOG_RUNS (timed runs of each side for logs, default 3),
