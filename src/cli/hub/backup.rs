@@ -14,7 +14,8 @@ use crate::shown;
     bones hub backup ~/backups/bones-$(date +%F)\n  \
     bones hub backup /tmp/b --json | jq .trunk")]
 pub struct BackupArgs {
-    /// Where to write the backup: a new directory, or an empty one.
+    /// Where to write the backup: a new directory (its parent must exist),
+    /// or an empty one.
     #[arg(value_name = "DIR")]
     dir: PathBuf,
     /// Print a JSON summary (trunk, refs, streams) on stdout.
