@@ -123,18 +123,25 @@ impl Limits {
     }
 }
 
-/// Raises this process's soft limit on open files to its hard limit (the
-/// most it may raise it to without privileges) and returns the limit now
-/// in force. A hub is one process serving many agents; the default soft
-/// limit (often 1024) is meant for programs that open a few files. When
-/// the limit cannot be read, assumes the common default of 1024.
+/// The most [`raise_descriptor_limit`] raises the soft limit to: some
+/// hard limits are near a billion, and children that close every
+/// descriptor up to the limit before they exec would crawl.
+const RAISED_DESCRIPTORS: u64 = 65_536;
+
+/// Raises this process's soft limit on open files towards its hard limit
+/// (the most it may raise it to without privileges; at most
+/// [`RAISED_DESCRIPTORS`]) and returns the limit now in force. A hub is one
+/// process serving many agents; the default soft limit (often 1024) is
+/// meant for programs that open a few files. When the limit cannot be
+/// read, assumes the common default of 1024.
 pub fn raise_descriptor_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return 1024;
     };
-    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-        return hard;
+    let wanted = hard.min(RAISED_DESCRIPTORS);
+    if soft < wanted && setrlimit(Resource::RLIMIT_NOFILE, wanted, hard).is_ok() {
+        return wanted;
     }
     soft
 }
