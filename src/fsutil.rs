@@ -3,8 +3,12 @@
 //! State files are written atomically (temp file + rename) so a crash never
 //! leaves a half-written pid or URL file behind, and with owner-only modes so
 //! other users on a shared machine cannot read tokens or tamper with state.
+//! They are never opened through a symbolic link ([`open_state`]): a link
+//! planted at a state file's name (a repository that ships
+//! `.bones/nats.log -> ~/.bashrc`, say) would otherwise have bones write
+//! wherever it points.
 
-use std::fs::{self, DirBuilder, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -13,6 +17,32 @@ use std::path::Path;
 pub const PRIVATE_FILE_MODE: u32 = 0o600;
 /// Mode of every state directory bones makes: owner only.
 pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Why a state file was not opened: its name is a symbolic link.
+#[derive(Debug, thiserror::Error)]
+#[error("it is a symbolic link, and bones never opens a state file through one; remove the link")]
+pub struct LinkRefused {
+    #[source]
+    source: io::Error,
+}
+
+/// Opens the state file `path` with `options`, refusing a symbolic link
+/// at `path` itself (`O_NOFOLLOW`) with a [`LinkRefused`] error. Every
+/// state file bones writes or reads back is opened here.
+pub fn open_state(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
+    options
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+        .map_err(|err| {
+            let is_link = err.raw_os_error() == Some(nix::libc::ELOOP)
+                && fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+            if is_link {
+                io::Error::other(LinkRefused { source: err })
+            } else {
+                err
+            }
+        })
+}
 
 /// Creates `dir` (and parents) with mode 0700, tightening an existing one.
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
@@ -39,10 +69,12 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// `contents` with mode 0600: a restart that changes nothing costs no disk
 /// flush.
 pub fn write_private_if_changed(path: &Path, contents: &[u8]) -> io::Result<()> {
-    if let Ok(meta) = fs::metadata(path)
+    // a link is replaced, never kept for holding the same bytes
+    if let Ok(meta) = fs::symlink_metadata(path)
+        && meta.is_file()
         && meta.permissions().mode() & 0o777 == PRIVATE_FILE_MODE
         && meta.len() == contents.len() as u64
-        && fs::read(path).is_ok_and(|old| old == contents)
+        && read_small(path).is_ok_and(|old| old.as_deref() == Some(contents))
     {
         return Ok(());
     }
@@ -63,13 +95,18 @@ fn write_atomic(path: &Path, contents: &[u8], sync: bool) -> io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.tmp.{}", std::process::id()));
+    // the rename replaces a link at `path` rather than writing through it;
+    // the temp file is made anew (what a crash of an earlier process with
+    // this pid left, or a link planted at its predictable name, is removed)
+    remove_if_exists(&tmp)?;
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(PRIVATE_FILE_MODE)
-            .open(&tmp)?;
+        let mut file = open_state(
+            &tmp,
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(PRIVATE_FILE_MODE),
+        )?;
         file.write_all(contents)?;
         if sync {
             file.sync_all()?;
@@ -86,14 +123,14 @@ fn write_atomic(path: &Path, contents: &[u8], sync: bool) -> io::Result<()> {
 /// files are a line each.
 pub const MAX_SMALL_FILE: u64 = 64 * 1024;
 
-/// Reads a small text file and trims it; `None` when it does not exist.
+/// Reads a small state file whole; `None` when it does not exist.
 ///
-/// Reads at most [`MAX_SMALL_FILE`] bytes: a state file replaced by
-/// something huge (or a link to `/dev/zero`) is an `InvalidData` error,
-/// like one that is not UTF-8, instead of exhausting memory.
-pub fn read_trimmed(path: &Path) -> io::Result<Option<String>> {
+/// Reads at most [`MAX_SMALL_FILE`] bytes, and never through a link
+/// ([`open_state`]): a state file replaced by something huge (or by a link
+/// to `/dev/zero`) is an error instead of exhausting memory.
+pub fn read_small(path: &Path) -> io::Result<Option<Vec<u8>>> {
     use std::io::Read;
-    let file = match fs::File::open(path) {
+    let file = match open_state(path, OpenOptions::new().read(true)) {
         Ok(file) => file,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(err),
@@ -106,6 +143,16 @@ pub fn read_trimmed(path: &Path) -> io::Result<Option<String>> {
             format!("larger than {MAX_SMALL_FILE} bytes; not a bones state file"),
         ));
     }
+    Ok(Some(bytes))
+}
+
+/// Reads a small text file and trims it; `None` when it does not exist.
+/// Bounded and never through a link, as [`read_small`]; text that is not
+/// UTF-8 is an `InvalidData` error.
+pub fn read_trimmed(path: &Path) -> io::Result<Option<String>> {
+    let Some(bytes) = read_small(path)? else {
+        return Ok(None);
+    };
     let text = String::from_utf8(bytes)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))?;
     Ok(Some(text.trim().to_string()))
@@ -236,9 +283,50 @@ mod tests {
         );
         let zero = tmp.path().join("zero");
         std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
-        assert_eq!(
-            read_trimmed(&zero).unwrap_err().kind(),
-            io::ErrorKind::InvalidData
+        let err = read_trimmed(&zero).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn state_files_are_never_written_or_read_through_a_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::write(&outside, "precious\n").unwrap();
+        let state = tmp.path().join("state");
+        ensure_private_dir(&state).unwrap();
+        // at the name itself: replaced by the rename, never written through
+        let url = state.join("hub-repo-url");
+        std::os::unix::fs::symlink(&outside, &url).unwrap();
+        write_private(&url, b"http://127.0.0.1:1\n").unwrap();
+        assert!(!fs::symlink_metadata(&url).unwrap().file_type().is_symlink());
+        // at the temp file's predictable name
+        let pid = state.join("hub.pid");
+        let tmp_name = state.join(format!(".hub.pid.tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&outside, &tmp_name).unwrap();
+        write_ephemeral(&pid, b"1\n").unwrap();
+        assert_eq!(read_trimmed(&pid).unwrap().as_deref(), Some("1"));
+        // a link with the same bytes as the new content is replaced too
+        let same = state.join("same");
+        fs::write(tmp.path().join("same-target"), "x").unwrap();
+        fs::set_permissions(
+            tmp.path().join("same-target"),
+            fs::Permissions::from_mode(PRIVATE_FILE_MODE),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("same-target"), &same).unwrap();
+        write_private_if_changed(&same, b"x").unwrap();
+        assert!(
+            !fs::symlink_metadata(&same)
+                .unwrap()
+                .file_type()
+                .is_symlink()
         );
+        // appending and reading refuse a link, naming the fix
+        let log = state.join("nats.log");
+        std::os::unix::fs::symlink(&outside, &log).unwrap();
+        let err = open_state(&log, OpenOptions::new().append(true).create(true)).unwrap_err();
+        assert!(err.to_string().contains("remove the link"), "{err}");
+        assert!(read_trimmed(&log).is_err());
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "precious\n");
     }
 }

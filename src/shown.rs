@@ -5,8 +5,14 @@
 //! error that echoes input goes through [`shown`]: quoted, with control
 //! characters escaped, and cut to a length that keeps the error on one line.
 
+use std::path::Path;
+
 /// Characters of the input kept in an error message.
 const KEEP: usize = 40;
+
+/// Characters of a path kept in a message: room for any path a person
+/// types, far from a 60 KB `BONES_DIR`.
+const KEEP_PATH: usize = 200;
 
 /// `text` quoted and escaped like a Rust string literal, at most
 /// [`KEEP`] characters of it, with `…` when it was cut.
@@ -40,6 +46,22 @@ pub fn plain(text: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// A path as it is safe to show in a message: control characters escaped
+/// as [`plain`] does (bytes that are not UTF-8 as U+FFFD), at most
+/// [`KEEP_PATH`] characters of it, with `…` when it was cut. Paths come
+/// from arguments and `BONES_DIR`: a name can hold an escape sequence, and
+/// a long one would bury the error on the terminal.
+pub fn path(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let mut cut: String = text.chars().take(KEEP_PATH).collect();
+    let long = text.chars().nth(KEEP_PATH).is_some();
+    cut = plain(&cut).into_owned();
+    if long {
+        cut.push('…');
+    }
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +78,14 @@ mod tests {
     fn plain_text_keeps_tabs_and_escapes_the_rest() {
         assert_eq!(plain("a\tb"), "a\tb");
         assert_eq!(plain("x\u{1b}[2Jy\n"), "x\\u{1b}[2Jy\\n");
+    }
+
+    #[test]
+    fn paths_are_escaped_and_cut() {
+        assert_eq!(path(Path::new("/tmp/a b")), "/tmp/a b");
+        assert_eq!(path(Path::new("/tmp/x\u{1b}[2J")), "/tmp/x\\u{1b}[2J");
+        let long = format!("/{}", "a".repeat(60_000));
+        assert_eq!(path(Path::new(&long)).chars().count(), KEEP_PATH + 1);
     }
 
     proptest! {

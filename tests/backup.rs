@@ -272,6 +272,7 @@ fn round_trip_restores_tasks_leases_and_trunk_into_the_same_and_a_new_workspace(
     let ws = TestWorkspace::new();
     let before = busy_hub(&ws);
     let dir = ws.home.join("backups/first");
+    fs::create_dir(ws.home.join("backups")).unwrap();
 
     let out = ws.ok(&["hub", "backup", dir.to_str().unwrap(), "--json"]);
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::{exit, report};
 use crate::duration;
 use crate::hub::{self, Health, HubError, StartOptions, StartOutcome, StopOptions, StopOutcome};
+use crate::shown;
 
 #[derive(Debug, Subcommand)]
 pub enum HubCommand {
@@ -202,7 +203,7 @@ fn status(cwd: &std::path::Path, args: StatusArgs) -> u8 {
                 "running": false,
                 "healthy": false,
                 "status": "stopped",
-                "state_dir": paths.state_dir,
+                "state_dir": paths.state_dir.to_string_lossy(),
                 "repo_url": repo_url,
                 "nats_url": nats_url,
             }),
@@ -225,7 +226,7 @@ fn status(cwd: &std::path::Path, args: StatusArgs) -> u8 {
                     "started_at": record.started_at,
                     "uptime_s": report.as_ref().map(|r| r.uptime_s),
                     "version": record.version,
-                    "state_dir": paths.state_dir,
+                    "state_dir": paths.state_dir.to_string_lossy(),
                     "repo_url": repo_url,
                     "nats_url": nats_url,
                     "ports": { "repo": record.repo_port, "coord": record.coord_port },
@@ -252,9 +253,11 @@ fn status(cwd: &std::path::Path, args: StatusArgs) -> u8 {
 
 fn print_status(health: &Health, value: &serde_json::Value) {
     let text = |key: &str| value[key].as_str().unwrap_or("-").to_string();
+    // BONES_DIR may name anything: escaped and cut like every echoed path
+    let state_dir = shown::path(std::path::Path::new(&text("state_dir")));
     match health {
         Health::NotRunning => {
-            println!("hub: not running (state in {})", text("state_dir"));
+            println!("hub: not running (state in {state_dir})");
             println!("start it with: bones hub start --detach");
         }
         Health::Running {
@@ -275,7 +278,7 @@ fn print_status(health: &Health, value: &serde_json::Value) {
                 let p = &value["parts"][name];
                 match (p["ok"].as_bool(), p["error"].as_str()) {
                     (Some(true), _) => "ok".to_string(),
-                    (_, Some(err)) => format!("FAILED: {err}"),
+                    (_, Some(err)) => format!("FAILED: {}", shown::plain(err)),
                     _ => "unknown".to_string(),
                 }
             };
@@ -290,10 +293,10 @@ fn print_status(health: &Health, value: &serde_json::Value) {
                 part("repo")
             );
             println!("  coord  {:<28} {}", text("nats_url"), part("coord"));
-            println!("  disk   {:<28} {}", text("state_dir"), part("storage"));
+            println!("  disk   {state_dir:<28} {}", part("storage"));
             if let Some(problem) = problem {
-                println!("  problem: {problem}");
-                println!("  details: {}/hub.log", text("state_dir"));
+                println!("  problem: {}", shown::plain(problem));
+                println!("  details: {state_dir}/hub.log");
             }
         }
     }

@@ -185,8 +185,28 @@ fn workspace_and_runtime() -> Result<(crate::hub::Paths, tokio::runtime::Runtime
     }
 }
 
+/// Longest line of an error [`report`] prints, in characters.
+const MAX_ERROR_LINE: usize = 1000;
+
 /// Prints an error the way every verb does: one `bones:` line (or a few,
 /// when it carries a log tail) on stderr.
+///
+/// Errors quote input by [`crate::shown`]; as a last guard, whatever an
+/// error carries (an OS message, a path no one thought to escape) reaches
+/// the terminal with control characters escaped and each line cut at
+/// [`MAX_ERROR_LINE`] characters.
 fn report(err: &dyn std::fmt::Display) {
-    eprintln!("bones: {err}");
+    let text = err.to_string();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut shown = crate::shown::plain(line).into_owned();
+            if let Some((cut, _)) = shown.char_indices().nth(MAX_ERROR_LINE) {
+                shown.truncate(cut);
+                shown.push('…');
+            }
+            shown
+        })
+        .collect();
+    eprintln!("bones: {}", lines.join("\n"));
 }

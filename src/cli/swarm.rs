@@ -74,7 +74,8 @@ pub struct JoinArgs {
     /// Who holds the slot (default: $BONES_AGENT_ID, else generated).
     #[arg(long, value_name = "ID")]
     agent: Option<String>,
-    /// Lease time to live; the hub reaps the slot this long after the last renewal.
+    /// Lease time to live (at least 1s); the hub reaps the slot this long
+    /// after the last renewal.
     #[arg(long, value_name = "D", default_value = "5m", value_parser = duration::parse)]
     ttl: Duration,
     /// Print one JSON object instead of the path.

@@ -3,6 +3,7 @@
 use clap::Args;
 
 use super::{exit, report};
+use crate::shown;
 use crate::workspace::Workspace;
 
 #[derive(Debug, Args)]
@@ -26,8 +27,8 @@ pub fn run(args: UpArgs) -> u8 {
                 println!(
                     "{}",
                     serde_json::json!({
-                        "root": ws.root,
-                        "state_dir": ws.state_dir,
+                        "root": ws.root.to_string_lossy(),
+                        "state_dir": ws.state_dir.to_string_lossy(),
                         "created": created,
                     })
                 );
@@ -35,8 +36,8 @@ pub fn run(args: UpArgs) -> u8 {
             let verb = if created { "created" } else { "already set up" };
             eprintln!(
                 "bones: workspace {verb} at {} (state in {}); next: bones hub start --detach",
-                ws.root.display(),
-                ws.state_dir.display()
+                shown::path(&ws.root),
+                shown::path(&ws.state_dir)
             );
             exit::OK
         }

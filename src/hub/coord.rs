@@ -648,15 +648,14 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
 }
 
 fn spawn_child(binary: &Path, paths: &Paths) -> Result<std::process::Child, CoordError> {
-    let log_file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&paths.nats_log)
-        .map_err(|source| CoordError::Write {
-            path: paths.nats_log.clone(),
-            source,
-        })?;
+    let log_file = fsutil::open_state(
+        &paths.nats_log,
+        OpenOptions::new().create(true).append(true).mode(0o600),
+    )
+    .map_err(|source| CoordError::Write {
+        path: paths.nats_log.clone(),
+        source,
+    })?;
     let err_file = log_file.try_clone().map_err(|source| CoordError::Write {
         path: paths.nats_log.clone(),
         source,

@@ -4,8 +4,18 @@
 //! and `GET /.leases` (the slots with live leases, for the stop guard).
 //! Both are read-only and carry no secrets (see `docs/security.md` for
 //! what they do reveal); a fuller read-only view of the swarm comes later.
+//!
+//! Any local user can connect, so the server bounds what a connection can
+//! hold: a request's head must arrive within [`HEADER_TIMEOUT`] (which also
+//! ends a kept-alive connection left idle that long), a connection lives at
+//! most [`MAX_CONNECTION_TIME`], and at most [`Limits::connections`] are
+//! open at once; more are closed as soon as they are accepted. The cap is a
+//! quarter of the descriptors the process may open, so the lander, the
+//! coordination client and hub.log always find one.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +24,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tokio::sync::RwLock;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, RwLock, Semaphore, watch};
 
 use super::log::utc_now_rfc3339;
 use super::repo;
@@ -69,6 +82,140 @@ async fn loopback_host_only(
         })),
     )
         .into_response()
+}
+
+/// How long a client has to send a request's head, counted from the moment
+/// the server is ready for it: on a new connection, and again after each
+/// answer on a kept-alive one (so it is also the idle timeout). Every bones
+/// client sends its request in one write; before this bound, ~22,000
+/// connections that sent half a request and waited took every descriptor
+/// the hub had, and every landing failed until they closed.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest any connection is kept, whatever it does: a request body or
+/// an answer trickled a byte at a time cannot hold a slot for longer. The
+/// live view (to come) streams for longer and will need its own bound.
+pub const MAX_CONNECTION_TIME: Duration = Duration::from_secs(60);
+
+/// The most connections a hub serves at once, whatever its descriptor
+/// limit: far more than status checks and stop guards ever open.
+const MAX_CONNECTIONS: u64 = 512;
+
+/// Pause after a failed `accept` (out of descriptors, say), instead of
+/// spinning on it; the same pause `axum::serve` makes.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How many connections the HTTP server holds open at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub connections: usize,
+}
+
+impl Limits {
+    /// The limits for a process that may open `descriptors` files: a
+    /// quarter of them for HTTP (at least one, at most [`MAX_CONNECTIONS`]),
+    /// the rest for landing, the coordination client and the logs.
+    pub fn for_descriptors(descriptors: u64) -> Limits {
+        let connections = (descriptors / 4).clamp(1, MAX_CONNECTIONS);
+        Limits {
+            connections: connections as usize,
+        }
+    }
+}
+
+/// The most [`raise_descriptor_limit`] raises the soft limit to: some
+/// hard limits are near a billion, and children that close every
+/// descriptor up to the limit before they exec would crawl.
+const RAISED_DESCRIPTORS: u64 = 65_536;
+
+/// Raises this process's soft limit on open files towards its hard limit
+/// (the most it may raise it to without privileges; at most
+/// [`RAISED_DESCRIPTORS`]) and returns the limit now in force. A hub is one
+/// process serving many agents; the default soft limit (often 1024) is
+/// meant for programs that open a few files. When the limit cannot be
+/// read, assumes the common default of 1024.
+pub fn raise_descriptor_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    let wanted = hard.min(RAISED_DESCRIPTORS);
+    if soft < wanted && setrlimit(Resource::RLIMIT_NOFILE, wanted, hard).is_ok() {
+        return wanted;
+    }
+    soft
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` resolves,
+/// then lets the requests in flight finish and returns once every
+/// connection is closed (the caller bounds that wait with its drain
+/// timeout).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.connections));
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        // over the cap the connection is closed at once: it costs a
+        // descriptor for a moment instead of until its client gives up
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        tokio::spawn(serve_connection(
+            stream,
+            router.clone(),
+            closing_rx.clone(),
+            permit,
+        ));
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    // every connection holds a permit until it is closed
+    let _ = permits.acquire_many(limits.connections as u32).await;
+}
+
+/// Serves one connection within [`HEADER_TIMEOUT`] and
+/// [`MAX_CONNECTION_TIME`]; when `closing` turns true, finishes the request
+/// in flight (if any) and closes.
+async fn serve_connection(
+    stream: TcpStream,
+    router: Router,
+    mut closing: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let mut conn =
+        pin!(builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router)));
+    let mut lifetime = pin!(tokio::time::sleep(MAX_CONNECTION_TIME));
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        () = &mut lifetime => return,
+        _ = closing.wait_for(|closing| *closing) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = &mut lifetime => {}
+    }
 }
 
 /// `127.0.0.1`, `localhost` or `[::1]`, with or without a port.
@@ -223,6 +370,13 @@ mod tests {
         ] {
             assert!(!is_loopback_host(host), "{host}");
         }
+    }
+
+    #[test]
+    fn http_gets_a_quarter_of_the_descriptors_within_bounds() {
+        assert_eq!(Limits::for_descriptors(128).connections, 32);
+        assert_eq!(Limits::for_descriptors(20_000).connections, 512);
+        assert_eq!(Limits::for_descriptors(3).connections, 1);
     }
 
     proptest! {

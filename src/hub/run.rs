@@ -144,6 +144,9 @@ fn serve(
     server: &Server,
 ) -> Result<Instant, HubError> {
     let Server { supervisor, token } = server;
+    // before the runtime's threads and the listener: every descriptor the
+    // process opens from here on counts against the raised limit
+    let http_limits = http::Limits::for_descriptors(http::raise_descriptor_limit());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -168,13 +171,14 @@ fn serve(
             state_dir: paths.state_dir.clone(),
         });
         let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(
-            axum::serve(listener, http::router(source.clone()))
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown_rx.wait_for(|stop| *stop).await;
-                })
-                .into_future(),
-        );
+        let server = tokio::spawn(http::serve(
+            listener,
+            http::router(source.clone()),
+            http_limits,
+            async move {
+                let _ = shutdown_rx.wait_for(|stop| *stop).await;
+            },
+        ));
 
         let url = ports::nats_url(ports.coord);
         let ready = tokio::select! {

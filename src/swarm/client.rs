@@ -27,6 +27,8 @@ pub const AGENT_ENV: &str = "BONES_AGENT_ID";
 pub const SLOT_ENV: &str = "BONES_SLOT";
 /// How long a commit waits for the hub to land it.
 const LAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// The shortest lease: leases are kept in whole seconds.
+const MIN_TTL: Duration = Duration::from_secs(1);
 
 /// Everything a slot verb can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +191,14 @@ impl Swarm {
             name::validate_task_id(task)?;
         }
         let ttl = opts.ttl.unwrap_or(lease::DEFAULT_TTL);
+        // leases count whole seconds: a shorter one used to become 1 s
+        // without a word
+        if ttl < MIN_TTL {
+            return Err(SwarmError::Usage(format!(
+                "a lease's time to live must be at least 1s, not {}; pass --ttl 1s or more (the default is 5m)",
+                crate::duration::format(ttl)
+            )));
+        }
         let wanted = Lease::new(&slot_name, &agent, opts.task.clone(), ttl);
         let (acquired, _) = lease::acquire(&self.store, &wanted).await?;
         let dir = SlotDir::new(&self.paths, &slot_name);
@@ -542,13 +552,17 @@ pub fn env_text(name: &str) -> Result<Option<String>, SwarmError> {
     }
 }
 
-/// The agent named by `$BONES_AGENT_ID`, validated; `None` when unset.
+/// The agent named by `$BONES_AGENT_ID`, validated; `None` when unset or
+/// empty. Blanks are refused, as `--agent '   '` is: a name given on
+/// purpose is never silently replaced by a generated one.
 pub fn agent_from_env() -> Result<Option<String>, SwarmError> {
     let Some(agent) = env_text(AGENT_ENV)? else {
         return Ok(None);
     };
     if agent.trim().is_empty() {
-        return Ok(None);
+        return Err(SwarmError::Usage(format!(
+            "${AGENT_ENV} holds only blanks; unset it or set it to the agent's name"
+        )));
     }
     name::validate_agent(&agent)?;
     Ok(Some(agent))

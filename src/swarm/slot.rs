@@ -413,7 +413,7 @@ impl SlotDir {
 
     /// What the hub wrote when it reaped this slot, if it did.
     pub fn reaped(&self) -> Option<Reaped> {
-        let bytes = fs::read(&self.reaped_file).ok()?;
+        let bytes = fsutil::read_small(&self.reaped_file).ok()??;
         serde_json::from_slice(&bytes).ok()
     }
 

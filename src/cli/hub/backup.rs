@@ -7,13 +7,15 @@ use serde_json::json;
 
 use super::super::{exit, report};
 use crate::hub::backup::{self, RestoreOptions};
+use crate::shown;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     bones hub backup ~/backups/bones-$(date +%F)\n  \
     bones hub backup /tmp/b --json | jq .trunk")]
 pub struct BackupArgs {
-    /// Where to write the backup: a new directory, or an empty one.
+    /// Where to write the backup: a new directory (its parent must exist),
+    /// or an empty one.
     #[arg(value_name = "DIR")]
     dir: PathBuf,
     /// Print a JSON summary (trunk, refs, streams) on stdout.
@@ -53,7 +55,7 @@ pub fn backup(cwd: &Path, args: BackupArgs) -> u8 {
                 let messages: u64 = manifest.streams.iter().map(|s| s.messages).sum();
                 println!(
                     "backup written to {}: trunk {}, {} ref(s), {} stream(s) with {messages} message(s), {} bytes",
-                    dir.display(),
+                    shown::path(&dir),
                     short(&manifest.trunk),
                     manifest.refs.len(),
                     manifest.streams.len(),
@@ -83,13 +85,13 @@ pub fn restore(cwd: &Path, args: RestoreArgs) -> u8 {
                 println!(
                     "restored the backup of {} from {}: trunk {}, {} ref(s), {} stream(s)",
                     manifest.created_at,
-                    restored.dir.display(),
+                    shown::path(&restored.dir),
                     short(&manifest.trunk),
                     manifest.refs.len(),
                     manifest.streams.len()
                 );
                 if let Some(previous) = &restored.previous {
-                    println!("the previous state is kept in {}", previous.display());
+                    println!("the previous state is kept in {}", shown::path(previous));
                 }
             }
             eprintln!(

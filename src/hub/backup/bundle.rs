@@ -67,7 +67,7 @@ pub fn create(hub_repo: &Path, file: &Path) -> Result<BTreeMap<String, String>, 
 /// The refs listed in a bundle's header (`HEAD` excluded).
 pub fn heads(file: &Path) -> Result<BTreeMap<String, String>, BackupError> {
     let unreadable =
-        |why: String| git("cannot read the bundle")(format!("{}: {why}", file.display()));
+        |why: String| git("cannot read the bundle")(format!("{}: {why}", crate::shown::path(file)));
     let reader =
         BufReader::new(std::fs::File::open(file).map_err(BackupError::io("cannot read", file))?);
     let mut lines = reader.split(b'\n');

@@ -271,7 +271,7 @@ impl Manifest {
     /// A short JSON summary for `--json` output.
     pub fn summary(&self, dir: &Path) -> serde_json::Value {
         serde_json::json!({
-            "dir": dir,
+            "dir": dir.to_string_lossy(),
             "created_at": self.created_at,
             "bones_version": self.bones_version,
             "nats_server_version": self.nats_server_version,

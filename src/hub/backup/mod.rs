@@ -35,6 +35,7 @@ use super::lock::{LockError, WorkspaceLock};
 use super::paths::Paths;
 use super::record::{self, HubState};
 use crate::fsutil;
+use crate::shown;
 use crate::workspace::{Workspace, WorkspaceError};
 
 /// How long derived streams' consumers get to finish what they hold.
@@ -60,16 +61,27 @@ pub enum BackupError {
     OrphanServer(u32),
     #[error("{0}; wait for it to finish and try again")]
     Busy(String),
-    #[error("cannot back up into {dir}: {why}; name a new or empty directory")]
+    #[error(
+        "cannot back up into {}: {why}; name a new or empty directory",
+        shown::path(dir)
+    )]
     Target { dir: PathBuf, why: String },
-    #[error("{dir} is not a bones backup: {why}")]
+    #[error(
+        "cannot back up into {}: its parent directory does not exist; create it first (mkdir -p {})",
+        shown::path(dir),
+        shown::path(parent)
+    )]
+    NoParent { dir: PathBuf, parent: PathBuf },
+    #[error("{} is not a bones backup: {why}", shown::path(dir))]
     NotABackup { dir: PathBuf, why: String },
     #[error(
-        "backup file {file} is damaged: {why}; nothing was changed. Restore from another copy of the backup"
+        "backup file {} is damaged: {why}; nothing was changed. Restore from another copy of the backup",
+        shown::path(file)
     )]
     Corrupt { file: PathBuf, why: String },
     #[error(
-        "refusing to restore over existing state in {state_dir} ({}); pass --force to restore anyway (the current state is kept in {state_dir}/pre-restore-<unix>)",
+        "refusing to restore over existing state in {0} ({1}); pass --force to restore anyway (the current state is kept in {0}/pre-restore-<unix>)",
+        shown::path(state_dir),
         .found.join(", ")
     )]
     NotEmpty {
@@ -89,7 +101,7 @@ pub enum BackupError {
     Nats { what: String, message: String },
     #[error("{what}: {message}")]
     Git { what: &'static str, message: String },
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {}: {source}", shown::path(path))]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -120,8 +132,15 @@ pub fn backup(root: &Path, dir: &Path, progress: &dyn Fn(&str)) -> Result<Manife
     check_target(&dir)?;
     // two backups at once would resume each other's paused consumers
     let _lock = lock(&paths.backup_lock, Duration::ZERO, "another backup runs")?;
+    // the backup goes where it was asked, never into directories made up
+    // on the way (a typo in a parent would scatter backups)
     let parent = dir.parent().unwrap_or(Path::new("/"));
-    fs::create_dir_all(parent).map_err(BackupError::io("cannot create", parent))?;
+    if !parent.is_dir() {
+        return Err(BackupError::NoParent {
+            dir: dir.clone(),
+            parent: parent.to_path_buf(),
+        });
+    }
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
     let stage = parent.join(format!(
         ".{}.partial.{}",

@@ -23,6 +23,7 @@ use crate::hub::log::{HubLog, LogConfig, LogLevel};
 use crate::hub::paths::Paths;
 use crate::hub::process;
 use crate::hub::record::{self, HubState};
+use crate::shown;
 use crate::workspace::Workspace;
 
 /// How long a restore waits for a `hub start` in progress to finish.
@@ -103,12 +104,12 @@ pub fn restore(
     let log = HubLog::open(paths.hub_log.clone(), LogConfig::from_env(LogLevel::Info));
     log.info(format!(
         "hub: restored from backup {} (taken {}, trunk {}){}",
-        dir.display(),
+        shown::path(&dir),
         manifest.created_at,
         &manifest.trunk[..manifest.trunk.len().min(12)],
         previous
             .as_ref()
-            .map(|p| format!("; previous state kept in {}", p.display()))
+            .map(|p| format!("; previous state kept in {}", shown::path(p)))
             .unwrap_or_default()
     ));
     Ok(Restored {
