@@ -312,3 +312,52 @@ fn a_deleted_trunk_fails_the_start_at_once_and_is_restored_exactly() {
     assert_eq!(code, 0, "{status:#}");
     assert_eq!(status["trunk_tip"], tip.as_str());
 }
+
+#[test]
+fn a_busy_board_is_never_mistaken_for_damage() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    // writers racing the hub's looks: each task is created, then claimed
+    std::thread::scope(|scope| {
+        for agent in ["agent-a", "agent-b", "agent-c", "agent-d"] {
+            let ws = &ws;
+            scope.spawn(move || {
+                for i in 0..15 {
+                    let out = ws.ok(&["tasks", "create", &format!("{agent} {i}")]);
+                    let id = stdout(&out).trim().to_string();
+                    let claim = ws
+                        .command(&["tasks", "claim", &id])
+                        .env("BONES_AGENT_ID", agent)
+                        .output()
+                        .unwrap();
+                    assert!(claim.status.success(), "{}", stderr(&claim));
+                }
+            });
+        }
+    });
+    // once the hub has looked at the final state, nothing was reported
+    let rt = support::runtime();
+    let last = rt.block_on(async {
+        let js = ws.jetstream().await;
+        let mut stream = js.get_stream("KV_bones-tasks").await.unwrap();
+        stream.info().await.unwrap().state.last_sequence
+    });
+    assert_eq!(last, 120);
+    let marks = ws.state_dir().join("coord/marks.json");
+    let looked = support::wait_until(std::time::Duration::from_secs(20), || {
+        fs::read_to_string(&marks)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .is_some_and(|m| m["streams"]["KV_bones-tasks"]["last_seq"] == last)
+    });
+    assert!(looked, "the hub never recorded the bucket's end");
+    let (code, status) = ws.status();
+    assert_eq!(code, 0, "{status:#}");
+    assert_eq!(status["parts"]["store"]["ok"], true, "{status:#}");
+    assert!(!ws.state_dir().join("coord/damage.json").exists());
+    assert!(
+        log_warnings(&ws, "store damage").is_empty(),
+        "{}",
+        ws.hub_log()
+    );
+}

@@ -58,13 +58,15 @@ fn tasks_stream() -> String {
     format!("KV_{TASKS_BUCKET}")
 }
 
-/// The streams the hub owns, by name.
+/// The streams the hub owns, by name, in the order they are read: the
+/// events before the bucket they come from, so that a task written between
+/// the two reads can only make the bucket look ahead, never behind.
 fn watched() -> [String; 4] {
     [
-        tasks_stream(),
-        format!("KV_{SESSIONS_BUCKET}"),
         EVENTS_STREAM.to_string(),
         crate::feed::store::STREAM.to_string(),
+        format!("KV_{SESSIONS_BUCKET}"),
+        tasks_stream(),
     ]
 }
 
@@ -211,11 +213,8 @@ async fn look(js: &jetstream::Context) -> Result<Seen, String> {
             }
             Err(err) => return Err(format!("stream {name}: {err}")),
         };
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| format!("stream {name}: {e}"))?;
-        seen.marks.insert(name.clone(), Mark::of(&info.state));
+        // the projector's position before the stream's end, for the same
+        // reason: a revision projected between the reads is then counted
         if name == tasks_stream()
             && let Ok(mut consumer) = stream
                 .get_consumer::<jetstream::consumer::push::Config>(DURABLE)
@@ -224,6 +223,11 @@ async fn look(js: &jetstream::Context) -> Result<Seen, String> {
         {
             seen.projector_floor = Some(info.ack_floor.stream_sequence);
         }
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| format!("stream {name}: {e}"))?;
+        seen.marks.insert(name.clone(), Mark::of(&info.state));
     }
     Ok(seen)
 }

@@ -194,7 +194,7 @@ fn store_health(source: &StatusSource) -> PartHealth {
     match damage::read_record(&source.coord_dir) {
         Ok(found) if found.is_empty() => PartHealth::ok(),
         Ok(found) => PartHealth::failed(format!(
-            "store damage: {}; recover with `bones hub repair store`",
+            "{}; recover with `bones hub repair store`",
             found
                 .iter()
                 .map(damage::Damage::describe)
