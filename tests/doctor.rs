@@ -16,7 +16,7 @@ use support::{KillOnDrop, TestWorkspace, alive, stdout, wait_until};
 use time::OffsetDateTime;
 
 /// Every check doctor runs inside a workspace, in order.
-const WORKSPACE_CHECKS: [&str; 11] = [
+const WORKSPACE_CHECKS: [&str; 13] = [
     "nats-server",
     "git",
     "workspace",
@@ -27,6 +27,8 @@ const WORKSPACE_CHECKS: [&str; 11] = [
     "locks",
     "url-files",
     "disk-space",
+    "trunk",
+    "store",
     "hub-log",
 ];
 

@@ -1,4 +1,4 @@
-//! `bones hub start | stop | status | backup | restore`.
+//! `bones hub start | stop | status | backup | restore | repair`.
 
 mod backup;
 
@@ -51,6 +51,24 @@ pub enum HubCommand {
     /// state is built aside before anything is changed. Slot checkouts are
     /// not restored; leases are, and `bones swarm join` makes the checkout.
     Restore(backup::RestoreArgs),
+    /// Put back what store damage took, from the records the hub keeps.
+    ///
+    /// `trunk`: recreate a missing trunk ref at the newest tip its reflog
+    /// recorded (hub.git logs every landing); an existing trunk is never
+    /// moved. `store`: write lost task records back from the newest event
+    /// of each task on tasks-events (never over a record as new as the
+    /// event), then clear the damage record; needs the hub running. Both
+    /// are safe to run again.
+    #[command(subcommand)]
+    Repair(RepairCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Recreate a missing trunk ref from its reflog (works with the hub stopped).
+    Trunk,
+    /// Bring lost task records back from tasks-events (needs the hub running).
+    Store,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +128,7 @@ pub fn run(command: HubCommand) -> u8 {
         HubCommand::Status(args) => status(&cwd, args),
         HubCommand::Backup(args) => backup::backup(&cwd, args),
         HubCommand::Restore(args) => backup::restore(&cwd, args),
+        HubCommand::Repair(what) => repair(&cwd, what),
     }
 }
 
@@ -140,6 +159,7 @@ fn start(cwd: &std::path::Path, args: StartArgs) -> u8 {
                 hub::ports::repo_url(ports.repo),
                 hub::ports::nats_url(ports.coord)
             );
+            warn_of_store_damage(cwd);
             exit::OK
         }
         Ok(StartOutcome::Exited) => exit::OK,
@@ -147,6 +167,60 @@ fn start(cwd: &std::path::Path, args: StartArgs) -> u8 {
             report(&err);
             exit::FAILURE
         }
+    }
+}
+
+/// The hub runs over a damaged store (so that it can be repaired); a
+/// start says so rather than a plain "ready".
+fn warn_of_store_damage(cwd: &std::path::Path) {
+    let Ok(ws) = crate::workspace::Workspace::discover(cwd) else {
+        return;
+    };
+    let found = hub::damage::read_record(&hub::Paths::new(&ws).coord_dir).unwrap_or_default();
+    for damage in &found {
+        eprintln!("hub: store damage: {}", damage.describe());
+    }
+    if !found.is_empty() {
+        eprintln!(
+            "hub: recover the task records with `bones hub repair store`; `bones hub status` is degraded until then"
+        );
+    }
+}
+
+fn repair(cwd: &std::path::Path, what: RepairCommand) -> u8 {
+    match what {
+        RepairCommand::Trunk => match hub::repair::repair_trunk(cwd) {
+            Ok(hub::repo::TrunkRestore::Present(tip)) => {
+                eprintln!("hub: trunk is at {tip}; nothing to repair");
+                exit::OK
+            }
+            Ok(hub::repo::TrunkRestore::Restored(tip)) => {
+                eprintln!("hub: trunk restored at {tip} from its reflog");
+                exit::OK
+            }
+            Err(err) => {
+                report(&err);
+                exit::FAILURE
+            }
+        },
+        RepairCommand::Store => match hub::repair::repair_store(cwd) {
+            Ok(done) => {
+                for damage in &done.cleared {
+                    eprintln!("hub: damage found: {}", damage.describe());
+                }
+                eprintln!(
+                    "hub: {} task record(s) written back, {} brought up to date, from the last events of {} task(s)",
+                    done.restored.len(),
+                    done.updated.len(),
+                    done.examined
+                );
+                exit::OK
+            }
+            Err(err) => {
+                report(&err);
+                exit::FAILURE
+            }
+        },
     }
 }
 
@@ -238,6 +312,7 @@ fn status(cwd: &std::path::Path, args: StatusArgs) -> u8 {
                         "repo": report.as_ref().map(|r| json!(r.parts.repo)),
                         "coord": report.as_ref().map(|r| json!(r.parts.coord)),
                         "storage": report.as_ref().map(|r| json!(r.parts.storage)),
+                        "store": report.as_ref().map(|r| json!(r.parts.store)),
                     },
                 }),
             )
@@ -294,6 +369,7 @@ fn print_status(health: &Health, value: &serde_json::Value) {
             );
             println!("  coord  {:<28} {}", text("nats_url"), part("coord"));
             println!("  disk   {state_dir:<28} {}", part("storage"));
+            println!("  store  {:<28} {}", "streams", part("store"));
             if let Some(problem) = problem {
                 println!("  problem: {}", shown::plain(problem));
                 println!("  details: {state_dir}/hub.log");

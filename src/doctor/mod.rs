@@ -9,8 +9,9 @@
 //!
 //! The checks come in families, one module each: [`tools`] (`nats-server`
 //! and `git`), [`processes`] (pid files and orphans), [`files`] (modes and
-//! stale locks), [`ports`] (URL files whose ports others hold), [`disk`]
-//! and [`log`] (recent errors in hub.log). Each reuses the hub's own
+//! stale locks), [`ports`] (URL files whose ports others hold), [`disk`],
+//! [`store`] (a missing trunk ref, store damage the hub recorded) and
+//! [`log`] (recent errors in hub.log). Each reuses the hub's own
 //! judgement (liveness by start time, which server is ours, how ports are
 //! recorded) rather than a second opinion that could disagree with it.
 
@@ -19,6 +20,7 @@ mod files;
 mod log;
 mod ports;
 mod processes;
+mod store;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -103,7 +105,7 @@ impl Finding {
 pub struct Check {
     /// Stable, kebab-case: `nats-server`, `git`, `workspace`, `hub-pid`,
     /// `nats-pid`, `orphans`, `permissions`, `locks`, `url-files`,
-    /// `disk-space`, `hub-log`.
+    /// `disk-space`, `trunk`, `store`, `hub-log`.
     pub name: &'static str,
     /// False when it produced an error or a warning.
     pub ok: bool,
@@ -275,6 +277,7 @@ pub fn run(cwd: &Path) -> Report {
     files::check(&ctx, &mut report);
     ports::check(&ctx, &mut report);
     disk::check(&ctx, &mut report);
+    store::check(&ctx, &mut report);
     log::check(&ctx, &mut report);
     report.finish()
 }

@@ -2,7 +2,8 @@
 //! return once it is ready.
 //!
 //! Ready means the new process answers `/.status` on its repo port with its
-//! own pid and `status: ok`. Checking the pid rejects a foreign service that
+//! own pid and `status: ok` (or fails only its `store` part: damage found
+//! in the store, which the running hub reports). Checking the pid rejects a foreign service that
 //! happens to hold the port (Go #138 item 1); checking `ok` means JetStream
 //! answered. If the child dies or the deadline passes, the error carries the
 //! tail of hub.log, where the real cause is (Go #127).
@@ -73,7 +74,7 @@ pub(super) fn spawn(
             });
         }
         match probe::status(ports.repo, Duration::from_millis(500)) {
-            Probe::Answered { report, .. } if report.pid == pid && report.is_ok() => break,
+            Probe::Answered { report, .. } if report.pid == pid && report.is_ready() => break,
             Probe::Answered { report, .. } if report.pid != pid => {
                 last = format!(
                     "port {} is answered by another process (pid {})",

@@ -30,9 +30,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, RwLock, Semaphore, watch};
 
 use super::log::utc_now_rfc3339;
-use super::repo;
 use super::status::{PartHealth, Parts, STATUS_DEGRADED, STATUS_OK, StatusReport};
 use super::storage::{self, StorageState};
+use super::{damage, repo};
 use crate::swarm::lease;
 
 /// What `/.status` needs to know about the hub.
@@ -47,6 +47,8 @@ pub struct StatusSource {
     /// The state directory's disk, as the storage watch last saw it.
     pub storage: Arc<StorageState>,
     pub state_dir: PathBuf,
+    /// The JetStream store, where the damage record is kept.
+    pub coord_dir: PathBuf,
 }
 
 /// How long a health check waits for JetStream before calling it down.
@@ -294,6 +296,7 @@ pub async fn check(source: &StatusSource) -> StatusReport {
         ),
     };
     let storage = storage_health(source);
+    let store = store_health(source);
     let mut failed = Vec::new();
     if !repo_health.ok {
         failed.push("repo".to_string());
@@ -303,6 +306,9 @@ pub async fn check(source: &StatusSource) -> StatusReport {
     }
     if !storage.ok {
         failed.push("storage".to_string());
+    }
+    if !store.ok {
+        failed.push("store".to_string());
     }
     StatusReport {
         status: if failed.is_empty() {
@@ -323,8 +329,26 @@ pub async fn check(source: &StatusSource) -> StatusReport {
             repo: repo_health,
             coord,
             storage,
+            store,
         },
         failed,
+    }
+}
+
+/// Failed while the damage record names a stream that went backwards: the
+/// record is read on every request, so a repair shows at once.
+fn store_health(source: &StatusSource) -> PartHealth {
+    match damage::read_record(&source.coord_dir) {
+        Ok(found) if found.is_empty() => PartHealth::ok(),
+        Ok(found) => PartHealth::failed(format!(
+            "{}; recover with `bones hub repair store`",
+            found
+                .iter()
+                .map(damage::Damage::describe)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        Err(err) => PartHealth::failed(err.to_string()),
     }
 }
 

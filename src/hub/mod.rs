@@ -8,6 +8,7 @@
 
 pub mod backup;
 pub mod coord;
+pub mod damage;
 mod detach;
 pub mod guards;
 pub mod http;
@@ -22,6 +23,7 @@ pub mod probe;
 pub mod process;
 pub mod projector;
 pub mod record;
+pub mod repair;
 pub mod repo;
 mod run;
 pub mod sockdiag;
@@ -187,6 +189,9 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
     if !paths.hub_repo.join("HEAD").is_file() {
         guards::has_tracked_files(&ws.root)?;
     }
+    // a hub without trunk can land nothing: it once waited out the whole
+    // ready timeout to say only "degraded"; name the missing ref at once
+    repo::require_trunk(&paths.hub_repo)?;
     coord::find_nats_server()?;
     // nats.conf must name the store; refuse before anything is written
     if paths.coord_dir.to_str().is_none() {
@@ -330,6 +335,9 @@ pub fn status(root: &Path) -> Result<(Paths, Health), HubError> {
                 }
                 if let Some(e) = &report.parts.storage.error {
                     parts.push(format!("disk: {e}"));
+                }
+                if let Some(e) = &report.parts.store.error {
+                    parts.push(format!("store: {e}"));
                 }
                 parts.join("; ")
             });

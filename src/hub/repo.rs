@@ -34,6 +34,21 @@ pub enum RepoError {
     },
     #[error("seed: {0}")]
     Seed(String),
+    /// The repository is there but its trunk ref is gone: starting would
+    /// serve a hub that cannot land anything (and once waited out the whole
+    /// ready timeout to say only "degraded").
+    #[error(
+        "hub repository {}: the trunk ref ({TRUNK_REF}) is missing; {}",
+        .path.display(),
+        match .last_tip {
+            Some(tip) => format!("its reflog last recorded {tip}: restore it with `bones hub repair trunk`"),
+            None => "no reflog records its tip: restore hub.git from a backup (`bones hub restore DIR --force`)".to_string(),
+        }
+    )]
+    TrunkMissing {
+        path: PathBuf,
+        last_tip: Option<Oid>,
+    },
 }
 
 fn git_err(path: &Path) -> impl FnOnce(git2::Error) -> RepoError + '_ {
@@ -55,7 +70,9 @@ pub struct Seeded {
 /// Returns what was seeded, or `None` when the repository already existed.
 pub fn open_or_seed(hub_repo: &Path, workspace_root: &Path) -> Result<Option<Seeded>, RepoError> {
     if hub_repo.join("HEAD").is_file() {
-        Repository::open_bare(hub_repo).map_err(git_err(hub_repo))?;
+        let repo = Repository::open_bare(hub_repo).map_err(git_err(hub_repo))?;
+        check_trunk(&repo, hub_repo)?;
+        keep_ref_log(&repo).map_err(git_err(hub_repo))?;
         return Ok(None);
     }
     let tmp = hub_repo.with_extension(format!("git.seeding.{}", std::process::id()));
@@ -89,6 +106,9 @@ fn seed_into(target: &Path, workspace_root: &Path) -> Result<Seeded, RepoError> 
         .unwrap_or_else(|| "uncommitted".to_string());
 
     let repo = Repository::init_bare(target).map_err(git_err(target))?;
+    keep_ref_log(&repo).map_err(git_err(target))?;
+    // HEAD names trunk before trunk exists, so its reflog has the seed too
+    repo.set_head(TRUNK_REF).map_err(git_err(target))?;
     let mut index = git2::Index::new().map_err(git_err(target))?;
     let mut files = 0;
     let mut skipped = Vec::new();
@@ -138,7 +158,6 @@ fn seed_into(target: &Path, workspace_root: &Path) -> Result<Seeded, RepoError> 
             &[],
         )
         .map_err(git_err(target))?;
-    repo.set_head(TRUNK_REF).map_err(git_err(target))?;
     Ok(Seeded {
         commit: commit.to_string(),
         files,
@@ -169,9 +188,99 @@ pub fn clear_stale_trunk_lock(hub_repo: &Path) {
     let _ = crate::fsutil::remove_if_exists(&hub_repo.join(format!("{TRUNK_REF}.lock")));
 }
 
+/// Makes git log every move of trunk in `hub.git`: bare repositories do
+/// not by default, and a deleted `trunk` ref then left no trace of its tip.
+/// With `core.logAllRefUpdates=true` each landing appends one line to
+/// `logs/refs/heads/trunk` and one to `logs/HEAD` (HEAD names trunk); the
+/// latter survives `git update-ref -d`/`git branch -D` of trunk, and both
+/// keep the commits reachable for `git gc` and `git fsck`. An `O_APPEND`
+/// write per landing, without a flush: the ref update it follows costs more.
+fn keep_ref_log(repo: &Repository) -> Result<(), git2::Error> {
+    let mut config = repo.config()?;
+    if config.get_bool("core.logAllRefUpdates").ok() != Some(true) {
+        config.set_bool("core.logAllRefUpdates", true)?;
+    }
+    Ok(())
+}
+
+/// Fails with [`RepoError::TrunkMissing`] when trunk does not resolve.
+fn check_trunk(repo: &Repository, hub_repo: &Path) -> Result<(), RepoError> {
+    match repo.refname_to_id(TRUNK_REF) {
+        Ok(_) => Ok(()),
+        Err(err) if err.code() == git2::ErrorCode::NotFound => Err(RepoError::TrunkMissing {
+            path: hub_repo.to_path_buf(),
+            last_tip: recorded_trunk_tip(repo),
+        }),
+        Err(err) => Err(git_err(hub_repo)(err)),
+    }
+}
+
+/// Fails with [`RepoError::TrunkMissing`] when an existing hub repository
+/// has lost its trunk ref; `Ok` when there is no repository yet (the start
+/// seeds one) or trunk resolves. Read-only.
+pub fn require_trunk(hub_repo: &Path) -> Result<(), RepoError> {
+    if !hub_repo.join("HEAD").is_file() {
+        return Ok(());
+    }
+    let repo = Repository::open_bare(hub_repo).map_err(git_err(hub_repo))?;
+    check_trunk(&repo, hub_repo)
+}
+
+/// The newest tip of trunk the reflogs record whose commit is still in the
+/// repository: trunk's own reflog first (kept when only the ref file was
+/// removed), then HEAD's (kept when git deleted the ref and its reflog).
+/// Deletions are logged as a move to the zero id and are passed over.
+pub fn recorded_trunk_tip(repo: &Repository) -> Option<Oid> {
+    [TRUNK_REF, "HEAD"].into_iter().find_map(|name| {
+        let reflog = repo.reflog(name).ok()?;
+        // entry 0 is the newest
+        reflog
+            .iter()
+            .map(|entry| entry.id_new())
+            .find(|id| !id.is_zero() && repo.find_commit(*id).is_ok())
+    })
+}
+
+/// What [`restore_trunk`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrunkRestore {
+    /// Trunk resolves already: nothing was changed.
+    Present(Oid),
+    /// Trunk was missing and now points at this commit again.
+    Restored(Oid),
+}
+
+/// Puts a missing trunk ref back at the tip its reflog recorded. Never
+/// moves an existing trunk: the ref is created only if it is still absent.
+pub fn restore_trunk(hub_repo: &Path) -> Result<TrunkRestore, RepoError> {
+    let repo = Repository::open_bare(hub_repo).map_err(git_err(hub_repo))?;
+    if let Ok(tip) = repo.refname_to_id(TRUNK_REF) {
+        return Ok(TrunkRestore::Present(tip));
+    }
+    let Some(tip) = recorded_trunk_tip(&repo) else {
+        return Err(RepoError::TrunkMissing {
+            path: hub_repo.to_path_buf(),
+            last_tip: None,
+        });
+    };
+    keep_ref_log(&repo).map_err(git_err(hub_repo))?;
+    repo.reference(
+        TRUNK_REF,
+        tip,
+        false,
+        "bones: restore trunk from its reflog",
+    )
+    .map_err(git_err(hub_repo))?;
+    if repo.head().is_err() {
+        repo.set_head(TRUNK_REF).map_err(git_err(hub_repo))?;
+    }
+    Ok(TrunkRestore::Restored(tip))
+}
+
 /// The trunk tip of an existing hub repository.
 pub fn trunk_tip(hub_repo: &Path) -> Result<String, RepoError> {
     let repo = Repository::open_bare(hub_repo).map_err(git_err(hub_repo))?;
+    check_trunk(&repo, hub_repo)?;
     let reference = repo.find_reference(TRUNK_REF).map_err(git_err(hub_repo))?;
     let oid = reference.target().ok_or_else(|| RepoError::Git {
         path: hub_repo.to_path_buf(),
@@ -239,5 +348,59 @@ mod tests {
         // a second open never reseeds
         assert!(open_or_seed(&hub, &ws).unwrap().is_none());
         assert_eq!(trunk_tip(&hub).unwrap(), commit.id().to_string());
+    }
+
+    #[test]
+    fn a_deleted_trunk_is_named_and_restored_from_the_reflog() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        fs::create_dir_all(&ws).unwrap();
+        fs::write(ws.join("a.txt"), "a\n").unwrap();
+        git(&ws, &["init", "-q"]);
+        git(&ws, &["add", "."]);
+        git(&ws, &["commit", "-qm", "init"]);
+        let hub = tmp.path().join("hub.git");
+        let seed = open_or_seed(&hub, &ws).unwrap().unwrap().commit;
+        // a landing moves trunk through libgit2, as the lander does
+        let repo = Repository::open_bare(&hub).unwrap();
+        let seed = repo.find_commit(Oid::from_str(&seed).unwrap()).unwrap();
+        let who = Signature::now("t", "t@t").unwrap();
+        let next = repo
+            .commit(None, &who, &who, "next", &seed.tree().unwrap(), &[&seed])
+            .unwrap();
+        repo.reference_matching(TRUNK_REF, next, true, seed.id(), "land")
+            .unwrap();
+        // git deletes the ref and its own reflog; HEAD's reflog stays
+        git(&hub, &["update-ref", "-d", TRUNK_REF]);
+        assert!(!hub.join("logs/refs/heads/trunk").exists());
+
+        let err = require_trunk(&hub).unwrap_err();
+        assert!(
+            matches!(err, RepoError::TrunkMissing { last_tip: Some(tip), .. } if tip == next),
+            "{err}"
+        );
+        assert!(err.to_string().contains("bones hub repair trunk"), "{err}");
+        assert!(open_or_seed(&hub, &ws).is_err());
+        assert!(trunk_tip(&hub).unwrap_err().to_string().contains("missing"));
+
+        assert_eq!(restore_trunk(&hub).unwrap(), TrunkRestore::Restored(next));
+        assert_eq!(trunk_tip(&hub).unwrap(), next.to_string());
+        // a second repair changes nothing
+        assert_eq!(restore_trunk(&hub).unwrap(), TrunkRestore::Present(next));
+        require_trunk(&hub).unwrap();
+    }
+
+    #[test]
+    fn without_a_record_the_error_says_to_restore_a_backup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let hub = tmp.path().join("hub.git");
+        let repo = Repository::init_bare(&hub).unwrap();
+        repo.set_head(TRUNK_REF).unwrap();
+        let err = restore_trunk(&hub).unwrap_err();
+        assert!(
+            matches!(err, RepoError::TrunkMissing { last_tip: None, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("bones hub restore"), "{err}");
     }
 }

@@ -19,7 +19,7 @@ use super::log::HubLog;
 use super::paths::Paths;
 use super::ports::{self, Ports};
 use super::record::HubRecord;
-use super::{HubError, StartOptions, lander, process, projector, repo, storage, watcher};
+use super::{HubError, StartOptions, damage, lander, process, projector, repo, storage, watcher};
 use crate::fsutil;
 
 /// Runs the hub in this process until SIGINT, SIGTERM or SIGHUP.
@@ -169,6 +169,7 @@ fn serve(
             coord: RwLock::new(None),
             storage: Arc::default(),
             state_dir: paths.state_dir.clone(),
+            coord_dir: paths.coord_dir.clone(),
         });
         let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(http::serve(
@@ -207,6 +208,10 @@ fn serve(
                     supervisor.restarter(),
                     js.clone(),
                 );
+                // before ready: a start over a damaged store says so at once
+                let mut store = damage::Watch::new(paths, js.clone(), log.clone());
+                store.check().await;
+                let store = store.spawn();
                 log.info("hub: ready");
                 // only now may /.status say ok: a detached start returns on it
                 *source.coord.write().await = Some(js);
@@ -217,6 +222,7 @@ fn serve(
                 supervisor.begin_stop();
                 watcher.abort();
                 disk.abort();
+                store.abort();
                 lander.abort();
                 projector.abort();
                 Some(client)

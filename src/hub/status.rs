@@ -44,6 +44,10 @@ pub struct Parts {
     /// The disk under the state directory takes writes.
     #[serde(default = "PartHealth::ok")]
     pub storage: PartHealth,
+    /// No stream of the coordination server went backwards (store damage
+    /// the hub found and `bones hub repair store` has not cleared).
+    #[serde(default = "PartHealth::ok")]
+    pub store: PartHealth,
 }
 
 /// Body of `GET /.status`.
@@ -72,5 +76,13 @@ pub struct StatusReport {
 impl StatusReport {
     pub fn is_ok(&self) -> bool {
         self.status == STATUS_OK
+    }
+
+    /// True when the hub serves: every part works, or only the `store`
+    /// part fails. That one reports damage already done to the store; the
+    /// hub has to run for `bones hub repair store` to undo it, so a start
+    /// does not wait for it (nor stop the hub over it).
+    pub fn is_ready(&self) -> bool {
+        self.is_ok() || (!self.failed.is_empty() && self.failed.iter().all(|part| part == "store"))
     }
 }

@@ -106,7 +106,17 @@ pub async fn spawn(
     let info = consumer.cached_info().clone();
     // only revisions the server hands out again can have an entry already
     let redelivers = info.num_pending > 0 || info.num_ack_pending > 0;
-    if info.num_ack_pending > 0 {
+    let stream_end = stream.cached_info().state.last_sequence;
+    let read_after = if info.ack_floor.stream_sequence > stream_end {
+        // the bucket's stream lost its newest revisions (store damage, see
+        // `damage`); left as it is, the consumer would pass over the next
+        // revisions, which reuse those sequence numbers
+        log.warn(format!(
+            "hub: task projector: acknowledged up to revision {} but the bucket ends at {stream_end}; reading on after {stream_end}",
+            info.ack_floor.stream_sequence
+        ));
+        Some(stream_end)
+    } else if info.num_ack_pending > 0 {
         // revisions delivered to a hub that died before acknowledging them:
         // the server would offer them again only once the ack wait runs
         // out, after newer ones, whose acknowledgement (it covers all
@@ -117,6 +127,11 @@ pub async fn spawn(
             "hub: task projector: {} revision(s) were not acknowledged by the previous hub; reading again after revision {after}",
             info.num_ack_pending
         ));
+        Some(after)
+    } else {
+        None
+    };
+    if let Some(after) = read_after {
         stream
             .delete_consumer(DURABLE)
             .await

@@ -1,0 +1,239 @@
+//! `bones hub repair trunk | store`: putting back what store damage took,
+//! from the records the hub keeps for that purpose.
+//!
+//! - **trunk**: a missing `trunk` ref is recreated at the newest tip its
+//!   reflogs recorded (`hub.git` logs every move of trunk). An existing
+//!   trunk is never moved. Works with the hub stopped, as it is when trunk
+//!   is missing (a start refuses).
+//! - **store**: task records the bucket lost are written back from the
+//!   newest event of each task on `tasks-events` (every event carries the
+//!   whole record after its change). A record is written only where the
+//!   bucket has none, or has one older than the event (by `updated_at`,
+//!   which every change sets), and always as a compare-and-swap on what
+//!   was read, so a record changed meanwhile is left alone. A task deleted
+//!   on purpose (a delete marker in the bucket) stays deleted. Then the
+//!   damage record is cleared. Needs a running hub.
+//!
+//! Both are safe to run again: a second run finds nothing to do.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv};
+use futures::StreamExt;
+
+use super::damage::{self, Damage};
+use super::log::{HubLog, LogConfig, LogLevel};
+use super::paths::Paths;
+use super::projector::{EVENTS_PREFIX, EVENTS_STREAM};
+use super::repo::{self, RepoError, TrunkRestore};
+use super::{HubError, coord};
+use crate::tasks::board::Board;
+use crate::tasks::record;
+use crate::workspace::Workspace;
+
+/// How long reading the events may pause before it is given up.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a repair could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Coord(#[from] coord::CoordError),
+    #[error("cannot read {EVENTS_STREAM}: {0}")]
+    Events(String),
+    #[error("cannot write task {task} back: {why}")]
+    Write { task: String, why: String },
+    #[error(transparent)]
+    Record(#[from] damage::RecordError),
+    #[error("cannot clear the damage record {path}: {source}")]
+    Clear {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn paths_of(root: &Path) -> Result<Paths, RepairError> {
+    let ws = Workspace::discover(root).map_err(HubError::from)?;
+    Ok(Paths::new(&ws))
+}
+
+fn hub_log(paths: &Paths) -> HubLog {
+    HubLog::open(paths.hub_log.clone(), LogConfig::from_env(LogLevel::Info))
+}
+
+/// Recreates a missing trunk ref from its reflog (see the module docs).
+pub fn repair_trunk(root: &Path) -> Result<TrunkRestore, RepairError> {
+    let paths = paths_of(root)?;
+    let done = repo::restore_trunk(&paths.hub_repo)?;
+    if let TrunkRestore::Restored(tip) = done {
+        hub_log(&paths).warn(format!(
+            "hub: trunk was missing; restored it at {tip} from its reflog"
+        ));
+    }
+    Ok(done)
+}
+
+/// What [`repair_store`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreRepair {
+    /// Tasks with an event on `tasks-events`.
+    pub examined: usize,
+    /// Tasks the bucket had no record of, written back.
+    pub restored: Vec<String>,
+    /// Tasks whose record in the bucket was older than their last event.
+    pub updated: Vec<String>,
+    /// The damage record this repair cleared.
+    pub cleared: Vec<Damage>,
+}
+
+/// Brings lost task records back from `tasks-events`, then clears the
+/// damage record (see the module docs). Needs the workspace's hub running.
+pub fn repair_store(root: &Path) -> Result<StoreRepair, RepairError> {
+    let paths = paths_of(root)?;
+    let found = damage::read_record(&paths.coord_dir)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(HubError::Runtime)?;
+    let mut repair = runtime.block_on(async {
+        let client = coord::connect_running(&paths).await?;
+        let js = jetstream::new(client);
+        recover_tasks(&js).await
+    })?;
+    damage::clear_record(&paths.coord_dir).map_err(|source| RepairError::Clear {
+        path: damage::record_path(&paths.coord_dir),
+        source,
+    })?;
+    repair.cleared = found;
+    let log = hub_log(&paths);
+    if !repair.restored.is_empty() || !repair.updated.is_empty() || !repair.cleared.is_empty() {
+        log.warn(format!(
+            "hub: store repaired: {} task record(s) written back and {} brought up to date from {EVENTS_STREAM}; {} damage record(s) cleared",
+            repair.restored.len(),
+            repair.updated.len(),
+            repair.cleared.len()
+        ));
+    }
+    Ok(repair)
+}
+
+/// Writes back, from the newest event of each task, every record the
+/// bucket lacks or holds in an older state.
+pub async fn recover_tasks(js: &jetstream::Context) -> Result<StoreRepair, RepairError> {
+    let board = Board::open(js)
+        .await
+        .map_err(|e| RepairError::Events(e.to_string()))?;
+    let store = board.store();
+    let mut repair = StoreRepair::default();
+    for (task, bytes) in newest_records(js).await? {
+        repair.examined += 1;
+        let event = record::decode(&task, &bytes).map_err(|why| RepairError::Write {
+            task: task.clone(),
+            why: format!("its last event holds no valid record ({why})"),
+        })?;
+        // written as bones writes records, whatever the event's layout
+        let bytes = serde_json::to_vec(&event).map_err(|e| RepairError::Write {
+            task: task.clone(),
+            why: e.to_string(),
+        })?;
+        let current = store
+            .entry(task.as_str())
+            .await
+            .map_err(|e| RepairError::Write {
+                task: task.clone(),
+                why: e.to_string(),
+            })?;
+        let written = match current {
+            None => match store.create(task.as_str(), bytes.into()).await {
+                Ok(_) => Some(true),
+                // written meanwhile: what is there is newer than the damage
+                Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => None,
+                Err(err) => {
+                    return Err(RepairError::Write {
+                        task,
+                        why: err.to_string(),
+                    });
+                }
+            },
+            Some(entry) if entry.operation != kv::Operation::Put => None,
+            Some(entry) => {
+                let older = record::decode(&task, &entry.value)
+                    .map(|held| held.updated_at < event.updated_at)
+                    // an unreadable record is replaced by the last good one
+                    .unwrap_or(true);
+                if !older {
+                    None
+                } else {
+                    match store
+                        .update(task.as_str(), bytes.into(), entry.revision)
+                        .await
+                    {
+                        Ok(_) => Some(false),
+                        Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => None,
+                        Err(err) => {
+                            return Err(RepairError::Write {
+                                task,
+                                why: err.to_string(),
+                            });
+                        }
+                    }
+                }
+            }
+        };
+        match written {
+            Some(true) => repair.restored.push(task),
+            Some(false) => repair.updated.push(task),
+            None => {}
+        }
+    }
+    Ok(repair)
+}
+
+/// The record in the newest event of each task, by task id.
+async fn newest_records(js: &jetstream::Context) -> Result<BTreeMap<String, Vec<u8>>, RepairError> {
+    #[derive(serde::Deserialize)]
+    struct Event {
+        task: String,
+        record: serde_json::Value,
+    }
+    let events = |e: &dyn std::fmt::Display| RepairError::Events(e.to_string());
+    let stream = js.get_stream(EVENTS_STREAM).await.map_err(|e| events(&e))?;
+    let consumer = stream
+        .create_consumer(consumer::push::OrderedConfig {
+            deliver_subject: js.client().new_inbox(),
+            filter_subject: format!("{EVENTS_PREFIX}.>"),
+            deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| events(&e))?;
+    let mut records = BTreeMap::new();
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(records);
+    }
+    let mut messages = consumer.messages().await.map_err(|e| events(&e))?;
+    loop {
+        let message = match tokio::time::timeout(READ_TIMEOUT, messages.next()).await {
+            Ok(Some(Ok(message))) => message,
+            Ok(Some(Err(err))) => return Err(events(&err)),
+            Ok(None) => break,
+            Err(_) => return Err(events(&"no event arrived for 10 s")),
+        };
+        let last = message.info().map(|i| i.pending == 0).unwrap_or(true);
+        // an event that does not parse cannot give a record back
+        if let Ok(event) = serde_json::from_slice::<Event>(&message.payload) {
+            records.insert(event.task, event.record.to_string().into_bytes());
+        }
+        if last {
+            break;
+        }
+    }
+    Ok(records)
+}
