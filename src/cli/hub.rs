@@ -155,7 +155,13 @@ fn stop(cwd: &std::path::Path, args: StopArgs) -> u8 {
         grace: args.grace,
     };
     match hub::stop(cwd, &opts) {
-        Ok(StopOutcome::NotRunning { cleaned }) => {
+        Ok(StopOutcome::NotRunning { cleaned, copy_of }) => {
+            if let Some((from, pid)) = copy_of {
+                eprintln!(
+                    "hub: this state directory is a copy of {}; the hub its copied hub.json names (pid {pid}) is that directory's and was left alone",
+                    from.display()
+                );
+            }
             if cleaned.is_empty() {
                 eprintln!("hub: not running");
             } else {
@@ -196,12 +202,16 @@ fn status(cwd: &std::path::Path, args: StatusArgs) -> u8 {
     let repo_url = hub::repo_url(cwd);
     let nats_url = hub::nats_url(cwd);
     let (code, value) = match &health {
-        Health::NotRunning => (
+        Health::NotRunning { copy_of } => (
             exit::FAILURE,
             json!({
                 "running": false,
                 "healthy": false,
                 "status": "stopped",
+                "copy_of": copy_of.as_ref().map(|record| json!({
+                    "state_dir": record.state_dir.as_ref().map(|id| &id.path),
+                    "pid": record.pid,
+                })),
                 "state_dir": paths.state_dir,
                 "repo_url": repo_url,
                 "nats_url": nats_url,
@@ -253,8 +263,16 @@ fn status(cwd: &std::path::Path, args: StatusArgs) -> u8 {
 fn print_status(health: &Health, value: &serde_json::Value) {
     let text = |key: &str| value[key].as_str().unwrap_or("-").to_string();
     match health {
-        Health::NotRunning => {
+        Health::NotRunning { copy_of } => {
             println!("hub: not running (state in {})", text("state_dir"));
+            if let Some(record) = copy_of {
+                let from = record.state_dir.as_ref().map(|id| id.path.display());
+                println!(
+                    "this state directory is a copy of {}: its hub.json names that directory's hub (pid {}), not one of this copy",
+                    from.map(|p| p.to_string()).unwrap_or_default(),
+                    record.pid
+                );
+            }
             println!("start it with: bones hub start --detach");
         }
         Health::Running {
