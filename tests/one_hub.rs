@@ -77,6 +77,27 @@ fn a_lost_hub_pid_never_brings_up_a_second_hub_on_the_same_store() {
     );
     assert!(ws.processes().is_empty(), "{:?}", ws.processes());
     assert_eq!(ws.status().0, 1);
+
+    // the run lock's file deleted under a running hub, hub.pid garbled:
+    // hub.json, naming this state directory and a live hub, still counts
+    ws.start();
+    let hub = ws.hub_pid().unwrap();
+    let _ = fs::remove_file(ws.state_dir().join("hub.run.lock"));
+    fs::write(&pid_file, "garbage\n").unwrap();
+    let out = ws.start();
+    assert!(
+        stderr(&out).contains(&format!("already running (pid={hub})")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ws.processes().len(), 2, "{:?}", ws.processes());
+    let out = ws.ok(&["hub", "stop", "--force"]);
+    assert!(
+        stderr(&out).contains(&format!("stopped (pid={hub})")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(ws.processes().is_empty(), "{:?}", ws.processes());
 }
 
 #[test]

@@ -224,7 +224,12 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
     }
 
     guards::no_stale_claude_worktrees(&ws.root)?;
-    if let HubState::Running(record) = record::hub_state(&paths) {
+    // a running hub with no start in progress: nothing to wait for. While
+    // a start runs, wait for it below, so the answer comes once its hub is
+    // ready (decision 6)
+    if lock::holder(&paths.lock) == lock::Holder::Free
+        && let HubState::Running(record) = record::hub_state(&paths)
+    {
         return Ok(StartOutcome::AlreadyRunning(record));
     }
     if !paths.hub_repo.join("HEAD").is_file() {
@@ -238,8 +243,20 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
     fsutil::ensure_private_dir(&paths.state_dir)
         .map_err(HubError::io("cannot create", &paths.state_dir))?;
 
-    let lock =
-        lock::WorkspaceLock::acquire(&paths.lock, opts.ready_timeout + Duration::from_secs(5))?;
+    let lock = match lock::WorkspaceLock::acquire(
+        &paths.lock,
+        opts.ready_timeout + Duration::from_secs(5),
+    ) {
+        Ok(lock) => lock,
+        Err(err) => {
+            // a start lock held past any start (doctor: hub-lock-held)
+            // must not fail a start that has nothing to do
+            if let HubState::Running(record) = record::hub_state(&paths) {
+                return Ok(StartOutcome::AlreadyRunning(record));
+            }
+            return Err(err.into());
+        }
+    };
     // another starter may have won the race while we waited for the lock;
     // or a hub runs whose pid files are gone: it still holds the run lock
     let Some(run_lock) = lock::RunLock::try_acquire(&paths.run_lock)? else {

@@ -165,13 +165,19 @@ fn judge(paths: &Paths, holder: Holder) -> HubState {
         .flatten()
         .and_then(|text| text.parse::<u32>().ok())
         .filter(|pid| *pid > 0);
-    match (holder, &record) {
-        // a hub of this version holds the run lock for its whole life
+    match (holder, record) {
+        // a hub of this version holds the run lock for its whole life; its
+        // record naming a live process with its start time means the lock
+        // file itself was deleted under it
         (Holder::Free, Some(r)) if r.belongs_to(paths) == Some(true) => {
-            HubState::stopped(pid_file.or(Some(r.pid)))
+            if process::is_same_process(r.pid, r.start_time) {
+                HubState::Running(r)
+            } else {
+                HubState::stopped(pid_file.or(Some(r.pid)))
+            }
         }
         (Holder::Free, None) => HubState::stopped(pid_file),
-        _ => judge_pid_file(paths, pid_file, record),
+        (_, record) => judge_pid_file(paths, pid_file, record),
     }
 }
 
