@@ -51,32 +51,37 @@ pub fn loose_mode(meta: &fs::Metadata) -> Option<u32> {
 /// [`loose_mode`]. Checked by `bones up` and `hub start` before they read
 /// or write anything in the state directory; `bones doctor` reports the
 /// same rule.
+///
+/// Paths are shown with control characters escaped: `BONES_DIR` is input.
 #[derive(Debug, thiserror::Error)]
 pub enum NotPrivate {
     #[error(
-        "refusing the {what} {path}: it belongs to uid {owner}, not to you (uid {me}), so that user may have planted or can change what is in it. {fix}"
+        "refusing the {what} {shown}: it belongs to uid {owner}, not to you (uid {me}), so that user may have planted or can change what is in it. {fix}"
     )]
     Owner {
         what: &'static str,
         path: PathBuf,
+        shown: String,
         owner: u32,
         me: u32,
         fix: &'static str,
     },
     #[error(
-        "refusing the {what} {path}: its mode {mode:03o} gives other users access. Make it owner-only with `chmod {want:o} {quoted}` and run the command again"
+        "refusing the {what} {shown}: its mode {mode:03o} gives other users access. Make it owner-only with `chmod {want:o} {quoted}` and run the command again"
     )]
     Mode {
         what: &'static str,
         path: PathBuf,
+        shown: String,
         quoted: String,
         mode: u32,
         want: u32,
     },
-    #[error("cannot check the {what} {path}: {source}")]
+    #[error("cannot check the {what} {shown}: {source}")]
     Io {
         what: &'static str,
         path: PathBuf,
+        shown: String,
         #[source]
         source: io::Error,
     },
@@ -102,6 +107,7 @@ pub fn check_private(path: &Path, kind: StatePath) -> Result<(), NotPrivate> {
             return Err(NotPrivate::Io {
                 what: kind.what,
                 path: path.to_path_buf(),
+                shown: shown_path(path),
                 source,
             });
         }
@@ -110,6 +116,7 @@ pub fn check_private(path: &Path, kind: StatePath) -> Result<(), NotPrivate> {
         return Err(NotPrivate::Owner {
             what: kind.what,
             path: path.to_path_buf(),
+            shown: shown_path(path),
             owner,
             me: me(),
             fix: kind.fix_foreign,
@@ -119,7 +126,8 @@ pub fn check_private(path: &Path, kind: StatePath) -> Result<(), NotPrivate> {
         return Err(NotPrivate::Mode {
             what: kind.what,
             path: path.to_path_buf(),
-            quoted: shell_word(path),
+            shown: shown_path(path),
+            quoted: crate::shown::plain(&shell_word(path)).into_owned(),
             mode,
             want: if kind.dir {
                 PRIVATE_DIR_MODE
@@ -129,6 +137,11 @@ pub fn check_private(path: &Path, kind: StatePath) -> Result<(), NotPrivate> {
         });
     }
     Ok(())
+}
+
+/// `path` as it is safe to print: control characters escaped.
+fn shown_path(path: &Path) -> String {
+    crate::shown::plain(&path.to_string_lossy()).into_owned()
 }
 
 /// `path` as one shell word, so a printed fix can be pasted as it is.

@@ -43,7 +43,8 @@ pub enum WorkspaceError {
     )]
     NotFound { start: PathBuf },
     #[error(
-        "BONES_DIR is set to {path}, which {why}; fix or unset BONES_DIR (`bones up` with it set makes a workspace there)"
+        "BONES_DIR is set to {}, which {why}; fix or unset BONES_DIR (`bones up` with it set makes a workspace there)",
+        crate::shown::shown(&.path.to_string_lossy())
     )]
     BadBonesDir { path: PathBuf, why: &'static str },
     #[error(transparent)]
@@ -64,7 +65,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WorkspaceError + '_ {
 }
 
 /// `$BONES_DIR` made absolute, when set and not empty.
-pub fn bones_dir_override() -> Option<PathBuf> {
+fn bones_dir_override() -> Option<PathBuf> {
     let raw = std::env::var_os(BONES_DIR_ENV).filter(|v| !v.is_empty())?;
     let path = PathBuf::from(raw);
     Some(if path.is_absolute() {

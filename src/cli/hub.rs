@@ -159,7 +159,7 @@ fn stop(cwd: &std::path::Path, args: StopArgs) -> u8 {
             if let Some((from, pid)) = copy_of {
                 eprintln!(
                     "hub: this state directory is a copy of {}; the hub its copied hub.json names (pid {pid}) is that directory's and was left alone",
-                    from.display()
+                    crate::shown::plain(&from.to_string_lossy())
                 );
             }
             if cleaned.is_empty() {
@@ -266,10 +266,14 @@ fn print_status(health: &Health, value: &serde_json::Value) {
         Health::NotRunning { copy_of } => {
             println!("hub: not running (state in {})", text("state_dir"));
             if let Some(record) = copy_of {
-                let from = record.state_dir.as_ref().map(|id| id.path.display());
+                let from = record
+                    .state_dir
+                    .as_ref()
+                    .map(|id| id.path.to_string_lossy())
+                    .unwrap_or_default();
                 println!(
                     "this state directory is a copy of {}: its hub.json names that directory's hub (pid {}), not one of this copy",
-                    from.map(|p| p.to_string()).unwrap_or_default(),
+                    crate::shown::plain(&from),
                     record.pid
                 );
             }

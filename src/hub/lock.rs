@@ -146,8 +146,12 @@ pub enum Holder {
 }
 
 /// Who holds the flock on `path`, read from `/proc/locks` without taking
-/// it. A holder the table shows without a usable pid (one in another pid
-/// namespace) is named by the pid written into the file.
+/// it. The table names files by inode alone (its device is the
+/// superblock's, which on btrfs and overlayfs differs from the one `stat`
+/// reports), so a holder counts only once its open files show it holds
+/// this very file: another filesystem's file with the same inode number is
+/// never taken for it. A holder the table shows without a usable pid (one
+/// in another pid namespace) is named by the pid written into the file.
 pub fn holder(path: &Path) -> Holder {
     let Ok(meta) = std::fs::metadata(path) else {
         return Holder::Free;
@@ -155,33 +159,52 @@ pub fn holder(path: &Path) -> Holder {
     let Ok(table) = std::fs::read_to_string("/proc/locks") else {
         return Holder::Unknown;
     };
-    match flock_holder(&table, meta.ino()) {
-        None => Holder::Free,
-        Some(pid) if pid > 0 => Holder::Pid(pid as u32),
-        Some(_) => fsutil::read_trimmed(path)
-            .ok()
-            .flatten()
-            .and_then(|text| text.parse::<u32>().ok())
-            .filter(|pid| *pid > 0)
-            .map_or(Holder::Unknown, Holder::Pid),
+    let candidates = flock_holders(&table, meta.ino());
+    if let Some(pid) = candidates
+        .iter()
+        .filter_map(|pid| u32::try_from(*pid).ok().filter(|pid| *pid > 0))
+        .find(|pid| has_open(*pid, &meta))
+    {
+        return Holder::Pid(pid);
     }
+    if !candidates.iter().any(|pid| *pid <= 0) {
+        return Holder::Free;
+    }
+    fsutil::read_trimmed(path)
+        .ok()
+        .flatten()
+        .and_then(|text| text.parse::<u32>().ok())
+        .filter(|pid| *pid > 0)
+        .map_or(Holder::Unknown, Holder::Pid)
+}
+
+/// Whether process `pid` has the file `meta` describes open. Another
+/// user's process, whose descriptors cannot be read, has not.
+fn has_open(pid: u32, meta: &std::fs::Metadata) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok).any(|fd| {
+        std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+    })
 }
 
 /// Parses `/proc/locks` lines such as
-/// `3: FLOCK  ADVISORY  WRITE 4242 00:2f:1234567 0 EOF` (waiters, marked
-/// `->`, hold nothing) for the holder of `inode`. Only the inode is
-/// compared: the device the table shows is the superblock's, which on
-/// btrfs and overlayfs differs from the one `stat` reports.
-fn flock_holder(table: &str, inode: u64) -> Option<i64> {
-    table.lines().find_map(|line| {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if words.get(1) != Some(&"FLOCK") {
-            return None;
-        }
-        let pid = words.get(4)?.parse::<i64>().ok()?;
-        let ino = words.get(5)?.rsplit(':').next()?.parse::<u64>().ok()?;
-        (ino == inode).then_some(pid)
-    })
+/// `3: FLOCK  ADVISORY  WRITE 4242 00:2f:1234567 0 EOF` for the holders of
+/// `inode` (waiters, marked `->`, hold nothing).
+fn flock_holders(table: &str, inode: u64) -> Vec<i64> {
+    table
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words.get(1) != Some(&"FLOCK") {
+                return None;
+            }
+            let pid = words.get(4)?.parse::<i64>().ok()?;
+            let ino = words.get(5)?.rsplit(':').next()?.parse::<u64>().ok()?;
+            (ino == inode).then_some(pid)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -205,9 +228,9 @@ mod tests {
                      2: FLOCK  ADVISORY  WRITE 4242 08:01:77 0 EOF\n\
                      2: -> FLOCK  ADVISORY  WRITE 4343 08:01:77 0 EOF\n\
                      3: FLOCK  ADVISORY  WRITE 5 08:01:78 0 EOF\n";
-        assert_eq!(flock_holder(table, 77), Some(4242));
-        assert_eq!(flock_holder(table, 78), Some(5));
-        assert_eq!(flock_holder(table, 79), None);
+        assert_eq!(flock_holders(table, 77), [4242]);
+        assert_eq!(flock_holders(table, 78), [5]);
+        assert!(flock_holders(table, 79).is_empty());
     }
 
     #[test]
