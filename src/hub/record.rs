@@ -284,6 +284,46 @@ mod tests {
         }
     }
 
+    fn record_for(dir: &std::path::Path, pid: u32) -> HubRecord {
+        HubRecord {
+            pid,
+            start_time: 1,
+            repo_port: 1,
+            coord_port: 2,
+            version: "test".into(),
+            started_at: String::new(),
+            state_dir: Some(StateDirId::of(dir).unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_record_written_for_another_state_directory_marks_a_copy() {
+        let original = tempfile::tempdir().unwrap();
+        let copy = tempfile::tempdir().unwrap();
+        let paths = paths_in(copy.path());
+        // the original's hub is alive: this very process
+        let me = std::process::id();
+        let mut record = record_for(original.path(), me);
+        record.start_time = process::own_start_time();
+        record.write(&paths).unwrap();
+        match hub_state(&paths) {
+            HubState::Stopped {
+                stale_pid: None,
+                copy_of: Some(found),
+            } => assert_eq!(*found, record),
+            other => panic!("{other:?}"),
+        }
+        // the same record in its own directory, with nobody holding the
+        // run lock: a hub whose lock file was deleted under it
+        let own = paths_in(original.path());
+        record.write(&own).unwrap();
+        assert_eq!(hub_state(&own), HubState::Running(record.clone()));
+        // and once its process is not the one recorded, a stale pid
+        record.start_time += 1;
+        record.write(&own).unwrap();
+        assert_eq!(hub_state(&own), HubState::stopped(Some(me)));
+    }
+
     proptest! {
         #[test]
         fn any_pid_file_and_record_are_judged_without_panic(
