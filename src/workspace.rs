@@ -43,7 +43,7 @@ pub enum WorkspaceError {
     )]
     NotFound { start: PathBuf },
     #[error(
-        "BONES_DIR is set to {}, which {why}; fix or unset BONES_DIR (`bones up` with it set makes a workspace there)",
+        "BONES_DIR is set to {}, which {why}; fix or unset BONES_DIR",
         crate::shown::shown(&.path.to_string_lossy())
     )]
     BadBonesDir { path: PathBuf, why: &'static str },
@@ -88,11 +88,13 @@ pub const STATE_DIR: fsutil::StatePath = fsutil::StatePath {
 /// Why `state_dir` (from `BONES_DIR`) is not a workspace, if it is not.
 fn bones_dir_problem(state_dir: &Path) -> Option<&'static str> {
     match fs::metadata(state_dir) {
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Some("does not exist"),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            Some("does not exist (`bones up` with it set makes a workspace there)")
+        }
         Err(_) => Some("cannot be read"),
         Ok(meta) if !meta.is_dir() => Some("is not a directory"),
         Ok(_) if !state_dir.join(MARKER).is_file() => {
-            Some("holds no bones workspace (no agent.id)")
+            Some("holds no bones workspace (no agent.id; `bones up` with it set makes one)")
         }
         Ok(_) => None,
     }
