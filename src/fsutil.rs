@@ -10,8 +10,8 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 /// Mode of every state file bones writes: owner only.
 pub const PRIVATE_FILE_MODE: u32 = 0o600;
@@ -57,6 +57,137 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// The user state must belong to: the effective uid.
+fn me() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// The owner of `meta` when it is not the user. The first half of the one
+/// rule state is judged by (decision 11): whoever owns a state file or
+/// directory can change what the hub runs and read what it keeps, whatever
+/// its mode says.
+pub fn foreign_owner(meta: &fs::Metadata) -> Option<u32> {
+    (meta.uid() != me()).then_some(meta.uid())
+}
+
+/// The permission bits of `meta` when they give group or others any
+/// access: the second half of the rule.
+pub fn loose_mode(meta: &fs::Metadata) -> Option<u32> {
+    let mode = meta.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+/// A state path bones refuses to use: it breaks [`foreign_owner`] or
+/// [`loose_mode`]. Checked by `bones up` and `hub start` before they read
+/// or write anything in the state directory; `bones doctor` reports the
+/// same rule.
+///
+/// Paths are shown with control characters escaped: `BONES_DIR` is input.
+#[derive(Debug, thiserror::Error)]
+pub enum NotPrivate {
+    #[error(
+        "refusing the {what} {shown}: it belongs to uid {owner}, not to you (uid {me}), so that user may have planted or can change what is in it. {fix}"
+    )]
+    Owner {
+        what: &'static str,
+        path: PathBuf,
+        shown: String,
+        owner: u32,
+        me: u32,
+        fix: &'static str,
+    },
+    #[error(
+        "refusing the {what} {shown}: its mode {mode:03o} gives other users access. Make it owner-only with `chmod {want:o} {quoted}` and run the command again"
+    )]
+    Mode {
+        what: &'static str,
+        path: PathBuf,
+        shown: String,
+        quoted: String,
+        mode: u32,
+        want: u32,
+    },
+    #[error("cannot check the {what} {shown}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        shown: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What a state path is, for [`check_private`]'s errors.
+#[derive(Debug, Clone, Copy)]
+pub struct StatePath {
+    /// `state directory`, `coordination token`...
+    pub what: &'static str,
+    pub dir: bool,
+    /// What to do about a path another user owns.
+    pub fix_foreign: &'static str,
+}
+
+/// Refuses `path` when another user owns it or it gives group or others
+/// access. A path that does not exist passes: bones makes it owner-only.
+pub fn check_private(path: &Path, kind: StatePath) -> Result<(), NotPrivate> {
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(NotPrivate::Io {
+                what: kind.what,
+                path: path.to_path_buf(),
+                shown: shown_path(path),
+                source,
+            });
+        }
+    };
+    if let Some(owner) = foreign_owner(&meta) {
+        return Err(NotPrivate::Owner {
+            what: kind.what,
+            path: path.to_path_buf(),
+            shown: shown_path(path),
+            owner,
+            me: me(),
+            fix: kind.fix_foreign,
+        });
+    }
+    if let Some(mode) = loose_mode(&meta) {
+        return Err(NotPrivate::Mode {
+            what: kind.what,
+            path: path.to_path_buf(),
+            shown: shown_path(path),
+            quoted: crate::shown::plain(&shell_word(path)).into_owned(),
+            mode,
+            want: if kind.dir {
+                PRIVATE_DIR_MODE
+            } else {
+                PRIVATE_FILE_MODE
+            },
+        });
+    }
+    Ok(())
+}
+
+/// `path` as it is safe to print: control characters escaped.
+fn shown_path(path: &Path) -> String {
+    crate::shown::plain(&path.to_string_lossy()).into_owned()
+}
+
+/// `path` as one shell word, so a printed fix can be pasted as it is.
+pub fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@,=%".contains(c));
+    if plain {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 /// Writes `contents` to `path` atomically with mode 0600.
 ///
 /// The temp file lives next to the target so the rename never crosses a
@@ -69,9 +200,11 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// `contents` with mode 0600: a restart that changes nothing costs no disk
 /// flush.
 pub fn write_private_if_changed(path: &Path, contents: &[u8]) -> io::Result<()> {
-    // a link is replaced, never kept for holding the same bytes
+    // a link is replaced, never kept for holding the same bytes; a file
+    // another user owns is rewritten as ours
     if let Ok(meta) = fs::symlink_metadata(path)
         && meta.is_file()
+        && foreign_owner(&meta).is_none()
         && meta.permissions().mode() & 0o777 == PRIVATE_FILE_MODE
         && meta.len() == contents.len() as u64
         && read_small(path).is_ok_and(|old| old.as_deref() == Some(contents))

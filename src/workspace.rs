@@ -6,6 +6,10 @@
 //! current directory to the nearest marker, so running a verb from a
 //! subdirectory never creates a second hub. `BONES_DIR` relocates the state
 //! directory; the workspace root is then recorded in `<BONES_DIR>/root`.
+//!
+//! A `BONES_DIR` that names no workspace is an error, never a reason to walk
+//! up instead: `BONES_DIR=/typo bones hub stop` once stopped the hub of the
+//! directory the user stood in. Only `bones up` may create it.
 
 use std::fs;
 use std::io;
@@ -38,6 +42,13 @@ pub enum WorkspaceError {
         "no bones workspace found in {start} or any parent; run `bones up` in your repository first"
     )]
     NotFound { start: PathBuf },
+    #[error(
+        "BONES_DIR is set to {}, which {why}; fix or unset BONES_DIR",
+        crate::shown::shown(&.path.to_string_lossy())
+    )]
+    BadBonesDir { path: PathBuf, why: &'static str },
+    #[error(transparent)]
+    NotPrivate(#[from] fsutil::NotPrivate),
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,
@@ -53,6 +64,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WorkspaceError + '_ {
     }
 }
 
+/// `$BONES_DIR` made absolute, when set and not empty.
 fn bones_dir_override() -> Option<PathBuf> {
     let raw = std::env::var_os(BONES_DIR_ENV).filter(|v| !v.is_empty())?;
     let path = PathBuf::from(raw);
@@ -63,6 +75,29 @@ fn bones_dir_override() -> Option<PathBuf> {
             .map(|cwd| cwd.join(&path))
             .unwrap_or(path)
     })
+}
+
+/// How the state directory is judged before `bones up` and `hub start`
+/// use it (see [`fsutil::check_private`]).
+pub const STATE_DIR: fsutil::StatePath = fsutil::StatePath {
+    what: "state directory",
+    dir: true,
+    fix_foreign: "Use a state directory of your own: unset BONES_DIR, or point it at a new path, and run `bones up`",
+};
+
+/// Why `state_dir` (from `BONES_DIR`) is not a workspace, if it is not.
+fn bones_dir_problem(state_dir: &Path) -> Option<&'static str> {
+    match fs::metadata(state_dir) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            Some("does not exist (`bones up` with it set makes a workspace there)")
+        }
+        Err(_) => Some("cannot be read"),
+        Ok(meta) if !meta.is_dir() => Some("is not a directory"),
+        Ok(_) if !state_dir.join(MARKER).is_file() => {
+            Some("holds no bones workspace (no agent.id; `bones up` with it set makes one)")
+        }
+        Ok(_) => None,
+    }
 }
 
 impl Workspace {
@@ -79,9 +114,13 @@ impl Workspace {
         bones_dir: Option<PathBuf>,
     ) -> Result<Workspace, WorkspaceError> {
         let start = start.canonicalize().map_err(io_err(start))?;
-        if let Some(state_dir) = bones_dir
-            && state_dir.join(MARKER).is_file()
-        {
+        if let Some(state_dir) = bones_dir {
+            if let Some(why) = bones_dir_problem(&state_dir) {
+                return Err(WorkspaceError::BadBonesDir {
+                    path: state_dir,
+                    why,
+                });
+            }
             let root = fsutil::read_trimmed(&state_dir.join("root"))
                 .map_err(io_err(&state_dir))?
                 .map(PathBuf::from)
@@ -114,9 +153,22 @@ impl Workspace {
     /// Makes `root` a workspace (idempotent) and returns it with whether it
     /// was newly created. Adds `.bones/` to `.gitignore` when the state
     /// directory lives inside the root and the ignore file lacks it.
+    ///
+    /// A missing state directory is made (0700, parents too, which is how
+    /// `BONES_DIR` names a new one); an existing one must be the user's
+    /// own and owner-only ([`STATE_DIR`]), or nothing is written to it.
     pub fn init(root: &Path) -> Result<(Workspace, bool), WorkspaceError> {
         let root = root.canonicalize().map_err(io_err(root))?;
         let state_dir = bones_dir_override().unwrap_or_else(|| root.join(STATE_DIR_NAME));
+        match fs::metadata(&state_dir) {
+            Ok(meta) if !meta.is_dir() && bones_dir_override().is_some() => {
+                return Err(WorkspaceError::BadBonesDir {
+                    path: state_dir,
+                    why: "is not a directory",
+                });
+            }
+            _ => fsutil::check_private(&state_dir, STATE_DIR)?,
+        }
         fsutil::ensure_private_dir(&state_dir).map_err(io_err(&state_dir))?;
         let marker = state_dir.join(MARKER);
         let created = !marker.is_file();

@@ -47,6 +47,10 @@ fn library_start_and_stop_report_what_they_did() {
 fn stop_never_signals_the_calling_process() {
     let ws = TestWorkspace::new();
     let me = std::process::id();
+    // this process is the hub: it holds the run lock, as a hub does
+    let _run_lock = bones::hub::lock::RunLock::try_acquire(&ws.paths().run_lock)
+        .unwrap()
+        .unwrap();
     let record = HubRecord {
         pid: me,
         start_time: bones::hub::process::own_start_time(),
@@ -54,6 +58,7 @@ fn stop_never_signals_the_calling_process() {
         coord_port: 2,
         version: "test".into(),
         started_at: "2026-01-01T00:00:00Z".into(),
+        state_dir: Some(bones::hub::record::StateDirId::of(&ws.state_dir()).unwrap()),
     };
     record.write(&ws.paths()).unwrap();
     let err = hub::stop(&ws.root, &StopOptions::default()).unwrap_err();

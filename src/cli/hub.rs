@@ -230,7 +230,13 @@ fn stop(cwd: &std::path::Path, args: StopArgs) -> u8 {
         grace: args.grace,
     };
     match hub::stop(cwd, &opts) {
-        Ok(StopOutcome::NotRunning { cleaned }) => {
+        Ok(StopOutcome::NotRunning { cleaned, copy_of }) => {
+            if let Some((from, pid)) = copy_of {
+                eprintln!(
+                    "hub: this state directory is a copy of {}; the hub its copied hub.json names (pid {pid}) is that directory's and was left alone",
+                    crate::shown::plain(&from.to_string_lossy())
+                );
+            }
             if cleaned.is_empty() {
                 eprintln!("hub: not running");
             } else {
@@ -271,12 +277,16 @@ fn status(cwd: &std::path::Path, args: StatusArgs) -> u8 {
     let repo_url = hub::repo_url(cwd);
     let nats_url = hub::nats_url(cwd);
     let (code, value) = match &health {
-        Health::NotRunning => (
+        Health::NotRunning { copy_of } => (
             exit::FAILURE,
             json!({
                 "running": false,
                 "healthy": false,
                 "status": "stopped",
+                "copy_of": copy_of.as_ref().map(|record| json!({
+                    "state_dir": record.state_dir.as_ref().map(|id| &id.path),
+                    "pid": record.pid,
+                })),
                 "state_dir": paths.state_dir.to_string_lossy(),
                 "repo_url": repo_url,
                 "nats_url": nats_url,
@@ -331,8 +341,20 @@ fn print_status(health: &Health, value: &serde_json::Value) {
     // BONES_DIR may name anything: escaped and cut like every echoed path
     let state_dir = shown::path(std::path::Path::new(&text("state_dir")));
     match health {
-        Health::NotRunning => {
+        Health::NotRunning { copy_of } => {
             println!("hub: not running (state in {state_dir})");
+            if let Some(record) = copy_of {
+                let from = record
+                    .state_dir
+                    .as_ref()
+                    .map(|id| id.path.to_string_lossy())
+                    .unwrap_or_default();
+                println!(
+                    "this state directory is a copy of {}: its hub.json names that directory's hub (pid {}), not one of this copy",
+                    crate::shown::plain(&from),
+                    record.pid
+                );
+            }
             println!("start it with: bones hub start --detach");
         }
         Health::Running {

@@ -3,12 +3,12 @@
 //! by a process stuck outside any start, half-made seeds.
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::{Context, Finding, Report, kill_fix, shell_quote, short_cmdline};
-use crate::fsutil::{PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
+use crate::fsutil::{self, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
+use crate::hub::lock::{self, Holder};
 use crate::hub::{self, logread, process};
 
 /// Git holds a ref lock for milliseconds; one this old was left by a crash.
@@ -60,6 +60,7 @@ fn permissions(ctx: &Context, report: &mut Report) {
         paths.nats_pid.clone(),
         paths.nats_log.clone(),
         paths.lock.clone(),
+        paths.run_lock.clone(),
     ];
     let logs = logread::files_oldest_first(&paths.hub_log);
     for path in plain.into_iter().chain(logs) {
@@ -78,21 +79,20 @@ fn permissions(ctx: &Context, report: &mut Report) {
         };
         seen += 1;
         let path = shell_quote(&expect.path);
-        if meta.uid() != uid {
+        // the rule `bones up` and `hub start` refuse by (fsutil::check_private)
+        if let Some(owner) = fsutil::foreign_owner(&meta) {
             findings.push(Finding::error(
                 "state-owner",
                 format!(
-                    "{} is owned by uid {}, not by you (uid {uid}); another user can change what the hub runs",
+                    "{} is owned by uid {owner}, not by you (uid {uid}); another user can change what the hub runs",
                     expect.path.display(),
-                    meta.uid()
                 ),
                 format!("chown {uid} {path}"),
             ));
         }
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 == 0 {
+        let Some(mode) = fsutil::loose_mode(&meta) else {
             continue;
-        }
+        };
         let want = if expect.dir {
             PRIVATE_DIR_MODE
         } else {
@@ -161,7 +161,7 @@ fn locks(ctx: &Context, report: &mut Report) {
             format!("rm -rf {}", shell_quote(&dir)),
         ));
     }
-    if let Some(holder) = hub_lock_holder(&ctx.paths.lock)
+    if let Holder::Pid(holder) = lock::holder(&ctx.paths.lock)
         && Some(holder) != ctx.hub_pid()
         && let Some(row) = ctx.process(holder)
     {
@@ -206,53 +206,9 @@ fn lock_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// The pid holding an flock on `lock`, from `/proc/locks`.
-fn hub_lock_holder(lock: &Path) -> Option<u32> {
-    let inode = fs::metadata(lock).ok()?.ino();
-    let table = fs::read_to_string("/proc/locks").ok()?;
-    flock_holder(&table, inode)
-}
-
-/// Parses `/proc/locks` lines such as
-/// `3: FLOCK  ADVISORY  WRITE 4242 00:2f:1234567 0 EOF` (waiters, marked
-/// `->`, hold nothing).
-fn flock_holder(table: &str, inode: u64) -> Option<u32> {
-    table.lines().find_map(|line| {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if words.get(1) != Some(&"FLOCK") {
-            return None;
-        }
-        let pid = words.get(4)?.parse::<u32>().ok()?;
-        let ino = words.get(5)?.rsplit(':').next()?.parse::<u64>().ok()?;
-        (ino == inode).then_some(pid)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_flock_holder_and_ignores_waiters() {
-        let table = "1: POSIX  ADVISORY  WRITE 10 00:2f:77 0 EOF\n\
-                     2: FLOCK  ADVISORY  WRITE 4242 08:01:77 0 EOF\n\
-                     2: -> FLOCK  ADVISORY  WRITE 4343 08:01:77 0 EOF\n\
-                     3: FLOCK  ADVISORY  WRITE 5 08:01:78 0 EOF\n";
-        assert_eq!(flock_holder(table, 77), Some(4242));
-        assert_eq!(flock_holder(table, 78), Some(5));
-        assert_eq!(flock_holder(table, 79), None);
-    }
-
-    #[test]
-    fn a_held_hub_lock_is_seen_in_proc_locks() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("hub.lock");
-        assert_eq!(hub_lock_holder(&path), None);
-        let held = crate::hub::lock::WorkspaceLock::acquire(&path, Duration::from_secs(1)).unwrap();
-        assert_eq!(hub_lock_holder(&path), Some(std::process::id()));
-        drop(held);
-        assert_eq!(hub_lock_holder(&path), None);
-    }
 
     #[test]
     fn lock_files_skip_objects() {

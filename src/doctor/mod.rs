@@ -242,7 +242,14 @@ pub fn run(cwd: &Path) -> Report {
                     ),
                     "bones up  # in your repository's root, to make it one".to_string(),
                 ),
-                WorkspaceError::Io { .. } => (
+                WorkspaceError::BadBonesDir { .. } => (
+                    "unusable",
+                    format!("{err}; only the tools were checked"),
+                    format!(
+                        "unset {BONES_DIR_ENV}  # or point it at a workspace's state directory"
+                    ),
+                ),
+                WorkspaceError::Io { .. } | WorkspaceError::NotPrivate(_) => (
                     "unreadable",
                     format!("{err}; only the tools were checked"),
                     "cd /path/to/your/repository && bones doctor".to_string(),
@@ -290,19 +297,7 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// `path` as one shell word, so a printed fix can be pasted as it is.
-pub(crate) fn shell_quote(path: &Path) -> String {
-    let text = path.to_string_lossy();
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@,=%".contains(c));
-    if plain {
-        text.into_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
+pub(crate) use crate::fsutil::shell_word as shell_quote;
 
 /// A process start time (seconds since the epoch) as UTC RFC 3339.
 pub(crate) fn format_start(start_time: u64) -> String {

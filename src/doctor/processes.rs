@@ -40,11 +40,14 @@ fn hub_pid(ctx: &Context, report: &mut Report) {
                 Vec::new(),
             );
         }
-        HubState::Stopped { stale_pid: None } => {
+        HubState::Stopped {
+            stale_pid: None, ..
+        } => {
             report.record("hub-pid", "no hub running", Vec::new());
         }
         HubState::Stopped {
             stale_pid: Some(pid),
+            ..
         } => {
             let now = match ctx.process(*pid) {
                 Some(row) => format!(
@@ -220,7 +223,10 @@ mod tests {
     fn orphaned_hubs(paths: &Paths, now: OffsetDateTime) -> Vec<String> {
         let ctx = Context {
             paths: paths.clone(),
-            hub: HubState::Stopped { stale_pid: None },
+            hub: HubState::Stopped {
+                stale_pid: None,
+                copy_of: None,
+            },
             processes: process::scan(),
             now,
         };

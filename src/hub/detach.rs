@@ -7,17 +7,24 @@
 //! happens to hold the port (Go #138 item 1); checking `ok` means JetStream
 //! answered. If the child dies or the deadline passes, the error carries the
 //! tail of hub.log, where the real cause is (Go #127).
+//!
+//! A failed start leaves nothing running: the hub is stopped (SIGKILL after
+//! a grace), and so is every coordination server running this state
+//! directory's config, which only the failed hub can have spawned. A
+//! `nats-server` that ignored SIGTERM once outlived its failed start,
+//! re-parented to init and named by no `nats.pid`.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::lock::RunLock;
 use super::log::HubLog;
 use super::paths::Paths;
 use super::ports::Ports;
 use super::probe::{self, Probe};
-use super::{HubError, StartOptions, log_tail, process};
+use super::{HubError, StartOptions, coord, log_tail, process, run};
 use crate::duration;
 
 /// Spawns the background hub and waits for it; returns its pid.
@@ -68,6 +75,7 @@ pub(super) fn spawn(
                 "hub: detached hub exited before it was ready",
                 status.to_string(),
             );
+            stop_spawned_servers(paths, log);
             return Err(HubError::ChildExited {
                 status: status.to_string(),
                 tail: log_tail(paths, 12),
@@ -85,8 +93,11 @@ pub(super) fn spawn(
             Probe::Foreign(why) | Probe::Unreachable(why) => last = why,
         }
         if Instant::now() >= deadline {
-            process::terminate(pid, Duration::from_secs(2));
+            // the hub stops its own server within FAILED_START_GRACE; more
+            // than that, and it is killed (its server is then stopped below)
+            process::terminate(pid, run::FAILED_START_GRACE * 2);
             let _ = child.wait();
+            stop_spawned_servers(paths, log);
             log.error("hub: detached hub not ready; stopped it", last.clone());
             return Err(HubError::NotReady {
                 waited: opts.ready_timeout,
@@ -100,4 +111,40 @@ pub(super) fn spawn(
     // exits right away and the hub is re-parented.
     thread::spawn(move || child.wait());
     Ok(pid)
+}
+
+/// Stops every coordination server running this state directory's config,
+/// after the hub this start spawned has gone: SIGTERM, then SIGKILL after
+/// a grace.
+///
+/// Only with the run lock free (taken here while it works): then no hub of
+/// this state directory lives, and every such server was spawned by the
+/// failed one. A server can outlive its hub when it ignores the death
+/// signal (SIGTERM), and can be missing from `nats.pid` when the hub was
+/// killed between spawning it and writing the file: so the process table
+/// is searched too.
+fn stop_spawned_servers(paths: &Paths, log: &HubLog) {
+    let Ok(Some(_held)) = RunLock::try_acquire(&paths.run_lock) else {
+        return;
+    };
+    let mut pids: Vec<u32> = coord::recorded_server(paths).into_iter().collect();
+    pids.extend(
+        process::scan()
+            .into_iter()
+            .filter(|row| coord::runs_our_config(paths, &row.info))
+            .map(|row| row.pid),
+    );
+    pids.sort_unstable();
+    pids.dedup();
+    for pid in pids {
+        let how = match process::terminate(pid, run::FAILED_START_GRACE) {
+            process::Termination::Exited => "stopped",
+            process::Termination::Killed => "killed (it ignored SIGTERM)",
+            process::Termination::Survived => "could not be stopped",
+        };
+        log.warn(format!(
+            "hub: coord server (pid={pid}) of the failed start {how}"
+        ));
+    }
+    let _ = crate::fsutil::remove_if_exists(&paths.nats_pid);
 }

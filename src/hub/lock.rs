@@ -1,14 +1,24 @@
-//! The workspace start lock, `hub.lock`.
+//! The hub's two locks: `hub.lock`, held while a start is in progress, and
+//! `hub.run.lock`, held by the running hub for its whole life.
 //!
 //! Two `hub start` racing in one workspace once corrupted URL and pid state
-//! (Go #208). The lock is a `flock(2)` on `hub.lock`, so a holder that dies
-//! releases it with its last descriptor: there is no stale lock to reclaim.
-//! Unlike the reference, a second starter waits for the lock instead of
-//! failing, then finds the hub the first one started (decision 6).
+//! (Go #208). Both locks are `flock(2)`s, so a holder that dies releases
+//! them with its last descriptor: there is no stale lock to reclaim.
+//! Unlike the reference, a second starter waits for the start lock instead
+//! of failing, then finds the hub the first one started (decision 6).
+//!
+//! The run lock is what makes a hub *the* hub of its state directory:
+//! `hub.pid` can be deleted or overwritten, a lock held by a live process
+//! cannot. A start that cannot take it reports the hub that holds it and
+//! touches nothing (a start that trusted a missing `hub.pid` once stopped
+//! the running hub's `nats-server` as an "orphan" and brought up a second
+//! hub on the same store). Readers ([`holder`]) look the holder up in
+//! `/proc/locks` instead of taking the lock, so a `hub status` can never
+//! make a concurrent start believe a hub runs.
 
 use std::fs::{File, OpenOptions};
-use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Seek, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,12 +26,20 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::fsutil;
+
 /// Held while a start is in progress; dropping it releases the lock.
 pub struct WorkspaceLock {
     _lock: Flock<File>,
 }
 
-/// Why the lock could not be taken.
+/// Held by the hub process for as long as it lives (see the module docs);
+/// the file holds the holder's pid, for readers without `/proc/locks`.
+pub struct RunLock {
+    _lock: Flock<File>,
+}
+
+/// Why a lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
@@ -36,39 +54,159 @@ pub enum LockError {
     },
 }
 
+fn io_error(path: &Path) -> impl Fn(io::Error) -> LockError + '_ {
+    move |source| LockError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn open(path: &Path) -> Result<File, LockError> {
+    fsutil::open_state(
+        path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(fsutil::PRIVATE_FILE_MODE),
+    )
+    .map_err(io_error(path))
+}
+
+/// One attempt at an exclusive lock: `Ok(Err(file))` when another holds it.
+fn try_lock(file: File) -> Result<Result<Flock<File>, File>, Errno> {
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Ok(lock)),
+        Err((returned, Errno::EWOULDBLOCK | Errno::EINTR)) => Ok(Err(returned)),
+        Err((_, errno)) => Err(errno),
+    }
+}
+
+/// Takes the exclusive lock on `path`, waiting up to `timeout`.
+fn lock_waiting(path: &Path, timeout: Duration) -> Result<Flock<File>, LockError> {
+    let deadline = Instant::now() + timeout;
+    let mut file = open(path)?;
+    loop {
+        match try_lock(file).map_err(|errno| io_error(path)(io::Error::from(errno)))? {
+            Ok(lock) => return Ok(lock),
+            Err(returned) => file = returned,
+        }
+        if Instant::now() >= deadline {
+            return Err(LockError::Timeout {
+                path: path.display().to_string(),
+                waited: timeout,
+            });
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 impl WorkspaceLock {
     /// Takes the lock, waiting up to `timeout` for another starter.
     pub fn acquire(path: &Path, timeout: Duration) -> Result<WorkspaceLock, LockError> {
-        let io_err = |source| LockError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let deadline = Instant::now() + timeout;
-        let mut file = crate::fsutil::open_state(
-            path,
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600),
-        )
-        .map_err(io_err)?;
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Ok(WorkspaceLock { _lock: lock }),
-                Err((returned, Errno::EWOULDBLOCK | Errno::EINTR)) => file = returned,
-                Err((_, errno)) => return Err(io_err(io::Error::from(errno))),
-            }
-            if Instant::now() >= deadline {
-                return Err(LockError::Timeout {
-                    path: path.display().to_string(),
-                    waited: timeout,
-                });
-            }
-            thread::sleep(Duration::from_millis(10));
+        lock_waiting(path, timeout).map(|lock| WorkspaceLock { _lock: lock })
+    }
+}
+
+impl RunLock {
+    /// Takes the run lock if no hub holds it (`None` when one does).
+    pub fn try_acquire(path: &Path) -> Result<Option<RunLock>, LockError> {
+        let file = open(path)?;
+        match try_lock(file).map_err(|errno| io_error(path)(io::Error::from(errno)))? {
+            Ok(lock) => RunLock::holding(path, lock).map(Some),
+            Err(_) => Ok(None),
         }
     }
+
+    /// Takes the run lock, waiting up to `timeout`: for the detached hub,
+    /// whose starter released it just before spawning it.
+    pub fn acquire(path: &Path, timeout: Duration) -> Result<RunLock, LockError> {
+        let lock = lock_waiting(path, timeout)?;
+        RunLock::holding(path, lock)
+    }
+
+    fn holding(path: &Path, mut lock: Flock<File>) -> Result<RunLock, LockError> {
+        let pid = format!("{}\n", std::process::id());
+        lock.set_len(0)
+            .and_then(|()| lock.rewind())
+            .and_then(|()| lock.write_all(pid.as_bytes()))
+            .map_err(io_error(path))?;
+        Ok(RunLock { _lock: lock })
+    }
+}
+
+/// Who holds the flock on a lock file, as `/proc/locks` tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// Nobody (or the file does not exist).
+    Free,
+    /// The process that took the lock.
+    Pid(u32),
+    /// `/proc/locks` cannot be read here: only taking the lock would tell.
+    Unknown,
+}
+
+/// Who holds the flock on `path`, read from `/proc/locks` without taking
+/// it. The table names files by inode alone (its device is the
+/// superblock's, which on btrfs and overlayfs differs from the one `stat`
+/// reports), so a holder counts only once its open files show it holds
+/// this very file: another filesystem's file with the same inode number is
+/// never taken for it. A holder the table shows without a usable pid (one
+/// in another pid namespace) is named by the pid written into the file.
+pub fn holder(path: &Path) -> Holder {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Holder::Free;
+    };
+    let Ok(table) = std::fs::read_to_string("/proc/locks") else {
+        return Holder::Unknown;
+    };
+    let candidates = flock_holders(&table, meta.ino());
+    if let Some(pid) = candidates
+        .iter()
+        .filter_map(|pid| u32::try_from(*pid).ok().filter(|pid| *pid > 0))
+        .find(|pid| has_open(*pid, &meta))
+    {
+        return Holder::Pid(pid);
+    }
+    if !candidates.iter().any(|pid| *pid <= 0) {
+        return Holder::Free;
+    }
+    fsutil::read_trimmed(path)
+        .ok()
+        .flatten()
+        .and_then(|text| text.parse::<u32>().ok())
+        .filter(|pid| *pid > 0)
+        .map_or(Holder::Unknown, Holder::Pid)
+}
+
+/// Whether process `pid` has the file `meta` describes open. Another
+/// user's process, whose descriptors cannot be read, has not.
+fn has_open(pid: u32, meta: &std::fs::Metadata) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok).any(|fd| {
+        std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+    })
+}
+
+/// Parses `/proc/locks` lines such as
+/// `3: FLOCK  ADVISORY  WRITE 4242 00:2f:1234567 0 EOF` for the holders of
+/// `inode` (waiters, marked `->`, hold nothing).
+fn flock_holders(table: &str, inode: u64) -> Vec<i64> {
+    table
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words.get(1) != Some(&"FLOCK") {
+                return None;
+            }
+            let pid = words.get(4)?.parse::<i64>().ok()?;
+            let ino = words.get(5)?.rsplit(':').next()?.parse::<u64>().ok()?;
+            (ino == inode).then_some(pid)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -84,5 +222,33 @@ mod tests {
         assert!(matches!(err, Some(LockError::Timeout { .. })));
         drop(first);
         WorkspaceLock::acquire(&path, Duration::from_millis(50)).unwrap();
+    }
+
+    #[test]
+    fn finds_the_flock_holder_and_ignores_waiters() {
+        let table = "1: POSIX  ADVISORY  WRITE 10 00:2f:77 0 EOF\n\
+                     2: FLOCK  ADVISORY  WRITE 4242 08:01:77 0 EOF\n\
+                     2: -> FLOCK  ADVISORY  WRITE 4343 08:01:77 0 EOF\n\
+                     3: FLOCK  ADVISORY  WRITE 5 08:01:78 0 EOF\n";
+        assert_eq!(flock_holders(table, 77), [4242]);
+        assert_eq!(flock_holders(table, 78), [5]);
+        assert!(flock_holders(table, 79).is_empty());
+    }
+
+    #[test]
+    fn the_run_lock_names_its_holder_and_excludes_a_second_taker() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("hub.run.lock");
+        assert_eq!(holder(&path), Holder::Free);
+        let held = RunLock::try_acquire(&path).unwrap().unwrap();
+        assert_eq!(holder(&path), Holder::Pid(std::process::id()));
+        assert_eq!(
+            fsutil::read_trimmed(&path).unwrap().unwrap(),
+            std::process::id().to_string()
+        );
+        assert!(RunLock::try_acquire(&path).unwrap().is_none());
+        drop(held);
+        assert_eq!(holder(&path), Holder::Free);
+        RunLock::acquire(&path, Duration::from_millis(50)).unwrap();
     }
 }

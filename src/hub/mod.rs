@@ -151,6 +151,10 @@ pub enum HubError {
         "hub.pid names this very process ({0}); a hub never signals itself. Send it SIGTERM from another shell"
     )]
     SelfSignal(u32),
+    #[error(
+        "another hub (pid {0}) holds the run lock of this state directory; use it, or stop it with `bones hub stop`"
+    )]
+    RunLockHeld(u32),
     #[error("cannot start the hub's {0}")]
     Service(String),
     #[error("cannot start the async runtime: {0}")]
@@ -164,26 +168,70 @@ impl HubError {
     }
 }
 
+/// How the coordination token is judged before a start reads it: one
+/// another user planted would let that user in.
+const TOKEN: fsutil::StatePath = fsutil::StatePath {
+    what: "coordination token",
+    dir: false,
+    fix_foreign: "Remove it; the hub makes a new one when it starts",
+};
+
+/// How long a detached hub waits for the run lock its starter released
+/// just before spawning it.
+const RUN_LOCK_HANDOVER: Duration = Duration::from_secs(5);
+
 /// Starts the hub of the workspace containing `root` (see the module docs
 /// of `cli::hub` for the user-facing contract).
+///
+/// Exactly one hub runs per state directory: the hub holds the run lock
+/// (`hub.run.lock`) for its whole life, and a start that finds it held
+/// reports that hub and changes nothing. Starts are serialised by the
+/// start lock (`hub.lock`), held until the new hub is ready, so a second
+/// starter waits and then finds the first one's hub (decision 6).
 pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError> {
     // before anything is created or spawned: libgit2 and nats-server create
     // files with modes of their own, which only the umask makes owner-only
     fsutil::restrict_umask();
     let ws = Workspace::discover(root)?;
     let paths = Paths::new(&ws);
+    // a state directory or token another user made or can reach is
+    // refused before anything in it is read, written or run
+    fsutil::check_private(&paths.state_dir, crate::workspace::STATE_DIR)
+        .map_err(WorkspaceError::from)?;
+    fsutil::check_private(&paths.nats_token, TOKEN).map_err(WorkspaceError::from)?;
     let log_config = log::LogConfig::from_env(LogLevel::floor(opts.log_level.as_deref()));
     let hub_log = HubLog::open(&paths.hub_log, log_config);
     if opts.detached_child {
+        // the starter released the run lock just before spawning this
+        // process; whoever else holds it now is another hub
+        let run_lock = match lock::RunLock::acquire(&paths.run_lock, RUN_LOCK_HANDOVER) {
+            Ok(run_lock) => run_lock,
+            Err(lock::LockError::Timeout { .. }) => {
+                let holder = running_hub(&paths).pid;
+                hub_log.error(
+                    "hub: another hub runs for this state directory; this one exits",
+                    format!("pid {holder} holds {}", paths.run_lock.display()),
+                );
+                return Err(HubError::RunLockHeld(holder));
+            }
+            Err(err) => return Err(err.into()),
+        };
         let ports = Ports {
             repo: opts.repo_port.unwrap_or_default(),
             coord: opts.coord_port.unwrap_or_default(),
         };
-        return run::foreground(&paths, ports, opts, None, hub_log).map(|()| StartOutcome::Exited);
+        let result = run::foreground(&paths, ports, opts, None, hub_log);
+        drop(run_lock);
+        return result.map(|()| StartOutcome::Exited);
     }
 
     guards::no_stale_claude_worktrees(&ws.root)?;
-    if let HubState::Running(record) = record::hub_state(&paths) {
+    // a running hub with no start in progress: nothing to wait for. While
+    // a start runs, wait for it below, so the answer comes once its hub is
+    // ready (decision 6)
+    if lock::holder(&paths.lock) == lock::Holder::Free
+        && let HubState::Running(record) = record::hub_state(&paths)
+    {
         return Ok(StartOutcome::AlreadyRunning(record));
     }
     if !paths.hub_repo.join("HEAD").is_file() {
@@ -200,10 +248,28 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
     fsutil::ensure_private_dir(&paths.state_dir)
         .map_err(HubError::io("cannot create", &paths.state_dir))?;
 
-    let lock =
-        lock::WorkspaceLock::acquire(&paths.lock, opts.ready_timeout + Duration::from_secs(5))?;
-    // another starter may have won the race while we waited for the lock
-    if let HubState::Running(record) = record::hub_state(&paths) {
+    let lock = match lock::WorkspaceLock::acquire(
+        &paths.lock,
+        opts.ready_timeout + Duration::from_secs(5),
+    ) {
+        Ok(lock) => lock,
+        Err(err) => {
+            // a start lock held past any start (doctor: hub-lock-held)
+            // must not fail a start that has nothing to do
+            if let HubState::Running(record) = record::hub_state(&paths) {
+                return Ok(StartOutcome::AlreadyRunning(record));
+            }
+            return Err(err.into());
+        }
+    };
+    // another starter may have won the race while we waited for the lock;
+    // or a hub runs whose pid files are gone: it still holds the run lock
+    let Some(run_lock) = lock::RunLock::try_acquire(&paths.run_lock)? else {
+        return Ok(StartOutcome::AlreadyRunning(running_hub(&paths)));
+    };
+    // holding the run lock, no hub of this version runs here; one started
+    // before the run lock existed is still recognised by its pid files
+    if let HubState::Running(record) = record::left_behind(&paths) {
         return Ok(StartOutcome::AlreadyRunning(record));
     }
     clear_leftovers(&paths, &hub_log);
@@ -216,25 +282,89 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
         &hub_log,
     )?;
     if opts.detach {
+        // the detached hub takes the run lock as its first act; the start
+        // lock, held until it is ready, keeps every other start out of the
+        // gap
+        drop(run_lock);
         let pid = detach::spawn(&paths, ports, opts, &hub_log)?;
         drop(lock);
         Ok(StartOutcome::Started { pid, ports })
     } else {
-        run::foreground(&paths, ports, opts, Some(lock), hub_log).map(|()| StartOutcome::Exited)
+        let result = run::foreground(&paths, ports, opts, Some(lock), hub_log);
+        drop(run_lock);
+        result.map(|()| StartOutcome::Exited)
     }
 }
 
+/// The hub that holds the run lock: its record, or one rebuilt from the
+/// holder's pid (from `/proc/locks`, else the pid the holder wrote into the
+/// lock file) when `hub.json` and `hub.pid` are gone.
+fn running_hub(paths: &Paths) -> HubRecord {
+    if let HubState::Running(record) = record::hub_state(paths) {
+        return record;
+    }
+    let pid = match lock::holder(&paths.run_lock) {
+        lock::Holder::Pid(pid) => Some(pid),
+        _ => fsutil::read_trimmed(&paths.run_lock)
+            .ok()
+            .flatten()
+            .and_then(|text| text.parse::<u32>().ok()),
+    };
+    pid.and_then(|pid| record::holder_record(paths, pid))
+        .unwrap_or_else(|| HubRecord {
+            pid: pid.unwrap_or_default(),
+            start_time: 0,
+            repo_port: 0,
+            coord_port: 0,
+            version: String::new(),
+            started_at: String::new(),
+            state_dir: None,
+        })
+}
+
 /// Removes what a crashed hub left: stale pid files, an orphaned
-/// coordination server, a half-made seed.
+/// coordination server, a half-made seed; and what a copy of the state
+/// directory brought along from the original.
+///
+/// Called with the run lock held, so no hub of this state directory can be
+/// running: a server that runs this directory's `nats.conf` is an orphan.
 fn clear_leftovers(paths: &Paths, hub_log: &HubLog) {
-    if let HubState::Stopped {
-        stale_pid: Some(pid),
-    } = record::hub_state(paths)
-    {
-        let _ = HubRecord::remove(paths);
-        hub_log.warn(format!(
-            "hub: previous hub (pid={pid}) is gone without stopping cleanly; recovering"
-        ));
+    match record::left_behind(paths) {
+        HubState::Stopped {
+            stale_pid: Some(pid),
+            ..
+        } => {
+            let _ = HubRecord::remove(paths);
+            hub_log.warn(format!(
+                "hub: previous hub (pid={pid}) is gone without stopping cleanly; recovering"
+            ));
+        }
+        HubState::Stopped {
+            copy_of: Some(original),
+            ..
+        } => {
+            // The record, the URL files and the token came along with a
+            // copy: the original's hub may use those ports, and a shared
+            // token lets each workspace's clients into the other's server.
+            for file in [
+                &paths.hub_pid,
+                &paths.hub_json,
+                &paths.repo_url_file,
+                &paths.nats_url_file,
+                &paths.nats_token,
+            ] {
+                let _ = fsutil::remove_if_exists(file);
+            }
+            let from = original
+                .state_dir
+                .as_ref()
+                .map(|id| id.path.display().to_string())
+                .unwrap_or_default();
+            hub_log.warn(format!(
+                "hub: this state directory is a copy of {from} (its hub.json names that directory); starting its own hub on fresh ports with a new token"
+            ));
+        }
+        _ => {}
     }
     if let Some(pid) = coord::stop_orphan(paths) {
         hub_log.warn(format!(
@@ -299,8 +429,9 @@ pub fn hub_repo_path(root: &Path) -> Result<PathBuf, HubError> {
 /// Health as seen from outside the hub process.
 #[derive(Debug, Clone)]
 pub enum Health {
-    /// No hub process.
-    NotRunning,
+    /// No hub process. `copy_of`: this state directory is a copy of the
+    /// one the record names (see [`HubState::Stopped`]).
+    NotRunning { copy_of: Option<Box<HubRecord>> },
     /// The process runs; `report` is what `/.status` said, if it answered.
     Running {
         record: HubRecord,
@@ -313,8 +444,9 @@ pub enum Health {
 /// Probes the hub of the workspace containing `root`. Never starts one.
 pub fn status(root: &Path) -> Result<(Paths, Health), HubError> {
     let paths = Paths::new(&Workspace::discover(root)?);
-    let HubState::Running(record) = record::hub_state(&paths) else {
-        return Ok((paths, Health::NotRunning));
+    let record = match record::hub_state(&paths) {
+        HubState::Running(record) => record,
+        HubState::Stopped { copy_of, .. } => return Ok((paths, Health::NotRunning { copy_of })),
     };
     let (report, problem) = match probe::status(record.repo_port, Duration::from_secs(3)) {
         probe::Probe::Answered { report, .. } if report.pid != record.pid => {

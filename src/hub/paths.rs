@@ -23,7 +23,10 @@ pub struct Paths {
     pub hub_repo: PathBuf,
     pub coord_dir: PathBuf,
     pub hub_log: PathBuf,
+    /// flock target of `hub start`: one start at a time.
     pub lock: PathBuf,
+    /// flock the running hub holds for its whole life (see `hub::lock`).
+    pub run_lock: PathBuf,
     pub swarm_dir: PathBuf,
     /// flock target of `hub backup`: one backup at a time.
     pub backup_lock: PathBuf,
@@ -47,6 +50,7 @@ impl Paths {
             coord_dir: dir.join("coord"),
             hub_log: dir.join("hub.log"),
             lock: dir.join("hub.lock"),
+            run_lock: dir.join("hub.run.lock"),
             swarm_dir: dir.join("swarm"),
             backup_lock: dir.join("backup.lock"),
         }

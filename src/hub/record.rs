@@ -2,14 +2,23 @@
 //!
 //! `hub.pid` holds only the pid so `kill $(cat .bones/hub.pid)` works;
 //! `hub.json` adds the process start time (to reject a reused pid), ports,
-//! version and start timestamp. Both are written atomically by the hub and
-//! removed by it on a clean exit, or by `hub stop` once the process is
-//! confirmed dead.
+//! version, start timestamp and the state directory it belongs to. Both are
+//! written atomically by the hub and removed by it on a clean exit, or by
+//! `hub stop` once the process is confirmed dead.
+//!
+//! Neither file decides whether a hub runs: the hub's run lock does (see
+//! [`super::lock`]), so a deleted or garbled `hub.pid` never hides a live
+//! hub, and a `hub.json` copied along with the whole directory (`cp -a`)
+//! is recognised by the state directory it names and never taken for this
+//! directory's hub.
 
 use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::lock::{self, Holder};
 use super::paths::Paths;
 use super::process;
 use crate::fsutil;
@@ -25,15 +34,62 @@ pub struct HubRecord {
     pub version: String,
     /// UTC RFC 3339.
     pub started_at: String,
+    /// The state directory the hub runs for. `None` in a record written by
+    /// a hub older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<StateDirId>,
 }
 
-/// What the pid files say about the hub.
+/// A state directory by path and by identity: a copy has another device or
+/// inode even where it has the same contents, and a directory moved (or
+/// reached through a link) keeps them under another path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateDirId {
+    /// Canonical path when the hub started.
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl StateDirId {
+    /// The identity of `dir` now.
+    pub fn of(dir: &Path) -> io::Result<StateDirId> {
+        let meta = std::fs::metadata(dir)?;
+        Ok(StateDirId {
+            path: dir.canonicalize()?,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// True when `dir` is this very directory (not a copy of it).
+    pub fn is(&self, dir: &Path) -> bool {
+        std::fs::metadata(dir).is_ok_and(|meta| meta.dev() == self.dev && meta.ino() == self.ino)
+    }
+}
+
+/// What the run lock and the pid files say about the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HubState {
-    /// No hub.pid, or it names a process that is gone.
-    Stopped { stale_pid: Option<u32> },
-    /// hub.pid names a live process confirmed to be the hub.
+    /// No hub runs for this state directory. `stale_pid`: a pid file or
+    /// record of this directory names a hub that is gone. `copy_of`: the
+    /// record here was written for another state directory (this one is a
+    /// copy of it); its hub, if it runs, is not this directory's.
+    Stopped {
+        stale_pid: Option<u32>,
+        copy_of: Option<Box<HubRecord>>,
+    },
+    /// A live process confirmed to be this state directory's hub.
     Running(HubRecord),
+}
+
+impl HubState {
+    fn stopped(stale_pid: Option<u32>) -> HubState {
+        HubState::Stopped {
+            stale_pid,
+            copy_of: None,
+        }
+    }
 }
 
 impl HubRecord {
@@ -49,36 +105,113 @@ impl HubRecord {
         fsutil::remove_if_exists(&paths.hub_pid)?;
         fsutil::remove_if_exists(&paths.hub_json)
     }
+
+    /// `hub.json` as written, whatever pid it names.
+    pub fn read(paths: &Paths) -> Option<HubRecord> {
+        let bytes = std::fs::read(&paths.hub_json).ok()?;
+        serde_json::from_slice::<HubRecord>(&bytes).ok()
+    }
+
+    /// False when the record names another state directory than this one:
+    /// it came along with a copy. `None` for a record without the field.
+    pub fn belongs_to(&self, paths: &Paths) -> Option<bool> {
+        self.state_dir.as_ref().map(|id| id.is(&paths.state_dir))
+    }
 }
 
-/// Reads the pid files and checks the process behind them.
+/// Who the hub of this state directory is.
 ///
-/// A corrupt or missing `hub.json` next to a live pid is judged by the
-/// command line instead: only a `bones ... hub start` process counts, so a
-/// stranger holding a reused pid is never mistaken for the hub.
+/// The holder of the run lock is the hub, whatever the pid files say; its
+/// record is `hub.json` when that names it, else one rebuilt from the
+/// process and the URL files. With no holder, a record written for another
+/// state directory marks a copy; one of this directory names a hub that is
+/// gone. Where the lock table cannot be read, and for a record written by a
+/// hub older than the run lock, the pid files are judged as before: the
+/// pid, its start time, and the command line when `hub.json` is corrupt.
 pub fn hub_state(paths: &Paths) -> HubState {
-    let pid = fsutil::read_trimmed(&paths.hub_pid)
+    judge(paths, lock::holder(&paths.run_lock))
+}
+
+/// What the pid files say once the caller holds the run lock itself (a
+/// start about to clear what a dead hub left): a stale pid, a copied
+/// record, or a hub started before the run lock existed, which does not
+/// hold it and must not be cleared away.
+pub fn left_behind(paths: &Paths) -> HubState {
+    judge(paths, Holder::Free)
+}
+
+fn judge(paths: &Paths, holder: Holder) -> HubState {
+    let record = HubRecord::read(paths);
+    if let Holder::Pid(pid) = holder {
+        let record = record
+            .clone()
+            .filter(|r| r.pid == pid && r.belongs_to(paths) != Some(false))
+            .or_else(|| holder_record(paths, pid));
+        if let Some(record) = record {
+            return HubState::Running(record);
+        }
+    }
+    if let Some(copied) = record
+        .as_ref()
+        .filter(|r| r.belongs_to(paths) == Some(false))
+    {
+        return HubState::Stopped {
+            stale_pid: None,
+            copy_of: Some(Box::new(copied.clone())),
+        };
+    }
+    let pid_file = fsutil::read_trimmed(&paths.hub_pid)
         .ok()
         .flatten()
         .and_then(|text| text.parse::<u32>().ok())
         .filter(|pid| *pid > 0);
+    match (holder, record) {
+        // a hub of this version holds the run lock for its whole life; its
+        // record naming a live process with its start time means the lock
+        // file itself was deleted under it
+        (Holder::Free, Some(r)) if r.belongs_to(paths) == Some(true) => {
+            if process::is_same_process(r.pid, r.start_time) {
+                HubState::Running(r)
+            } else {
+                HubState::stopped(pid_file.or(Some(r.pid)))
+            }
+        }
+        (Holder::Free, None) => HubState::stopped(pid_file),
+        (_, record) => judge_pid_file(paths, pid_file, record),
+    }
+}
+
+/// The record of a run-lock holder whose `hub.json` is gone or names
+/// another pid: its start time from the process table, its ports from the
+/// URL files. `None` when the holder is already gone.
+pub fn holder_record(paths: &Paths, pid: u32) -> Option<HubRecord> {
+    let info = process::inspect(pid).filter(|p| !p.zombie)?;
+    Some(HubRecord {
+        pid,
+        start_time: info.start_time,
+        repo_port: port_from_url_file(&paths.repo_url_file, "http"),
+        coord_port: port_from_url_file(&paths.nats_url_file, "nats"),
+        version: String::new(),
+        started_at: String::new(),
+        state_dir: StateDirId::of(&paths.state_dir).ok(),
+    })
+}
+
+/// The judgement by pid files alone: `hub.pid` must name a live process
+/// whose start time is the one in `hub.json`; with `hub.json` corrupt or
+/// missing, only a `bones ... hub start` process counts, so a stranger
+/// holding a reused pid is never mistaken for the hub.
+fn judge_pid_file(paths: &Paths, pid: Option<u32>, record: Option<HubRecord>) -> HubState {
     let Some(pid) = pid else {
-        return HubState::Stopped { stale_pid: None };
+        return HubState::stopped(None);
     };
-    let record = std::fs::read(&paths.hub_json)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<HubRecord>(&bytes).ok())
-        .filter(|record| record.pid == pid);
+    let record = record.filter(|record| record.pid == pid);
     let Some(info) = process::inspect(pid).filter(|p| !p.zombie) else {
-        return HubState::Stopped {
-            stale_pid: Some(pid),
-        };
+        return HubState::stopped(Some(pid));
     };
     match record {
         Some(record) if record.start_time == info.start_time => HubState::Running(record),
-        Some(_) => HubState::Stopped {
-            stale_pid: Some(pid),
-        },
+        Some(_) => HubState::stopped(Some(pid)),
         None if looks_like_hub(&info.cmdline) => HubState::Running(HubRecord {
             pid,
             start_time: info.start_time,
@@ -86,10 +219,9 @@ pub fn hub_state(paths: &Paths) -> HubState {
             coord_port: port_from_url_file(&paths.nats_url_file, "nats"),
             version: String::new(),
             started_at: String::new(),
+            state_dir: None,
         }),
-        None => HubState::Stopped {
-            stale_pid: Some(pid),
-        },
+        None => HubState::stopped(Some(pid)),
     }
 }
 
@@ -148,14 +280,48 @@ mod tests {
             "\u{0}\u{ff}",
         ] {
             std::fs::write(&paths.hub_json, json).unwrap();
-            assert_eq!(
-                hub_state(&paths),
-                HubState::Stopped {
-                    stale_pid: Some(me)
-                },
-                "{json:?}"
-            );
+            assert_eq!(hub_state(&paths), HubState::stopped(Some(me)), "{json:?}");
         }
+    }
+
+    fn record_for(dir: &std::path::Path, pid: u32) -> HubRecord {
+        HubRecord {
+            pid,
+            start_time: 1,
+            repo_port: 1,
+            coord_port: 2,
+            version: "test".into(),
+            started_at: String::new(),
+            state_dir: Some(StateDirId::of(dir).unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_record_written_for_another_state_directory_marks_a_copy() {
+        let original = tempfile::tempdir().unwrap();
+        let copy = tempfile::tempdir().unwrap();
+        let paths = paths_in(copy.path());
+        // the original's hub is alive: this very process
+        let me = std::process::id();
+        let mut record = record_for(original.path(), me);
+        record.start_time = process::own_start_time();
+        record.write(&paths).unwrap();
+        match hub_state(&paths) {
+            HubState::Stopped {
+                stale_pid: None,
+                copy_of: Some(found),
+            } => assert_eq!(*found, record),
+            other => panic!("{other:?}"),
+        }
+        // the same record in its own directory, with nobody holding the
+        // run lock: a hub whose lock file was deleted under it
+        let own = paths_in(original.path());
+        record.write(&own).unwrap();
+        assert_eq!(hub_state(&own), HubState::Running(record.clone()));
+        // and once its process is not the one recorded, a stale pid
+        record.start_time += 1;
+        record.write(&own).unwrap();
+        assert_eq!(hub_state(&own), HubState::stopped(Some(me)));
     }
 
     proptest! {
@@ -179,7 +345,8 @@ mod tests {
             coord_port in any::<u16>(), version in "\\PC{0,20}", started_at in "\\PC{0,30}",
             bytes in proptest::collection::vec(any::<u8>(), 0..256),
         ) {
-            let record = HubRecord { pid, start_time, repo_port, coord_port, version, started_at };
+            let state_dir = Some(StateDirId { path: PathBuf::from(&version), dev: pid.into(), ino: start_time });
+            let record = HubRecord { pid, start_time, repo_port, coord_port, version, started_at, state_dir };
             let json = serde_json::to_vec(&record).unwrap();
             prop_assert_eq!(serde_json::from_slice::<HubRecord>(&json).unwrap(), record);
             let _ = serde_json::from_slice::<HubRecord>(&bytes);

@@ -18,7 +18,7 @@ use super::lock::WorkspaceLock;
 use super::log::HubLog;
 use super::paths::Paths;
 use super::ports::{self, Ports};
-use super::record::HubRecord;
+use super::record::{HubRecord, StateDirId};
 use super::{HubError, StartOptions, damage, lander, process, projector, repo, storage, watcher};
 use crate::fsutil;
 
@@ -43,13 +43,25 @@ pub(super) fn foreground(
     let result = bring_up(paths, ports, &log).and_then(|server| {
         let served = serve(paths, ports, opts, lock, &log, started, &server);
         let Server { supervisor, .. } = server;
-        let drain_left = opts
-            .drain_timeout
-            .saturating_sub(served.as_ref().map(|s| s.elapsed()).unwrap_or_default());
-        let coord_clean = supervisor.stop(drain_left.max(Duration::from_millis(100)));
+        // a hub that never became ready has no one to drain for: a server
+        // that ignores SIGTERM must not outlive a failed start
+        let grace = match &served {
+            Ok(Served {
+                stopping,
+                ready: true,
+            }) => opts
+                .drain_timeout
+                .saturating_sub(stopping.elapsed())
+                .max(Duration::from_millis(100)),
+            _ => FAILED_START_GRACE.min(opts.drain_timeout),
+        };
+        let coord_clean = supervisor.stop(grace);
         let _ = HubRecord::remove(paths);
         match served {
-            Ok(_) if !coord_clean => Err(HubError::DrainTimeout(opts.drain_timeout)),
+            Ok(Served { ready: true, .. }) if !coord_clean => {
+                Err(HubError::DrainTimeout(opts.drain_timeout))
+            }
+            Ok(_) if !coord_clean => Err(HubError::DrainTimeout(grace)),
             Ok(_) => Ok(()),
             Err(err) => Err(err),
         }
@@ -66,6 +78,17 @@ pub(super) fn foreground(
         }
     }
     result
+}
+
+/// How long the coordination server of a hub that never became ready gets
+/// to exit after SIGTERM before it is killed.
+pub(super) const FAILED_START_GRACE: Duration = Duration::from_secs(2);
+
+/// How [`serve`] ended: when the stop began, and whether the hub had been
+/// ready (else there was nothing to drain).
+struct Served {
+    stopping: Instant,
+    ready: bool,
 }
 
 /// The coordination server as the hub runs it.
@@ -90,6 +113,10 @@ fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubErro
         coord_port: ports.coord,
         version: env!("CARGO_PKG_VERSION").to_string(),
         started_at: super::log::utc_now_rfc3339(),
+        state_dir: Some(
+            StateDirId::of(&paths.state_dir)
+                .map_err(HubError::io("cannot read", &paths.state_dir))?,
+        ),
     };
     record
         .write(paths)
@@ -108,7 +135,7 @@ fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubErro
         }
         Ok(None) => Ok(Server { supervisor, token }),
         Err(err) => {
-            supervisor.stop(Duration::from_secs(5));
+            supervisor.stop(FAILED_START_GRACE);
             Err(err.into())
         }
     }
@@ -133,7 +160,7 @@ fn tighten_old_state(paths: &Paths, log: &HubLog) {
 }
 
 /// Serves until a stop signal; returns when the HTTP server has drained,
-/// with the instant the stop began.
+/// with the instant the stop began and whether the hub had been ready.
 fn serve(
     paths: &Paths,
     ports: Ports,
@@ -142,7 +169,7 @@ fn serve(
     log: &HubLog,
     started: Instant,
     server: &Server,
-) -> Result<Instant, HubError> {
+) -> Result<Served, HubError> {
     let Server { supervisor, token } = server;
     // before the runtime's threads and the listener: every descriptor the
     // process opens from here on counts against the raised limit
@@ -241,6 +268,7 @@ fn serve(
         if tokio::time::timeout(opts.drain_timeout, server).await.is_err() {
             return Err(HubError::DrainTimeout(opts.drain_timeout));
         }
+        let ready = client.is_some();
         if let Some(client) = client {
             // the services were stopped above; nothing is left to deliver
             // but what is already written, so a flush (one round trip) is
@@ -248,7 +276,7 @@ fn serve(
             let left = opts.drain_timeout.saturating_sub(stopping.elapsed());
             let _ = tokio::time::timeout(left, client.flush()).await;
         }
-        Ok(stopping)
+        Ok(Served { stopping, ready })
     })
 }
 

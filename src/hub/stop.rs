@@ -5,6 +5,10 @@
 //! running succeeds, and clears what a crashed hub left behind. Without
 //! `--force`, a stop is refused while any slot holds a live lease: agents
 //! mid-task would lose their coordination server (decision 3).
+//!
+//! The hub to stop is the holder of the run lock (see [`super::lock`]),
+//! found even when `hub.pid` is gone; a `hub.json` copied from another
+//! state directory names that directory's hub, which is never signalled.
 
 use std::path::Path;
 use std::time::Duration;
@@ -40,8 +44,13 @@ impl Default for StopOptions {
 /// What [`stop`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopOutcome {
-    /// No hub was running. `cleaned` lists leftovers that were removed.
-    NotRunning { cleaned: Vec<String> },
+    /// No hub was running. `cleaned` lists leftovers that were removed;
+    /// `copy_of` names the state directory this one was copied from, whose
+    /// hub (the pid its copied record names) was left alone.
+    NotRunning {
+        cleaned: Vec<String>,
+        copy_of: Option<(std::path::PathBuf, u32)>,
+    },
     /// The hub exited after SIGTERM (`killed` = false) or was SIGKILLed.
     Stopped { pid: u32, killed: bool },
 }
@@ -51,7 +60,11 @@ pub fn stop(root: &Path, opts: &StopOptions) -> Result<StopOutcome, HubError> {
     let paths = Paths::new(&Workspace::discover(root)?);
     let record = match record::hub_state(&paths) {
         HubState::Running(record) => record,
-        HubState::Stopped { stale_pid } => {
+        HubState::Stopped { stale_pid, copy_of } => {
+            let copy_of = copy_of.map(|record| {
+                let from = record.state_dir.map(|id| id.path).unwrap_or_default();
+                (from, record.pid)
+            });
             let mut cleaned = Vec::new();
             if let Some(pid) = stale_pid {
                 HubRecord::remove(&paths).map_err(HubError::io("cannot remove", &paths.hub_pid))?;
@@ -60,7 +73,7 @@ pub fn stop(root: &Path, opts: &StopOptions) -> Result<StopOutcome, HubError> {
             if let Some(pid) = coord::stop_orphan(&paths) {
                 cleaned.push(format!("orphaned coord server (pid {pid})"));
             }
-            return Ok(StopOutcome::NotRunning { cleaned });
+            return Ok(StopOutcome::NotRunning { cleaned, copy_of });
         }
     };
     if record.pid == std::process::id() {
