@@ -127,9 +127,11 @@ fn commit_honours_gitignore_and_lands_deletions() {
         !files.contains(&"run.sh".to_string()),
         "the deletion did not land"
     );
-    // nothing left to commit: a clear refusal, not an empty commit
+    // nothing left to commit: said plainly, no empty commit, not a failure
+    let trunk = ws.hub_git(&["rev-parse", "trunk"]);
     let out = commit(&ws, "tidy", "again");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(ws.hub_git(&["rev-parse", "trunk"]), trunk);
     assert!(
         stderr(&out).contains("nothing to commit"),
         "{}",

@@ -36,6 +36,9 @@ pub mod exit {
     pub const HELD: u8 = 6;
     /// `tasks claim --next`: no task is ready.
     pub const NOTHING_READY: u8 = 7;
+    /// `swarm commit`: files `swarm sync` left conflicted still hold
+    /// conflict markers; nothing was committed.
+    pub const UNRESOLVED: u8 = 8;
 }
 
 #[derive(Debug, Parser)]
@@ -55,7 +58,8 @@ pub mod exit {
     after_help = "Exit codes: 0 success, 1 failure (doctor: something to fix), 2 usage error, \
         3 hub degraded (hub status), \
         4 live slot leases (hub stop), 5 conflict with trunk (swarm commit), \
-        6 held by another (swarm join, tasks claim), 7 no ready task (tasks claim --next)."
+        6 held by another (swarm join, tasks claim), 7 no ready task (tasks claim --next), \
+        8 unresolved conflict markers (swarm commit)."
 )]
 struct Cli {
     #[command(subcommand)]

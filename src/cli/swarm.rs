@@ -142,6 +142,7 @@ pub fn run(command: SwarmCommand) -> u8 {
 fn code_for(err: &SwarmError) -> u8 {
     match err {
         SwarmError::Conflict { .. } => exit::CONFLICT,
+        SwarmError::Unresolved { .. } => exit::UNRESOLVED,
         SwarmError::Lease(LeaseError::Held { .. }) => exit::HELD,
         SwarmError::Name(_) | SwarmError::Usage(_) => exit::USAGE,
         _ => exit::FAILURE,
@@ -222,7 +223,17 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
             swarm::validate_message(&args.message)?;
             let slot = slot_flag(&args.slot)?;
             let hub = Swarm::connect(paths).await?;
-            let outcome = hub.commit(&slot, &args.message).await?;
+            let outcome = match hub.commit(&slot, &args.message).await {
+                Err(SwarmError::NothingToCommit(_)) => {
+                    // nothing changed is an answer, not a failure
+                    eprintln!("swarm: slot {slot}: nothing to commit");
+                    if args.slot.json {
+                        println!("{}", json!({ "landed": [] }));
+                    }
+                    return Ok(());
+                }
+                other => other?,
+            };
             eprintln!(
                 "swarm: slot {slot}: landed {} commit(s); trunk is {}{}",
                 outcome.landed.len(),

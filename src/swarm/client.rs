@@ -48,6 +48,12 @@ pub enum SwarmError {
     #[error("slot {0}: nothing to commit and nothing waiting to land")]
     NothingToCommit(String),
     #[error(
+        "slot {slot}: conflict markers are still in {}; nothing was committed. Resolve them \
+         (keep what each side needs, delete the <<<<<<< ======= >>>>>>> lines), then commit again",
+        .paths.join(", ")
+    )]
+    Unresolved { slot: String, paths: Vec<String> },
+    #[error(
         "commit {commit} of slot {slot} conflicts with trunk in {}; trunk is unchanged and the commit \
          stays on slot/{slot}. Bring the slot up to date (`bones swarm sync`), fix the files and commit again",
         .paths.join(", ")
@@ -270,6 +276,11 @@ impl Swarm {
             let dir = dir.clone();
             let slot = slot.to_string();
             move || -> Result<(Option<Oid>, Oid, usize), SwarmError> {
+                // markers `sync` left must never reach trunk
+                let paths = dir.unresolved()?;
+                if !paths.is_empty() {
+                    return Err(SwarmError::Unresolved { slot, paths });
+                }
                 let author = Signature::now(&slot, &format!("{slot}@bones.invalid"))
                     .map_err(|e| SwarmError::Internal(e.message().to_string()))?;
                 let commit = dir.commit_all(&full_message, &author)?;
@@ -298,7 +309,10 @@ impl Swarm {
                     Oid::from_str(&trunk).map_err(|e| SwarmError::Internal(e.to_string()))?;
                 let synced = blocking({
                     let dir = dir.clone();
-                    move || dir.sync_to(target)
+                    move || {
+                        dir.clear_conflicts();
+                        dir.sync_to(target)
+                    }
                 })
                 .await
                 .unwrap_or(false);

@@ -1,0 +1,123 @@
+//! The agent's loop end to end (issue 15): join, claim, edit, commit, sync,
+//! close, against a real hub. One scenario per promise the loop makes:
+//! conflict markers never land, slots and tasks agree, a slot answers only
+//! to its holder, identities are distinct, live agents keep their slots,
+//! reaped work comes back, the hub starts itself, and the operator can
+//! follow a slot.
+
+mod support;
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use support::{TestWorkspace, stderr, stdout, wait_until};
+
+fn join(ws: &TestWorkspace, slot: &str, agent: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec!["swarm", "join", "--slot", slot, "--agent", agent];
+    args.extend_from_slice(extra);
+    let out = ws.ok(&args);
+    PathBuf::from(stdout(&out).trim())
+}
+
+fn commit(ws: &TestWorkspace, slot: &str, message: &str) -> Output {
+    ws.run(&["swarm", "commit", "--slot", slot, "-m", message])
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
+}
+
+/// Two slots edit the same lines; the second's commit conflicts (exit 5)
+/// and `sync` writes markers into `file`. Returns the second checkout.
+fn conflict_in(ws: &TestWorkspace, file: &str, base: &str, a: &str, b: &str) -> PathBuf {
+    let first = join(ws, "first", "agent-1", &[]);
+    fs::write(first.join(file), base).unwrap();
+    assert!(commit(ws, "first", "base").status.success());
+    let second = join(ws, "second", "agent-2", &[]);
+    fs::write(first.join(file), a).unwrap();
+    fs::write(second.join(file), b).unwrap();
+    assert!(commit(ws, "first", "first edits").status.success());
+    let out = commit(ws, "second", "second edits");
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    ws.ok(&["swarm", "sync", "--slot", "second"]);
+    let text = fs::read_to_string(second.join(file)).unwrap();
+    assert!(text.contains("<<<<<<< trunk"), "{text}");
+    second
+}
+
+#[test]
+fn commit_refuses_unresolved_conflict_markers_and_lands_nothing() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let second = conflict_in(
+        &ws,
+        "notes.txt",
+        "one\ntwo\nthree\n",
+        "one\nTWO (first)\nthree\n",
+        "one\nTWO (second)\nthree\n",
+    );
+    let trunk = ws.hub_git(&["rev-parse", "trunk"]);
+    let slot_tip = ws.hub_git(&["rev-parse", "slot/second"]);
+
+    // committing the markers as they are: refused, trunk and branch unchanged
+    let out = commit(&ws, "second", "again");
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    assert!(stderr(&out).contains("notes.txt"), "{}", stderr(&out));
+    assert_eq!(ws.hub_git(&["rev-parse", "trunk"]), trunk);
+    assert_eq!(ws.hub_git(&["rev-parse", "slot/second"]), slot_tip);
+    assert!(!ws.hub_git(&["show", "trunk:notes.txt"]).contains("<<<<<<<"));
+
+    // resolved: it lands
+    fs::write(second.join("notes.txt"), "one\nTWO (both)\nthree\n").unwrap();
+    let out = commit(&ws, "second", "resolved");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        ws.hub_git(&["show", "trunk:notes.txt"]),
+        "one\nTWO (both)\nthree"
+    );
+}
+
+#[test]
+fn a_file_that_legitimately_holds_marker_lines_commits_fine() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    // a setext heading is a line of "=======": it was there before
+    let second = conflict_in(
+        &ws,
+        "guide.md",
+        "Guide\n=======\n\nintro\n",
+        "Guide\n=======\n\nintro by first\n",
+        "Guide\n=======\n\nintro by second\n",
+    );
+    let out = commit(&ws, "second", "markers and all");
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    fs::write(
+        second.join("guide.md"),
+        "Guide\n=======\n\nintro by both\n",
+    )
+    .unwrap();
+    let out = commit(&ws, "second", "resolved, heading kept");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        ws.hub_git(&["show", "trunk:guide.md"]),
+        "Guide\n=======\n\nintro by both"
+    );
+}
+
+#[test]
+fn nothing_to_commit_is_not_a_failure() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    join(&ws, "idle", "agent-i", &[]);
+    let out = commit(&ws, "idle", "nothing here");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing to commit"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    let out = ws.ok(&[
+        "swarm", "commit", "--slot", "idle", "-m", "still nothing", "--json",
+    ]);
+    assert_eq!(json(&out), serde_json::json!({ "landed": [] }));
+}
