@@ -121,3 +121,49 @@ fn nothing_to_commit_is_not_a_failure() {
     ]);
     assert_eq!(json(&out), serde_json::json!({ "landed": [] }));
 }
+
+#[test]
+fn a_live_slot_answers_only_to_its_holder() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let wt = join(&ws, "alice-slot", "alice", &[]);
+    fs::write(wt.join("work.txt"), "alice's work\n").unwrap();
+    let as_mallory = |args: &[&str]| {
+        ws.command(args)
+            .env("BONES_AGENT_ID", "mallory")
+            .output()
+            .unwrap()
+    };
+    for verb in [
+        &["swarm", "close", "--slot", "alice-slot"][..],
+        &["swarm", "commit", "--slot", "alice-slot", "-m", "mine now"],
+        &["swarm", "sync", "--slot", "alice-slot"],
+        &["swarm", "renew", "--slot", "alice-slot"],
+    ] {
+        let out = as_mallory(verb);
+        assert_eq!(out.status.code(), Some(6), "{verb:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("alice"), "{verb:?}: {}", stderr(&out));
+    }
+    assert!(wt.join("work.txt").exists(), "the checkout was touched");
+    assert!(!ws.hub_log().contains("alice-slot closed"), "{}", ws.hub_log());
+
+    // the holder itself, and anyone with --force, may
+    let out = ws
+        .command(&["swarm", "renew", "--slot", "alice-slot"])
+        .env("BONES_AGENT_ID", "alice")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = as_mallory(&[
+        "swarm", "close", "--slot", "alice-slot", "--force", "--result", "abandon",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!wt.exists());
+
+    // a slot that does not exist is an error, and nothing is logged
+    let before = ws.hub_log();
+    let out = ws.run(&["swarm", "close", "--slot", "never-was"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no slot never-was"), "{}", stderr(&out));
+    assert_eq!(ws.hub_log(), before);
+}

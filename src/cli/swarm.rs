@@ -90,6 +90,10 @@ pub struct SlotArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Act on a live slot another agent holds (the caller is
+    /// $BONES_AGENT_ID; without it, any slot is yours to act on).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -143,7 +147,7 @@ fn code_for(err: &SwarmError) -> u8 {
     match err {
         SwarmError::Conflict { .. } => exit::CONFLICT,
         SwarmError::Unresolved { .. } => exit::UNRESOLVED,
-        SwarmError::Lease(LeaseError::Held { .. }) => exit::HELD,
+        SwarmError::Lease(LeaseError::Held { .. }) | SwarmError::NotHolder { .. } => exit::HELD,
         SwarmError::Name(_) | SwarmError::Usage(_) => exit::USAGE,
         _ => exit::FAILURE,
     }
@@ -152,6 +156,9 @@ fn code_for(err: &SwarmError) -> u8 {
 async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError> {
     // validate what the user typed before touching the hub
     let slot_flag = |args: &SlotArgs| swarm::current_slot(&paths, args.slot.clone());
+    let acting = |hub: Swarm, args: &SlotArgs| -> Result<Swarm, SwarmError> {
+        Ok(hub.acting_as(swarm::agent_from_env()?, args.force))
+    };
     match command {
         SwarmCommand::Join(args) => {
             if let Some(slot) = &args.slot {
@@ -201,7 +208,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         }
         SwarmCommand::Cwd(args) => {
             let slot = slot_flag(&args)?;
-            let hub = Swarm::connect(paths).await?;
+            let hub = acting(Swarm::connect(paths).await?, &args)?;
             let path = hub.checkout(&slot).await?;
             if args.json {
                 println!("{}", json!({ "slot": slot, "path": path }));
@@ -211,7 +218,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         }
         SwarmCommand::Renew(args) => {
             let slot = slot_flag(&args)?;
-            let hub = Swarm::connect(paths).await?;
+            let hub = acting(Swarm::connect(paths).await?, &args)?;
             let lease = hub.renew(&slot).await?;
             if args.json {
                 println!("{}", json!(lease));
@@ -222,7 +229,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         SwarmCommand::Commit(args) => {
             swarm::validate_message(&args.message)?;
             let slot = slot_flag(&args.slot)?;
-            let hub = Swarm::connect(paths).await?;
+            let hub = acting(Swarm::connect(paths).await?, &args.slot)?;
             let outcome = match hub.commit(&slot, &args.message).await {
                 Err(SwarmError::NothingToCommit(_)) => {
                     // nothing changed is an answer, not a failure
@@ -252,7 +259,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         }
         SwarmCommand::Sync(args) => {
             let slot = slot_flag(&args)?;
-            let hub = Swarm::connect(paths).await?;
+            let hub = acting(Swarm::connect(paths).await?, &args)?;
             let synced = hub.sync(&slot).await?;
             if let Some(saved) = &synced.saved {
                 eprintln!(
@@ -273,7 +280,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         }
         SwarmCommand::Close(args) => {
             let slot = slot_flag(&args.slot)?;
-            let hub = Swarm::connect(paths).await?;
+            let hub = acting(Swarm::connect(paths).await?, &args.slot)?;
             let rescued = hub
                 .close(&slot, args.result == CloseResult::Abandon)
                 .await?;

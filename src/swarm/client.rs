@@ -73,6 +73,18 @@ pub enum SwarmError {
         "slot {slot} has {count} commit(s) trunk lacks; land them with `bones swarm commit`, or close with --result abandon (they stay on slot/{slot})"
     )]
     Unlanded { slot: String, count: usize },
+    #[error(
+        "slot {slot} is held by agent {holder}, not by {caller}; act on your own slot, or pass --force to act on it anyway"
+    )]
+    NotHolder {
+        slot: String,
+        holder: String,
+        caller: String,
+    },
+    #[error(
+        "no slot {0}: it has no lease, no checkout and no branch; `bones swarm status` lists the slots"
+    )]
+    NoSuchSlot(String),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -156,6 +168,17 @@ pub struct Swarm {
     paths: Paths,
     client: async_nats::Client,
     store: kv::Store,
+    caller: Caller,
+}
+
+/// Who runs a slot verb, for the holder check: a verb on a live slot
+/// another agent holds is refused unless forced.
+#[derive(Debug, Clone, Default)]
+struct Caller {
+    /// `None` when the caller gave no agent id: an operator's shell, which
+    /// acts on any slot (an agent always runs with `$BONES_AGENT_ID`).
+    agent: Option<String>,
+    force: bool,
 }
 
 impl Swarm {
@@ -168,7 +191,36 @@ impl Swarm {
             paths,
             client,
             store,
+            caller: Caller::default(),
         })
+    }
+
+    /// Acts as `agent` from now on: `renew`, `commit`, `sync` and `close`
+    /// refuse a live slot another agent holds ([`SwarmError::NotHolder`])
+    /// unless `force`.
+    pub fn acting_as(mut self, agent: Option<String>, force: bool) -> Swarm {
+        self.caller = Caller { agent, force };
+        self
+    }
+
+    /// Refuses when the caller is a known agent other than the live
+    /// holder. Incident: any agent could close another agent's live slot
+    /// by naming it, deleting its checkout mid-turn.
+    fn check_holder(&self, slot: &str, held: &Lease) -> Result<(), SwarmError> {
+        match &self.caller.agent {
+            Some(agent)
+                if !self.caller.force
+                    && *agent != held.agent_id
+                    && held.is_live_at(OffsetDateTime::now_utc()) =>
+            {
+                Err(SwarmError::NotHolder {
+                    slot: slot.to_string(),
+                    holder: held.agent_id.clone(),
+                    caller: agent.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     pub fn paths(&self) -> &Paths {
@@ -250,6 +302,12 @@ impl Swarm {
     /// Renews a slot's lease; every verb on a slot starts with this.
     pub async fn renew(&self, slot: &str) -> Result<Lease, SwarmError> {
         name::validate_slot(slot)?;
+        if let Some(lease::Stored {
+            lease: Some(held), ..
+        }) = lease::get(&self.store, slot).await?
+        {
+            self.check_holder(slot, &held)?;
+        }
         Ok(lease::renew(&self.store, slot).await?)
     }
 
@@ -427,7 +485,14 @@ impl Swarm {
     pub async fn close(&self, slot: &str, abandon: bool) -> Result<Option<String>, SwarmError> {
         name::validate_slot(slot)?;
         let held = lease::get(&self.store, slot).await?;
+        if let Some(lease) = held.as_ref().and_then(|h| h.lease.as_ref()) {
+            self.check_holder(slot, lease)?;
+        }
         let dir = SlotDir::new(&self.paths, slot);
+        if held.is_none() && !dir.dir.exists() && dir.head().is_err() {
+            // nothing to close, so nothing to log either
+            return Err(SwarmError::NoSuchSlot(slot.to_string()));
+        }
         let rescued = blocking({
             let dir = dir.clone();
             let slot = slot.to_string();
