@@ -167,3 +167,62 @@ fn a_live_slot_answers_only_to_its_holder() {
     assert!(stderr(&out).contains("no slot never-was"), "{}", stderr(&out));
     assert_eq!(ws.hub_log(), before);
 }
+
+fn create_task(ws: &TestWorkspace, title: &str, extra: &[&str]) -> String {
+    let mut args = vec!["tasks", "create", title];
+    args.extend_from_slice(extra);
+    stdout(&ws.ok(&args)).trim().to_string()
+}
+
+fn task(ws: &TestWorkspace, id: &str) -> serde_json::Value {
+    json(&ws.ok(&["tasks", "show", id, "--json"]))
+}
+
+#[test]
+fn join_task_claims_for_the_slot_and_close_gives_the_task_back() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let t1 = create_task(&ws, "first", &[]);
+    let t2 = create_task(&ws, "second", &[]);
+
+    // a task that does not exist, or that another holds: refused, nothing made
+    let out = ws.run(&[
+        "swarm", "join", "--slot", "ghost", "--agent", "a", "--task", "t-nosuch",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no task t-nosuch"), "{}", stderr(&out));
+    ws.command(&["tasks", "claim", &t2])
+        .env("BONES_AGENT_ID", "someone-else")
+        .output()
+        .unwrap();
+    let out = ws.run(&[
+        "swarm", "join", "--slot", "ghost", "--agent", "a", "--task", &t2,
+    ]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("someone-else"), "{}", stderr(&out));
+    assert!(!ws.state_dir().join("swarm/ghost").exists());
+    assert_eq!(json(&ws.ok(&["swarm", "status", "--json"])), serde_json::json!([]));
+
+    // join --task claims it for the slot
+    join(&ws, "worker", "agent-w", &["--task", &t1]);
+    assert_eq!(task(&ws, &t1)["claimed_by"], "worker");
+    // closing releases it (and says so)
+    let out = ws.ok(&["swarm", "close", "--slot", "worker"]);
+    assert!(stderr(&out).contains(&t1), "{}", stderr(&out));
+    assert_eq!(task(&ws, &t1)["status"], "open");
+    let out = ws
+        .command(&["tasks", "claim", &t1])
+        .env("BONES_AGENT_ID", "next-agent")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // --close-tasks closes what the slot holds instead
+    ws.ok(&["tasks", "release", &t1, "--force"]);
+    join(&ws, "finisher", "agent-f", &["--task", &t1]);
+    let out = ws.ok(&[
+        "swarm", "close", "--slot", "finisher", "--close-tasks", "--json",
+    ]);
+    assert_eq!(json(&out)["closed_tasks"], serde_json::json!([t1]));
+    assert_eq!(task(&ws, &t1)["status"], "closed");
+}

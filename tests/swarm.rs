@@ -37,7 +37,10 @@ fn count(ws: &TestWorkspace, args: &[&str]) -> usize {
 fn join_makes_a_checkout_of_trunk_and_is_idempotent_for_its_holder() {
     let ws = TestWorkspace::new();
     ws.start();
-    let wt = join(&ws, "alpha", "agent-a", &["--task", "t-1"]);
+    let task = stdout(&ws.ok(&["tasks", "create", "the first task"]))
+        .trim()
+        .to_string();
+    let wt = join(&ws, "alpha", "agent-a", &["--task", &task]);
     assert_eq!(wt, ws.state_dir().join("swarm/alpha/wt"));
     assert_eq!(
         fs::read_to_string(wt.join("README.md")).unwrap(),
@@ -80,7 +83,7 @@ fn join_makes_a_checkout_of_trunk_and_is_idempotent_for_its_holder() {
     assert_eq!(alpha["slot"], "alpha");
     assert_eq!(alpha["state"], "active");
     assert_eq!(alpha["agent_id"], "agent-a");
-    assert_eq!(alpha["task_id"], "t-1");
+    assert_eq!(alpha["task_id"], task.as_str());
     assert_eq!(alpha["ttl_s"], 300);
 
     // --auto makes an agent-<id> slot

@@ -11,6 +11,8 @@ use crate::hub::Paths;
 use crate::shown::plain;
 use crate::swarm::lease::LeaseError;
 use crate::swarm::{self, JoinOptions, Swarm, SwarmError};
+use crate::tasks::TaskError;
+use crate::tasks::record::Refusal;
 
 #[derive(Debug, Subcommand)]
 pub enum SwarmCommand {
@@ -49,7 +51,8 @@ pub enum SwarmCommand {
     /// Uncommitted work is first saved to refs/bones/rescued/NAME/<unix>.
     /// --result success (the default) refuses while the slot has commits
     /// trunk lacks; --result abandon closes anyway and keeps them on
-    /// slot/NAME.
+    /// slot/NAME. The tasks the slot holds are released (open again), or
+    /// closed with --close-tasks; the ones it touched are named on stderr.
     Close(CloseArgs),
     /// Every slot: state (active, stale, reaped), lease age, task, last commit.
     Status(StatusArgs),
@@ -68,7 +71,9 @@ pub struct JoinArgs {
     /// Take a generated slot named agent-<id> after the agent.
     #[arg(long)]
     auto: bool,
-    /// The task this slot works on.
+    /// The task this slot works on: claimed for the slot (refused, nothing
+    /// made, when it does not exist, is closed or another holds it; a claim
+    /// the joining agent holds passes to the slot).
     #[arg(long, value_name = "ID")]
     task: Option<String>,
     /// Who holds the slot (default: $BONES_AGENT_ID, else generated).
@@ -116,6 +121,9 @@ pub struct CloseArgs {
     /// success: all work landed; abandon: give up, keep unlanded commits on the branch.
     #[arg(long, value_enum, default_value = "success")]
     result: CloseResult,
+    /// Close the tasks the slot holds instead of releasing them (they are done).
+    #[arg(long)]
+    close_tasks: bool,
     #[command(flatten)]
     slot: SlotArgs,
 }
@@ -147,7 +155,9 @@ fn code_for(err: &SwarmError) -> u8 {
     match err {
         SwarmError::Conflict { .. } => exit::CONFLICT,
         SwarmError::Unresolved { .. } => exit::UNRESOLVED,
-        SwarmError::Lease(LeaseError::Held { .. }) | SwarmError::NotHolder { .. } => exit::HELD,
+        SwarmError::Lease(LeaseError::Held { .. })
+        | SwarmError::NotHolder { .. }
+        | SwarmError::Task(TaskError::Refused(Refusal::ClaimedBy { .. })) => exit::HELD,
         SwarmError::Name(_) | SwarmError::Usage(_) => exit::USAGE,
         _ => exit::FAILURE,
     }
@@ -281,15 +291,24 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         SwarmCommand::Close(args) => {
             let slot = slot_flag(&args.slot)?;
             let hub = acting(Swarm::connect(paths).await?, &args.slot)?;
-            let rescued = hub
-                .close(&slot, args.result == CloseResult::Abandon)
+            let closed = hub
+                .close(&slot, args.result == CloseResult::Abandon, args.close_tasks)
                 .await?;
-            match &rescued {
+            match &closed.rescue_ref {
                 Some(r) => eprintln!("swarm: slot {slot} closed; uncommitted work saved to {r}"),
                 None => eprintln!("swarm: slot {slot} closed"),
             }
+            if !closed.released.is_empty() {
+                eprintln!(
+                    "swarm: released task(s) {} (open again)",
+                    closed.released.join(", ")
+                );
+            }
+            if !closed.closed_tasks.is_empty() {
+                eprintln!("swarm: closed task(s) {}", closed.closed_tasks.join(", "));
+            }
             if args.slot.json {
-                println!("{}", json!({ "slot": slot, "rescue_ref": rescued }));
+                println!("{}", json!(closed));
             }
         }
         SwarmCommand::Status(args) => {

@@ -20,6 +20,8 @@ use super::protocol::{LAND_SUBJECT, LandReply, LandRequest};
 use super::slot::{self, SlotDir, SlotError};
 use crate::hub::coord::{self, CoordError};
 use crate::hub::{HubLog, LogEntry, LogLevel, Paths};
+use crate::tasks::record::Refusal;
+use crate::tasks::{Board, Status, TaskError};
 
 /// Environment variable naming the agent (who holds a slot).
 pub const AGENT_ENV: &str = "BONES_AGENT_ID";
@@ -39,6 +41,8 @@ pub enum SwarmError {
     Name(#[from] NameError),
     #[error(transparent)]
     Slot(#[from] SlotError),
+    #[error(transparent)]
+    Task(#[from] TaskError),
     #[error("{0}")]
     NoSlot(String),
     #[error(
@@ -134,6 +138,18 @@ pub struct CommitOutcome {
     pub trunk: String,
     /// Whether the checkout now shows trunk (others' work included).
     pub synced: bool,
+}
+
+/// What [`Swarm::close`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Closed {
+    pub slot: String,
+    /// Where uncommitted work was saved, if there was any.
+    pub rescue_ref: Option<String>,
+    /// Tasks the slot held that are open again.
+    pub released: Vec<String>,
+    /// Tasks the slot held that were closed (`--close-tasks`).
+    pub closed_tasks: Vec<String>,
 }
 
 /// One line of `bones swarm status`.
@@ -247,8 +263,26 @@ impl Swarm {
             name::validate_task_id(task)?;
         }
         let ttl = opts.ttl.unwrap_or(lease::DEFAULT_TTL);
+        // the task must exist and be free before anything is made
+        let board = match &opts.task {
+            Some(task) => {
+                let board = self.board().await?;
+                check_claimable(&board, task, &slot_name, &agent).await?;
+                Some(board)
+            }
+            None => None,
+        };
         let wanted = Lease::new(&slot_name, &agent, opts.task.clone(), ttl);
         let (acquired, _) = lease::acquire(&self.store, &wanted).await?;
+        if let (Some(board), Some(task)) = (&board, &opts.task) {
+            // claims belong to the slot, so they outlive this process
+            if let Err(err) = board.claim_from(task, &slot_name, &agent).await {
+                if acquired == Acquired::Created {
+                    let _ = lease::release(&self.store, &slot_name).await;
+                }
+                return Err(err.into());
+            }
+        }
         let dir = SlotDir::new(&self.paths, &slot_name);
         let mut rescued = Vec::new();
         let made = blocking({
@@ -478,11 +512,23 @@ impl Swarm {
         blocking(move || dir.sync()).await
     }
 
+    /// The task board on the same connection.
+    async fn board(&self) -> Result<Board, SwarmError> {
+        Ok(Board::open(&jetstream::new(self.client.clone())).await?)
+    }
+
     /// Closes a slot: saves uncommitted work under a rescue ref, removes the
-    /// checkout, deletes the branch when trunk has all of it, and releases
-    /// the lease. `abandon` allows closing with commits trunk lacks (they
-    /// stay on the branch). Returns the rescue ref, if one was made.
-    pub async fn close(&self, slot: &str, abandon: bool) -> Result<Option<String>, SwarmError> {
+    /// checkout, deletes the branch when trunk has all of it, releases the
+    /// lease, and releases the tasks the slot still holds (or closes them,
+    /// with `close_tasks`): nothing stays claimed by a slot that is gone.
+    /// `abandon` allows closing with commits trunk lacks (they stay on the
+    /// branch).
+    pub async fn close(
+        &self,
+        slot: &str,
+        abandon: bool,
+        close_tasks: bool,
+    ) -> Result<Closed, SwarmError> {
         name::validate_slot(slot)?;
         let held = lease::get(&self.store, slot).await?;
         if let Some(lease) = held.as_ref().and_then(|h| h.lease.as_ref()) {
@@ -519,6 +565,16 @@ impl Swarm {
         if held.is_some() {
             lease::release(&self.store, slot).await?;
         }
+        let board = self.board().await?;
+        let reason = format!(
+            "slot {slot} was closed ({})",
+            if abandon { "abandon" } else { "success" }
+        );
+        let (released, closed_tasks) = if close_tasks {
+            (Vec::new(), board.close_all_held_by(slot, slot, &reason).await?)
+        } else {
+            (board.release_all_held_by(slot, slot, &reason).await?, Vec::new())
+        };
         let mut entry = LogEntry::lifecycle(
             LogLevel::Info,
             format!(
@@ -533,7 +589,12 @@ impl Swarm {
         entry.slot = Some(slot.to_string());
         entry.task = held.and_then(|h| h.lease).and_then(|l| l.task_id);
         self.log().write(entry);
-        Ok(rescued)
+        Ok(Closed {
+            slot: slot.to_string(),
+            rescue_ref: rescued,
+            released,
+            closed_tasks,
+        })
     }
 
     /// Every slot the workspace knows: leased, on disk, or reaped.
@@ -605,6 +666,31 @@ fn collect_status(paths: &Paths, records: Vec<lease::Stored>) -> Vec<SlotStatus>
             }
         })
         .collect()
+}
+
+/// Refuses a task that does not exist, is closed, or is held by another
+/// than the slot or the joining agent.
+async fn check_claimable(
+    board: &Board,
+    task: &str,
+    slot: &str,
+    agent: &str,
+) -> Result<(), SwarmError> {
+    let (record, _) = board.get(task).await?;
+    match (record.status, record.claimed_by.as_deref()) {
+        (Status::Closed, _) => Err(TaskError::Refused(Refusal::Closed {
+            id: task.to_string(),
+        })
+        .into()),
+        (Status::Claimed, Some(holder)) if holder != slot && holder != agent => {
+            Err(TaskError::Refused(Refusal::ClaimedBy {
+                id: task.to_string(),
+                holder: holder.to_string(),
+            })
+            .into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// An environment variable's value; `None` when unset or empty. A value

@@ -317,6 +317,27 @@ impl Board {
             .await
     }
 
+    /// Claims a task for `who`, taking it over from `from` when `from`
+    /// holds it: an agent that claimed a task, then joins a slot for it,
+    /// hands the claim to the slot in one compare-and-swap.
+    pub async fn claim_from(
+        &self,
+        id: &str,
+        who: &str,
+        from: &str,
+    ) -> Result<(Task, bool), TaskError> {
+        self.mutate(id, Instant::now(), |task, now| {
+            if from != who
+                && task.status == Status::Claimed
+                && task.claimed_by.as_deref() == Some(from)
+            {
+                task.release(from, now, false, Some(format!("handed to {who}")))?;
+            }
+            Ok(task.claim(who, now)?)
+        })
+        .await
+    }
+
     /// Claims the oldest ready task (under contention, one of the oldest:
     /// see [`Claimer`]); `None` when no task is ready. Tasks taken by others
     /// meanwhile are skipped.
@@ -395,8 +416,29 @@ impl Board {
         by: &str,
         reason: &str,
     ) -> Result<Vec<String>, TaskError> {
+        self.settle_all_held_by(holder, by, reason, false).await
+    }
+
+    /// Closes every task `holder` claimed (a slot closed with its work
+    /// done), as `by`.
+    pub async fn close_all_held_by(
+        &self,
+        holder: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<Vec<String>, TaskError> {
+        self.settle_all_held_by(holder, by, reason, true).await
+    }
+
+    async fn settle_all_held_by(
+        &self,
+        holder: &str,
+        by: &str,
+        reason: &str,
+        close: bool,
+    ) -> Result<Vec<String>, TaskError> {
         let (tasks, _) = self.list().await?;
-        let mut released = Vec::new();
+        let mut settled = Vec::new();
         for task in tasks
             .iter()
             .filter(|t| t.status == Status::Claimed && t.claimed_by.as_deref() == Some(holder))
@@ -406,15 +448,30 @@ impl Board {
                     if task.claimed_by.as_deref() != Some(holder) {
                         return Ok(false);
                     }
-                    task.release(by, now, true, Some(reason.to_string()))?;
+                    let reason = Some(reason.to_string());
+                    if close {
+                        task.close(by, now, reason, true)?;
+                    } else {
+                        task.release(by, now, true, reason)?;
+                    }
                     Ok(true)
                 })
                 .await?;
             if done.1 {
-                released.push(task.id.clone());
+                settled.push(task.id.clone());
             }
         }
-        Ok(released)
+        Ok(settled)
+    }
+
+    /// The ids of the tasks `holder` has claimed, oldest first.
+    pub async fn held_by(&self, holder: &str) -> Result<Vec<String>, TaskError> {
+        let (tasks, _) = self.list().await?;
+        Ok(tasks
+            .into_iter()
+            .filter(|t| t.status == Status::Claimed && t.claimed_by.as_deref() == Some(holder))
+            .map(|t| t.id)
+            .collect())
     }
 }
 
