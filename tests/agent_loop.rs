@@ -226,3 +226,59 @@ fn join_task_claims_for_the_slot_and_close_gives_the_task_back() {
     assert_eq!(json(&out)["closed_tasks"], serde_json::json!([t1]));
     assert_eq!(task(&ws, &t1)["status"], "closed");
 }
+
+#[test]
+fn every_agent_id_gets_its_own_auto_slot_and_authors_its_commits() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let mut agents: Vec<String> = (1..=40).map(|n| format!("claude-worker-{n}")).collect();
+    agents.extend(["a1", "A1", "agent", "Agent", "x", "claude worker 1", "claude_worker_1"].map(String::from));
+    agents.extend((0..20).map(|_| uuid::Uuid::new_v4().to_string()));
+    agents.extend((0..10).map(|_| uuid::Uuid::new_v4().to_string().to_uppercase()));
+    agents.extend(
+        [
+            "エージェント-1", "エージェント-2", "агент", "агент-2", "é€", "€é", "🤖", "🤖 bot",
+            "Ünïcödé", "ünïcödé", "κ", "λ", "代理人", "代理", "ø", "Ø",
+            "<angle> brackets", "angle brackets", "tab-less spaced  id", "dots.in.id",
+            "UPPER-CASE", "upper-case", "MiXeD-1",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(agents.len(), 100);
+    // a slot name an id would derive, already held by someone else
+    let out = ws.ok(&["swarm", "join", "--slot", "agent-taken", "--agent", "first-comer"]);
+    assert!(out.status.success());
+    agents.push("taken".to_string());
+
+    let mut slots = std::collections::HashSet::new();
+    for agent in &agents {
+        let out = ws.ok(&["swarm", "join", "--auto", "--agent", agent, "--json"]);
+        let joined = json(&out);
+        let slot = joined["slot"].as_str().unwrap().to_string();
+        assert_eq!(joined["agent_id"], agent.as_str());
+        assert!(slot.starts_with("agent-"), "{agent:?} -> {slot}");
+        assert!(slots.insert(slot.clone()), "{agent:?} got {slot}, already taken");
+        // joining again finds the same slot
+        let again = json(&ws.ok(&["swarm", "join", "--auto", "--agent", agent, "--json"]));
+        assert_eq!(again["slot"], slot.as_str(), "{agent:?}");
+    }
+    assert!(slots.contains("agent-claude-worker-7"));
+    assert!(slots.contains("agent-a1"));
+    assert!(slots.contains("agent-agent"));
+    assert!(slots.contains("agent-taken-2"), "the derived name was held by another");
+
+    // a landed commit names the agent as author, the slot and task in trailers
+    let agent = "claude-worker-7";
+    let wt = ws.state_dir().join("swarm/agent-claude-worker-7/wt");
+    fs::write(wt.join("by-agent.txt"), "hello\n").unwrap();
+    let out = ws
+        .command(&["swarm", "commit", "--slot", "agent-claude-worker-7", "-m", "hello"])
+        .env("BONES_AGENT_ID", agent)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ws.hub_git(&["log", "-1", "--format=%an", "trunk"]), agent);
+    let body = ws.hub_git(&["log", "-1", "--format=%B", "trunk"]);
+    assert!(body.contains("Bones-Slot: agent-claude-worker-7"), "{body}");
+    assert!(body.contains(&format!("Bones-Agent: {agent}")), "{body}");
+}

@@ -96,7 +96,7 @@ fn join_makes_a_checkout_of_trunk_and_is_idempotent_for_its_holder() {
         "--json",
     ]);
     let joined: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(joined["slot"], "agent-5e1f0c2a9b7d");
+    assert_eq!(joined["slot"], "agent-5e1f0c2a9b7d4e3f");
 
     // a live lease blocks a plain stop
     let out = ws.run(&["hub", "stop"]);

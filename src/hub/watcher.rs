@@ -84,7 +84,7 @@ async fn scan(
             Ok(true) => {
                 let excess = held.age_s(now).saturating_sub(held.ttl_s);
                 let why = format!("lease expired {excess}s ago");
-                reap(js, paths, log, &record.key, held.task_id, &why, reported).await;
+                reap(js, paths, log, &record.key, Some(&held), &why, reported).await;
             }
             Ok(false) => {} // renewed meanwhile
             Err(err) => return Err(err.to_string()),
@@ -122,10 +122,12 @@ async fn reap(
     paths: &Paths,
     log: &HubLog,
     name: &str,
-    task_id: Option<String>,
+    held: Option<&lease::Lease>,
     why: &str,
     reported: &mut HashSet<String>,
 ) {
+    let task_id = held.and_then(|l| l.task_id.clone());
+    let agent_id = held.map(|l| l.agent_id.clone());
     let dir = SlotDir::new(paths, name);
     let retired = tokio::task::spawn_blocking({
         let dir = dir.clone();
@@ -138,6 +140,7 @@ async fn reap(
                 reaped_at: super::log::utc_now_rfc3339(),
                 rescue_ref: rescue_ref.clone(),
                 task_id: task_id.clone(),
+                agent_id: agent_id.clone(),
             });
             let saved = match &rescue_ref {
                 Some(name) => format!("uncommitted work saved to {name}"),
@@ -149,6 +152,7 @@ async fn reap(
             );
             entry.slot = Some(name.to_string());
             entry.task = task_id;
+            entry.agent = agent_id;
             log.write(entry);
             reported.remove(name);
             release_tasks(js, log, name).await;

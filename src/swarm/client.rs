@@ -254,9 +254,15 @@ impl Swarm {
         };
         let generated_agent = given.is_none();
         let agent = given.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-        let slot_name = match opts.slot {
+        let auto = opts.slot.is_none();
+        let mut candidate = 1;
+        let mut slot_name = match opts.slot {
             Some(slot) => slot,
-            None => auto_slot_name(&agent),
+            None => {
+                let (slot, n) = self.free_auto_slot(&agent, candidate).await?;
+                candidate = n;
+                slot
+            }
         };
         name::validate_slot(&slot_name)?;
         if let Some(task) = &opts.task {
@@ -272,8 +278,20 @@ impl Swarm {
             }
             None => None,
         };
-        let wanted = Lease::new(&slot_name, &agent, opts.task.clone(), ttl);
-        let (acquired, _) = lease::acquire(&self.store, &wanted).await?;
+        let mut wanted = Lease::new(&slot_name, &agent, opts.task.clone(), ttl);
+        let acquired = loop {
+            match lease::acquire(&self.store, &wanted).await {
+                Ok((acquired, _)) => break acquired,
+                // another agent whose id names the same slot got there
+                // first: an --auto slot is never shared, so take the next
+                Err(LeaseError::Held { .. }) if auto => {
+                    let (slot, n) = self.free_auto_slot(&agent, candidate + 1).await?;
+                    (slot_name, candidate) = (slot, n);
+                    wanted = Lease::new(&slot_name, &agent, opts.task.clone(), ttl);
+                }
+                Err(err) => return Err(err.into()),
+            }
+        };
         if let (Some(board), Some(task)) = (&board, &opts.task) {
             // claims belong to the slot, so they outlive this process
             if let Err(err) = board.claim_from(task, &slot_name, &agent).await {
@@ -363,7 +381,13 @@ impl Swarm {
         if !dir.has_checkout() {
             return Err(SwarmError::NoCheckout(slot.to_string()));
         }
-        let full_message = with_trailers(message, slot, held.task_id.as_deref());
+        let full_message = with_trailers(
+            message,
+            slot,
+            held.task_id.as_deref(),
+            Some(held.agent_id.as_str()),
+        );
+        let author_name = author_name(&held.agent_id, slot);
         let (commit, head, waiting) = blocking({
             let dir = dir.clone();
             let slot = slot.to_string();
@@ -373,7 +397,8 @@ impl Swarm {
                 if !paths.is_empty() {
                     return Err(SwarmError::Unresolved { slot, paths });
                 }
-                let author = Signature::now(&slot, &format!("{slot}@bones.invalid"))
+                // the agent is the author; the slot names the address
+                let author = Signature::now(&author_name, &format!("{slot}@bones.invalid"))
                     .map_err(|e| SwarmError::Internal(e.message().to_string()))?;
                 let commit = dir.commit_all(&full_message, &author)?;
                 let head = match commit {
@@ -510,6 +535,36 @@ impl Swarm {
             return Err(SwarmError::NoCheckout(slot.to_string()));
         }
         blocking(move || dir.sync()).await
+    }
+
+    /// The first `--auto` slot for `agent` from the `n`th candidate on
+    /// (see [`auto_slot_name`]) that no other agent holds or held: two ids
+    /// that derive the same name never share a slot, whatever the odds.
+    async fn free_auto_slot(
+        &self,
+        agent: &str,
+        from: usize,
+    ) -> Result<(String, usize), SwarmError> {
+        let base = auto_slot_name(agent);
+        for n in from..from + MAX_AUTO_CANDIDATES {
+            let candidate = numbered(&base, n);
+            let record = lease::get(&self.store, &candidate).await?;
+            let leased_to_other = match record {
+                Some(lease::Stored { lease: Some(held), .. }) => held.agent_id != agent,
+                Some(lease::Stored { lease: None, .. }) => true,
+                None => false,
+            };
+            let reaped_from_other = SlotDir::new(&self.paths, &candidate)
+                .reaped()
+                .and_then(|r| r.agent_id)
+                .is_some_and(|held| held != agent);
+            if !leased_to_other && !reaped_from_other {
+                return Ok((candidate, n));
+            }
+        }
+        Err(SwarmError::Internal(format!(
+            "no free --auto slot for agent {agent} after {MAX_AUTO_CANDIDATES} tries; pass --slot NAME"
+        )))
     }
 
     /// The task board on the same connection.
@@ -752,21 +807,58 @@ pub fn current_slot(paths: &Paths, flag: Option<String>) -> Result<String, Swarm
     }))
 }
 
-/// A generated slot name for an agent: `agent-` and 12 characters of its id.
+/// How many numbered candidates `--auto` tries before giving up.
+const MAX_AUTO_CANDIDATES: usize = 1000;
+
+/// The slot name `--auto` derives from an agent id: `agent-` and the id
+/// itself when the id is already a slot-safe name (`claude-worker-1` ->
+/// `agent-claude-worker-1`, `a1` -> `agent-a1`), so the name is the id and
+/// two such ids never meet. Any other id (upper case, other characters, too
+/// long) becomes its lowercased letters and digits, a dash, and 12 hex
+/// digits of a hash of the whole id (`Claude Worker` ->
+/// `agent-claude-worker-3c41a0d2b9e7`), so ids that differ only in what was
+/// dropped still differ. Should two ids still derive the same name, the
+/// lease decides: [`Swarm::join`] moves the later agent to `NAME-2`, `NAME-3`.
 pub fn auto_slot_name(agent: &str) -> String {
-    let clean: String = agent
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_lowercase())
-        .take(12)
-        .collect();
-    if clean.len() >= 4 {
-        format!("agent-{clean}")
-    } else {
-        // too little to go on: a stable hash of the id instead
-        let hash = crate::hash::Fnv1a::of(agent.as_bytes());
-        format!("agent-{:012x}", hash & 0xffff_ffff_ffff)
+    let plain = format!("agent-{agent}");
+    if plain.len() <= 63
+        && agent
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name::validate_slot(&plain).is_ok()
+    {
+        return plain;
     }
+    let mut slug = String::new();
+    for c in agent.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+        if slug.len() >= 36 {
+            break;
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    let hash = crate::hash::Fnv1a::of(agent.as_bytes()) & 0xffff_ffff_ffff;
+    if slug.is_empty() {
+        format!("agent-{hash:012x}")
+    } else {
+        format!("agent-{slug}-{hash:012x}")
+    }
+}
+
+/// The `n`th candidate for an `--auto` slot: the name itself, then
+/// `NAME-2`, `NAME-3`, ... (shortened to stay a valid slot name).
+fn numbered(base: &str, n: usize) -> String {
+    if n <= 1 {
+        return base.to_string();
+    }
+    let suffix = format!("-{n}");
+    let keep = 63 - suffix.len();
+    let head = base[..base.len().min(keep)].trim_end_matches(['-', '.', '_']);
+    format!("{head}{suffix}")
 }
 
 /// Largest commit message accepted, in bytes: as much as a task body.
@@ -794,7 +886,7 @@ pub fn validate_message(message: &str) -> Result<(), SwarmError> {
     Ok(())
 }
 
-fn with_trailers(message: &str, slot: &str, task: Option<&str>) -> String {
+fn with_trailers(message: &str, slot: &str, task: Option<&str>, agent: Option<&str>) -> String {
     let mut text = message.trim_end().to_string();
     text.push_str("\n\nBones-Slot: ");
     text.push_str(slot);
@@ -802,8 +894,24 @@ fn with_trailers(message: &str, slot: &str, task: Option<&str>) -> String {
         text.push_str("\nBones-Task: ");
         text.push_str(task);
     }
+    if let Some(agent) = agent {
+        text.push_str("\nBones-Agent: ");
+        text.push_str(agent);
+    }
     text.push('\n');
     text
+}
+
+/// The agent id as a git author name: git refuses `<` and `>` there (they
+/// delimit the address), so they are dropped; an id of nothing else gives
+/// the slot's name.
+fn author_name(agent: &str, slot: &str) -> String {
+    let name: String = agent.chars().filter(|c| !matches!(c, '<' | '>')).collect();
+    if name.trim().is_empty() {
+        slot.to_string()
+    } else {
+        name.trim().to_string()
+    }
 }
 
 /// How many commits of `head` trunk lacks.
@@ -853,7 +961,13 @@ mod tests {
             let slot = auto_slot_name(agent);
             assert!(name::validate_slot(&slot).is_ok(), "{agent:?} -> {slot}");
         }
-        assert_eq!(auto_slot_name("3F6C1E528D0B4A8E9C"), "agent-3f6c1e528d0b");
+        assert_eq!(auto_slot_name("claude-worker-1"), "agent-claude-worker-1");
+        assert_eq!(auto_slot_name("a1"), "agent-a1");
+        assert!(auto_slot_name("Claude Worker").starts_with("agent-claude-worker-"));
+        assert_ne!(auto_slot_name("A1"), auto_slot_name("a1"));
+        assert_eq!(numbered("agent-a1", 1), "agent-a1");
+        assert_eq!(numbered("agent-a1", 2), "agent-a1-2");
+        assert!(name::validate_slot(&numbered(&"a".repeat(63), 999)).is_ok());
     }
 
     #[test]
@@ -884,8 +998,8 @@ mod tests {
     #[test]
     fn trailers_name_slot_and_task() {
         assert_eq!(
-            with_trailers("fix it\n", "a", Some("t-1")),
-            "fix it\n\nBones-Slot: a\nBones-Task: t-1\n"
+            with_trailers("fix it\n", "a", Some("t-1"), Some("claude 1")),
+            "fix it\n\nBones-Slot: a\nBones-Task: t-1\nBones-Agent: claude 1\n"
         );
     }
 }

@@ -88,6 +88,10 @@ pub struct Reaped {
     pub rescue_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
+    /// The agent that held the slot, so `--auto` never hands its name
+    /// (and its rescued work) to another agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
 }
 
 /// What [`SlotDir::sync`] did.
