@@ -282,3 +282,67 @@ fn every_agent_id_gets_its_own_auto_slot_and_authors_its_commits() {
     assert!(body.contains("Bones-Slot: agent-claude-worker-7"), "{body}");
     assert!(body.contains(&format!("Bones-Agent: {agent}")), "{body}");
 }
+
+#[test]
+fn reaped_work_comes_back_byte_for_byte_and_the_reaped_agent_is_told_how() {
+    use std::io::Write;
+    let ws = TestWorkspace::new();
+    ws.start();
+    let wt = join(&ws, "napper", "agent-n", &["--ttl", "1s"]);
+    let precious: &[u8] = b"\x00\xffnot text\r\nline two\r\n";
+    fs::write(wt.join("draft.bin"), precious).unwrap();
+    fs::write(wt.join("README.md"), "# rewritten, not committed\n").unwrap();
+    fs::remove_file(wt.join("run.sh")).unwrap();
+
+    // an agent's shell sits in the checkout while the slot is reaped
+    let mut shell = std::process::Command::new("sh")
+        .args(["-c", "read go; exec \"$0\" swarm commit -m late", support::BONES])
+        .current_dir(&wt)
+        .env("HOME", &ws.home)
+        .env_remove("BONES_SLOT")
+        .env_remove("BONES_DIR")
+        .env_remove("BONES_AGENT_ID")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || ws
+            .hub_log()
+            .contains("reaped stale slot napper")),
+        "not reaped; hub.log:\n{}",
+        ws.hub_log()
+    );
+    assert!(!wt.exists());
+    shell.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let out = shell.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = stderr(&out);
+    let rescue = ws.hub_git(&[
+        "for-each-ref",
+        "--format=%(refname)",
+        "refs/bones/rescued/napper/",
+    ]);
+    assert!(said.contains("slot napper was reaped"), "{said}");
+    assert!(said.contains(&rescue), "{said}");
+    assert!(said.contains("bones swarm join --slot napper --restore"), "{said}");
+
+    // the command it names brings the work back, exactly
+    let out = ws.ok(&[
+        "swarm", "join", "--slot", "napper", "--agent", "agent-n", "--restore", "--json",
+    ]);
+    let joined = json(&out);
+    assert_eq!(joined["restored"], rescue.as_str());
+    let wt = PathBuf::from(joined["path"].as_str().unwrap());
+    assert_eq!(fs::read(wt.join("draft.bin")).unwrap(), precious);
+    assert_eq!(
+        fs::read_to_string(wt.join("README.md")).unwrap(),
+        "# rewritten, not committed\n"
+    );
+    assert!(!wt.join("run.sh").exists());
+    // as uncommitted edits, ready to land
+    let out = commit(&ws, "napper", "restored work");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ws.hub_git(&["show", "trunk:README.md"]), "# rewritten, not committed");
+}

@@ -173,7 +173,10 @@ fn workspace_and_runtime() -> Result<(crate::hub::Paths, tokio::runtime::Runtime
     let paths = match crate::workspace::Workspace::from_cwd() {
         Ok(ws) => crate::hub::Paths::new(&ws),
         Err(err) => {
-            report(&err);
+            match crate::swarm::removed_checkout_hint() {
+                Some(hint) => report(&hint),
+                None => report(&err),
+            }
             return Err(exit::FAILURE);
         }
     };

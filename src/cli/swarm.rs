@@ -82,6 +82,11 @@ pub struct JoinArgs {
     /// Lease time to live; the hub reaps the slot this long after the last renewal.
     #[arg(long, value_name = "D", default_value = "5m", value_parser = duration::parse)]
     ttl: Duration,
+    /// Bring the slot's newest rescued work (refs/bones/rescued/NAME/*,
+    /// saved when it was reaped or closed) back into the new checkout as
+    /// uncommitted edits.
+    #[arg(long)]
+    restore: bool,
     /// Print one JSON object instead of the path.
     #[arg(long)]
     json: bool,
@@ -190,6 +195,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
                     agent: args.agent,
                     task: args.task,
                     ttl: Some(args.ttl),
+                    restore: args.restore,
                 })
                 .await?;
             eprintln!(
@@ -209,6 +215,15 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
             }
             for saved in &joined.rescued {
                 eprintln!("swarm: earlier work in this slot was saved to {saved}");
+            }
+            if let Some(restored) = &joined.restored {
+                eprintln!("swarm: restored the work saved at {restored} as uncommitted edits");
+            }
+            if !joined.conflicts.is_empty() {
+                eprintln!(
+                    "swarm: resolve the conflict markers in {}, then `bones swarm commit`",
+                    joined.conflicts.join(", ")
+                );
             }
             if args.json {
                 println!("{}", json!(joined));

@@ -89,6 +89,10 @@ pub enum SwarmError {
         "no slot {0}: it has no lease, no checkout and no branch; `bones swarm status` lists the slots"
     )]
     NoSuchSlot(String),
+    #[error(
+        "slot {0} has no rescued work to restore (no refs/bones/rescued/{0}/*); join without --restore"
+    )]
+    NothingToRestore(String),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -105,6 +109,8 @@ pub struct JoinOptions {
     pub task: Option<String>,
     /// Lease time to live; `None` for [`lease::DEFAULT_TTL`].
     pub ttl: Option<Duration>,
+    /// Bring the slot's newest rescued work back into the new checkout.
+    pub restore: bool,
 }
 
 /// What [`Swarm::join`] did.
@@ -122,6 +128,12 @@ pub struct Joined {
     /// Work saved while taking over an expired slot or an old branch.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rescued: Vec<String>,
+    /// The rescue ref brought back into the checkout (`--restore`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored: Option<String>,
+    /// Restored paths left with conflict markers to resolve.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
 }
 
 /// What [`Swarm::commit`] did.
@@ -269,6 +281,23 @@ impl Swarm {
             name::validate_task_id(task)?;
         }
         let ttl = opts.ttl.unwrap_or(lease::DEFAULT_TTL);
+        // chosen before the checkout is made: making it may save the old
+        // branch under a newer rescue ref
+        let restore = if opts.restore {
+            if SlotDir::new(&self.paths, &slot_name).has_checkout() {
+                // a restore writes over the checkout: only into a new one
+                return Err(SwarmError::Usage(format!(
+                    "slot {slot_name} already has a checkout; --restore brings rescued work into a new one \
+                     (close the slot first: `bones swarm close --slot {slot_name}`)"
+                )));
+            }
+            match slot::latest_rescue(&self.paths.hub_repo, &slot_name) {
+                Some(rescue) => Some(rescue),
+                None => return Err(SwarmError::NothingToRestore(slot_name)),
+            }
+        } else {
+            None
+        };
         // the task must exist and be free before anything is made
         let board = match &opts.task {
             Some(task) => {
@@ -302,29 +331,33 @@ impl Swarm {
             }
         }
         let dir = SlotDir::new(&self.paths, &slot_name);
-        let mut rescued = Vec::new();
         let made = blocking({
             let dir = dir.clone();
             let took_over = matches!(acquired, Acquired::TookOver(_));
-            move || -> Result<Vec<String>, SlotError> {
+            let restore = restore.clone();
+            move || -> Result<(Vec<String>, Vec<String>), SlotError> {
                 let mut saved = Vec::new();
                 if took_over && let Some(r) = dir.retire()? {
                     saved.push(r);
                 }
                 saved.extend(dir.create()?);
-                Ok(saved)
+                let conflicts = match &restore {
+                    Some(rescue) => dir.restore(rescue)?,
+                    None => Vec::new(),
+                };
+                Ok((saved, conflicts))
             }
         })
         .await;
-        match made {
-            Ok(saved) => rescued.extend(saved),
+        let (rescued, conflicts) = match made {
+            Ok(made) => made,
             Err(err) => {
                 if acquired == Acquired::Created {
                     let _ = lease::release(&self.store, &slot_name).await;
                 }
                 return Err(err);
             }
-        }
+        };
         let how = match acquired {
             Acquired::Created => "created",
             Acquired::Rejoined => "rejoined",
@@ -348,6 +381,8 @@ impl Swarm {
             how,
             generated_agent,
             rescued,
+            restored: restore,
+            conflicts,
         })
     }
 

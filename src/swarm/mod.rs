@@ -17,3 +17,4 @@ pub use client::{
     SwarmError, agent_from_env, auto_slot_name, current_slot, env_text, validate_message,
 };
 pub use identity::identity;
+pub use slot::removed_checkout_hint;

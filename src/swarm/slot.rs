@@ -414,20 +414,23 @@ impl SlotDir {
             .find_reference(rescue_ref)
             .and_then(|r| r.peel_to_commit())
             .map_err(self.git())?;
-        let base = match rescued.parent(0) {
-            Ok(parent) => parent.tree().map_err(self.git())?,
-            Err(_) => {
-                let empty = repo
-                    .treebuilder(None)
-                    .and_then(|b| b.write())
-                    .map_err(self.git())?;
-                repo.find_tree(empty).map_err(self.git())?
-            }
-        };
         let here = repo
             .head()
-            .and_then(|h| h.peel_to_tree())
+            .and_then(|h| h.peel_to_commit())
             .map_err(self.git())?;
+        // from where the slot's history left trunk: its commits that never
+        // landed come back too, not only what was uncommitted
+        let base = match repo.merge_base(here.id(), rescued.id()) {
+            Ok(base) => repo
+                .find_commit(base)
+                .and_then(|c| c.tree())
+                .map_err(self.git())?,
+            Err(_) => rescued
+                .parent(0)
+                .and_then(|p| p.tree())
+                .map_err(self.git())?,
+        };
+        let here = here.tree().map_err(self.git())?;
         let change = rescued.tree().map_err(self.git())?;
         self.replay(&repo, &base, &here, &change)
     }
@@ -609,6 +612,57 @@ pub fn on_disk(paths: &Paths) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// What to tell someone whose current directory was a slot's checkout that
+/// is gone (reaped, or closed): which slot, where its work was saved, and
+/// the command that brings it back. `None` when the current directory
+/// exists or was not a checkout. Incident: a reaped agent's next command
+/// said only `cannot read .: No such file or directory`.
+pub fn removed_checkout_hint() -> Option<String> {
+    if std::env::current_dir().is_ok() {
+        return None;
+    }
+    // the kernel still knows the removed directory's path
+    let link = fs::read_link("/proc/self/cwd").ok()?;
+    let text = link.to_str()?;
+    let cwd = Path::new(text.strip_suffix(" (deleted)").unwrap_or(text));
+    let wt = cwd
+        .ancestors()
+        .find(|a| {
+            a.file_name().is_some_and(|n| n == "wt")
+                && a.parent()
+                    .and_then(Path::parent)
+                    .and_then(Path::file_name)
+                    .is_some_and(|n| n == "swarm")
+        })?;
+    let dir = wt.parent()?;
+    let name = dir.file_name()?.to_str()?;
+    super::name::validate_slot(name).ok()?;
+    let state = dir.parent()?.parent()?;
+    let reaped: Option<Reaped> = fs::read(dir.join("reaped.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let rescue = reaped
+        .as_ref()
+        .and_then(|r| r.rescue_ref.clone())
+        .or_else(|| latest_rescue(&state.join("hub.git"), name));
+    let what = match &reaped {
+        Some(r) => format!(
+            "slot {name} was reaped at {} (its lease expired) and its checkout removed",
+            crate::shown::plain(&r.reaped_at)
+        ),
+        None => format!("the checkout of slot {name} was removed (the slot was closed or reaped)"),
+    };
+    Some(match rescue {
+        Some(rescue) => format!(
+            "{what}; its uncommitted work is saved at {rescue}. Bring it back in a new checkout: \
+             cd \"$(bones swarm join --slot {name} --restore)\""
+        ),
+        None => format!(
+            "{what}; nothing uncommitted was left in it. Start again: cd \"$(bones swarm join --slot {name})\""
+        ),
+    })
 }
 
 /// The newest rescue ref of a slot, if any.
