@@ -346,3 +346,32 @@ fn reaped_work_comes_back_byte_for_byte_and_the_reaped_agent_is_told_how() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(ws.hub_git(&["show", "trunk:README.md"]), "# rewritten, not committed");
 }
+
+#[test]
+fn verbs_that_need_the_hub_start_it_unless_told_not_to() {
+    // `bones up` (run by the fixture) starts nothing
+    let ws = TestWorkspace::new();
+    assert!(ws.processes().is_empty(), "{:?}", ws.processes());
+    assert_eq!(ws.status().0, 1);
+
+    // opted out: the verb fails, saying how to start one, and starts nothing
+    let out = ws
+        .command(&["tasks", "create", "not yet"])
+        .env("BONES_NO_AUTOSTART", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bones hub start"), "{}", stderr(&out));
+    assert_eq!(ws.status().0, 1);
+
+    // otherwise the first verb that needs the hub starts it, in one line
+    let out = ws.ok(&["tasks", "create", "first task"]);
+    let said = stderr(&out);
+    let started: Vec<&str> = said.lines().filter(|l| l.starts_with("hub:")).collect();
+    assert_eq!(started.len(), 1, "{said}");
+    assert!(started[0].contains("started"), "{said}");
+    assert_eq!(ws.status().0, 0, "the hub runs after the verb");
+    // a slot verb finds it running and says nothing about it
+    let out = ws.ok(&["swarm", "join", "--slot", "s", "--agent", "a"]);
+    assert!(!stderr(&out).contains("hub:"), "{}", stderr(&out));
+}

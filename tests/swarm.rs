@@ -474,7 +474,11 @@ fn apply_brings_trunk_into_the_user_repository() {
 #[test]
 fn slot_verbs_without_a_hub_say_how_to_start_one() {
     let ws = TestWorkspace::new();
-    let out = ws.run(&["swarm", "join", "--slot", "a"]);
+    let out = ws
+        .command(&["swarm", "join", "--slot", "a"])
+        .env("BONES_NO_AUTOSTART", "1")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("bones hub start"), "{}", stderr(&out));
     assert!(!Path::new(&ws.state_dir().join("swarm/a")).exists());

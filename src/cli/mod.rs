@@ -192,6 +192,42 @@ fn workspace_and_runtime() -> Result<(crate::hub::Paths, tokio::runtime::Runtime
     }
 }
 
+/// Environment variable that turns off starting the hub on demand.
+pub const NO_AUTOSTART_ENV: &str = "BONES_NO_AUTOSTART";
+
+/// Starts the workspace hub in the background when none runs, for a verb
+/// that needs it (as the Go original does on the first such verb): one
+/// ready line on stderr. `BONES_NO_AUTOSTART=1` turns it off, and the verb
+/// then fails saying how to start one. Errors are reported here.
+fn autostart(paths: &crate::hub::Paths) -> Result<(), u8> {
+    let off = std::env::var_os(NO_AUTOSTART_ENV).is_some_and(|v| !v.is_empty() && v != "0");
+    if off || crate::hub::is_running(&paths.root) {
+        return Ok(());
+    }
+    let opts = crate::hub::StartOptions {
+        detach: true,
+        ..Default::default()
+    };
+    match crate::hub::start(&paths.root, &opts) {
+        Ok(crate::hub::StartOutcome::Started { pid, ports }) => {
+            eprintln!(
+                "hub: no hub was running; started one in the background (pid={pid}) repo={} coord={} \
+                 (set {NO_AUTOSTART_ENV}=1 to turn this off)",
+                crate::hub::ports::repo_url(ports.repo),
+                crate::hub::ports::nats_url(ports.coord)
+            );
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(err) => {
+            report(&format!(
+                "no hub was running and starting one failed: {err}"
+            ));
+            Err(exit::FAILURE)
+        }
+    }
+}
+
 /// Prints an error the way every verb does: one `bones:` line (or a few,
 /// when it carries a log tail) on stderr.
 fn report(err: &dyn std::fmt::Display) {

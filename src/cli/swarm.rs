@@ -148,12 +148,22 @@ pub fn run(command: SwarmCommand) -> u8 {
     runtime.block_on(async move {
         match dispatch(paths, command).await {
             Ok(()) => exit::OK,
+            // already reported
+            Err(SwarmError::NotStarted(code)) => code,
             Err(err) => {
                 report(&err);
                 code_for(&err)
             }
         }
     })
+}
+
+/// Connects to the hub, starting it first when none runs.
+async fn connect(paths: Paths) -> Result<Swarm, SwarmError> {
+    if let Err(code) = super::autostart(&paths) {
+        return Err(SwarmError::NotStarted(code));
+    }
+    Swarm::connect(paths).await
 }
 
 fn code_for(err: &SwarmError) -> u8 {
@@ -188,7 +198,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
                     swarm::agent_from_env()?;
                 }
             }
-            let hub = Swarm::connect(paths.clone()).await?;
+            let hub = connect(paths.clone()).await?;
             let joined = hub
                 .join(JoinOptions {
                     slot: args.slot,
@@ -233,7 +243,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         }
         SwarmCommand::Cwd(args) => {
             let slot = slot_flag(&args)?;
-            let hub = acting(Swarm::connect(paths).await?, &args)?;
+            let hub = acting(connect(paths).await?, &args)?;
             let path = hub.checkout(&slot).await?;
             if args.json {
                 println!("{}", json!({ "slot": slot, "path": path }));
@@ -243,7 +253,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         }
         SwarmCommand::Renew(args) => {
             let slot = slot_flag(&args)?;
-            let hub = acting(Swarm::connect(paths).await?, &args)?;
+            let hub = acting(connect(paths).await?, &args)?;
             let lease = hub.renew(&slot).await?;
             if args.json {
                 println!("{}", json!(lease));
@@ -254,7 +264,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         SwarmCommand::Commit(args) => {
             swarm::validate_message(&args.message)?;
             let slot = slot_flag(&args.slot)?;
-            let hub = acting(Swarm::connect(paths).await?, &args.slot)?;
+            let hub = acting(connect(paths).await?, &args.slot)?;
             let outcome = match hub.commit(&slot, &args.message).await {
                 Err(SwarmError::NothingToCommit(_)) => {
                     // nothing changed is an answer, not a failure
@@ -284,7 +294,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         }
         SwarmCommand::Sync(args) => {
             let slot = slot_flag(&args)?;
-            let hub = acting(Swarm::connect(paths).await?, &args)?;
+            let hub = acting(connect(paths).await?, &args)?;
             let synced = hub.sync(&slot).await?;
             if let Some(saved) = &synced.saved {
                 eprintln!(
@@ -305,7 +315,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         }
         SwarmCommand::Close(args) => {
             let slot = slot_flag(&args.slot)?;
-            let hub = acting(Swarm::connect(paths).await?, &args.slot)?;
+            let hub = acting(connect(paths).await?, &args.slot)?;
             let closed = hub
                 .close(&slot, args.result == CloseResult::Abandon, args.close_tasks)
                 .await?;
@@ -327,7 +337,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
             }
         }
         SwarmCommand::Status(args) => {
-            let hub = Swarm::connect(paths).await?;
+            let hub = connect(paths).await?;
             let slots = hub.status().await?;
             if args.json {
                 println!("{}", json!(slots));

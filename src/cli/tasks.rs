@@ -183,6 +183,8 @@ pub struct CloseArgs {
 enum Failure {
     Task(TaskError),
     Other(String, u8),
+    /// Already reported; carries the exit code.
+    Reported(u8),
 }
 
 impl From<TaskError> for Failure {
@@ -198,6 +200,7 @@ pub fn run(command: TasksCommand) -> u8 {
     };
     match runtime.block_on(dispatch(&paths, command)) {
         Ok(()) => exit::OK,
+        Err(Failure::Reported(code)) => code,
         Err(Failure::Other(message, code)) => {
             report(&message);
             code
@@ -214,6 +217,9 @@ pub fn run(command: TasksCommand) -> u8 {
 }
 
 async fn connect(paths: &Paths) -> Result<Board, Failure> {
+    if let Err(code) = super::autostart(paths) {
+        return Err(Failure::Reported(code));
+    }
     let client = coord::connect_running(paths)
         .await
         .map_err(|e| Failure::Other(e.to_string(), exit::FAILURE))?;

@@ -97,6 +97,10 @@ pub enum SwarmError {
     Usage(String),
     #[error("{0}")]
     Internal(String),
+    /// The hub could not be started on demand (the CLI reported why);
+    /// carries the exit code.
+    #[error("the hub could not be started")]
+    NotStarted(u8),
 }
 
 /// Options for [`Swarm::join`].
