@@ -375,3 +375,83 @@ fn verbs_that_need_the_hub_start_it_unless_told_not_to() {
     let out = ws.ok(&["swarm", "join", "--slot", "s", "--agent", "a"]);
     assert!(!stderr(&out).contains("hub:"), "{}", stderr(&out));
 }
+
+fn log_lines(ws: &TestWorkspace, filter: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["logs", "--hub", "--json"];
+    args.extend_from_slice(filter);
+    stdout(&ws.ok(&args))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_operator_can_follow_a_slot_from_join_to_close() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let slot = "a-rather-long-slot-name-for-the-trail";
+    let t1 = create_task(&ws, "trail task", &[]);
+    let t2 = create_task(&ws, "second trail task", &[]);
+    let wt = join(&ws, slot, "agent-trail", &["--task", &t1]);
+    ws.ok(&["tasks", "claim", &t2, "--slot", slot]);
+    fs::write(wt.join("trail.txt"), "one\n").unwrap();
+    assert!(commit(&ws, slot, "Leave a trail").status.success());
+    let landed = ws.hub_git(&["rev-parse", "trunk"]);
+    // another slot lands after it: the trail's slot is now behind by one
+    let other = join(&ws, "other", "agent-o", &[]);
+    fs::write(other.join("other.txt"), "other\n").unwrap();
+    assert!(commit(&ws, "other", "Someone else's work").status.success());
+    fs::write(wt.join("dirty-1.txt"), "x\n").unwrap();
+    fs::write(wt.join("README.md"), "# changed\n").unwrap();
+
+    // status: agent, tasks held (from the board), uncommitted, ahead/behind,
+    // the slot's own last landed commit (not trunk's tip)
+    let slots = json(&ws.ok(&["swarm", "status", "--json"]));
+    let me = slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["slot"] == slot)
+        .unwrap();
+    assert_eq!(me["agent_id"], "agent-trail");
+    assert_eq!(me["tasks"], serde_json::json!([t1, t2]));
+    assert_eq!(me["uncommitted"], 2);
+    assert_eq!((me["ahead"].clone(), me["behind"].clone()), (0.into(), 1.into()));
+    assert_eq!(me["last_commit"], landed.as_str());
+    assert_eq!(me["last_commit_summary"], "Leave a trail");
+    let table = stdout(&ws.ok(&["swarm", "status"]));
+    assert!(table.contains(&format!("{t1},{t2}")), "{table}");
+    // tasks list shows the holder whole
+    let list = stdout(&ws.ok(&["tasks", "list"]));
+    assert!(list.contains(slot), "{list}");
+
+    fs::remove_file(wt.join("dirty-1.txt")).unwrap();
+    ws.git(&["-C", wt.to_str().unwrap(), "checkout", "README.md"]);
+    ws.ok(&["swarm", "sync", "--slot", slot]);
+    ws.ok(&["swarm", "close", "--slot", slot]);
+
+    // the trail: join, commit (landed id and subject), sync, close
+    let trail = log_lines(&ws, &["--slot", slot]);
+    assert!(trail.iter().all(|e| e["slot"] == slot), "{trail:?}");
+    let msgs: Vec<&str> = trail.iter().filter_map(|e| e["msg"].as_str()).collect();
+    for (what, at) in [("joined", 0), ("landed", 1), ("synced", 2), ("closed", 3)] {
+        assert!(msgs.get(at).is_some_and(|m| m.contains(what)), "{what} at {at}: {msgs:?}");
+    }
+    let landing = trail.iter().find(|e| e["rpc"] == "swarm.commit").unwrap();
+    assert_eq!(landing["commit"], landed.as_str());
+    assert!(landing["msg"].as_str().unwrap().contains("Leave a trail"));
+    for entry in &trail {
+        assert_eq!(entry["agent"], "agent-trail", "{entry}");
+        assert!(entry["task"] == t1.as_str() || entry["task"] == t2.as_str(), "{entry}");
+    }
+    assert_eq!(log_lines(&ws, &["--agent", "agent-trail"]).len(), trail.len());
+    assert!(log_lines(&ws, &["--task", &t1]).iter().any(|e| e["msg"].as_str().unwrap_or("").contains("joined")));
+
+    // a reap is on the trail too, with its agent
+    join(&ws, "brief", "agent-b", &["--ttl", "1s"]);
+    assert!(wait_until(Duration::from_secs(20), || log_lines(&ws, &["--slot", "brief"])
+        .iter()
+        .any(|e| e["msg"].as_str().unwrap_or("").contains("reaped"))));
+    let reap = log_lines(&ws, &["--slot", "brief", "--agent", "agent-b"]);
+    assert!(reap.iter().any(|e| e["msg"].as_str().unwrap_or("").contains("reaped")), "{reap:?}");
+}

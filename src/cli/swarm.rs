@@ -54,7 +54,8 @@ pub enum SwarmCommand {
     /// slot/NAME. The tasks the slot holds are released (open again), or
     /// closed with --close-tasks; the ones it touched are named on stderr.
     Close(CloseArgs),
-    /// Every slot: state (active, stale, reaped), lease age, task, last commit.
+    /// Every slot: state and lease age, agent, tasks held, uncommitted files,
+    /// commits ahead of and behind trunk, and its own last landed commit.
     Status(StatusArgs),
 }
 
@@ -352,38 +353,71 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
 }
 
 fn print_status(slots: &[swarm::SlotStatus]) {
-    println!(
-        "{:<24} {:<7} {:>9}  {:<12} {:<12} LAST COMMIT",
-        "SLOT", "STATE", "LEASE AGE", "TASK", "AGENT"
-    );
-    for s in slots {
-        let age = match (s.lease_age_s, s.ttl_s) {
-            (Some(age), Some(ttl)) => format!("{age}s/{ttl}s"),
-            _ => "-".to_string(),
-        };
-        // lease records and commit messages come from any token holder
-        let commit = match (&s.last_commit, &s.last_commit_summary) {
-            (Some(id), Some(summary)) => {
-                format!("{} {}", &id[..id.len().min(8)], plain(summary))
-            }
-            _ => "-".to_string(),
-        };
-        let agent: String = plain(s.agent_id.as_deref().unwrap_or("-"))
-            .chars()
-            .take(12)
-            .collect();
-        println!(
-            "{:<24} {:<7} {:>9}  {:<12} {:<12} {commit}",
-            s.slot,
-            s.state,
-            age,
-            plain(s.task_id.as_deref().unwrap_or("-")),
-            agent,
-        );
+    // lease records and commit messages come from any token holder
+    let rows: Vec<[String; 7]> = slots
+        .iter()
+        .map(|s| {
+            let age = match (s.lease_age_s, s.ttl_s) {
+                (Some(age), Some(ttl)) => format!("{age}s/{ttl}s"),
+                _ => "-".to_string(),
+            };
+            let tasks = if s.tasks.is_empty() {
+                "-".to_string()
+            } else {
+                plain(&s.tasks.join(",")).into_owned()
+            };
+            let count = |n: Option<usize>| n.map_or("-".to_string(), |n| n.to_string());
+            let commit = match (&s.last_commit, &s.last_commit_summary) {
+                (Some(id), Some(summary)) => {
+                    format!("{} {}", &id[..id.len().min(8)], plain(summary))
+                }
+                _ => "-".to_string(),
+            };
+            [
+                s.slot.clone(),
+                format!("{} {age}", s.state),
+                plain(s.agent_id.as_deref().unwrap_or("-")).into_owned(),
+                tasks,
+                count(s.uncommitted),
+                format!("{}/{}", count(s.ahead), count(s.behind)),
+                commit,
+            ]
+        })
+        .collect();
+    let header = [
+        "SLOT",
+        "STATE LEASE",
+        "AGENT",
+        "TASKS",
+        "CHANGED",
+        "AHEAD/BEHIND",
+        "LAST LANDED",
+    ];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..6).map(width).collect();
+    let line = |cells: [&str; 7]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate().take(6) {
+            out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+        }
+        out.push_str(cells[6]);
+        println!("{}", out.trim_end());
+    };
+    line(header);
+    for (s, row) in slots.iter().zip(&rows) {
+        line([
+            &row[0], &row[1], &row[2], &row[3], &row[4], &row[5], &row[6],
+        ]);
         if s.state != "active"
             && let Some(r) = &s.rescue_ref
         {
-            println!("{:<24} rescued work: {r}", "");
+            println!("  rescued work: {r} (`bones swarm join --slot {} --restore`)", s.slot);
         }
     }
 }

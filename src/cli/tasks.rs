@@ -451,18 +451,24 @@ fn print_list(tasks: &[&Task], as_json: bool) {
         println!("no tasks");
         return;
     }
-    println!("{:<11} {:<8} {:<16} TITLE", "ID", "STATUS", "HOLDER");
-    for t in tasks {
-        let holder: String = plain(t.claimed_by.as_deref().unwrap_or("-"))
-            .chars()
-            .take(16)
-            .collect();
+    // holders are shown whole, so they match slot names and agent ids
+    let holders: Vec<String> = tasks
+        .iter()
+        .map(|t| plain(t.claimed_by.as_deref().unwrap_or("-")).into_owned())
+        .collect();
+    let width = holders
+        .iter()
+        .map(|h| h.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("HOLDER".len());
+    println!("{:<11} {:<8} {:<width$} TITLE", "ID", "STATUS", "HOLDER");
+    for (t, holder) in tasks.iter().zip(&holders) {
         let title: String = plain(&t.title).chars().take(70).collect();
         println!(
-            "{:<11} {:<8} {:<16} {title}",
+            "{:<11} {:<8} {holder:<width$} {title}",
             t.id,
             t.status.as_str(),
-            holder
         );
     }
 }

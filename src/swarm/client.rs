@@ -6,6 +6,7 @@
 //! on trunk by the hub (see [`super::protocol`]): the hub is trunk's only
 //! writer.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -176,8 +177,11 @@ pub struct SlotStatus {
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
+    /// The task the slot joined for (`--task`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
+    /// Every task the board says the slot holds.
+    pub tasks: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Seconds since the lease was renewed.
@@ -185,6 +189,16 @@ pub struct SlotStatus {
     pub lease_age_s: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_s: Option<u64>,
+    /// Files changed in the checkout and not committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uncommitted: Option<usize>,
+    /// Commits on the slot branch that trunk lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ahead: Option<usize>,
+    /// Commits on trunk the slot branch lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub behind: Option<usize>,
+    /// The slot's own last commit on trunk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_commit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -367,15 +381,19 @@ impl Swarm {
             Acquired::Rejoined => "rejoined",
             Acquired::TookOver(_) => "took_over",
         };
-        let log = self.log();
+        let mut said = format!("swarm: slot {slot_name} joined ({})", how.replace('_', " "));
         for saved in &rescued {
-            let mut entry = LogEntry::lifecycle(
-                LogLevel::Info,
-                format!("swarm: slot {slot_name} joined; earlier work saved to {saved}"),
-            );
-            entry.slot = Some(slot_name.clone());
-            log.write(entry);
+            said.push_str(&format!("; earlier work saved to {saved}"));
         }
+        if let Some(restored) = &restore {
+            said.push_str(&format!("; restored {restored}"));
+        }
+        self.log().write(slot_entry(
+            said,
+            &slot_name,
+            Some(&agent),
+            opts.task.as_deref().or(wanted.task_id.as_deref()),
+        ));
         Ok(Joined {
             branch: format!("slot/{slot_name}"),
             path: dir.wt.clone(),
@@ -568,12 +586,29 @@ impl Swarm {
 
     /// Brings the slot onto the trunk tip (see [`SlotDir::sync`]).
     pub async fn sync(&self, slot: &str) -> Result<slot::Synced, SwarmError> {
-        self.renew(slot).await?;
+        let held = self.renew(slot).await?;
         let dir = SlotDir::new(&self.paths, slot);
         if !dir.has_checkout() {
             return Err(SwarmError::NoCheckout(slot.to_string()));
         }
-        blocking(move || dir.sync()).await
+        let synced = blocking(move || dir.sync()).await?;
+        let mut said = format!(
+            "swarm: slot {slot} synced onto trunk {}",
+            &synced.trunk[..synced.trunk.len().min(12)]
+        );
+        if let Some(saved) = &synced.saved {
+            said.push_str(&format!("; its commits saved to {saved} and replayed"));
+        }
+        if !synced.conflicts.is_empty() {
+            said.push_str(&format!("; conflicts in {}", synced.conflicts.join(", ")));
+        }
+        self.log().write(slot_entry(
+            said,
+            slot,
+            Some(&held.agent_id),
+            held.task_id.as_deref(),
+        ));
+        Ok(synced)
     }
 
     /// The first `--auto` slot for `agent` from the `n`th candidate on
@@ -680,8 +715,12 @@ impl Swarm {
                 }
             ),
         );
+        let lease = held.and_then(|h| h.lease);
         entry.slot = Some(slot.to_string());
-        entry.task = held.and_then(|h| h.lease).and_then(|l| l.task_id);
+        entry.agent = lease.as_ref().map(|l| l.agent_id.clone());
+        entry.task = lease
+            .and_then(|l| l.task_id)
+            .or_else(|| released.first().or(closed_tasks.first()).cloned());
         self.log().write(entry);
         Ok(Closed {
             slot: slot.to_string(),
@@ -694,8 +733,15 @@ impl Swarm {
     /// Every slot the workspace knows: leased, on disk, or reaped.
     pub async fn status(&self) -> Result<Vec<SlotStatus>, SwarmError> {
         let records = lease::list(&self.store).await?;
+        let (tasks, _) = self.board().await?.list().await?;
+        let mut held: HashMap<String, Vec<String>> = HashMap::new();
+        for task in tasks {
+            if let (Status::Claimed, Some(holder)) = (task.status, task.claimed_by) {
+                held.entry(holder).or_default().push(task.id);
+            }
+        }
         let paths = self.paths.clone();
-        blocking(move || Ok::<_, SwarmError>(collect_status(&paths, records))).await
+        blocking(move || Ok::<_, SwarmError>(collect_status(&paths, records, &held))).await
     }
 
     fn log(&self) -> HubLog {
@@ -704,54 +750,68 @@ impl Swarm {
     }
 }
 
-fn collect_status(paths: &Paths, records: Vec<lease::Stored>) -> Vec<SlotStatus> {
+/// How far back in trunk's history `status` looks for each slot's last
+/// landed commit.
+const LANDED_SEARCH: usize = 10_000;
+
+fn collect_status(
+    paths: &Paths,
+    records: Vec<lease::Stored>,
+    held: &HashMap<String, Vec<String>>,
+) -> Vec<SlotStatus> {
     let now = OffsetDateTime::now_utc();
     let repo = Repository::open_bare(&paths.hub_repo).ok();
     let mut names: Vec<String> = records.iter().map(|r| r.key.clone()).collect();
     names.extend(slot::on_disk(paths));
     names.sort();
     names.dedup();
+    let landed = repo
+        .as_ref()
+        .map(|repo| last_landed(repo, &names))
+        .unwrap_or_default();
+    let trunk = repo
+        .as_ref()
+        .and_then(|repo| crate::hub::land::trunk(repo).ok());
     names
         .into_iter()
         .map(|name| {
             let dir = SlotDir::new(paths, &name);
             let record = records.iter().find(|r| r.key == name);
-            let held = record.and_then(|r| r.lease.clone());
+            let lease = record.and_then(|r| r.lease.clone());
             let reaped = dir.reaped();
-            let state = match (&held, record, &reaped) {
+            let state = match (&lease, record, &reaped) {
                 (Some(l), _, _) if l.is_live_at(now) => "active",
                 (None, Some(_), _) => "active", // unreadable record: treated as live
                 (None, None, Some(_)) if !dir.wt.exists() => "reaped",
                 _ => "stale",
             };
-            let last = repo.as_ref().and_then(|repo| {
-                let commit = repo
-                    .find_reference(&dir.branch_ref())
-                    .ok()?
-                    .peel_to_commit()
-                    .ok()?;
-                Some((
-                    commit.id().to_string(),
-                    commit
-                        .summary()
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default()
-                        .to_string(),
-                ))
-            });
+            let (ahead, behind) = match (&repo, trunk, dir.head().ok()) {
+                (Some(repo), Some(trunk), Some(head)) => repo
+                    .graph_ahead_behind(head, trunk)
+                    .map(|(a, b)| (Some(a), Some(b)))
+                    .unwrap_or((None, None)),
+                _ => (None, None),
+            };
+            let last = landed.get(&name);
             SlotStatus {
                 state,
-                agent_id: held.as_ref().map(|l| l.agent_id.clone()),
-                task_id: held
+                agent_id: lease
+                    .as_ref()
+                    .map(|l| l.agent_id.clone())
+                    .or_else(|| reaped.as_ref().and_then(|r| r.agent_id.clone())),
+                task_id: lease
                     .as_ref()
                     .and_then(|l| l.task_id.clone())
                     .or_else(|| reaped.as_ref().and_then(|r| r.task_id.clone())),
-                host: held.as_ref().map(|l| l.host.clone()),
-                lease_age_s: held.as_ref().map(|l| l.age_s(now)),
-                ttl_s: held.as_ref().map(|l| l.ttl_s),
-                last_commit: last.as_ref().map(|l| l.0.clone()),
-                last_commit_summary: last.map(|l| l.1),
+                tasks: held.get(&name).cloned().unwrap_or_default(),
+                host: lease.as_ref().map(|l| l.host.clone()),
+                lease_age_s: lease.as_ref().map(|l| l.age_s(now)),
+                ttl_s: lease.as_ref().map(|l| l.ttl_s),
+                uncommitted: dir.has_checkout().then(|| dir.uncommitted().ok()).flatten(),
+                ahead,
+                behind,
+                last_commit: last.map(|l| l.0.clone()),
+                last_commit_summary: last.map(|l| l.1.clone()),
                 path: dir.has_checkout().then(|| dir.wt.clone()),
                 rescue_ref: reaped
                     .and_then(|r| r.rescue_ref)
@@ -760,6 +820,49 @@ fn collect_status(paths: &Paths, records: Vec<lease::Stored>) -> Vec<SlotStatus>
             }
         })
         .collect()
+}
+
+/// Each slot's newest commit on trunk (by its `Bones-Slot` trailer), with
+/// its subject: what the slot itself last landed, not trunk's tip.
+fn last_landed(repo: &Repository, slots: &[String]) -> HashMap<String, (String, String)> {
+    let mut found = HashMap::new();
+    let Ok(mut walk) = repo.revwalk() else {
+        return found;
+    };
+    if walk.push_ref(crate::hub::repo::TRUNK_REF).is_err() {
+        return found;
+    }
+    walk.simplify_first_parent().ok();
+    for id in walk.take(LANDED_SEARCH).flatten() {
+        if found.len() == slots.len() {
+            break;
+        }
+        let Ok(commit) = repo.find_commit(id) else {
+            continue;
+        };
+        let message = String::from_utf8_lossy(commit.message_bytes()).into_owned();
+        let Some(slot) = message
+            .lines()
+            .rev()
+            .find_map(|line| line.strip_prefix("Bones-Slot: "))
+        else {
+            continue;
+        };
+        if slots.iter().any(|s| s == slot) && !found.contains_key(slot) {
+            let summary = commit.summary().ok().flatten().unwrap_or_default().to_string();
+            found.insert(slot.to_string(), (id.to_string(), summary));
+        }
+    }
+    found
+}
+
+/// A lifecycle entry about a slot, for its trail in hub.log.
+fn slot_entry(msg: String, slot: &str, agent: Option<&str>, task: Option<&str>) -> LogEntry {
+    let mut entry = LogEntry::lifecycle(LogLevel::Info, msg);
+    entry.slot = Some(slot.to_string());
+    entry.agent = agent.map(str::to_string);
+    entry.task = task.map(str::to_string);
+    entry
 }
 
 /// Refuses a task that does not exist, is closed, or is held by another

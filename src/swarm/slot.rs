@@ -207,6 +207,21 @@ impl SlotDir {
         Ok(Some(id))
     }
 
+    /// How many files in the checkout differ from its HEAD (changed,
+    /// added, deleted or untracked, ignored files aside).
+    pub fn uncommitted(&self) -> Result<usize, SlotError> {
+        let repo = Repository::open(&self.wt).map_err(self.git())?;
+        let mut opts = git2::StatusOptions::new();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_ignored(false);
+        let statuses = repo.statuses(Some(&mut opts)).map_err(self.git())?;
+        Ok(statuses
+            .iter()
+            .filter(|e| e.status() != git2::Status::CURRENT)
+            .count())
+    }
+
     /// The slot branch's tip.
     pub fn head(&self) -> Result<Oid, SlotError> {
         let repo = Repository::open_bare(&self.hub_repo).map_err(self.git())?;
