@@ -455,3 +455,65 @@ fn the_operator_can_follow_a_slot_from_join_to_close() {
     let reap = log_lines(&ws, &["--slot", "brief", "--agent", "agent-b"]);
     assert!(reap.iter().any(|e| e["msg"].as_str().unwrap_or("").contains("reaped")), "{reap:?}");
 }
+
+#[test]
+fn a_silent_live_agent_keeps_its_slot_while_a_crashed_one_is_reaped() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let spawn_agent = || {
+        support::KillOnDrop(
+            std::process::Command::new("sleep")
+                .arg("600")
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let alive = spawn_agent();
+    let mut crashed = spawn_agent();
+    // TTLs far below the default, so the test need not wait minutes: what
+    // keeps a slot is its agent's process, not the clock
+    let (alive_pid, crashed_pid) = (alive.0.id().to_string(), crashed.0.id().to_string());
+    let wt_alive = join(&ws, "a-alive", "agent-alive", &["--ttl", "1s", "--pid", &alive_pid]);
+    let wt_crashed = join(&ws, "b-crashed", "agent-crashed", &["--ttl", "1s", "--pid", &crashed_pid]);
+    fs::write(wt_crashed.join("unsaved.txt"), "kept\n").unwrap();
+
+    // both leases are now older than their TTL: silent agents
+    let age = |slot: &str| -> u64 {
+        let slots = json(&ws.ok(&["swarm", "status", "--json"]));
+        slots
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["slot"] == slot)
+            .and_then(|s| s["lease_age_s"].as_u64())
+            .unwrap_or(0)
+    };
+    assert!(wait_until(Duration::from_secs(20), || age("a-alive") >= 3 && age("b-crashed") >= 3));
+
+    crashed.0.kill().unwrap();
+    crashed.0.wait().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || ws
+            .hub_log()
+            .contains("reaped stale slot b-crashed")),
+        "the crashed agent's slot was not reaped; hub.log:\n{}",
+        ws.hub_log()
+    );
+    assert!(ws.hub_log().contains(&format!("agent process {crashed_pid} is gone")), "{}", ws.hub_log());
+    // the watcher looks at slots in name order: the scan that reaped
+    // b-crashed judged a-alive, silent past its TTL, first
+    assert!(!ws.hub_log().contains("reaped stale slot a-alive"), "{}", ws.hub_log());
+    assert!(wt_alive.exists());
+    let slots = json(&ws.ok(&["swarm", "status", "--json"]));
+    assert_eq!(slots[0]["slot"], "a-alive");
+    assert_eq!(slots[0]["state"], "active");
+    // its holder still works in it
+    fs::write(wt_alive.join("late.txt"), "after a long turn\n").unwrap();
+    let out = ws
+        .command(&["swarm", "commit", "--slot", "a-alive", "-m", "after a long turn"])
+        .env("BONES_AGENT_ID", "agent-alive")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    drop(alive);
+}

@@ -84,7 +84,7 @@ fn join_makes_a_checkout_of_trunk_and_is_idempotent_for_its_holder() {
     assert_eq!(alpha["state"], "active");
     assert_eq!(alpha["agent_id"], "agent-a");
     assert_eq!(alpha["task_id"], task.as_str());
-    assert_eq!(alpha["ttl_s"], 300);
+    assert_eq!(alpha["ttl_s"], 3600);
 
     // --auto makes an agent-<id> slot
     let out = ws.ok(&[

@@ -80,9 +80,16 @@ pub struct JoinArgs {
     /// Who holds the slot (default: $BONES_AGENT_ID, else generated).
     #[arg(long, value_name = "ID")]
     agent: Option<String>,
-    /// Lease time to live; the hub reaps the slot this long after the last renewal.
-    #[arg(long, value_name = "D", default_value = "5m", value_parser = duration::parse)]
+    /// Lease time to live: without --pid, the hub reaps the slot this long
+    /// after the last renewal (every slot verb and `bones swarm renew` renew).
+    #[arg(long, value_name = "D", default_value = "1h", value_parser = duration::parse)]
     ttl: Duration,
+    /// The agent's own process on this machine (from the agent's shell:
+    /// --pid $PPID). The slot then lives exactly as long as that process,
+    /// however long the agent is silent, and is reaped within seconds once
+    /// it is gone; the TTL no longer applies.
+    #[arg(long, value_name = "PID", env = "BONES_AGENT_PID")]
+    pid: Option<u32>,
     /// Bring the slot's newest rescued work (refs/bones/rescued/NAME/*,
     /// saved when it was reaped or closed) back into the new checkout as
     /// uncommitted edits.
@@ -207,6 +214,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
                     task: args.task,
                     ttl: Some(args.ttl),
                     restore: args.restore,
+                    pid: args.pid,
                 })
                 .await?;
             eprintln!(

@@ -77,13 +77,18 @@ async fn scan(
         let Some(held) = record.lease else {
             continue; // unreadable: treated as live, never reaped
         };
-        if held.is_live_at(now) {
+        if held.is_live(now) {
             continue;
         }
         match lease::delete_at(&store, &record.key, record.revision).await {
             Ok(true) => {
-                let excess = held.age_s(now).saturating_sub(held.ttl_s);
-                let why = format!("lease expired {excess}s ago");
+                let why = match held.watched_process() {
+                    Some((pid, _)) => format!("its agent process {pid} is gone"),
+                    None => {
+                        let excess = held.age_s(now).saturating_sub(held.ttl_s);
+                        format!("lease expired {excess}s ago")
+                    }
+                };
                 reap(js, paths, log, &record.key, Some(&held), &why, reported).await;
             }
             Ok(false) => {} // renewed meanwhile

@@ -116,6 +116,9 @@ pub struct JoinOptions {
     pub ttl: Option<Duration>,
     /// Bring the slot's newest rescued work back into the new checkout.
     pub restore: bool,
+    /// The agent's process on this machine: the lease lives exactly as
+    /// long as it does (see [`Lease::is_live`]).
+    pub pid: Option<u32>,
 }
 
 /// What [`Swarm::join`] did.
@@ -257,7 +260,7 @@ impl Swarm {
             Some(agent)
                 if !self.caller.force
                     && *agent != held.agent_id
-                    && held.is_live_at(OffsetDateTime::now_utc()) =>
+                    && held.is_live(OffsetDateTime::now_utc()) =>
             {
                 Err(SwarmError::NotHolder {
                     slot: slot.to_string(),
@@ -325,7 +328,27 @@ impl Swarm {
             }
             None => None,
         };
-        let mut wanted = Lease::new(&slot_name, &agent, opts.task.clone(), ttl);
+        let process = match opts.pid {
+            Some(pid) => match crate::hub::process::inspect(pid) {
+                Some(info) if !info.zombie => Some((pid, info.start_time)),
+                _ => {
+                    return Err(SwarmError::Usage(format!(
+                        "no process {pid} runs on this machine; --pid (or ${}) names the agent's own \
+                         process, e.g. --pid $PPID from the agent's shell",
+                        lease::AGENT_PID_ENV
+                    )));
+                }
+            },
+            None => None,
+        };
+        let make_lease = |slot: &str| {
+            let lease = Lease::new(slot, &agent, opts.task.clone(), ttl);
+            match process {
+                Some((pid, start)) => lease.with_process(pid, start),
+                None => lease,
+            }
+        };
+        let mut wanted = make_lease(&slot_name);
         let acquired = loop {
             match lease::acquire(&self.store, &wanted).await {
                 Ok((acquired, _)) => break acquired,
@@ -334,7 +357,7 @@ impl Swarm {
                 Err(LeaseError::Held { .. }) if auto => {
                     let (slot, n) = self.free_auto_slot(&agent, candidate + 1).await?;
                     (slot_name, candidate) = (slot, n);
-                    wanted = Lease::new(&slot_name, &agent, opts.task.clone(), ttl);
+                    wanted = make_lease(&slot_name);
                 }
                 Err(err) => return Err(err.into()),
             }
@@ -780,7 +803,7 @@ fn collect_status(
             let lease = record.and_then(|r| r.lease.clone());
             let reaped = dir.reaped();
             let state = match (&lease, record, &reaped) {
-                (Some(l), _, _) if l.is_live_at(now) => "active",
+                (Some(l), _, _) if l.is_live(now) => "active",
                 (None, Some(_), _) => "active", // unreadable record: treated as live
                 (None, None, Some(_)) if !dir.wt.exists() => "reaped",
                 _ => "stale",
