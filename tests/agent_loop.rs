@@ -517,3 +517,63 @@ fn a_silent_live_agent_keeps_its_slot_while_a_crashed_one_is_reaped() {
     assert!(out.status.success(), "{}", stderr(&out));
     drop(alive);
 }
+
+#[test]
+fn idle_agents_wait_for_work_filtered_by_label_in_priority_order() {
+    use std::io::BufRead;
+    let ws = TestWorkspace::new();
+    ws.start();
+    let claim = |args: &[&str]| {
+        let mut all = vec!["tasks", "claim", "--next"];
+        all.extend_from_slice(args);
+        ws.command(&all)
+            .env("BONES_AGENT_ID", "idle-agent")
+            .output()
+            .unwrap()
+    };
+    // priority first, then age
+    let old = create_task(&ws, "old and ordinary", &[]);
+    let urgent = create_task(&ws, "new but urgent", &["--priority", "5"]);
+    let docs = create_task(&ws, "write the docs", &["--label", "docs"]);
+    assert_eq!(stdout(&claim(&[])).trim(), urgent);
+    // a label filter passes over older tasks without it
+    assert_eq!(stdout(&claim(&["--label", "docs"])).trim(), docs);
+    let out = claim(&["--label", "docs"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&claim(&[])).trim(), old);
+
+    // nothing ready: a bounded wait runs out with exit 7
+    let blocker = create_task(&ws, "blocker", &[]);
+    ws.command(&["tasks", "claim", &blocker])
+        .env("BONES_AGENT_ID", "busy-agent")
+        .output()
+        .unwrap();
+    let next = create_task(&ws, "after the blocker", &["--blocked-by", &blocker]);
+    let out = claim(&["--wait", "1s"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+
+    // an unbounded wait returns the task once its blocker closes
+    let mut waiter = support::KillOnDrop(
+        ws.command(&["tasks", "claim", "--next", "--wait"])
+            .env("BONES_AGENT_ID", "idle-agent")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = std::io::BufReader::new(waiter.0.stderr.take().unwrap()).lines();
+    let said = lines.next().unwrap().unwrap();
+    assert!(said.contains("waiting"), "{said}");
+    let out = ws
+        .command(&["tasks", "close", &blocker, "--reason", "done"])
+        .env("BONES_AGENT_ID", "busy-agent")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = waiter.0.wait().unwrap();
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut waiter.0.stdout.take().unwrap(), &mut got).unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(got.trim(), next);
+    assert_eq!(task(&ws, &next)["claimed_by"], "idle-agent");
+}

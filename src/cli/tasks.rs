@@ -7,6 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::{exit, report};
+use crate::duration;
 use crate::hub::coord;
 use crate::hub::{EventKind, HubLog, LogEntry, LogLevel, Paths};
 use crate::shown::plain;
@@ -67,6 +68,9 @@ pub struct CreateArgs {
     /// A label (repeatable).
     #[arg(long = "label", value_name = "L")]
     labels: Vec<String>,
+    /// Claim order: higher is claimed first, then older (-1000 to 1000; default 0).
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    priority: i32,
     #[command(flatten)]
     out: JsonArgs,
 }
@@ -132,6 +136,9 @@ pub struct UpdateArgs {
     /// Remove a blocker (repeatable).
     #[arg(long = "unblock", value_name = "ID")]
     remove_blockers: Vec<String>,
+    /// Set the priority (higher is claimed first).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    priority: Option<i32>,
     #[command(flatten)]
     who: WhoArgs,
     #[command(flatten)]
@@ -143,9 +150,23 @@ pub struct ClaimArgs {
     /// The task to claim.
     #[arg(required_unless_present = "next", conflicts_with = "next")]
     id: Option<String>,
-    /// Claim the oldest ready task.
+    /// Claim the next ready task: highest priority, then oldest.
     #[arg(long)]
     next: bool,
+    /// With --next: only tasks with this label.
+    #[arg(long, value_name = "L", requires = "next")]
+    label: Option<String>,
+    /// With --next: when no task is ready, wait until one can be claimed
+    /// (woken by the board's changes), at most D (e.g. 30s, 10m; no value:
+    /// no limit). Exit 7 when the wait runs out.
+    #[arg(
+        long,
+        value_name = "D",
+        requires = "next",
+        num_args = 0..=1,
+        value_parser = duration::parse
+    )]
+    wait: Option<Option<std::time::Duration>>,
     #[command(flatten)]
     who: WhoArgs,
     #[command(flatten)]
@@ -246,6 +267,7 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
                 parent: args.parent,
                 blocked_by: args.blocked_by,
                 labels: args.labels,
+                priority: args.priority,
             };
             new.validate().map_err(TaskError::from)?;
             let by = who(paths, &WhoArgs { slot: None })?;
@@ -304,6 +326,7 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
                 remove_labels: args.remove_labels,
                 add_blockers: args.add_blockers,
                 remove_blockers: args.remove_blockers,
+                priority: args.priority,
             };
             record::validate_id(&args.id).map_err(TaskError::from)?;
             edit.validate(&args.id).map_err(TaskError::from)?;
@@ -315,14 +338,36 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
             if let Some(id) = &args.id {
                 record::validate_id(id).map_err(TaskError::from)?;
             }
+            if let Some(label) = &args.label {
+                record::validate_label(label).map_err(TaskError::from)?;
+            }
             let by = who(paths, &args.who)?;
             let board = connect(paths).await?;
             if args.next {
-                match board.claim_next(&by).await? {
+                let label = args.label.as_deref();
+                let claimed = match args.wait {
+                    Some(wait) => {
+                        let mut said = false;
+                        let waiting = || {
+                            if !std::mem::replace(&mut said, true) {
+                                eprintln!("tasks: no task is ready; waiting for one");
+                            }
+                        };
+                        board.claim_next_wait(&by, label, wait, waiting).await?
+                    }
+                    None => board.claimer(&by).with_label(label).next().await?,
+                };
+                match claimed {
                     Some(task) => print_task_result(&task, args.out.json),
                     None => {
+                        let waited = match args.wait {
+                            Some(Some(wait)) => format!(" within {wait:?}"),
+                            _ => String::new(),
+                        };
                         return Err(Failure::Other(
-                            "no ready task to claim (`bones tasks list` shows them all)".into(),
+                            format!(
+                                "no ready task to claim{waited} (`bones tasks list` shows them all)"
+                            ),
                             exit::NOTHING_READY,
                         ));
                     }
@@ -484,6 +529,9 @@ fn print_one(task: &Task, revision: u64) {
     }
     if !task.labels.is_empty() {
         println!("  labels     {}", plain(&task.labels.join(", ")));
+    }
+    if task.priority != 0 {
+        println!("  priority   {}", task.priority);
     }
     println!("  created    {}", plain(&task.created_at));
     println!(
