@@ -104,7 +104,9 @@ async fn main() -> Result<(), Error> {
     }
     let max = times.iter().copied().fold(0.0, f64::max);
     let ms = median(&mut times);
-    eprintln!("bench: wait: median {ms:.1} ms, slowest {max:.1} ms over {runs} runs (target <= 100 ms)");
+    eprintln!(
+        "bench: wait: median {ms:.1} ms, slowest {max:.1} ms over {runs} runs (target <= 100 ms)"
+    );
     println!("bench wait ms={ms:.1} max_ms={max:.1} runs={runs}");
     Ok(())
 }

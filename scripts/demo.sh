@@ -155,6 +155,6 @@ step "bones logs --hub: the lifecycle as humans read it"
 "$bones" logs --hub
 
 step "bones logs --hub --json | jq: the rpc entries, raw NDJSON"
-"$bones" logs --hub --json | jq -c 'select(.event == "rpc") | {ts, level, rpc, agent, task, slot, took_ms, err}'
+"$bones" logs --hub --json | jq -c 'select(.event == "rpc") | {ts, level, rpc, agent, task, slot, commit, took_ms, err}'
 
 step "done; the example workspace is removed"

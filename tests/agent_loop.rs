@@ -94,11 +94,7 @@ fn a_file_that_legitimately_holds_marker_lines_commits_fine() {
     );
     let out = commit(&ws, "second", "markers and all");
     assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
-    fs::write(
-        second.join("guide.md"),
-        "Guide\n=======\n\nintro by both\n",
-    )
-    .unwrap();
+    fs::write(second.join("guide.md"), "Guide\n=======\n\nintro by both\n").unwrap();
     let out = commit(&ws, "second", "resolved, heading kept");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
@@ -114,10 +110,20 @@ fn nothing_to_commit_is_not_a_failure() {
     join(&ws, "idle", "agent-i", &[]);
     let out = commit(&ws, "idle", "nothing here");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stderr(&out).contains("nothing to commit"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing to commit"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     let out = ws.ok(&[
-        "swarm", "commit", "--slot", "idle", "-m", "still nothing", "--json",
+        "swarm",
+        "commit",
+        "--slot",
+        "idle",
+        "-m",
+        "still nothing",
+        "--json",
     ]);
     assert_eq!(json(&out), serde_json::json!({ "landed": [] }));
 }
@@ -145,7 +151,11 @@ fn a_live_slot_answers_only_to_its_holder() {
         assert!(stderr(&out).contains("alice"), "{verb:?}: {}", stderr(&out));
     }
     assert!(wt.join("work.txt").exists(), "the checkout was touched");
-    assert!(!ws.hub_log().contains("alice-slot closed"), "{}", ws.hub_log());
+    assert!(
+        !ws.hub_log().contains("alice-slot closed"),
+        "{}",
+        ws.hub_log()
+    );
 
     // the holder itself, and anyone with --force, may
     let out = ws
@@ -155,7 +165,13 @@ fn a_live_slot_answers_only_to_its_holder() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let out = as_mallory(&[
-        "swarm", "close", "--slot", "alice-slot", "--force", "--result", "abandon",
+        "swarm",
+        "close",
+        "--slot",
+        "alice-slot",
+        "--force",
+        "--result",
+        "abandon",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!wt.exists());
@@ -164,7 +180,11 @@ fn a_live_slot_answers_only_to_its_holder() {
     let before = ws.hub_log();
     let out = ws.run(&["swarm", "close", "--slot", "never-was"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no slot never-was"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no slot never-was"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(ws.hub_log(), before);
 }
 
@@ -190,7 +210,11 @@ fn join_task_claims_for_the_slot_and_close_gives_the_task_back() {
         "swarm", "join", "--slot", "ghost", "--agent", "a", "--task", "t-nosuch",
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no task t-nosuch"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no task t-nosuch"),
+        "{}",
+        stderr(&out)
+    );
     ws.command(&["tasks", "claim", &t2])
         .env("BONES_AGENT_ID", "someone-else")
         .output()
@@ -201,7 +225,10 @@ fn join_task_claims_for_the_slot_and_close_gives_the_task_back() {
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     assert!(stderr(&out).contains("someone-else"), "{}", stderr(&out));
     assert!(!ws.state_dir().join("swarm/ghost").exists());
-    assert_eq!(json(&ws.ok(&["swarm", "status", "--json"])), serde_json::json!([]));
+    assert_eq!(
+        json(&ws.ok(&["swarm", "status", "--json"])),
+        serde_json::json!([])
+    );
 
     // join --task claims it for the slot
     join(&ws, "worker", "agent-w", &["--task", &t1]);
@@ -221,7 +248,12 @@ fn join_task_claims_for_the_slot_and_close_gives_the_task_back() {
     ws.ok(&["tasks", "release", &t1, "--force"]);
     join(&ws, "finisher", "agent-f", &["--task", &t1]);
     let out = ws.ok(&[
-        "swarm", "close", "--slot", "finisher", "--close-tasks", "--json",
+        "swarm",
+        "close",
+        "--slot",
+        "finisher",
+        "--close-tasks",
+        "--json",
     ]);
     assert_eq!(json(&out)["closed_tasks"], serde_json::json!([t1]));
     assert_eq!(task(&ws, &t1)["status"], "closed");
@@ -232,21 +264,58 @@ fn every_agent_id_gets_its_own_auto_slot_and_authors_its_commits() {
     let ws = TestWorkspace::new();
     ws.start();
     let mut agents: Vec<String> = (1..=40).map(|n| format!("claude-worker-{n}")).collect();
-    agents.extend(["a1", "A1", "agent", "Agent", "x", "claude worker 1", "claude_worker_1"].map(String::from));
+    agents.extend(
+        [
+            "a1",
+            "A1",
+            "agent",
+            "Agent",
+            "x",
+            "claude worker 1",
+            "claude_worker_1",
+        ]
+        .map(String::from),
+    );
     agents.extend((0..20).map(|_| uuid::Uuid::new_v4().to_string()));
     agents.extend((0..10).map(|_| uuid::Uuid::new_v4().to_string().to_uppercase()));
     agents.extend(
         [
-            "エージェント-1", "エージェント-2", "агент", "агент-2", "é€", "€é", "🤖", "🤖 bot",
-            "Ünïcödé", "ünïcödé", "κ", "λ", "代理人", "代理", "ø", "Ø",
-            "<angle> brackets", "angle brackets", "tab-less spaced  id", "dots.in.id",
-            "UPPER-CASE", "upper-case", "MiXeD-1",
+            "エージェント-1",
+            "エージェント-2",
+            "агент",
+            "агент-2",
+            "é€",
+            "€é",
+            "🤖",
+            "🤖 bot",
+            "Ünïcödé",
+            "ünïcödé",
+            "κ",
+            "λ",
+            "代理人",
+            "代理",
+            "ø",
+            "Ø",
+            "<angle> brackets",
+            "angle brackets",
+            "tab-less spaced  id",
+            "dots.in.id",
+            "UPPER-CASE",
+            "upper-case",
+            "MiXeD-1",
         ]
         .map(String::from),
     );
     assert_eq!(agents.len(), 100);
     // a slot name an id would derive, already held by someone else
-    let out = ws.ok(&["swarm", "join", "--slot", "agent-taken", "--agent", "first-comer"]);
+    let out = ws.ok(&[
+        "swarm",
+        "join",
+        "--slot",
+        "agent-taken",
+        "--agent",
+        "first-comer",
+    ]);
     assert!(out.status.success());
     agents.push("taken".to_string());
 
@@ -257,7 +326,10 @@ fn every_agent_id_gets_its_own_auto_slot_and_authors_its_commits() {
         let slot = joined["slot"].as_str().unwrap().to_string();
         assert_eq!(joined["agent_id"], agent.as_str());
         assert!(slot.starts_with("agent-"), "{agent:?} -> {slot}");
-        assert!(slots.insert(slot.clone()), "{agent:?} got {slot}, already taken");
+        assert!(
+            slots.insert(slot.clone()),
+            "{agent:?} got {slot}, already taken"
+        );
         // joining again finds the same slot
         let again = json(&ws.ok(&["swarm", "join", "--auto", "--agent", agent, "--json"]));
         assert_eq!(again["slot"], slot.as_str(), "{agent:?}");
@@ -265,14 +337,24 @@ fn every_agent_id_gets_its_own_auto_slot_and_authors_its_commits() {
     assert!(slots.contains("agent-claude-worker-7"));
     assert!(slots.contains("agent-a1"));
     assert!(slots.contains("agent-agent"));
-    assert!(slots.contains("agent-taken-2"), "the derived name was held by another");
+    assert!(
+        slots.contains("agent-taken-2"),
+        "the derived name was held by another"
+    );
 
     // a landed commit names the agent as author, the slot and task in trailers
     let agent = "claude-worker-7";
     let wt = ws.state_dir().join("swarm/agent-claude-worker-7/wt");
     fs::write(wt.join("by-agent.txt"), "hello\n").unwrap();
     let out = ws
-        .command(&["swarm", "commit", "--slot", "agent-claude-worker-7", "-m", "hello"])
+        .command(&[
+            "swarm",
+            "commit",
+            "--slot",
+            "agent-claude-worker-7",
+            "-m",
+            "hello",
+        ])
         .env("BONES_AGENT_ID", agent)
         .output()
         .unwrap();
@@ -296,7 +378,11 @@ fn reaped_work_comes_back_byte_for_byte_and_the_reaped_agent_is_told_how() {
 
     // an agent's shell sits in the checkout while the slot is reaped
     let mut shell = std::process::Command::new("sh")
-        .args(["-c", "read go; exec \"$0\" swarm commit -m late", support::BONES])
+        .args([
+            "-c",
+            "read go; exec \"$0\" swarm commit -m late",
+            support::BONES,
+        ])
         .current_dir(&wt)
         .env("HOME", &ws.home)
         .env_remove("BONES_SLOT")
@@ -326,11 +412,21 @@ fn reaped_work_comes_back_byte_for_byte_and_the_reaped_agent_is_told_how() {
     ]);
     assert!(said.contains("slot napper was reaped"), "{said}");
     assert!(said.contains(&rescue), "{said}");
-    assert!(said.contains("bones swarm join --slot napper --restore"), "{said}");
+    assert!(
+        said.contains("bones swarm join --slot napper --restore"),
+        "{said}"
+    );
 
     // the command it names brings the work back, exactly
     let out = ws.ok(&[
-        "swarm", "join", "--slot", "napper", "--agent", "agent-n", "--restore", "--json",
+        "swarm",
+        "join",
+        "--slot",
+        "napper",
+        "--agent",
+        "agent-n",
+        "--restore",
+        "--json",
     ]);
     let joined = json(&out);
     assert_eq!(joined["restored"], rescue.as_str());
@@ -344,7 +440,10 @@ fn reaped_work_comes_back_byte_for_byte_and_the_reaped_agent_is_told_how() {
     // as uncommitted edits, ready to land
     let out = commit(&ws, "napper", "restored work");
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(ws.hub_git(&["show", "trunk:README.md"]), "# rewritten, not committed");
+    assert_eq!(
+        ws.hub_git(&["show", "trunk:README.md"]),
+        "# rewritten, not committed"
+    );
 }
 
 #[test]
@@ -416,7 +515,10 @@ fn the_operator_can_follow_a_slot_from_join_to_close() {
     assert_eq!(me["agent_id"], "agent-trail");
     assert_eq!(me["tasks"], serde_json::json!([t1, t2]));
     assert_eq!(me["uncommitted"], 2);
-    assert_eq!((me["ahead"].clone(), me["behind"].clone()), (0.into(), 1.into()));
+    assert_eq!(
+        (me["ahead"].clone(), me["behind"].clone()),
+        (0.into(), 1.into())
+    );
     assert_eq!(me["last_commit"], landed.as_str());
     assert_eq!(me["last_commit_summary"], "Leave a trail");
     let table = stdout(&ws.ok(&["swarm", "status"]));
@@ -435,25 +537,45 @@ fn the_operator_can_follow_a_slot_from_join_to_close() {
     assert!(trail.iter().all(|e| e["slot"] == slot), "{trail:?}");
     let msgs: Vec<&str> = trail.iter().filter_map(|e| e["msg"].as_str()).collect();
     for (what, at) in [("joined", 0), ("landed", 1), ("synced", 2), ("closed", 3)] {
-        assert!(msgs.get(at).is_some_and(|m| m.contains(what)), "{what} at {at}: {msgs:?}");
+        assert!(
+            msgs.get(at).is_some_and(|m| m.contains(what)),
+            "{what} at {at}: {msgs:?}"
+        );
     }
     let landing = trail.iter().find(|e| e["rpc"] == "swarm.commit").unwrap();
     assert_eq!(landing["commit"], landed.as_str());
     assert!(landing["msg"].as_str().unwrap().contains("Leave a trail"));
     for entry in &trail {
         assert_eq!(entry["agent"], "agent-trail", "{entry}");
-        assert!(entry["task"] == t1.as_str() || entry["task"] == t2.as_str(), "{entry}");
+        assert!(
+            entry["task"] == t1.as_str() || entry["task"] == t2.as_str(),
+            "{entry}"
+        );
     }
-    assert_eq!(log_lines(&ws, &["--agent", "agent-trail"]).len(), trail.len());
-    assert!(log_lines(&ws, &["--task", &t1]).iter().any(|e| e["msg"].as_str().unwrap_or("").contains("joined")));
+    assert_eq!(
+        log_lines(&ws, &["--agent", "agent-trail"]).len(),
+        trail.len()
+    );
+    assert!(
+        log_lines(&ws, &["--task", &t1])
+            .iter()
+            .any(|e| e["msg"].as_str().unwrap_or("").contains("joined"))
+    );
 
     // a reap is on the trail too, with its agent
     join(&ws, "brief", "agent-b", &["--ttl", "1s"]);
-    assert!(wait_until(Duration::from_secs(20), || log_lines(&ws, &["--slot", "brief"])
-        .iter()
-        .any(|e| e["msg"].as_str().unwrap_or("").contains("reaped"))));
+    assert!(wait_until(Duration::from_secs(20), || log_lines(
+        &ws,
+        &["--slot", "brief"]
+    )
+    .iter()
+    .any(|e| e["msg"].as_str().unwrap_or("").contains("reaped"))));
     let reap = log_lines(&ws, &["--slot", "brief", "--agent", "agent-b"]);
-    assert!(reap.iter().any(|e| e["msg"].as_str().unwrap_or("").contains("reaped")), "{reap:?}");
+    assert!(
+        reap.iter()
+            .any(|e| e["msg"].as_str().unwrap_or("").contains("reaped")),
+        "{reap:?}"
+    );
 }
 
 #[test]
@@ -473,8 +595,18 @@ fn a_silent_live_agent_keeps_its_slot_while_a_crashed_one_is_reaped() {
     // TTLs far below the default, so the test need not wait minutes: what
     // keeps a slot is its agent's process, not the clock
     let (alive_pid, crashed_pid) = (alive.0.id().to_string(), crashed.0.id().to_string());
-    let wt_alive = join(&ws, "a-alive", "agent-alive", &["--ttl", "1s", "--pid", &alive_pid]);
-    let wt_crashed = join(&ws, "b-crashed", "agent-crashed", &["--ttl", "1s", "--pid", &crashed_pid]);
+    let wt_alive = join(
+        &ws,
+        "a-alive",
+        "agent-alive",
+        &["--ttl", "1s", "--pid", &alive_pid],
+    );
+    let wt_crashed = join(
+        &ws,
+        "b-crashed",
+        "agent-crashed",
+        &["--ttl", "1s", "--pid", &crashed_pid],
+    );
     fs::write(wt_crashed.join("unsaved.txt"), "kept\n").unwrap();
 
     // both leases are now older than their TTL: silent agents
@@ -488,7 +620,8 @@ fn a_silent_live_agent_keeps_its_slot_while_a_crashed_one_is_reaped() {
             .and_then(|s| s["lease_age_s"].as_u64())
             .unwrap_or(0)
     };
-    assert!(wait_until(Duration::from_secs(20), || age("a-alive") >= 3 && age("b-crashed") >= 3));
+    assert!(wait_until(Duration::from_secs(20), || age("a-alive") >= 3
+        && age("b-crashed") >= 3));
 
     crashed.0.kill().unwrap();
     crashed.0.wait().unwrap();
@@ -499,10 +632,19 @@ fn a_silent_live_agent_keeps_its_slot_while_a_crashed_one_is_reaped() {
         "the crashed agent's slot was not reaped; hub.log:\n{}",
         ws.hub_log()
     );
-    assert!(ws.hub_log().contains(&format!("agent process {crashed_pid} is gone")), "{}", ws.hub_log());
+    assert!(
+        ws.hub_log()
+            .contains(&format!("agent process {crashed_pid} is gone")),
+        "{}",
+        ws.hub_log()
+    );
     // the watcher looks at slots in name order: the scan that reaped
     // b-crashed judged a-alive, silent past its TTL, first
-    assert!(!ws.hub_log().contains("reaped stale slot a-alive"), "{}", ws.hub_log());
+    assert!(
+        !ws.hub_log().contains("reaped stale slot a-alive"),
+        "{}",
+        ws.hub_log()
+    );
     assert!(wt_alive.exists());
     let slots = json(&ws.ok(&["swarm", "status", "--json"]));
     assert_eq!(slots[0]["slot"], "a-alive");
@@ -510,7 +652,14 @@ fn a_silent_live_agent_keeps_its_slot_while_a_crashed_one_is_reaped() {
     // its holder still works in it
     fs::write(wt_alive.join("late.txt"), "after a long turn\n").unwrap();
     let out = ws
-        .command(&["swarm", "commit", "--slot", "a-alive", "-m", "after a long turn"])
+        .command(&[
+            "swarm",
+            "commit",
+            "--slot",
+            "a-alive",
+            "-m",
+            "after a long turn",
+        ])
         .env("BONES_AGENT_ID", "agent-alive")
         .output()
         .unwrap();

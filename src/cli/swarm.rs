@@ -425,7 +425,10 @@ fn print_status(slots: &[swarm::SlotStatus]) {
         if s.state != "active"
             && let Some(r) = &s.rescue_ref
         {
-            println!("  rescued work: {r} (`bones swarm join --slot {} --restore`)", s.slot);
+            println!(
+                "  rescued work: {r} (`bones swarm join --slot {} --restore`)",
+                s.slot
+            );
         }
     }
 }

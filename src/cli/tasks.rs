@@ -69,7 +69,12 @@ pub struct CreateArgs {
     #[arg(long = "label", value_name = "L")]
     labels: Vec<String>,
     /// Claim order: higher is claimed first, then older (-1000 to 1000; default 0).
-    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     priority: i32,
     #[command(flatten)]
     out: JsonArgs,

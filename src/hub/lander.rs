@@ -53,10 +53,7 @@ pub async fn spawn(
                     };
                     (reply, Some(request))
                 }
-                Err(err) => (
-                    (failed(&format!("bad landing request: {err}")), None),
-                    None,
-                ),
+                Err(err) => ((failed(&format!("bad landing request: {err}")), None), None),
             };
             log_rpc(&log, request.as_ref(), &reply, subject, started);
             let body = serde_json::to_vec(&reply).unwrap_or_default();

@@ -647,7 +647,9 @@ impl Swarm {
             let candidate = numbered(&base, n);
             let record = lease::get(&self.store, &candidate).await?;
             let leased_to_other = match record {
-                Some(lease::Stored { lease: Some(held), .. }) => held.agent_id != agent,
+                Some(lease::Stored {
+                    lease: Some(held), ..
+                }) => held.agent_id != agent,
                 Some(lease::Stored { lease: None, .. }) => true,
                 None => false,
             };
@@ -723,9 +725,15 @@ impl Swarm {
             if abandon { "abandon" } else { "success" }
         );
         let (released, closed_tasks) = if close_tasks {
-            (Vec::new(), board.close_all_held_by(slot, slot, &reason).await?)
+            (
+                Vec::new(),
+                board.close_all_held_by(slot, slot, &reason).await?,
+            )
         } else {
-            (board.release_all_held_by(slot, slot, &reason).await?, Vec::new())
+            (
+                board.release_all_held_by(slot, slot, &reason).await?,
+                Vec::new(),
+            )
         };
         let mut entry = LogEntry::lifecycle(
             LogLevel::Info,
@@ -872,7 +880,12 @@ fn last_landed(repo: &Repository, slots: &[String]) -> HashMap<String, (String, 
             continue;
         };
         if slots.iter().any(|s| s == slot) && !found.contains_key(slot) {
-            let summary = commit.summary().ok().flatten().unwrap_or_default().to_string();
+            let summary = commit
+                .summary()
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+                .to_string();
             found.insert(slot.to_string(), (id.to_string(), summary));
         }
     }

@@ -642,15 +642,13 @@ pub fn removed_checkout_hint() -> Option<String> {
     let link = fs::read_link("/proc/self/cwd").ok()?;
     let text = link.to_str()?;
     let cwd = Path::new(text.strip_suffix(" (deleted)").unwrap_or(text));
-    let wt = cwd
-        .ancestors()
-        .find(|a| {
-            a.file_name().is_some_and(|n| n == "wt")
-                && a.parent()
-                    .and_then(Path::parent)
-                    .and_then(Path::file_name)
-                    .is_some_and(|n| n == "swarm")
-        })?;
+    let wt = cwd.ancestors().find(|a| {
+        a.file_name().is_some_and(|n| n == "wt")
+            && a.parent()
+                .and_then(Path::parent)
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == "swarm")
+    })?;
     let dir = wt.parent()?;
     let name = dir.file_name()?.to_str()?;
     super::name::validate_slot(name).ok()?;

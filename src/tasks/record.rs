@@ -146,7 +146,9 @@ pub enum InputError {
     TooManyLabels,
     #[error("invalid label {}: use 1-64 characters without spaces or control characters", crate::shown::shown(.0))]
     BadLabel(String),
-    #[error("priority {0} is out of range; use -{MAX_PRIORITY} to {MAX_PRIORITY} (higher is claimed first)")]
+    #[error(
+        "priority {0} is out of range; use -{MAX_PRIORITY} to {MAX_PRIORITY} (higher is claimed first)"
+    )]
     BadPriority(i32),
     #[error("the reason is {0} bytes; keep it under {MAX_REASON}")]
     ReasonTooLong(usize),
