@@ -395,6 +395,17 @@ impl Swarm {
             Err(err) => {
                 if acquired == Acquired::Created {
                     let _ = lease::release(&self.store, &slot_name).await;
+                    // no claim outlives a slot that was never made
+                    if let (Some(board), Some(task)) = (&board, &opts.task) {
+                        let _ = board
+                            .release(
+                                task,
+                                &slot_name,
+                                false,
+                                Some("the slot was not made".into()),
+                            )
+                            .await;
+                    }
                 }
                 return Err(err);
             }
@@ -1161,6 +1172,19 @@ mod tests {
         #[test]
         fn auto_slot_names_are_valid_for_any_agent(agent in "(?s).{0,200}") {
             proptest::prop_assert!(name::validate_slot(&auto_slot_name(&agent)).is_ok());
+        }
+
+        #[test]
+        fn distinct_slot_safe_ids_get_distinct_names(a in "[a-z0-9-]{1,57}", b in "[a-z0-9-]{1,57}") {
+            let (na, nb) = (auto_slot_name(&a), auto_slot_name(&b));
+            if a != b {
+                proptest::prop_assert_ne!(na, nb);
+            }
+        }
+
+        #[test]
+        fn numbered_candidates_stay_valid_slot_names(agent in "(?s).{0,200}", n in 1usize..2000) {
+            proptest::prop_assert!(name::validate_slot(&numbered(&auto_slot_name(&agent), n)).is_ok());
         }
 
         #[test]

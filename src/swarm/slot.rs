@@ -704,3 +704,19 @@ fn unix_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_lines_are_git_markers_only() {
+        let text = b"a\r\n<<<<<<< trunk\r\nx\n=======\ny\n>>>>>>> slot\n|||||||\n========\n = = \n<<<<<<x\n";
+        let found: Vec<String> = marker_lines(text).collect();
+        assert_eq!(
+            found,
+            ["<<<<<<< trunk", "=======", ">>>>>>> slot", "|||||||"]
+        );
+        assert_eq!(marker_lines(b"plain\ntext\n").count(), 0);
+    }
+}
