@@ -354,7 +354,8 @@ impl Swarm {
                 Ok((acquired, _)) => break acquired,
                 // another agent whose id names the same slot got there
                 // first: an --auto slot is never shared, so take the next
-                Err(LeaseError::Held { .. }) if auto => {
+                // (unless restoring: the rescued work is that slot's)
+                Err(LeaseError::Held { .. }) if auto && restore.is_none() => {
                     let (slot, n) = self.free_auto_slot(&agent, candidate + 1).await?;
                     (slot_name, candidate) = (slot, n);
                     wanted = make_lease(&slot_name);
