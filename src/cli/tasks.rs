@@ -25,12 +25,14 @@ pub enum TasksCommand {
     Show(ShowArgs),
     /// Edit a task's title, body, parent, labels or blockers.
     Update(UpdateArgs),
-    /// Claim a task (or the oldest ready one with --next); prints its id.
+    /// Claim a task (or the next ready one with --next); prints its id.
     ///
     /// A compare-and-swap on the task's record: of any number of racing
     /// claimers exactly one wins. A task another holds is refused (exit 6)
-    /// naming the holder; claiming your own claim again succeeds. With
-    /// --next and no ready task: exit 7. Claims belong to the slot you are
+    /// naming the holder; claiming your own claim again succeeds. --next
+    /// takes the highest priority, then oldest, ready task (--label L: only
+    /// those labelled L); with no ready task: exit 7, or with --wait [D],
+    /// wait for one (woken by the board's changes, not by polling). Claims belong to the slot you are
     /// in (--slot, $BONES_SLOT, or the checkout you run in), else to
     /// $BONES_AGENT_ID, else to this workspace's agent id.
     Claim(ClaimArgs),
