@@ -12,6 +12,8 @@
 #                            `git rev-parse HEAD`
 #   scripts/bench.sh feed    knowledge-feed entries shared and followed through bones vs a
 #                            bare async-nats JetStream publish and consume loop
+#   scripts/bench.sh wait    a waiting `bones tasks claim --next --wait`: time from its
+#                            blocker closing to the claim returning
 #   scripts/bench.sh all     all of the above
 #
 # Each measure prints one machine-readable line on stdout (medians in ms;
@@ -25,17 +27,18 @@
 #   bench feed ratio=<bones/anchor> protocol_ratio=<bones/same-protocol anchor>
 #     ids_ratio=<anchor with message ids/anchor> bones_per_s=<n> anchor_per_s=<n>
 #     ids_per_s=<n> protocol_per_s=<n> entries=<n> rounds=<n>
+#   bench wait ms=<median ms> max_ms=<ms> runs=<n>
 # Progress goes to stderr. Targets: start ratio <= 2.0, stop ratio <= 1.5,
 # logs ratio >= 10 with rss_mb < 32 at both sizes, commits ratio >= 1.0,
 # claims ratio >= 0.8 and cli_ratio <= 4, feed protocol_ratio >= 0.8 and
-# ratio >= 0.5.
+# ratio >= 0.5, wait ms <= 100.
 #
 # Environment: BENCH_RUNS (start/stop runs of each side, default 7),
 # BENCH_LOG_RUNS (timed runs of each side for logs, default 3),
 # BENCH_LOG_SIZES (default "1000000 4000000"), BENCH_COMMITS_PER_SLOT (default
 # 25), BENCH_CLAIM_TASKS (tasks per claims round, default 300),
 # BENCH_CLAIM_ROUNDS (default 3), BENCH_FEED_ENTRIES (entries per feed round,
-# default 20000), BENCH_FEED_ROUNDS (default 3).
+# default 20000), BENCH_FEED_ROUNDS (default 3), BENCH_WAIT_RUNS (default 21).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +51,7 @@ case "${1:-}" in
     usage
     exit 0
     ;;
-start | stop | logs | commits | claims | feed | all) mode="$1" ;;
+start | stop | logs | commits | claims | feed | wait | all) mode="$1" ;;
 *)
     usage >&2
     exit 2
@@ -132,6 +135,9 @@ build() {
     fi
     if [ "$mode" = feed ] || [ "$mode" = all ]; then
         run_bg cargo build --release --quiet --example bench_feed
+    fi
+    if [ "$mode" = wait ] || [ "$mode" = all ]; then
+        run_bg cargo build --release --quiet --example bench_wait
     fi
 }
 
@@ -370,6 +376,17 @@ bench_feed() {
     (cd "$ws" && "$BONES" hub stop --force >/dev/null 2>&1)
 }
 
+# A claim waiting for work: from its blocker closing to the claim
+# returning (examples/bench_wait.rs).
+bench_wait() {
+    local ws="$TMP/ws-wait"
+    new_workspace ws-wait
+    (cd "$ws" && "$BONES" hub start --detach 2>/dev/null)
+    log "wait: a waiting claim --next --wait, from its blocker closing to the claim returning"
+    run_bg target/release/examples/bench_wait "$ws" "$BONES" "${BENCH_WAIT_RUNS:-21}"
+    (cd "$ws" && "$BONES" hub stop --force >/dev/null 2>&1)
+}
+
 build
 case "$mode" in
 start | stop) bench_start_stop "$mode" ;;
@@ -377,11 +394,13 @@ logs) bench_logs ;;
 commits) bench_commits ;;
 claims) bench_claims ;;
 feed) bench_feed ;;
+wait) bench_wait ;;
 all)
     bench_start_stop both
     bench_logs
     bench_commits
     bench_claims
     bench_feed
+    bench_wait
     ;;
 esac

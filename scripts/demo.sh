@@ -71,7 +71,7 @@ echo "exit code: $? (alice holds it)" >&2
 set -e
 "$bones" tasks list
 
-step "two agents join slots: each gets its own checkout of trunk"
+step "two agents join slots for their tasks: each gets its own checkout of trunk, and the claim passes to the slot"
 wt_a="$("$bones" swarm join --slot agent-a --agent alice --task "$t1")"
 wt_b="$("$bones" swarm join --slot agent-b --agent bob --task "$t2")"
 echo "alice works in $wt_a" >&2
@@ -102,24 +102,41 @@ set +e
 echo "exit code: $?" >&2
 set -e
 
-step "bob syncs onto trunk, resolves the markers, and lands"
+step "bob syncs onto trunk: his change comes back with conflict markers"
 (cd "$wt_b" && "$bones" swarm sync)
 cat "$wt_b/README.md"
+
+step "committing the markers as they are is refused (exit 8): nothing lands"
+set +e
+(cd "$wt_b" && "$bones" swarm commit -m "Bob retitles again")
+echo "exit code: $?" >&2
+set -e
+
+step "bob resolves the markers properly, and lands"
 printf '# app (alice and bob)\n' > "$wt_b/README.md"
 (cd "$wt_b" && "$bones" swarm commit -m "Bob resolves the title")
+git --git-dir .bones/hub.git log --format='%h %an: %s' trunk
 
-step "bones swarm status"
+step "bones swarm status: agent, tasks held, changed files, ahead/behind, last landed"
+echo "draft" > "$wt_b/draft.txt"
 "$bones" swarm status
 
-step "both tasks are done: close them; the release is now ready"
-BONES_AGENT_ID=alice "$bones" tasks close "$t1" --reason done >/dev/null
-BONES_AGENT_ID=bob "$bones" tasks close "$t2" --reason done >/dev/null
-"$bones" tasks ready
+step "mallory may not close bob's live slot (exit 6)"
+set +e
+BONES_AGENT_ID=mallory "$bones" swarm close --slot agent-b
+echo "exit code: $?" >&2
+set -e
 
-step "alice closes her slot; bob leaves an uncommitted draft and closes too (it is saved, not lost)"
-"$bones" swarm close --slot agent-a
-echo "draft" > "$wt_b/draft.txt"
-"$bones" swarm close --slot agent-b
+step "both are done: they close their slots and their tasks with them (bob's draft is saved, not lost)"
+BONES_AGENT_ID=alice "$bones" swarm close --slot agent-a --close-tasks
+BONES_AGENT_ID=bob "$bones" swarm close --slot agent-b --close-tasks
+
+step "the release is now ready; an idle agent waiting for work gets it at once"
+"$bones" tasks ready
+BONES_AGENT_ID=carol "$bones" tasks claim --next --wait 10s
+
+step "bones logs --hub --slot agent-b: bob's slot from join to close"
+"$bones" logs --hub --slot agent-b
 
 step "bones apply: trunk comes into the user's repository as branch bones/trunk"
 "$bones" apply
@@ -138,6 +155,6 @@ step "bones logs --hub: the lifecycle as humans read it"
 "$bones" logs --hub
 
 step "bones logs --hub --json | jq: the rpc entries, raw NDJSON"
-"$bones" logs --hub --json | jq -c 'select(.event == "rpc") | {ts, level, rpc, agent, task, slot, took_ms, err}'
+"$bones" logs --hub --json | jq -c 'select(.event == "rpc") | {ts, level, rpc, agent, task, slot, commit, took_ms, err}'
 
 step "done; the example workspace is removed"

@@ -529,6 +529,8 @@ fn lease_json(slot: &str, renewed: &str, ttl_s: u64) -> Vec<u8> {
         started_at: renewed.to_string(),
         last_renewed: renewed.to_string(),
         ttl_s,
+        pid: None,
+        pid_start: None,
     })
     .unwrap()
 }

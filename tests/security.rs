@@ -511,7 +511,13 @@ fn a_port_another_user_holds_never_receives_the_token() {
         vec!["swarm", "status"],
         vec!["tasks", "create", "t"],
     ] {
-        let out = ws.run(&args);
+        // the client's own check; without the opt-out the verb would start
+        // a hub of its own on a fresh port instead
+        let out = ws
+            .command(&args)
+            .env("BONES_NO_AUTOSTART", "1")
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
         assert!(
             stderr(&out).contains("another user (uid 65534)"),

@@ -21,6 +21,8 @@ fn write_lease(ws: &TestWorkspace, slot: &str, renewed: OffsetDateTime, ttl_s: u
                 started_at: at.clone(),
                 last_renewed: at,
                 ttl_s,
+                pid: None,
+                pid_start: None,
             },
         )
         .await

@@ -37,7 +37,10 @@ fn count(ws: &TestWorkspace, args: &[&str]) -> usize {
 fn join_makes_a_checkout_of_trunk_and_is_idempotent_for_its_holder() {
     let ws = TestWorkspace::new();
     ws.start();
-    let wt = join(&ws, "alpha", "agent-a", &["--task", "t-1"]);
+    let task = stdout(&ws.ok(&["tasks", "create", "the first task"]))
+        .trim()
+        .to_string();
+    let wt = join(&ws, "alpha", "agent-a", &["--task", &task]);
     assert_eq!(wt, ws.state_dir().join("swarm/alpha/wt"));
     assert_eq!(
         fs::read_to_string(wt.join("README.md")).unwrap(),
@@ -80,8 +83,8 @@ fn join_makes_a_checkout_of_trunk_and_is_idempotent_for_its_holder() {
     assert_eq!(alpha["slot"], "alpha");
     assert_eq!(alpha["state"], "active");
     assert_eq!(alpha["agent_id"], "agent-a");
-    assert_eq!(alpha["task_id"], "t-1");
-    assert_eq!(alpha["ttl_s"], 300);
+    assert_eq!(alpha["task_id"], task.as_str());
+    assert_eq!(alpha["ttl_s"], 3600);
 
     // --auto makes an agent-<id> slot
     let out = ws.ok(&[
@@ -93,7 +96,7 @@ fn join_makes_a_checkout_of_trunk_and_is_idempotent_for_its_holder() {
         "--json",
     ]);
     let joined: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(joined["slot"], "agent-5e1f0c2a9b7d");
+    assert_eq!(joined["slot"], "agent-5e1f0c2a9b7d4e3f");
 
     // a live lease blocks a plain stop
     let out = ws.run(&["hub", "stop"]);
@@ -127,9 +130,11 @@ fn commit_honours_gitignore_and_lands_deletions() {
         !files.contains(&"run.sh".to_string()),
         "the deletion did not land"
     );
-    // nothing left to commit: a clear refusal, not an empty commit
+    // nothing left to commit: said plainly, no empty commit, not a failure
+    let trunk = ws.hub_git(&["rev-parse", "trunk"]);
     let out = commit(&ws, "tidy", "again");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(ws.hub_git(&["rev-parse", "trunk"]), trunk);
     assert!(
         stderr(&out).contains("nothing to commit"),
         "{}",
@@ -469,7 +474,11 @@ fn apply_brings_trunk_into_the_user_repository() {
 #[test]
 fn slot_verbs_without_a_hub_say_how_to_start_one() {
     let ws = TestWorkspace::new();
-    let out = ws.run(&["swarm", "join", "--slot", "a"]);
+    let out = ws
+        .command(&["swarm", "join", "--slot", "a"])
+        .env("BONES_NO_AUTOSTART", "1")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("bones hub start"), "{}", stderr(&out));
     assert!(!Path::new(&ws.state_dir().join("swarm/a")).exists());

@@ -30,6 +30,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(100);
 #[command(after_help = "Examples:\n  \
     bones logs --hub --level warn --since 1h\n  \
     bones logs --hub --event rpc --grep claim --last 20\n  \
+    bones logs --hub --slot fix-parser\n  \
     bones logs --hub -f\n  \
     bones logs --hub --json | jq -c 'select(.took_ms > 500)'")]
 pub struct LogsArgs {
@@ -51,6 +52,16 @@ pub struct LogsArgs {
     /// Show only entries whose msg or err contains TEXT.
     #[arg(long, value_name = "TEXT")]
     grep: Option<String>,
+    /// Show only entries about this slot: its trail of join, sync, commit,
+    /// close and reap.
+    #[arg(long, value_name = "NAME")]
+    slot: Option<String>,
+    /// Show only entries about this agent.
+    #[arg(long, value_name = "ID")]
+    agent: Option<String>,
+    /// Show only entries about this task.
+    #[arg(long, value_name = "ID")]
+    task: Option<String>,
     /// Keep printing new entries as they are written (Ctrl-C to stop).
     #[arg(long, short = 'f')]
     follow: bool,
@@ -128,6 +139,11 @@ pub fn run(args: LogsArgs) -> u8 {
     };
     let mut reader = Reader {
         filter,
+        about: About {
+            slot: args.slot.clone(),
+            agent: args.agent.clone(),
+            task: args.task.clone(),
+        },
         malformed: 0,
     };
     let result = reader.run(&paths.hub_log, &args, &mut printer);
@@ -148,7 +164,26 @@ pub fn run(args: LogsArgs) -> u8 {
 
 struct Reader {
     filter: Filter,
+    about: About,
     malformed: u64,
+}
+
+/// `--slot`, `--agent`, `--task`: entries whose field is exactly the value.
+struct About {
+    slot: Option<String>,
+    agent: Option<String>,
+    task: Option<String>,
+}
+
+impl About {
+    fn matches(&self, entry: &EntryView) -> bool {
+        let is = |wanted: &Option<String>, field: &Option<std::borrow::Cow<str>>| {
+            wanted
+                .as_deref()
+                .is_none_or(|w| field.as_deref() == Some(w))
+        };
+        is(&self.slot, &entry.slot) && is(&self.agent, &entry.agent) && is(&self.task, &entry.task)
+    }
 }
 
 impl Reader {
@@ -210,7 +245,9 @@ impl Reader {
                 Line::Complete(raw) => match logread::parse_line(raw) {
                     None if raw.iter().all(u8::is_ascii_whitespace) => {}
                     None => self.malformed += 1,
-                    Some(entry) if self.filter.matches(&entry) => keep(raw, &entry)?,
+                    Some(entry) if self.filter.matches(&entry) && self.about.matches(&entry) => {
+                        keep(raw, &entry)?
+                    }
                     Some(_) => {}
                 },
             }

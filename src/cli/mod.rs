@@ -36,6 +36,9 @@ pub mod exit {
     pub const HELD: u8 = 6;
     /// `tasks claim --next`: no task is ready.
     pub const NOTHING_READY: u8 = 7;
+    /// `swarm commit`: files `swarm sync` left conflicted still hold
+    /// conflict markers; nothing was committed.
+    pub const UNRESOLVED: u8 = 8;
 }
 
 #[derive(Debug, Parser)]
@@ -55,7 +58,8 @@ pub mod exit {
     after_help = "Exit codes: 0 success, 1 failure (doctor: something to fix), 2 usage error, \
         3 hub degraded (hub status), \
         4 live slot leases (hub stop), 5 conflict with trunk (swarm commit), \
-        6 held by another (swarm join, tasks claim), 7 no ready task (tasks claim --next)."
+        6 held by another (swarm join, tasks claim), 7 no ready task (tasks claim --next), \
+        8 unresolved conflict markers (swarm commit)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -169,7 +173,10 @@ fn workspace_and_runtime() -> Result<(crate::hub::Paths, tokio::runtime::Runtime
     let paths = match crate::workspace::Workspace::from_cwd() {
         Ok(ws) => crate::hub::Paths::new(&ws),
         Err(err) => {
-            report(&err);
+            match crate::swarm::removed_checkout_hint() {
+                Some(hint) => report(&hint),
+                None => report(&err),
+            }
             return Err(exit::FAILURE);
         }
     };
@@ -187,6 +194,42 @@ fn workspace_and_runtime() -> Result<(crate::hub::Paths, tokio::runtime::Runtime
 
 /// Longest line of an error [`report`] prints, in characters.
 const MAX_ERROR_LINE: usize = 1000;
+
+/// Environment variable that turns off starting the hub on demand.
+pub const NO_AUTOSTART_ENV: &str = "BONES_NO_AUTOSTART";
+
+/// Starts the workspace hub in the background when none runs, for a verb
+/// that needs it (as the Go original does on the first such verb): one
+/// ready line on stderr. `BONES_NO_AUTOSTART=1` turns it off, and the verb
+/// then fails saying how to start one. Errors are reported here.
+fn autostart(paths: &crate::hub::Paths) -> Result<(), u8> {
+    let off = std::env::var_os(NO_AUTOSTART_ENV).is_some_and(|v| !v.is_empty() && v != "0");
+    if off || crate::hub::is_running(&paths.root) {
+        return Ok(());
+    }
+    let opts = crate::hub::StartOptions {
+        detach: true,
+        ..Default::default()
+    };
+    match crate::hub::start(&paths.root, &opts) {
+        Ok(crate::hub::StartOutcome::Started { pid, ports }) => {
+            eprintln!(
+                "hub: no hub was running; started one in the background (pid={pid}) repo={} coord={} \
+                 (set {NO_AUTOSTART_ENV}=1 to turn this off)",
+                crate::hub::ports::repo_url(ports.repo),
+                crate::hub::ports::nats_url(ports.coord)
+            );
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(err) => {
+            report(&format!(
+                "no hub was running and starting one failed: {err}"
+            ));
+            Err(exit::FAILURE)
+        }
+    }
+}
 
 /// Prints an error the way every verb does: one `bones:` line (or a few,
 /// when it carries a log tail) on stderr.

@@ -11,6 +11,8 @@ use crate::hub::Paths;
 use crate::shown::plain;
 use crate::swarm::lease::LeaseError;
 use crate::swarm::{self, JoinOptions, Swarm, SwarmError};
+use crate::tasks::TaskError;
+use crate::tasks::record::Refusal;
 
 #[derive(Debug, Subcommand)]
 pub enum SwarmCommand {
@@ -49,9 +51,11 @@ pub enum SwarmCommand {
     /// Uncommitted work is first saved to refs/bones/rescued/NAME/<unix>.
     /// --result success (the default) refuses while the slot has commits
     /// trunk lacks; --result abandon closes anyway and keeps them on
-    /// slot/NAME.
+    /// slot/NAME. The tasks the slot holds are released (open again), or
+    /// closed with --close-tasks; the ones it touched are named on stderr.
     Close(CloseArgs),
-    /// Every slot: state (active, stale, reaped), lease age, task, last commit.
+    /// Every slot: state and lease age, agent, tasks held, uncommitted files,
+    /// commits ahead of and behind trunk, and its own last landed commit.
     Status(StatusArgs),
 }
 
@@ -68,16 +72,29 @@ pub struct JoinArgs {
     /// Take a generated slot named agent-<id> after the agent.
     #[arg(long)]
     auto: bool,
-    /// The task this slot works on.
+    /// The task this slot works on: claimed for the slot (refused, nothing
+    /// made, when it does not exist, is closed or another holds it; a claim
+    /// the joining agent holds passes to the slot).
     #[arg(long, value_name = "ID")]
     task: Option<String>,
     /// Who holds the slot (default: $BONES_AGENT_ID, else generated).
     #[arg(long, value_name = "ID")]
     agent: Option<String>,
-    /// Lease time to live (at least 1s); the hub reaps the slot this long
-    /// after the last renewal.
-    #[arg(long, value_name = "D", default_value = "5m", value_parser = duration::parse)]
+    /// Lease time to live (at least 1s): without --pid, the hub reaps the slot this long
+    /// after the last renewal (every slot verb and `bones swarm renew` renew).
+    #[arg(long, value_name = "D", default_value = "1h", value_parser = duration::parse)]
     ttl: Duration,
+    /// The agent's own process on this machine (from the agent's shell:
+    /// --pid $PPID). The slot then lives exactly as long as that process,
+    /// however long the agent is silent, and is reaped within seconds once
+    /// it is gone; the TTL no longer applies.
+    #[arg(long, value_name = "PID", env = "BONES_AGENT_PID")]
+    pid: Option<u32>,
+    /// Bring the slot's newest rescued work (refs/bones/rescued/NAME/*,
+    /// saved when it was reaped or closed) back into the new checkout as
+    /// uncommitted edits.
+    #[arg(long)]
+    restore: bool,
     /// Print one JSON object instead of the path.
     #[arg(long)]
     json: bool,
@@ -91,6 +108,10 @@ pub struct SlotArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Act on a live slot another agent holds (the caller is
+    /// $BONES_AGENT_ID; without it, any slot is yours to act on).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +134,9 @@ pub struct CloseArgs {
     /// success: all work landed; abandon: give up, keep unlanded commits on the branch.
     #[arg(long, value_enum, default_value = "success")]
     result: CloseResult,
+    /// Close the tasks the slot holds instead of releasing them (they are done).
+    #[arg(long)]
+    close_tasks: bool,
     #[command(flatten)]
     slot: SlotArgs,
 }
@@ -132,6 +156,8 @@ pub fn run(command: SwarmCommand) -> u8 {
     runtime.block_on(async move {
         match dispatch(paths, command).await {
             Ok(()) => exit::OK,
+            // already reported
+            Err(SwarmError::NotStarted(code)) => code,
             Err(err) => {
                 report(&err);
                 code_for(&err)
@@ -140,10 +166,21 @@ pub fn run(command: SwarmCommand) -> u8 {
     })
 }
 
+/// Connects to the hub, starting it first when none runs.
+async fn connect(paths: Paths) -> Result<Swarm, SwarmError> {
+    if let Err(code) = super::autostart(&paths) {
+        return Err(SwarmError::NotStarted(code));
+    }
+    Swarm::connect(paths).await
+}
+
 fn code_for(err: &SwarmError) -> u8 {
     match err {
         SwarmError::Conflict { .. } => exit::CONFLICT,
-        SwarmError::Lease(LeaseError::Held { .. }) => exit::HELD,
+        SwarmError::Unresolved { .. } => exit::UNRESOLVED,
+        SwarmError::Lease(LeaseError::Held { .. })
+        | SwarmError::NotHolder { .. }
+        | SwarmError::Task(TaskError::Refused(Refusal::ClaimedBy { .. })) => exit::HELD,
         SwarmError::Name(_) | SwarmError::Usage(_) => exit::USAGE,
         _ => exit::FAILURE,
     }
@@ -152,6 +189,9 @@ fn code_for(err: &SwarmError) -> u8 {
 async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError> {
     // validate what the user typed before touching the hub
     let slot_flag = |args: &SlotArgs| swarm::current_slot(&paths, args.slot.clone());
+    let acting = |hub: Swarm, args: &SlotArgs| -> Result<Swarm, SwarmError> {
+        Ok(hub.acting_as(swarm::agent_from_env()?, args.force))
+    };
     match command {
         SwarmCommand::Join(args) => {
             if let Some(slot) = &args.slot {
@@ -166,13 +206,15 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
                     swarm::agent_from_env()?;
                 }
             }
-            let hub = Swarm::connect(paths.clone()).await?;
+            let hub = connect(paths.clone()).await?;
             let joined = hub
                 .join(JoinOptions {
                     slot: args.slot,
                     agent: args.agent,
                     task: args.task,
                     ttl: Some(args.ttl),
+                    restore: args.restore,
+                    pid: args.pid,
                 })
                 .await?;
             eprintln!(
@@ -193,6 +235,15 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
             for saved in &joined.rescued {
                 eprintln!("swarm: earlier work in this slot was saved to {saved}");
             }
+            if let Some(restored) = &joined.restored {
+                eprintln!("swarm: restored the work saved at {restored} as uncommitted edits");
+            }
+            if !joined.conflicts.is_empty() {
+                eprintln!(
+                    "swarm: resolve the conflict markers in {}, then `bones swarm commit`",
+                    joined.conflicts.join(", ")
+                );
+            }
             if args.json {
                 println!("{}", json!(joined));
             } else {
@@ -201,7 +252,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         }
         SwarmCommand::Cwd(args) => {
             let slot = slot_flag(&args)?;
-            let hub = Swarm::connect(paths).await?;
+            let hub = acting(connect(paths).await?, &args)?;
             let path = hub.checkout(&slot).await?;
             if args.json {
                 println!("{}", json!({ "slot": slot, "path": path }));
@@ -211,7 +262,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         }
         SwarmCommand::Renew(args) => {
             let slot = slot_flag(&args)?;
-            let hub = Swarm::connect(paths).await?;
+            let hub = acting(connect(paths).await?, &args)?;
             let lease = hub.renew(&slot).await?;
             if args.json {
                 println!("{}", json!(lease));
@@ -222,8 +273,18 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         SwarmCommand::Commit(args) => {
             swarm::validate_message(&args.message)?;
             let slot = slot_flag(&args.slot)?;
-            let hub = Swarm::connect(paths).await?;
-            let outcome = hub.commit(&slot, &args.message).await?;
+            let hub = acting(connect(paths).await?, &args.slot)?;
+            let outcome = match hub.commit(&slot, &args.message).await {
+                Err(SwarmError::NothingToCommit(_)) => {
+                    // nothing changed is an answer, not a failure
+                    eprintln!("swarm: slot {slot}: nothing to commit");
+                    if args.slot.json {
+                        println!("{}", json!({ "landed": [] }));
+                    }
+                    return Ok(());
+                }
+                other => other?,
+            };
             eprintln!(
                 "swarm: slot {slot}: landed {} commit(s); trunk is {}{}",
                 outcome.landed.len(),
@@ -242,7 +303,7 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         }
         SwarmCommand::Sync(args) => {
             let slot = slot_flag(&args)?;
-            let hub = Swarm::connect(paths).await?;
+            let hub = acting(connect(paths).await?, &args)?;
             let synced = hub.sync(&slot).await?;
             if let Some(saved) = &synced.saved {
                 eprintln!(
@@ -263,20 +324,29 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
         }
         SwarmCommand::Close(args) => {
             let slot = slot_flag(&args.slot)?;
-            let hub = Swarm::connect(paths).await?;
-            let rescued = hub
-                .close(&slot, args.result == CloseResult::Abandon)
+            let hub = acting(connect(paths).await?, &args.slot)?;
+            let closed = hub
+                .close(&slot, args.result == CloseResult::Abandon, args.close_tasks)
                 .await?;
-            match &rescued {
+            match &closed.rescue_ref {
                 Some(r) => eprintln!("swarm: slot {slot} closed; uncommitted work saved to {r}"),
                 None => eprintln!("swarm: slot {slot} closed"),
             }
+            if !closed.released.is_empty() {
+                eprintln!(
+                    "swarm: released task(s) {} (open again)",
+                    closed.released.join(", ")
+                );
+            }
+            if !closed.closed_tasks.is_empty() {
+                eprintln!("swarm: closed task(s) {}", closed.closed_tasks.join(", "));
+            }
             if args.slot.json {
-                println!("{}", json!({ "slot": slot, "rescue_ref": rescued }));
+                println!("{}", json!(closed));
             }
         }
         SwarmCommand::Status(args) => {
-            let hub = Swarm::connect(paths).await?;
+            let hub = connect(paths).await?;
             let slots = hub.status().await?;
             if args.json {
                 println!("{}", json!(slots));
@@ -291,38 +361,74 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
 }
 
 fn print_status(slots: &[swarm::SlotStatus]) {
-    println!(
-        "{:<24} {:<7} {:>9}  {:<12} {:<12} LAST COMMIT",
-        "SLOT", "STATE", "LEASE AGE", "TASK", "AGENT"
-    );
-    for s in slots {
-        let age = match (s.lease_age_s, s.ttl_s) {
-            (Some(age), Some(ttl)) => format!("{age}s/{ttl}s"),
-            _ => "-".to_string(),
-        };
-        // lease records and commit messages come from any token holder
-        let commit = match (&s.last_commit, &s.last_commit_summary) {
-            (Some(id), Some(summary)) => {
-                format!("{} {}", &id[..id.len().min(8)], plain(summary))
-            }
-            _ => "-".to_string(),
-        };
-        let agent: String = plain(s.agent_id.as_deref().unwrap_or("-"))
-            .chars()
-            .take(12)
-            .collect();
-        println!(
-            "{:<24} {:<7} {:>9}  {:<12} {:<12} {commit}",
-            s.slot,
-            s.state,
-            age,
-            plain(s.task_id.as_deref().unwrap_or("-")),
-            agent,
-        );
+    // lease records and commit messages come from any token holder
+    let rows: Vec<[String; 7]> = slots
+        .iter()
+        .map(|s| {
+            let age = match (s.lease_age_s, s.ttl_s) {
+                (Some(age), Some(ttl)) => format!("{age}s/{ttl}s"),
+                _ => "-".to_string(),
+            };
+            let tasks = if s.tasks.is_empty() {
+                "-".to_string()
+            } else {
+                plain(&s.tasks.join(",")).into_owned()
+            };
+            let count = |n: Option<usize>| n.map_or("-".to_string(), |n| n.to_string());
+            let commit = match (&s.last_commit, &s.last_commit_summary) {
+                (Some(id), Some(summary)) => {
+                    format!("{} {}", &id[..id.len().min(8)], plain(summary))
+                }
+                _ => "-".to_string(),
+            };
+            [
+                s.slot.clone(),
+                format!("{} {age}", s.state),
+                plain(s.agent_id.as_deref().unwrap_or("-")).into_owned(),
+                tasks,
+                count(s.uncommitted),
+                format!("{}/{}", count(s.ahead), count(s.behind)),
+                commit,
+            ]
+        })
+        .collect();
+    let header = [
+        "SLOT",
+        "STATE LEASE",
+        "AGENT",
+        "TASKS",
+        "CHANGED",
+        "AHEAD/BEHIND",
+        "LAST LANDED",
+    ];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..6).map(width).collect();
+    let line = |cells: [&str; 7]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate().take(6) {
+            out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+        }
+        out.push_str(cells[6]);
+        println!("{}", out.trim_end());
+    };
+    line(header);
+    for (s, row) in slots.iter().zip(&rows) {
+        line([
+            &row[0], &row[1], &row[2], &row[3], &row[4], &row[5], &row[6],
+        ]);
         if s.state != "active"
             && let Some(r) = &s.rescue_ref
         {
-            println!("{:<24} rescued work: {r}", "");
+            println!(
+                "  rescued work: {r} (`bones swarm join --slot {} --restore`)",
+                s.slot
+            );
         }
     }
 }

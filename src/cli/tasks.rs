@@ -7,6 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::{exit, report};
+use crate::duration;
 use crate::hub::coord;
 use crate::hub::{EventKind, HubLog, LogEntry, LogLevel, Paths};
 use crate::shown::plain;
@@ -24,12 +25,14 @@ pub enum TasksCommand {
     Show(ShowArgs),
     /// Edit a task's title, body, parent, labels or blockers.
     Update(UpdateArgs),
-    /// Claim a task (or the oldest ready one with --next); prints its id.
+    /// Claim a task (or the next ready one with --next); prints its id.
     ///
     /// A compare-and-swap on the task's record: of any number of racing
     /// claimers exactly one wins. A task another holds is refused (exit 6)
-    /// naming the holder; claiming your own claim again succeeds. With
-    /// --next and no ready task: exit 7. Claims belong to the slot you are
+    /// naming the holder; claiming your own claim again succeeds. --next
+    /// takes the highest priority, then oldest, ready task (--label L: only
+    /// those labelled L); with no ready task: exit 7, or with --wait [D],
+    /// wait for one (woken by the board's changes, not by polling). Claims belong to the slot you are
     /// in (--slot, $BONES_SLOT, or the checkout you run in), else to
     /// $BONES_AGENT_ID, else to this workspace's agent id.
     Claim(ClaimArgs),
@@ -67,6 +70,14 @@ pub struct CreateArgs {
     /// A label (repeatable).
     #[arg(long = "label", value_name = "L")]
     labels: Vec<String>,
+    /// Claim order: higher is claimed first, then older (-1000 to 1000; default 0).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    priority: i32,
     #[command(flatten)]
     out: JsonArgs,
 }
@@ -132,6 +143,9 @@ pub struct UpdateArgs {
     /// Remove a blocker (repeatable).
     #[arg(long = "unblock", value_name = "ID")]
     remove_blockers: Vec<String>,
+    /// Set the priority (higher is claimed first).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    priority: Option<i32>,
     #[command(flatten)]
     who: WhoArgs,
     #[command(flatten)]
@@ -143,9 +157,23 @@ pub struct ClaimArgs {
     /// The task to claim.
     #[arg(required_unless_present = "next", conflicts_with = "next")]
     id: Option<String>,
-    /// Claim the oldest ready task.
+    /// Claim the next ready task: highest priority, then oldest.
     #[arg(long)]
     next: bool,
+    /// With --next: only tasks with this label.
+    #[arg(long, value_name = "L", requires = "next")]
+    label: Option<String>,
+    /// With --next: when no task is ready, wait until one can be claimed
+    /// (woken by the board's changes), at most D (e.g. 30s, 10m; no value:
+    /// no limit). Exit 7 when the wait runs out.
+    #[arg(
+        long,
+        value_name = "D",
+        requires = "next",
+        num_args = 0..=1,
+        value_parser = duration::parse
+    )]
+    wait: Option<Option<std::time::Duration>>,
     #[command(flatten)]
     who: WhoArgs,
     #[command(flatten)]
@@ -183,6 +211,8 @@ pub struct CloseArgs {
 enum Failure {
     Task(TaskError),
     Other(String, u8),
+    /// Already reported; carries the exit code.
+    Reported(u8),
 }
 
 impl From<TaskError> for Failure {
@@ -198,6 +228,7 @@ pub fn run(command: TasksCommand) -> u8 {
     };
     match runtime.block_on(dispatch(&paths, command)) {
         Ok(()) => exit::OK,
+        Err(Failure::Reported(code)) => code,
         Err(Failure::Other(message, code)) => {
             report(&message);
             code
@@ -214,6 +245,9 @@ pub fn run(command: TasksCommand) -> u8 {
 }
 
 async fn connect(paths: &Paths) -> Result<Board, Failure> {
+    if let Err(code) = super::autostart(paths) {
+        return Err(Failure::Reported(code));
+    }
     let client = coord::connect_running(paths)
         .await
         .map_err(|e| Failure::Other(e.to_string(), exit::FAILURE))?;
@@ -240,6 +274,7 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
                 parent: args.parent,
                 blocked_by: args.blocked_by,
                 labels: args.labels,
+                priority: args.priority,
             };
             new.validate().map_err(TaskError::from)?;
             let by = who(paths, &WhoArgs { slot: None })?;
@@ -298,6 +333,7 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
                 remove_labels: args.remove_labels,
                 add_blockers: args.add_blockers,
                 remove_blockers: args.remove_blockers,
+                priority: args.priority,
             };
             record::validate_id(&args.id).map_err(TaskError::from)?;
             edit.validate(&args.id).map_err(TaskError::from)?;
@@ -309,14 +345,36 @@ async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
             if let Some(id) = &args.id {
                 record::validate_id(id).map_err(TaskError::from)?;
             }
+            if let Some(label) = &args.label {
+                record::validate_label(label).map_err(TaskError::from)?;
+            }
             let by = who(paths, &args.who)?;
             let board = connect(paths).await?;
             if args.next {
-                match board.claim_next(&by).await? {
+                let label = args.label.as_deref();
+                let claimed = match args.wait {
+                    Some(wait) => {
+                        let mut said = false;
+                        let waiting = || {
+                            if !std::mem::replace(&mut said, true) {
+                                eprintln!("tasks: no task is ready; waiting for one");
+                            }
+                        };
+                        board.claim_next_wait(&by, label, wait, waiting).await?
+                    }
+                    None => board.claimer(&by).with_label(label).next().await?,
+                };
+                match claimed {
                     Some(task) => print_task_result(&task, args.out.json),
                     None => {
+                        let waited = match args.wait {
+                            Some(Some(wait)) => format!(" within {wait:?}"),
+                            _ => String::new(),
+                        };
                         return Err(Failure::Other(
-                            "no ready task to claim (`bones tasks list` shows them all)".into(),
+                            format!(
+                                "no ready task to claim{waited} (`bones tasks list` shows them all)"
+                            ),
                             exit::NOTHING_READY,
                         ));
                     }
@@ -445,18 +503,24 @@ fn print_list(tasks: &[&Task], as_json: bool) {
         println!("no tasks");
         return;
     }
-    println!("{:<11} {:<8} {:<16} TITLE", "ID", "STATUS", "HOLDER");
-    for t in tasks {
-        let holder: String = plain(t.claimed_by.as_deref().unwrap_or("-"))
-            .chars()
-            .take(16)
-            .collect();
+    // holders are shown whole, so they match slot names and agent ids
+    let holders: Vec<String> = tasks
+        .iter()
+        .map(|t| plain(t.claimed_by.as_deref().unwrap_or("-")).into_owned())
+        .collect();
+    let width = holders
+        .iter()
+        .map(|h| h.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("HOLDER".len());
+    println!("{:<11} {:<8} {:<width$} TITLE", "ID", "STATUS", "HOLDER");
+    for (t, holder) in tasks.iter().zip(&holders) {
         let title: String = plain(&t.title).chars().take(70).collect();
         println!(
-            "{:<11} {:<8} {:<16} {title}",
+            "{:<11} {:<8} {holder:<width$} {title}",
             t.id,
             t.status.as_str(),
-            holder
         );
     }
 }
@@ -472,6 +536,9 @@ fn print_one(task: &Task, revision: u64) {
     }
     if !task.labels.is_empty() {
         println!("  labels     {}", plain(&task.labels.join(", ")));
+    }
+    if task.priority != 0 {
+        println!("  priority   {}", task.priority);
     }
     println!("  created    {}", plain(&task.created_at));
     println!(

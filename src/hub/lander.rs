@@ -19,7 +19,9 @@ use super::log::{EventKind, HubLog, LogEntry, LogLevel};
 use crate::swarm::name;
 use crate::swarm::protocol::{LAND_SUBJECT, LandReply, LandRequest};
 
-type Job = (LandRequest, oneshot::Sender<LandReply>);
+/// A request, and where to send the reply with the subject of the last
+/// landed commit (for hub.log).
+type Job = (LandRequest, oneshot::Sender<(LandReply, Option<String>)>);
 
 /// Starts answering landing requests; runs until the client is drained.
 pub async fn spawn(
@@ -40,19 +42,20 @@ pub async fn spawn(
             };
             let started = Instant::now();
             let request: Result<LandRequest, _> = serde_json::from_slice(&message.payload);
-            let (reply, request) = match request {
+            let ((reply, subject), request) = match request {
                 Ok(request) => {
                     let (tx, rx) = oneshot::channel();
+                    let stopped = || (failed("the lander stopped"), None);
                     let reply = if jobs.send((request.clone(), tx)).is_ok() {
-                        rx.await.unwrap_or_else(|_| failed("the lander stopped"))
+                        rx.await.unwrap_or_else(|_| stopped())
                     } else {
-                        failed("the lander stopped")
+                        stopped()
                     };
                     (reply, Some(request))
                 }
-                Err(err) => (failed(&format!("bad landing request: {err}")), None),
+                Err(err) => ((failed(&format!("bad landing request: {err}")), None), None),
             };
-            log_rpc(&log, request.as_ref(), &reply, started);
+            log_rpc(&log, request.as_ref(), &reply, subject, started);
             let body = serde_json::to_vec(&reply).unwrap_or_default();
             let _ = client.publish(reply_to, body.into()).await;
         }
@@ -75,7 +78,14 @@ fn work(hub_repo: PathBuf, queue: mpsc::Receiver<Job>) {
             Some(repo) => land_one(repo, &request),
             None => failed(&format!("cannot open {}", hub_repo.display())),
         };
-        let _ = reply.send(answer);
+        let subject = match (&answer, &repo) {
+            (LandReply::Landed { trunk, .. }, Some(repo)) => Oid::from_str(trunk)
+                .ok()
+                .and_then(|id| repo.find_commit(id).ok())
+                .and_then(|c| c.summary().ok().flatten().map(str::to_string)),
+            _ => None,
+        };
+        let _ = reply.send((answer, subject));
     }
 }
 
@@ -116,7 +126,15 @@ fn land_one(repo: &Repository, request: &LandRequest) -> LandReply {
     }
 }
 
-fn log_rpc(log: &HubLog, request: Option<&LandRequest>, reply: &LandReply, started: Instant) {
+/// One `rpc` entry per request; a landing names the trunk commit it made
+/// and its subject, so the operator can follow a slot's work onto trunk.
+fn log_rpc(
+    log: &HubLog,
+    request: Option<&LandRequest>,
+    reply: &LandReply,
+    subject: Option<String>,
+    started: Instant,
+) {
     let (level, err) = match reply {
         LandReply::Landed { .. } => (LogLevel::Info, None),
         LandReply::Conflict { paths, .. } => (
@@ -127,6 +145,17 @@ fn log_rpc(log: &HubLog, request: Option<&LandRequest>, reply: &LandReply, start
     };
     let mut entry = LogEntry::new(level, EventKind::Rpc);
     entry.msg = Some("swarm.commit".to_string());
+    if let LandReply::Landed { trunk, commits, .. } = reply {
+        entry.msg = Some(match commits.last() {
+            Some(landed) => format!(
+                "swarm.commit: landed {} {}",
+                &landed[..landed.len().min(12)],
+                crate::shown::shown(subject.as_deref().unwrap_or_default())
+            ),
+            None => "swarm.commit: already on trunk".to_string(),
+        });
+        entry.commit = Some(commits.last().unwrap_or(trunk).clone());
+    }
     entry.rpc = Some("swarm.commit".to_string());
     entry.slot = request.map(|r| r.slot.clone());
     entry.agent = request.and_then(|r| r.agent.clone());

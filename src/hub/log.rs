@@ -117,6 +117,9 @@ pub struct LogEntry {
     /// has already logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
+    /// On a `swarm.commit` entry, the trunk commit the landing made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 impl LogEntry {
@@ -137,6 +140,7 @@ impl LogEntry {
             result_count: None,
             err: None,
             revision: None,
+            commit: None,
         }
     }
 

@@ -77,14 +77,19 @@ async fn scan(
         let Some(held) = record.lease else {
             continue; // unreadable: treated as live, never reaped
         };
-        if held.is_live_at(now) {
+        if held.is_live(now) {
             continue;
         }
         match lease::delete_at(&store, &record.key, record.revision).await {
             Ok(true) => {
-                let excess = held.age_s(now).saturating_sub(held.ttl_s);
-                let why = format!("lease expired {excess}s ago");
-                reap(js, paths, log, &record.key, held.task_id, &why, reported).await;
+                let why = match held.watched_process() {
+                    Some((pid, _)) => format!("its agent process {pid} is gone"),
+                    None => {
+                        let excess = held.age_s(now).saturating_sub(held.ttl_s);
+                        format!("lease expired {excess}s ago")
+                    }
+                };
+                reap(js, paths, log, &record.key, Some(&held), &why, reported).await;
             }
             Ok(false) => {} // renewed meanwhile
             Err(err) => return Err(err.to_string()),
@@ -122,10 +127,12 @@ async fn reap(
     paths: &Paths,
     log: &HubLog,
     name: &str,
-    task_id: Option<String>,
+    held: Option<&lease::Lease>,
     why: &str,
     reported: &mut HashSet<String>,
 ) {
+    let task_id = held.and_then(|l| l.task_id.clone());
+    let agent_id = held.map(|l| l.agent_id.clone());
     let dir = SlotDir::new(paths, name);
     let retired = tokio::task::spawn_blocking({
         let dir = dir.clone();
@@ -138,6 +145,7 @@ async fn reap(
                 reaped_at: super::log::utc_now_rfc3339(),
                 rescue_ref: rescue_ref.clone(),
                 task_id: task_id.clone(),
+                agent_id: agent_id.clone(),
             });
             let saved = match &rescue_ref {
                 Some(name) => format!("uncommitted work saved to {name}"),
@@ -149,6 +157,7 @@ async fn reap(
             );
             entry.slot = Some(name.to_string());
             entry.task = task_id;
+            entry.agent = agent_id;
             log.write(entry);
             reported.remove(name);
             release_tasks(js, log, name).await;

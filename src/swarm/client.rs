@@ -6,6 +6,7 @@
 //! on trunk by the hub (see [`super::protocol`]): the hub is trunk's only
 //! writer.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ use super::protocol::{LAND_SUBJECT, LandReply, LandRequest};
 use super::slot::{self, SlotDir, SlotError};
 use crate::hub::coord::{self, CoordError};
 use crate::hub::{HubLog, LogEntry, LogLevel, Paths};
+use crate::tasks::record::Refusal;
+use crate::tasks::{Board, Status, TaskError};
 
 /// Environment variable naming the agent (who holds a slot).
 pub const AGENT_ENV: &str = "BONES_AGENT_ID";
@@ -41,6 +44,8 @@ pub enum SwarmError {
     Name(#[from] NameError),
     #[error(transparent)]
     Slot(#[from] SlotError),
+    #[error(transparent)]
+    Task(#[from] TaskError),
     #[error("{0}")]
     NoSlot(String),
     #[error(
@@ -49,6 +54,12 @@ pub enum SwarmError {
     NoCheckout(String),
     #[error("slot {0}: nothing to commit and nothing waiting to land")]
     NothingToCommit(String),
+    #[error(
+        "slot {slot}: conflict markers are still in {}; nothing was committed. Resolve them \
+         (keep what each side needs, delete the <<<<<<< ======= >>>>>>> lines), then commit again",
+        .paths.join(", ")
+    )]
+    Unresolved { slot: String, paths: Vec<String> },
     #[error(
         "commit {commit} of slot {slot} conflicts with trunk in {}; trunk is unchanged and the commit \
          stays on slot/{slot}. Bring the slot up to date (`bones swarm sync`), fix the files and commit again",
@@ -69,10 +80,30 @@ pub enum SwarmError {
         "slot {slot} has {count} commit(s) trunk lacks; land them with `bones swarm commit`, or close with --result abandon (they stay on slot/{slot})"
     )]
     Unlanded { slot: String, count: usize },
+    #[error(
+        "slot {slot} is held by agent {holder}, not by {caller}; act on your own slot, or pass --force to act on it anyway"
+    )]
+    NotHolder {
+        slot: String,
+        holder: String,
+        caller: String,
+    },
+    #[error(
+        "no slot {0}: it has no lease, no checkout and no branch; `bones swarm status` lists the slots"
+    )]
+    NoSuchSlot(String),
+    #[error(
+        "slot {0} has no rescued work to restore (no refs/bones/rescued/{0}/*); join without --restore"
+    )]
+    NothingToRestore(String),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
     Internal(String),
+    /// The hub could not be started on demand (the CLI reported why);
+    /// carries the exit code.
+    #[error("the hub could not be started")]
+    NotStarted(u8),
 }
 
 /// Options for [`Swarm::join`].
@@ -85,6 +116,11 @@ pub struct JoinOptions {
     pub task: Option<String>,
     /// Lease time to live; `None` for [`lease::DEFAULT_TTL`].
     pub ttl: Option<Duration>,
+    /// Bring the slot's newest rescued work back into the new checkout.
+    pub restore: bool,
+    /// The agent's process on this machine: the lease lives exactly as
+    /// long as it does (see [`Lease::is_live`]).
+    pub pid: Option<u32>,
 }
 
 /// What [`Swarm::join`] did.
@@ -102,6 +138,12 @@ pub struct Joined {
     /// Work saved while taking over an expired slot or an old branch.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rescued: Vec<String>,
+    /// The rescue ref brought back into the checkout (`--restore`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored: Option<String>,
+    /// Restored paths left with conflict markers to resolve.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
 }
 
 /// What [`Swarm::commit`] did.
@@ -120,6 +162,18 @@ pub struct CommitOutcome {
     pub synced: bool,
 }
 
+/// What [`Swarm::close`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Closed {
+    pub slot: String,
+    /// Where uncommitted work was saved, if there was any.
+    pub rescue_ref: Option<String>,
+    /// Tasks the slot held that are open again.
+    pub released: Vec<String>,
+    /// Tasks the slot held that were closed (`--close-tasks`).
+    pub closed_tasks: Vec<String>,
+}
+
 /// One line of `bones swarm status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct SlotStatus {
@@ -128,8 +182,11 @@ pub struct SlotStatus {
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
+    /// The task the slot joined for (`--task`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
+    /// Every task the board says the slot holds.
+    pub tasks: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Seconds since the lease was renewed.
@@ -137,6 +194,16 @@ pub struct SlotStatus {
     pub lease_age_s: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_s: Option<u64>,
+    /// Files changed in the checkout and not committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uncommitted: Option<usize>,
+    /// Commits on the slot branch that trunk lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ahead: Option<usize>,
+    /// Commits on trunk the slot branch lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub behind: Option<usize>,
+    /// The slot's own last commit on trunk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_commit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -152,6 +219,17 @@ pub struct Swarm {
     paths: Paths,
     client: async_nats::Client,
     store: kv::Store,
+    caller: Caller,
+}
+
+/// Who runs a slot verb, for the holder check: a verb on a live slot
+/// another agent holds is refused unless forced.
+#[derive(Debug, Clone, Default)]
+struct Caller {
+    /// `None` when the caller gave no agent id: an operator's shell, which
+    /// acts on any slot (an agent always runs with `$BONES_AGENT_ID`).
+    agent: Option<String>,
+    force: bool,
 }
 
 impl Swarm {
@@ -164,7 +242,36 @@ impl Swarm {
             paths,
             client,
             store,
+            caller: Caller::default(),
         })
+    }
+
+    /// Acts as `agent` from now on: `renew`, `commit`, `sync` and `close`
+    /// refuse a live slot another agent holds ([`SwarmError::NotHolder`])
+    /// unless `force`.
+    pub fn acting_as(mut self, agent: Option<String>, force: bool) -> Swarm {
+        self.caller = Caller { agent, force };
+        self
+    }
+
+    /// Refuses when the caller is a known agent other than the live
+    /// holder. Incident: any agent could close another agent's live slot
+    /// by naming it, deleting its checkout mid-turn.
+    fn check_holder(&self, slot: &str, held: &Lease) -> Result<(), SwarmError> {
+        match &self.caller.agent {
+            Some(agent)
+                if !self.caller.force
+                    && *agent != held.agent_id
+                    && held.is_live(OffsetDateTime::now_utc()) =>
+            {
+                Err(SwarmError::NotHolder {
+                    slot: slot.to_string(),
+                    holder: held.agent_id.clone(),
+                    caller: agent.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     pub fn paths(&self) -> &Paths {
@@ -182,9 +289,15 @@ impl Swarm {
         };
         let generated_agent = given.is_none();
         let agent = given.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-        let slot_name = match opts.slot {
+        let auto = opts.slot.is_none();
+        let mut candidate = 1;
+        let mut slot_name = match opts.slot {
             Some(slot) => slot,
-            None => auto_slot_name(&agent),
+            None => {
+                let (slot, n) = self.free_auto_slot(&agent, candidate).await?;
+                candidate = n;
+                slot
+            }
         };
         name::validate_slot(&slot_name)?;
         if let Some(task) = &opts.task {
@@ -195,50 +308,137 @@ impl Swarm {
         // without a word
         if ttl < MIN_TTL {
             return Err(SwarmError::Usage(format!(
-                "a lease's time to live must be at least 1s, not {}; pass --ttl 1s or more (the default is 5m)",
+                "a lease's time to live must be at least 1s, not {}; pass --ttl 1s or more (the default is 1h)",
                 crate::duration::format(ttl)
             )));
         }
-        let wanted = Lease::new(&slot_name, &agent, opts.task.clone(), ttl);
-        let (acquired, _) = lease::acquire(&self.store, &wanted).await?;
+        // chosen before the checkout is made: making it may save the old
+        // branch under a newer rescue ref
+        let restore = if opts.restore {
+            if SlotDir::new(&self.paths, &slot_name).has_checkout() {
+                // a restore writes over the checkout: only into a new one
+                return Err(SwarmError::Usage(format!(
+                    "slot {slot_name} already has a checkout; --restore brings rescued work into a new one \
+                     (close the slot first: `bones swarm close --slot {slot_name}`)"
+                )));
+            }
+            match slot::latest_rescue(&self.paths.hub_repo, &slot_name) {
+                Some(rescue) => Some(rescue),
+                None => return Err(SwarmError::NothingToRestore(slot_name)),
+            }
+        } else {
+            None
+        };
+        // the task must exist and be free before anything is made
+        let board = match &opts.task {
+            Some(task) => {
+                let board = self.board().await?;
+                check_claimable(&board, task, &slot_name, &agent).await?;
+                Some(board)
+            }
+            None => None,
+        };
+        let process = match opts.pid {
+            Some(pid) => match crate::hub::process::inspect(pid) {
+                Some(info) if !info.zombie => Some((pid, info.start_time)),
+                _ => {
+                    return Err(SwarmError::Usage(format!(
+                        "no process {pid} runs on this machine; --pid (or ${}) names the agent's own \
+                         process, e.g. --pid $PPID from the agent's shell",
+                        lease::AGENT_PID_ENV
+                    )));
+                }
+            },
+            None => None,
+        };
+        let make_lease = |slot: &str| {
+            let lease = Lease::new(slot, &agent, opts.task.clone(), ttl);
+            match process {
+                Some((pid, start)) => lease.with_process(pid, start),
+                None => lease,
+            }
+        };
+        let mut wanted = make_lease(&slot_name);
+        let acquired = loop {
+            match lease::acquire(&self.store, &wanted).await {
+                Ok((acquired, _)) => break acquired,
+                // another agent whose id names the same slot got there
+                // first: an --auto slot is never shared, so take the next
+                // (unless restoring: the rescued work is that slot's)
+                Err(LeaseError::Held { .. }) if auto && restore.is_none() => {
+                    let (slot, n) = self.free_auto_slot(&agent, candidate + 1).await?;
+                    (slot_name, candidate) = (slot, n);
+                    wanted = make_lease(&slot_name);
+                }
+                Err(err) => return Err(err.into()),
+            }
+        };
+        if let (Some(board), Some(task)) = (&board, &opts.task) {
+            // claims belong to the slot, so they outlive this process
+            if let Err(err) = board.claim_from(task, &slot_name, &agent).await {
+                if acquired == Acquired::Created {
+                    let _ = lease::release(&self.store, &slot_name).await;
+                }
+                return Err(err.into());
+            }
+        }
         let dir = SlotDir::new(&self.paths, &slot_name);
-        let mut rescued = Vec::new();
         let made = blocking({
             let dir = dir.clone();
             let took_over = matches!(acquired, Acquired::TookOver(_));
-            move || -> Result<Vec<String>, SlotError> {
+            let restore = restore.clone();
+            move || -> Result<(Vec<String>, Vec<String>), SlotError> {
                 let mut saved = Vec::new();
                 if took_over && let Some(r) = dir.retire()? {
                     saved.push(r);
                 }
                 saved.extend(dir.create()?);
-                Ok(saved)
+                let conflicts = match &restore {
+                    Some(rescue) => dir.restore(rescue)?,
+                    None => Vec::new(),
+                };
+                Ok((saved, conflicts))
             }
         })
         .await;
-        match made {
-            Ok(saved) => rescued.extend(saved),
+        let (rescued, conflicts) = match made {
+            Ok(made) => made,
             Err(err) => {
                 if acquired == Acquired::Created {
                     let _ = lease::release(&self.store, &slot_name).await;
+                    // no claim outlives a slot that was never made
+                    if let (Some(board), Some(task)) = (&board, &opts.task) {
+                        let _ = board
+                            .release(
+                                task,
+                                &slot_name,
+                                false,
+                                Some("the slot was not made".into()),
+                            )
+                            .await;
+                    }
                 }
                 return Err(err);
             }
-        }
+        };
         let how = match acquired {
             Acquired::Created => "created",
             Acquired::Rejoined => "rejoined",
             Acquired::TookOver(_) => "took_over",
         };
-        let log = self.log();
+        let mut said = format!("swarm: slot {slot_name} joined ({})", how.replace('_', " "));
         for saved in &rescued {
-            let mut entry = LogEntry::lifecycle(
-                LogLevel::Info,
-                format!("swarm: slot {slot_name} joined; earlier work saved to {saved}"),
-            );
-            entry.slot = Some(slot_name.clone());
-            log.write(entry);
+            said.push_str(&format!("; earlier work saved to {saved}"));
         }
+        if let Some(restored) = &restore {
+            said.push_str(&format!("; restored {restored}"));
+        }
+        self.log().write(slot_entry(
+            said,
+            &slot_name,
+            Some(&agent),
+            opts.task.as_deref().or(wanted.task_id.as_deref()),
+        ));
         Ok(Joined {
             branch: format!("slot/{slot_name}"),
             path: dir.wt.clone(),
@@ -248,12 +448,20 @@ impl Swarm {
             how,
             generated_agent,
             rescued,
+            restored: restore,
+            conflicts,
         })
     }
 
     /// Renews a slot's lease; every verb on a slot starts with this.
     pub async fn renew(&self, slot: &str) -> Result<Lease, SwarmError> {
         name::validate_slot(slot)?;
+        if let Some(lease::Stored {
+            lease: Some(held), ..
+        }) = lease::get(&self.store, slot).await?
+        {
+            self.check_holder(slot, &held)?;
+        }
         Ok(lease::renew(&self.store, slot).await?)
     }
 
@@ -275,12 +483,24 @@ impl Swarm {
         if !dir.has_checkout() {
             return Err(SwarmError::NoCheckout(slot.to_string()));
         }
-        let full_message = with_trailers(message, slot, held.task_id.as_deref());
+        let full_message = with_trailers(
+            message,
+            slot,
+            held.task_id.as_deref(),
+            Some(held.agent_id.as_str()),
+        );
+        let author_name = author_name(&held.agent_id, slot);
         let (commit, head, waiting) = blocking({
             let dir = dir.clone();
             let slot = slot.to_string();
             move || -> Result<(Option<Oid>, Oid, usize), SwarmError> {
-                let author = Signature::now(&slot, &format!("{slot}@bones.invalid"))
+                // markers `sync` left must never reach trunk
+                let paths = dir.unresolved()?;
+                if !paths.is_empty() {
+                    return Err(SwarmError::Unresolved { slot, paths });
+                }
+                // the agent is the author; the slot names the address
+                let author = Signature::now(&author_name, &format!("{slot}@bones.invalid"))
                     .map_err(|e| SwarmError::Internal(e.message().to_string()))?;
                 let commit = dir.commit_all(&full_message, &author)?;
                 let head = match commit {
@@ -308,7 +528,10 @@ impl Swarm {
                     Oid::from_str(&trunk).map_err(|e| SwarmError::Internal(e.to_string()))?;
                 let synced = blocking({
                     let dir = dir.clone();
-                    move || dir.sync_to(target)
+                    move || {
+                        dir.clear_conflicts();
+                        dir.sync_to(target)
+                    }
                 })
                 .await
                 .unwrap_or(false);
@@ -408,22 +631,90 @@ impl Swarm {
 
     /// Brings the slot onto the trunk tip (see [`SlotDir::sync`]).
     pub async fn sync(&self, slot: &str) -> Result<slot::Synced, SwarmError> {
-        self.renew(slot).await?;
+        let held = self.renew(slot).await?;
         let dir = SlotDir::new(&self.paths, slot);
         if !dir.has_checkout() {
             return Err(SwarmError::NoCheckout(slot.to_string()));
         }
-        blocking(move || dir.sync()).await
+        let synced = blocking(move || dir.sync()).await?;
+        let mut said = format!(
+            "swarm: slot {slot} synced onto trunk {}",
+            &synced.trunk[..synced.trunk.len().min(12)]
+        );
+        if let Some(saved) = &synced.saved {
+            said.push_str(&format!("; its commits saved to {saved} and replayed"));
+        }
+        if !synced.conflicts.is_empty() {
+            said.push_str(&format!("; conflicts in {}", synced.conflicts.join(", ")));
+        }
+        self.log().write(slot_entry(
+            said,
+            slot,
+            Some(&held.agent_id),
+            held.task_id.as_deref(),
+        ));
+        Ok(synced)
+    }
+
+    /// The first `--auto` slot for `agent` from the `n`th candidate on
+    /// (see [`auto_slot_name`]) that no other agent holds or held: two ids
+    /// that derive the same name never share a slot, whatever the odds.
+    async fn free_auto_slot(
+        &self,
+        agent: &str,
+        from: usize,
+    ) -> Result<(String, usize), SwarmError> {
+        let base = auto_slot_name(agent);
+        for n in from..from + MAX_AUTO_CANDIDATES {
+            let candidate = numbered(&base, n);
+            let record = lease::get(&self.store, &candidate).await?;
+            let leased_to_other = match record {
+                Some(lease::Stored {
+                    lease: Some(held), ..
+                }) => held.agent_id != agent,
+                Some(lease::Stored { lease: None, .. }) => true,
+                None => false,
+            };
+            let reaped_from_other = SlotDir::new(&self.paths, &candidate)
+                .reaped()
+                .and_then(|r| r.agent_id)
+                .is_some_and(|held| held != agent);
+            if !leased_to_other && !reaped_from_other {
+                return Ok((candidate, n));
+            }
+        }
+        Err(SwarmError::Internal(format!(
+            "no free --auto slot for agent {agent} after {MAX_AUTO_CANDIDATES} tries; pass --slot NAME"
+        )))
+    }
+
+    /// The task board on the same connection.
+    async fn board(&self) -> Result<Board, SwarmError> {
+        Ok(Board::open(&jetstream::new(self.client.clone())).await?)
     }
 
     /// Closes a slot: saves uncommitted work under a rescue ref, removes the
-    /// checkout, deletes the branch when trunk has all of it, and releases
-    /// the lease. `abandon` allows closing with commits trunk lacks (they
-    /// stay on the branch). Returns the rescue ref, if one was made.
-    pub async fn close(&self, slot: &str, abandon: bool) -> Result<Option<String>, SwarmError> {
+    /// checkout, deletes the branch when trunk has all of it, releases the
+    /// lease, and releases the tasks the slot still holds (or closes them,
+    /// with `close_tasks`): nothing stays claimed by a slot that is gone.
+    /// `abandon` allows closing with commits trunk lacks (they stay on the
+    /// branch).
+    pub async fn close(
+        &self,
+        slot: &str,
+        abandon: bool,
+        close_tasks: bool,
+    ) -> Result<Closed, SwarmError> {
         name::validate_slot(slot)?;
         let held = lease::get(&self.store, slot).await?;
+        if let Some(lease) = held.as_ref().and_then(|h| h.lease.as_ref()) {
+            self.check_holder(slot, lease)?;
+        }
         let dir = SlotDir::new(&self.paths, slot);
+        if held.is_none() && !dir.dir.exists() && dir.head().is_err() {
+            // nothing to close, so nothing to log either
+            return Err(SwarmError::NoSuchSlot(slot.to_string()));
+        }
         let rescued = blocking({
             let dir = dir.clone();
             let slot = slot.to_string();
@@ -450,6 +741,22 @@ impl Swarm {
         if held.is_some() {
             lease::release(&self.store, slot).await?;
         }
+        let board = self.board().await?;
+        let reason = format!(
+            "slot {slot} was closed ({})",
+            if abandon { "abandon" } else { "success" }
+        );
+        let (released, closed_tasks) = if close_tasks {
+            (
+                Vec::new(),
+                board.close_all_held_by(slot, slot, &reason).await?,
+            )
+        } else {
+            (
+                board.release_all_held_by(slot, slot, &reason).await?,
+                Vec::new(),
+            )
+        };
         let mut entry = LogEntry::lifecycle(
             LogLevel::Info,
             format!(
@@ -461,17 +768,33 @@ impl Swarm {
                 }
             ),
         );
+        let lease = held.and_then(|h| h.lease);
         entry.slot = Some(slot.to_string());
-        entry.task = held.and_then(|h| h.lease).and_then(|l| l.task_id);
+        entry.agent = lease.as_ref().map(|l| l.agent_id.clone());
+        entry.task = lease
+            .and_then(|l| l.task_id)
+            .or_else(|| released.first().or(closed_tasks.first()).cloned());
         self.log().write(entry);
-        Ok(rescued)
+        Ok(Closed {
+            slot: slot.to_string(),
+            rescue_ref: rescued,
+            released,
+            closed_tasks,
+        })
     }
 
     /// Every slot the workspace knows: leased, on disk, or reaped.
     pub async fn status(&self) -> Result<Vec<SlotStatus>, SwarmError> {
         let records = lease::list(&self.store).await?;
+        let (tasks, _) = self.board().await?.list().await?;
+        let mut held: HashMap<String, Vec<String>> = HashMap::new();
+        for task in tasks {
+            if let (Status::Claimed, Some(holder)) = (task.status, task.claimed_by) {
+                held.entry(holder).or_default().push(task.id);
+            }
+        }
         let paths = self.paths.clone();
-        blocking(move || Ok::<_, SwarmError>(collect_status(&paths, records))).await
+        blocking(move || Ok::<_, SwarmError>(collect_status(&paths, records, &held))).await
     }
 
     fn log(&self) -> HubLog {
@@ -480,54 +803,68 @@ impl Swarm {
     }
 }
 
-fn collect_status(paths: &Paths, records: Vec<lease::Stored>) -> Vec<SlotStatus> {
+/// How far back in trunk's history `status` looks for each slot's last
+/// landed commit.
+const LANDED_SEARCH: usize = 10_000;
+
+fn collect_status(
+    paths: &Paths,
+    records: Vec<lease::Stored>,
+    held: &HashMap<String, Vec<String>>,
+) -> Vec<SlotStatus> {
     let now = OffsetDateTime::now_utc();
     let repo = Repository::open_bare(&paths.hub_repo).ok();
     let mut names: Vec<String> = records.iter().map(|r| r.key.clone()).collect();
     names.extend(slot::on_disk(paths));
     names.sort();
     names.dedup();
+    let landed = repo
+        .as_ref()
+        .map(|repo| last_landed(repo, &names))
+        .unwrap_or_default();
+    let trunk = repo
+        .as_ref()
+        .and_then(|repo| crate::hub::land::trunk(repo).ok());
     names
         .into_iter()
         .map(|name| {
             let dir = SlotDir::new(paths, &name);
             let record = records.iter().find(|r| r.key == name);
-            let held = record.and_then(|r| r.lease.clone());
+            let lease = record.and_then(|r| r.lease.clone());
             let reaped = dir.reaped();
-            let state = match (&held, record, &reaped) {
-                (Some(l), _, _) if l.is_live_at(now) => "active",
+            let state = match (&lease, record, &reaped) {
+                (Some(l), _, _) if l.is_live(now) => "active",
                 (None, Some(_), _) => "active", // unreadable record: treated as live
                 (None, None, Some(_)) if !dir.wt.exists() => "reaped",
                 _ => "stale",
             };
-            let last = repo.as_ref().and_then(|repo| {
-                let commit = repo
-                    .find_reference(&dir.branch_ref())
-                    .ok()?
-                    .peel_to_commit()
-                    .ok()?;
-                Some((
-                    commit.id().to_string(),
-                    commit
-                        .summary()
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default()
-                        .to_string(),
-                ))
-            });
+            let (ahead, behind) = match (&repo, trunk, dir.head().ok()) {
+                (Some(repo), Some(trunk), Some(head)) => repo
+                    .graph_ahead_behind(head, trunk)
+                    .map(|(a, b)| (Some(a), Some(b)))
+                    .unwrap_or((None, None)),
+                _ => (None, None),
+            };
+            let last = landed.get(&name);
             SlotStatus {
                 state,
-                agent_id: held.as_ref().map(|l| l.agent_id.clone()),
-                task_id: held
+                agent_id: lease
+                    .as_ref()
+                    .map(|l| l.agent_id.clone())
+                    .or_else(|| reaped.as_ref().and_then(|r| r.agent_id.clone())),
+                task_id: lease
                     .as_ref()
                     .and_then(|l| l.task_id.clone())
                     .or_else(|| reaped.as_ref().and_then(|r| r.task_id.clone())),
-                host: held.as_ref().map(|l| l.host.clone()),
-                lease_age_s: held.as_ref().map(|l| l.age_s(now)),
-                ttl_s: held.as_ref().map(|l| l.ttl_s),
-                last_commit: last.as_ref().map(|l| l.0.clone()),
-                last_commit_summary: last.map(|l| l.1),
+                tasks: held.get(&name).cloned().unwrap_or_default(),
+                host: lease.as_ref().map(|l| l.host.clone()),
+                lease_age_s: lease.as_ref().map(|l| l.age_s(now)),
+                ttl_s: lease.as_ref().map(|l| l.ttl_s),
+                uncommitted: dir.has_checkout().then(|| dir.uncommitted().ok()).flatten(),
+                ahead,
+                behind,
+                last_commit: last.map(|l| l.0.clone()),
+                last_commit_summary: last.map(|l| l.1.clone()),
                 path: dir.has_checkout().then(|| dir.wt.clone()),
                 rescue_ref: reaped
                     .and_then(|r| r.rescue_ref)
@@ -536,6 +873,79 @@ fn collect_status(paths: &Paths, records: Vec<lease::Stored>) -> Vec<SlotStatus>
             }
         })
         .collect()
+}
+
+/// Each slot's newest commit on trunk (by its `Bones-Slot` trailer), with
+/// its subject: what the slot itself last landed, not trunk's tip.
+fn last_landed(repo: &Repository, slots: &[String]) -> HashMap<String, (String, String)> {
+    let mut found = HashMap::new();
+    let Ok(mut walk) = repo.revwalk() else {
+        return found;
+    };
+    if walk.push_ref(crate::hub::repo::TRUNK_REF).is_err() {
+        return found;
+    }
+    walk.simplify_first_parent().ok();
+    for id in walk.take(LANDED_SEARCH).flatten() {
+        if found.len() == slots.len() {
+            break;
+        }
+        let Ok(commit) = repo.find_commit(id) else {
+            continue;
+        };
+        let message = String::from_utf8_lossy(commit.message_bytes()).into_owned();
+        let Some(slot) = message
+            .lines()
+            .rev()
+            .find_map(|line| line.strip_prefix("Bones-Slot: "))
+        else {
+            continue;
+        };
+        if slots.iter().any(|s| s == slot) && !found.contains_key(slot) {
+            let summary = commit
+                .summary()
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+                .to_string();
+            found.insert(slot.to_string(), (id.to_string(), summary));
+        }
+    }
+    found
+}
+
+/// A lifecycle entry about a slot, for its trail in hub.log.
+fn slot_entry(msg: String, slot: &str, agent: Option<&str>, task: Option<&str>) -> LogEntry {
+    let mut entry = LogEntry::lifecycle(LogLevel::Info, msg);
+    entry.slot = Some(slot.to_string());
+    entry.agent = agent.map(str::to_string);
+    entry.task = task.map(str::to_string);
+    entry
+}
+
+/// Refuses a task that does not exist, is closed, or is held by another
+/// than the slot or the joining agent.
+async fn check_claimable(
+    board: &Board,
+    task: &str,
+    slot: &str,
+    agent: &str,
+) -> Result<(), SwarmError> {
+    let (record, _) = board.get(task).await?;
+    match (record.status, record.claimed_by.as_deref()) {
+        (Status::Closed, _) => Err(TaskError::Refused(Refusal::Closed {
+            id: task.to_string(),
+        })
+        .into()),
+        (Status::Claimed, Some(holder)) if holder != slot && holder != agent => {
+            Err(TaskError::Refused(Refusal::ClaimedBy {
+                id: task.to_string(),
+                holder: holder.to_string(),
+            })
+            .into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// An environment variable's value; `None` when unset or empty. A value
@@ -601,21 +1011,58 @@ pub fn current_slot(paths: &Paths, flag: Option<String>) -> Result<String, Swarm
     }))
 }
 
-/// A generated slot name for an agent: `agent-` and 12 characters of its id.
+/// How many numbered candidates `--auto` tries before giving up.
+const MAX_AUTO_CANDIDATES: usize = 1000;
+
+/// The slot name `--auto` derives from an agent id: `agent-` and the id
+/// itself when the id is already a slot-safe name (`claude-worker-1` ->
+/// `agent-claude-worker-1`, `a1` -> `agent-a1`), so the name is the id and
+/// two such ids never meet. Any other id (upper case, other characters, too
+/// long) becomes its lowercased letters and digits, a dash, and 12 hex
+/// digits of a hash of the whole id (`Claude Worker` ->
+/// `agent-claude-worker-3c41a0d2b9e7`), so ids that differ only in what was
+/// dropped still differ. Should two ids still derive the same name, the
+/// lease decides: [`Swarm::join`] moves the later agent to `NAME-2`, `NAME-3`.
 pub fn auto_slot_name(agent: &str) -> String {
-    let clean: String = agent
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_lowercase())
-        .take(12)
-        .collect();
-    if clean.len() >= 4 {
-        format!("agent-{clean}")
-    } else {
-        // too little to go on: a stable hash of the id instead
-        let hash = crate::hash::Fnv1a::of(agent.as_bytes());
-        format!("agent-{:012x}", hash & 0xffff_ffff_ffff)
+    let plain = format!("agent-{agent}");
+    if plain.len() <= 63
+        && agent
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name::validate_slot(&plain).is_ok()
+    {
+        return plain;
     }
+    let mut slug = String::new();
+    for c in agent.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+        if slug.len() >= 36 {
+            break;
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    let hash = crate::hash::Fnv1a::of(agent.as_bytes()) & 0xffff_ffff_ffff;
+    if slug.is_empty() {
+        format!("agent-{hash:012x}")
+    } else {
+        format!("agent-{slug}-{hash:012x}")
+    }
+}
+
+/// The `n`th candidate for an `--auto` slot: the name itself, then
+/// `NAME-2`, `NAME-3`, ... (shortened to stay a valid slot name).
+fn numbered(base: &str, n: usize) -> String {
+    if n <= 1 {
+        return base.to_string();
+    }
+    let suffix = format!("-{n}");
+    let keep = 63 - suffix.len();
+    let head = base[..base.len().min(keep)].trim_end_matches(['-', '.', '_']);
+    format!("{head}{suffix}")
 }
 
 /// Largest commit message accepted, in bytes: as much as a task body.
@@ -643,7 +1090,7 @@ pub fn validate_message(message: &str) -> Result<(), SwarmError> {
     Ok(())
 }
 
-fn with_trailers(message: &str, slot: &str, task: Option<&str>) -> String {
+fn with_trailers(message: &str, slot: &str, task: Option<&str>, agent: Option<&str>) -> String {
     let mut text = message.trim_end().to_string();
     text.push_str("\n\nBones-Slot: ");
     text.push_str(slot);
@@ -651,8 +1098,24 @@ fn with_trailers(message: &str, slot: &str, task: Option<&str>) -> String {
         text.push_str("\nBones-Task: ");
         text.push_str(task);
     }
+    if let Some(agent) = agent {
+        text.push_str("\nBones-Agent: ");
+        text.push_str(agent);
+    }
     text.push('\n');
     text
+}
+
+/// The agent id as a git author name: git refuses `<` and `>` there (they
+/// delimit the address), so they are dropped; an id of nothing else gives
+/// the slot's name.
+fn author_name(agent: &str, slot: &str) -> String {
+    let name: String = agent.chars().filter(|c| !matches!(c, '<' | '>')).collect();
+    if name.trim().is_empty() {
+        slot.to_string()
+    } else {
+        name.trim().to_string()
+    }
 }
 
 /// How many commits of `head` trunk lacks.
@@ -702,7 +1165,13 @@ mod tests {
             let slot = auto_slot_name(agent);
             assert!(name::validate_slot(&slot).is_ok(), "{agent:?} -> {slot}");
         }
-        assert_eq!(auto_slot_name("3F6C1E528D0B4A8E9C"), "agent-3f6c1e528d0b");
+        assert_eq!(auto_slot_name("claude-worker-1"), "agent-claude-worker-1");
+        assert_eq!(auto_slot_name("a1"), "agent-a1");
+        assert!(auto_slot_name("Claude Worker").starts_with("agent-claude-worker-"));
+        assert_ne!(auto_slot_name("A1"), auto_slot_name("a1"));
+        assert_eq!(numbered("agent-a1", 1), "agent-a1");
+        assert_eq!(numbered("agent-a1", 2), "agent-a1-2");
+        assert!(name::validate_slot(&numbered(&"a".repeat(63), 999)).is_ok());
     }
 
     #[test]
@@ -721,6 +1190,19 @@ mod tests {
         }
 
         #[test]
+        fn distinct_slot_safe_ids_get_distinct_names(a in "[a-z0-9-]{1,57}", b in "[a-z0-9-]{1,57}") {
+            let (na, nb) = (auto_slot_name(&a), auto_slot_name(&b));
+            if a != b {
+                proptest::prop_assert_ne!(na, nb);
+            }
+        }
+
+        #[test]
+        fn numbered_candidates_stay_valid_slot_names(agent in "(?s).{0,200}", n in 1usize..2000) {
+            proptest::prop_assert!(name::validate_slot(&numbered(&auto_slot_name(&agent), n)).is_ok());
+        }
+
+        #[test]
         fn message_errors_are_one_line(message in "(?s).{0,100}", big in 0usize..2) {
             let message = message.repeat([1, 2000][big]);
             if let Err(err) = validate_message(&message) {
@@ -733,8 +1215,8 @@ mod tests {
     #[test]
     fn trailers_name_slot_and_task() {
         assert_eq!(
-            with_trailers("fix it\n", "a", Some("t-1")),
-            "fix it\n\nBones-Slot: a\nBones-Task: t-1\n"
+            with_trailers("fix it\n", "a", Some("t-1"), Some("claude 1")),
+            "fix it\n\nBones-Slot: a\nBones-Task: t-1\nBones-Agent: claude 1\n"
         );
     }
 }

@@ -14,8 +14,13 @@ use time::format_description::well_known::Rfc3339;
 
 /// The KV bucket holding one lease per slot, keyed by slot name.
 pub const SESSIONS_BUCKET: &str = "bones-swarm-sessions";
-/// Default lease time to live.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// Default lease time to live: longer than an agent's long turn (a test
+/// run, a long model answer), so a silent agent keeps its slot. A lease
+/// that names its agent's process is judged by that process instead, so a
+/// crashed agent's slot goes at once whatever the TTL (ADR 0011).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// Environment variable naming the agent's process (`--pid`).
+pub const AGENT_PID_ENV: &str = "BONES_AGENT_PID";
 
 /// One slot's lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,9 +32,17 @@ pub struct Lease {
     pub host: String,
     /// UTC RFC 3339.
     pub started_at: String,
-    /// UTC RFC 3339; the liveness signal.
+    /// UTC RFC 3339; the liveness signal when no process is named.
     pub last_renewed: String,
     pub ttl_s: u64,
+    /// The agent's process on `host`: while it runs the lease is live
+    /// whatever its age, and once it is gone the lease is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// That process's start time (seconds since the epoch), so a reused pid
+    /// is never taken for the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
 }
 
 /// Errors talking to the sessions bucket.
@@ -73,6 +86,35 @@ impl Lease {
             started_at: now.clone(),
             last_renewed: now,
             ttl_s: ttl.as_secs().max(1),
+            pid: None,
+            pid_start: None,
+        }
+    }
+
+    /// Names the agent's process (see [`Lease::is_live`]).
+    pub fn with_process(mut self, pid: u32, start_time: u64) -> Lease {
+        self.pid = Some(pid);
+        self.pid_start = Some(start_time);
+        self
+    }
+
+    /// The agent's process, when the lease names one running on this
+    /// machine (only there can it be looked at).
+    pub fn watched_process(&self) -> Option<(u32, u64)> {
+        match (self.pid, self.pid_start) {
+            (Some(pid), Some(start)) if self.host == hostname() => Some((pid, start)),
+            _ => None,
+        }
+    }
+
+    /// Whether the slot is alive: while the lease names a process on this
+    /// machine, exactly while that process runs (an agent silent for hours
+    /// keeps its slot; a crashed one loses it at the next look); otherwise
+    /// [`Lease::is_live_at`], the TTL since the last renewal.
+    pub fn is_live(&self, now: OffsetDateTime) -> bool {
+        match self.watched_process() {
+            Some((pid, start)) => crate::hub::process::is_same_process(pid, start),
+            None => self.is_live_at(now),
         }
     }
 
@@ -216,14 +258,20 @@ pub async fn acquire(store: &kv::Store, lease: &Lease) -> Result<(Acquired, u64)
         let now = OffsetDateTime::now_utc();
         let (outcome, next) = match current.lease {
             Some(held) if held.agent_id == lease.agent_id => {
+                let (pid, pid_start) = match lease.pid {
+                    Some(_) => (lease.pid, lease.pid_start),
+                    None => (held.pid, held.pid_start),
+                };
                 let next = Lease {
                     started_at: held.started_at.clone(),
                     task_id: lease.task_id.clone().or(held.task_id),
+                    pid,
+                    pid_start,
                     ..lease.clone()
                 };
                 (Acquired::Rejoined, next)
             }
-            Some(held) if held.is_live_at(now) => {
+            Some(held) if held.is_live(now) => {
                 return Err(LeaseError::Held {
                     slot: lease.slot.clone(),
                     age_s: held.age_s(now),
@@ -358,7 +406,7 @@ pub async fn live(js: &jetstream::Context) -> Result<Vec<LiveLease>, LeaseError>
     let mut live = Vec::new();
     for stored in list(&store).await? {
         match stored.lease {
-            Some(lease) if lease.is_live_at(now) => live.push(LiveLease::Valid(lease)),
+            Some(lease) if lease.is_live(now) => live.push(LiveLease::Valid(lease)),
             Some(_) => {}
             None => live.push(LiveLease::Unreadable { slot: stored.key }),
         }
@@ -381,6 +429,8 @@ mod tests {
             started_at: renewed.into(),
             last_renewed: renewed.into(),
             ttl_s,
+            pid: None,
+            pid_start: None,
         }
     }
 

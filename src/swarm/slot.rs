@@ -25,6 +25,31 @@ use crate::hub::repo::TRUNK_REF;
 /// Where rescued work is kept, one ref per rescue.
 pub const RESCUE_PREFIX: &str = "refs/bones/rescued";
 
+/// Where `sync` records the paths it left conflicted, in the checkout's own
+/// git directory (`hub.git/worktrees/<slot>/`): it goes with the checkout.
+const CONFLICTS_FILE: &str = "bones-conflicts.json";
+
+/// The paths a replay left conflicted, each with the marker-like lines the
+/// merged versions already had (those are the file's text, never markers).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ConflictRecord {
+    paths: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// The lines of `content` that look like git's conflict markers.
+fn marker_lines(content: &[u8]) -> impl Iterator<Item = String> + '_ {
+    content
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| {
+            line.starts_with(b"<<<<<<<")
+                || line.starts_with(b">>>>>>>")
+                || line.starts_with(b"|||||||")
+                || *line == b"======="
+        })
+        .map(|line| String::from_utf8_lossy(line).into_owned())
+}
+
 /// Why a slot's checkout could not be made, saved or removed.
 #[derive(Debug, thiserror::Error)]
 pub enum SlotError {
@@ -63,6 +88,10 @@ pub struct Reaped {
     pub rescue_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
+    /// The agent that held the slot, so `--auto` never hands its name
+    /// (and its rescued work) to another agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
 }
 
 /// What [`SlotDir::sync`] did.
@@ -178,6 +207,21 @@ impl SlotDir {
         Ok(Some(id))
     }
 
+    /// How many files in the checkout differ from its HEAD (changed,
+    /// added, deleted or untracked, ignored files aside).
+    pub fn uncommitted(&self) -> Result<usize, SlotError> {
+        let repo = Repository::open(&self.wt).map_err(self.git())?;
+        let mut opts = git2::StatusOptions::new();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_ignored(false);
+        let statuses = repo.statuses(Some(&mut opts)).map_err(self.git())?;
+        Ok(statuses
+            .iter()
+            .filter(|e| e.status() != git2::Status::CURRENT)
+            .count())
+    }
+
     /// The slot branch's tip.
     pub fn head(&self) -> Result<Oid, SlotError> {
         let repo = Repository::open_bare(&self.hub_repo).map_err(self.git())?;
@@ -245,38 +289,75 @@ impl SlotDir {
             });
         }
         let base = repo.merge_base(trunk, head.id()).map_err(self.git())?;
-        let trunk_commit = repo.find_commit(trunk).map_err(self.git())?;
-        let trunk_tree = trunk_commit.tree().map_err(self.git())?;
+        let trunk_tree = repo
+            .find_commit(trunk)
+            .and_then(|c| c.tree())
+            .map_err(self.git())?;
         let base_tree = repo
             .find_commit(base)
             .and_then(|c| c.tree())
             .map_err(self.git())?;
-        let mut merged = repo
-            .merge_trees(
-                &base_tree,
-                &trunk_tree,
-                &head.tree().map_err(self.git())?,
-                None,
-            )
-            .map_err(self.git())?;
-        let mut conflicts = Vec::new();
-        if merged.has_conflicts() {
-            for conflict in merged.conflicts().map_err(self.git())? {
-                let conflict = conflict.map_err(self.git())?;
-                if let Some(entry) = conflict.our.or(conflict.their).or(conflict.ancestor) {
-                    let path = String::from_utf8_lossy(&entry.path).into_owned();
-                    if !conflicts.contains(&path) {
-                        conflicts.push(path);
-                    }
-                }
-            }
-        }
+        let head_tree = head.tree().map_err(self.git())?;
         let saved = self.save_rescue(head.id())?;
         // the checkout now stands on trunk, with the slot's change on top
         let mut own_index = repo.index().map_err(self.git())?;
         own_index.read_tree(&trunk_tree).map_err(self.git())?;
         own_index.write().map_err(self.git())?;
         self.move_branch(head.id(), trunk, "bones: sync onto trunk")?;
+        let conflicts = self.replay(&repo, &base_tree, &trunk_tree, &head_tree)?;
+        Ok(Synced {
+            trunk: trunk.to_string(),
+            saved: Some(saved),
+            conflicts,
+            moved: true,
+        })
+    }
+
+    /// Writes the change from `base` to `change`, merged onto `trunk` (what
+    /// the checkout stands on), into the working tree as uncommitted edits,
+    /// with conflict markers where trunk changed the same lines. The paths
+    /// left conflicted are recorded (see [`SlotDir::unresolved`]) and
+    /// returned.
+    fn replay(
+        &self,
+        repo: &Repository,
+        base: &git2::Tree,
+        trunk: &git2::Tree,
+        change: &git2::Tree,
+    ) -> Result<Vec<String>, SlotError> {
+        let mut merged = repo
+            .merge_trees(base, trunk, change, None)
+            .map_err(self.git())?;
+        let mut record = ConflictRecord::default();
+        if merged.has_conflicts() {
+            for conflict in merged.conflicts().map_err(self.git())? {
+                let conflict = conflict.map_err(self.git())?;
+                let Some(entry) = conflict
+                    .our
+                    .as_ref()
+                    .or(conflict.their.as_ref())
+                    .or(conflict.ancestor.as_ref())
+                else {
+                    continue;
+                };
+                let path = String::from_utf8_lossy(&entry.path).into_owned();
+                // marker-like lines any side already had are the file's own
+                // text, not markers of this conflict
+                let before = record.paths.entry(path).or_default();
+                for side in [&conflict.ancestor, &conflict.our, &conflict.their]
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Ok(blob) = repo.find_blob(side.id) {
+                        for line in marker_lines(blob.content()) {
+                            if !before.contains(&line) {
+                                before.push(line);
+                            }
+                        }
+                    }
+                }
+            }
+        }
         let mut checkout = git2::build::CheckoutBuilder::new();
         checkout
             .force()
@@ -287,12 +368,86 @@ impl SlotDir {
             .update_index(false);
         repo.checkout_index(Some(&mut merged), Some(&mut checkout))
             .map_err(self.git())?;
-        Ok(Synced {
-            trunk: trunk.to_string(),
-            saved: Some(saved),
-            conflicts,
-            moved: true,
-        })
+        let file = repo.path().join(CONFLICTS_FILE);
+        if record.paths.is_empty() {
+            let _ = fsutil::remove_if_exists(&file);
+        } else {
+            let json = serde_json::to_vec_pretty(&record).unwrap_or_default();
+            fsutil::write_private(&file, &json).map_err(self.io("cannot write", &file))?;
+        }
+        Ok(record.paths.into_keys().collect())
+    }
+
+    /// The paths `sync` (or a restore) left conflicted that still hold
+    /// conflict markers: lines starting `<<<<<<<`, `|||||||` or `>>>>>>>`,
+    /// or reading `=======`, that none of the merged versions had. A path
+    /// since deleted counts as resolved.
+    pub fn unresolved(&self) -> Result<Vec<String>, SlotError> {
+        let repo = Repository::open(&self.wt).map_err(self.git())?;
+        let file = repo.path().join(CONFLICTS_FILE);
+        let Ok(bytes) = fs::read(&file) else {
+            return Ok(Vec::new());
+        };
+        // a record that cannot be read protects nothing: say so rather than
+        // let markers through
+        let record: ConflictRecord =
+            serde_json::from_slice(&bytes).map_err(|e| SlotError::Git {
+                slot: self.name.clone(),
+                message: format!(
+                    "unreadable conflict record {}: {e}; delete it once the conflicts are resolved",
+                    file.display()
+                ),
+            })?;
+        let mut left = Vec::new();
+        for (path, before) in record.paths {
+            let Ok(content) = fs::read(self.wt.join(&path)) else {
+                continue;
+            };
+            if marker_lines(&content).any(|line| !before.contains(&line)) {
+                left.push(path);
+            }
+        }
+        Ok(left)
+    }
+
+    /// Forgets the conflicts `sync` recorded, once their resolution landed.
+    pub fn clear_conflicts(&self) {
+        if let Ok(repo) = Repository::open(&self.wt) {
+            let _ = fsutil::remove_if_exists(&repo.path().join(CONFLICTS_FILE));
+        }
+    }
+
+    /// Brings the uncommitted work saved under `rescue_ref` (see
+    /// [`SlotDir::rescue`]) back into the checkout as uncommitted edits,
+    /// merged onto what the checkout stands on: where nothing changed
+    /// since, the files come back byte for byte; where trunk changed the
+    /// same lines, with conflict markers (recorded as `sync` records them).
+    /// Returns the conflicted paths.
+    pub fn restore(&self, rescue_ref: &str) -> Result<Vec<String>, SlotError> {
+        let repo = Repository::open(&self.wt).map_err(self.git())?;
+        let rescued = repo
+            .find_reference(rescue_ref)
+            .and_then(|r| r.peel_to_commit())
+            .map_err(self.git())?;
+        let here = repo
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .map_err(self.git())?;
+        // from where the slot's history left trunk: its commits that never
+        // landed come back too, not only what was uncommitted
+        let base = match repo.merge_base(here.id(), rescued.id()) {
+            Ok(base) => repo
+                .find_commit(base)
+                .and_then(|c| c.tree())
+                .map_err(self.git())?,
+            Err(_) => rescued
+                .parent(0)
+                .and_then(|p| p.tree())
+                .map_err(self.git())?,
+        };
+        let here = here.tree().map_err(self.git())?;
+        let change = rescued.tree().map_err(self.git())?;
+        self.replay(&repo, &base, &here, &change)
     }
 
     /// Opens the checkout and stages everything in it, in memory.
@@ -474,6 +629,55 @@ pub fn on_disk(paths: &Paths) -> Vec<String> {
     names
 }
 
+/// What to tell someone whose current directory was a slot's checkout that
+/// is gone (reaped, or closed): which slot, where its work was saved, and
+/// the command that brings it back. `None` when the current directory
+/// exists or was not a checkout. Incident: a reaped agent's next command
+/// said only `cannot read .: No such file or directory`.
+pub fn removed_checkout_hint() -> Option<String> {
+    if std::env::current_dir().is_ok() {
+        return None;
+    }
+    // the kernel still knows the removed directory's path
+    let link = fs::read_link("/proc/self/cwd").ok()?;
+    let text = link.to_str()?;
+    let cwd = Path::new(text.strip_suffix(" (deleted)").unwrap_or(text));
+    let wt = cwd.ancestors().find(|a| {
+        a.file_name().is_some_and(|n| n == "wt")
+            && a.parent()
+                .and_then(Path::parent)
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == "swarm")
+    })?;
+    let dir = wt.parent()?;
+    let name = dir.file_name()?.to_str()?;
+    super::name::validate_slot(name).ok()?;
+    let state = dir.parent()?.parent()?;
+    let reaped: Option<Reaped> = fs::read(dir.join("reaped.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let rescue = reaped
+        .as_ref()
+        .and_then(|r| r.rescue_ref.clone())
+        .or_else(|| latest_rescue(&state.join("hub.git"), name));
+    let what = match &reaped {
+        Some(r) => format!(
+            "slot {name} was reaped at {} (its lease expired) and its checkout removed",
+            crate::shown::plain(&r.reaped_at)
+        ),
+        None => format!("the checkout of slot {name} was removed (the slot was closed or reaped)"),
+    };
+    Some(match rescue {
+        Some(rescue) => format!(
+            "{what}; its uncommitted work is saved at {rescue}. Bring it back in a new checkout: \
+             cd \"$(bones swarm join --slot {name} --restore)\""
+        ),
+        None => format!(
+            "{what}; nothing uncommitted was left in it. Start again: cd \"$(bones swarm join --slot {name})\""
+        ),
+    })
+}
+
 /// The newest rescue ref of a slot, if any.
 pub fn latest_rescue(hub_repo: &Path, slot: &str) -> Option<String> {
     let repo = Repository::open_bare(hub_repo).ok()?;
@@ -499,4 +703,20 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_lines_are_git_markers_only() {
+        let text = b"a\r\n<<<<<<< trunk\r\nx\n=======\ny\n>>>>>>> slot\n|||||||\n========\n = = \n<<<<<<x\n";
+        let found: Vec<String> = marker_lines(text).collect();
+        assert_eq!(
+            found,
+            ["<<<<<<< trunk", "=======", ">>>>>>> slot", "|||||||"]
+        );
+        assert_eq!(marker_lines(b"plain\ntext\n").count(), 0);
+    }
 }

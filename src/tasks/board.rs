@@ -78,6 +78,8 @@ pub struct NewTask {
     pub parent: Option<String>,
     pub blocked_by: Vec<String>,
     pub labels: Vec<String>,
+    /// Higher is claimed first (see [`Task::priority`]).
+    pub priority: i32,
 }
 
 impl NewTask {
@@ -85,6 +87,7 @@ impl NewTask {
     pub fn validate(&self) -> Result<(), InputError> {
         record::validate_title(&self.title)?;
         record::validate_body(&self.body)?;
+        record::validate_priority(self.priority)?;
         if self.labels.len() > record::MAX_LABELS {
             return Err(InputError::TooManyLabels);
         }
@@ -109,6 +112,7 @@ pub struct Update {
     pub remove_labels: Vec<String>,
     pub add_blockers: Vec<String>,
     pub remove_blockers: Vec<String>,
+    pub priority: Option<i32>,
 }
 
 impl Update {
@@ -119,6 +123,9 @@ impl Update {
         }
         if let Some(body) = &self.body {
             record::validate_body(body)?;
+        }
+        if let Some(priority) = self.priority {
+            record::validate_priority(priority)?;
         }
         if let Some(Some(parent)) = &self.parent {
             record::validate_id(parent)?;
@@ -200,6 +207,7 @@ impl Board {
             task.parent = new.parent.clone();
             task.blocked_by = new.blocked_by.clone();
             task.labels = new.labels.clone();
+            task.priority = new.priority;
             task.last_op.took_ms = Some(started.elapsed().as_millis() as u64);
             match self.store.create(&task.id, encode(&task)?).await {
                 Ok(_) => return Ok(task),
@@ -275,15 +283,19 @@ impl Board {
         Ok((tasks, unreadable))
     }
 
-    /// Open tasks whose blockers are closed and whose parent is not, oldest first.
+    /// Open tasks whose blockers are closed and whose parent is not, in
+    /// claim order: highest priority first, then oldest.
     pub async fn ready(&self) -> Result<Vec<Task>, TaskError> {
         let (tasks, _) = self.list().await?;
         let ready = ready_mask(tasks.iter());
-        Ok(tasks
+        let mut ready: Vec<Task> = tasks
             .into_iter()
             .zip(ready)
             .filter_map(|(task, ready)| ready.then_some(task))
-            .collect())
+            .collect();
+        // stable: equal priorities stay oldest first
+        ready.sort_by_key(|t| std::cmp::Reverse(t.priority));
+        Ok(ready)
     }
 
     /// Applies `rule` to the latest record and writes it with a
@@ -317,11 +329,77 @@ impl Board {
             .await
     }
 
+    /// Claims a task for `who`, taking it over from `from` when `from`
+    /// holds it: an agent that claimed a task, then joins a slot for it,
+    /// hands the claim to the slot in one compare-and-swap.
+    pub async fn claim_from(
+        &self,
+        id: &str,
+        who: &str,
+        from: &str,
+    ) -> Result<(Task, bool), TaskError> {
+        self.mutate(id, Instant::now(), |task, now| {
+            if from != who
+                && task.status == Status::Claimed
+                && task.claimed_by.as_deref() == Some(from)
+            {
+                task.release(from, now, false, Some(format!("handed to {who}")))?;
+            }
+            Ok(task.claim(who, now)?)
+        })
+        .await
+    }
+
     /// Claims the oldest ready task (under contention, one of the oldest:
     /// see [`Claimer`]); `None` when no task is ready. Tasks taken by others
     /// meanwhile are skipped.
     pub async fn claim_next(&self, who: &str) -> Result<Option<Task>, TaskError> {
         self.claimer(who).next().await
+    }
+
+    /// Like [`Board::claim_next`], among tasks with `label` (any task when
+    /// `None`), and when none is ready, waits until one can be claimed or
+    /// `wait` passes (`None`: no limit); `None` when the wait ran out.
+    /// `waiting` is called each time it starts to wait (nothing was ready).
+    ///
+    /// The wait is woken by the bucket's own changes (the republished
+    /// `bones.tasks.changed.<id>` hints), never by polling: subscribed
+    /// before each read of the board, so a change between the read and
+    /// the wait is not missed; a burst of changes costs one read.
+    pub async fn claim_next_wait(
+        &self,
+        who: &str,
+        label: Option<&str>,
+        wait: Option<std::time::Duration>,
+        mut waiting: impl FnMut(),
+    ) -> Result<Option<Task>, TaskError> {
+        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+        let mut changes = self
+            .client
+            .subscribe(format!("{CHANGES_PREFIX}.>"))
+            .await
+            .map_err(bucket_err)?;
+        let mut claimer = self.claimer(who).with_label(label);
+        loop {
+            if let Some(task) = claimer.next().await? {
+                return Ok(Some(task));
+            }
+            waiting();
+            let change = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, changes.next()).await {
+                    Ok(change) => change,
+                    Err(_) => return Ok(None),
+                },
+                None => changes.next().await,
+            };
+            if change.is_none() {
+                return Err(TaskError::Bucket(
+                    "the subscription to the board's changes ended".to_string(),
+                ));
+            }
+            // one read of the board for the whole burst
+            while let Some(Some(_)) = futures::FutureExt::now_or_never(changes.next()) {}
+        }
     }
 
     /// A claimer for a long-lived process that claims task after task: it
@@ -395,8 +473,29 @@ impl Board {
         by: &str,
         reason: &str,
     ) -> Result<Vec<String>, TaskError> {
+        self.settle_all_held_by(holder, by, reason, false).await
+    }
+
+    /// Closes every task `holder` claimed (a slot closed with its work
+    /// done), as `by`.
+    pub async fn close_all_held_by(
+        &self,
+        holder: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<Vec<String>, TaskError> {
+        self.settle_all_held_by(holder, by, reason, true).await
+    }
+
+    async fn settle_all_held_by(
+        &self,
+        holder: &str,
+        by: &str,
+        reason: &str,
+        close: bool,
+    ) -> Result<Vec<String>, TaskError> {
         let (tasks, _) = self.list().await?;
-        let mut released = Vec::new();
+        let mut settled = Vec::new();
         for task in tasks
             .iter()
             .filter(|t| t.status == Status::Claimed && t.claimed_by.as_deref() == Some(holder))
@@ -406,15 +505,30 @@ impl Board {
                     if task.claimed_by.as_deref() != Some(holder) {
                         return Ok(false);
                     }
-                    task.release(by, now, true, Some(reason.to_string()))?;
+                    let reason = Some(reason.to_string());
+                    if close {
+                        task.close(by, now, reason, true)?;
+                    } else {
+                        task.release(by, now, true, reason)?;
+                    }
                     Ok(true)
                 })
                 .await?;
             if done.1 {
-                released.push(task.id.clone());
+                settled.push(task.id.clone());
             }
         }
-        Ok(released)
+        Ok(settled)
+    }
+
+    /// The ids of the tasks `holder` has claimed, oldest first.
+    pub async fn held_by(&self, holder: &str) -> Result<Vec<String>, TaskError> {
+        let (tasks, _) = self.list().await?;
+        Ok(tasks
+            .into_iter()
+            .filter(|t| t.status == Status::Claimed && t.claimed_by.as_deref() == Some(holder))
+            .map(|t| t.id)
+            .collect())
     }
 }
 
@@ -435,6 +549,9 @@ fn apply_edit(task: &mut Task, edit: &Update) -> Result<(), TaskError> {
     }
     if let Some(parent) = &edit.parent {
         task.parent = parent.clone();
+    }
+    if let Some(priority) = edit.priority {
+        task.priority = priority;
     }
     for label in &edit.add_labels {
         if !task.labels.contains(label) {

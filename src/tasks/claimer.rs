@@ -40,6 +40,8 @@ pub struct Claimer<'a> {
     changes: Option<async_nats::Subscriber>,
     spread: Spread,
     refused: usize,
+    /// Only tasks with this label.
+    label: Option<String>,
 }
 
 impl<'a> Claimer<'a> {
@@ -51,7 +53,14 @@ impl<'a> Claimer<'a> {
             changes: None,
             spread: Spread::new(),
             refused: 0,
+            label: None,
         }
+    }
+
+    /// Claims only tasks carrying `label` (any task when `None`).
+    pub fn with_label(mut self, label: Option<&str>) -> Claimer<'a> {
+        self.label = label.map(str::to_string);
+        self
     }
 
     /// How many of this claimer's swaps lost a race so far: the claims
@@ -116,11 +125,16 @@ impl<'a> Claimer<'a> {
             .ok();
         let (all, _) = self.board.list_revisions().await?;
         let ready = ready_mask(all.iter().map(|(t, _)| t));
-        self.queue = all
+        let label = self.label.as_deref();
+        let mut queue: Vec<(Task, u64)> = all
             .into_iter()
             .zip(ready)
             .filter_map(|(entry, ready)| ready.then_some(entry))
+            .filter(|(task, _)| label.is_none_or(|l| task.labels.iter().any(|t| t == l)))
             .collect();
+        // claim order: highest priority, then oldest (the sort is stable)
+        queue.sort_by_key(|(task, _)| std::cmp::Reverse(task.priority));
+        self.queue = queue.into();
         if self.queue.is_empty() {
             // nothing to pass over: stop collecting changes until next time
             self.changes = None;

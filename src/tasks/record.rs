@@ -92,6 +92,10 @@ pub struct Task {
     pub blocked_by: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
+    /// Claim order: ready tasks of higher priority are claimed first, then
+    /// the oldest. 0 (the default) is omitted from the record.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
     pub created_at: String,
     pub updated_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,6 +146,10 @@ pub enum InputError {
     TooManyLabels,
     #[error("invalid label {}: use 1-64 characters without spaces or control characters", crate::shown::shown(.0))]
     BadLabel(String),
+    #[error(
+        "priority {0} is out of range; use -{MAX_PRIORITY} to {MAX_PRIORITY} (higher is claimed first)"
+    )]
+    BadPriority(i32),
     #[error("the reason is {0} bytes; keep it under {MAX_REASON}")]
     ReasonTooLong(usize),
     #[error(
@@ -150,6 +158,21 @@ pub enum InputError {
     RecordTooLarge(usize),
     #[error(transparent)]
     Id(#[from] NameError),
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// Highest (and, negated, lowest) priority accepted.
+pub const MAX_PRIORITY: i32 = 1000;
+
+/// Checks a priority: -1000 to 1000.
+pub fn validate_priority(priority: i32) -> Result<(), InputError> {
+    if priority.abs() > MAX_PRIORITY {
+        return Err(InputError::BadPriority(priority));
+    }
+    Ok(())
 }
 
 /// Checks a title.
@@ -229,6 +252,7 @@ impl Task {
             parent: None,
             blocked_by: Vec::new(),
             labels: Vec::new(),
+            priority: 0,
             created_at: now.to_string(),
             updated_at: now.to_string(),
             closed_at: None,
