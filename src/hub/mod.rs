@@ -109,6 +109,8 @@ pub enum HubError {
     Ports(#[from] ports::PortError),
     #[error(transparent)]
     Coord(#[from] coord::CoordError),
+    #[error(transparent)]
+    LogSetting(#[from] log::LogSettingError),
     #[error("{0}")]
     Repo(#[from] repo::RepoError),
     #[error("{what} {path}: {source}")]
@@ -168,9 +170,10 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
     // before anything is created or spawned: libgit2 and nats-server create
     // files with modes of their own, which only the umask makes owner-only
     fsutil::restrict_umask();
+    // read once, here, and refused when bad: the hub alone rotates hub.log
+    let log_config = log::LogConfig::from_env(opts.log_level.as_deref())?;
     let ws = Workspace::discover(root)?;
     let paths = Paths::new(&ws);
-    let log_config = log::LogConfig::from_env(LogLevel::floor(opts.log_level.as_deref()));
     let hub_log = HubLog::open(&paths.hub_log, log_config);
     if opts.detached_child {
         let ports = Ports {

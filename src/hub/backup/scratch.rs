@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::BackupError;
 use crate::hub::coord::{self, Supervisor};
-use crate::hub::log::{HubLog, LogConfig, LogLevel};
+use crate::hub::log::{HubLog, LogConfig};
 use crate::hub::paths::Paths;
 use crate::hub::ports;
 use crate::workspace::Workspace;
@@ -46,7 +46,7 @@ impl Scratch {
         coord::write_config(&paths, port, &token)?;
         let log = HubLog::open(
             stage.join("scratch.log"),
-            LogConfig::from_env(LogLevel::Info),
+            LogConfig::default(),
         );
         let supervisor = Supervisor::start(binary, &paths, log)?;
         Ok(Scratch {
