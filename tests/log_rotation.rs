@@ -188,10 +188,18 @@ fn concurrent_writers_lose_no_entry_under_rotation() {
     start_hub(&ws);
     let refused = workload(&ws);
     let events = events_once_caught_up(&ws);
-    assert_eq!(events.len(), 2 * WORKERS * ROUNDS, "create and claim events");
+    assert_eq!(
+        events.len(),
+        2 * WORKERS * ROUNDS,
+        "create and claim events"
+    );
 
     let wrong = mismatches(&lines_on_disk(&ws), &events, &refused);
-    assert!(wrong.is_empty(), "{} lost or doubled: {wrong:?}", wrong.len());
+    assert!(
+        wrong.is_empty(),
+        "{} lost or doubled: {wrong:?}",
+        wrong.len()
+    );
     let state = ws.state_dir();
     assert!(state.join("hub.log.3").exists(), "the log rotated");
     assert!(
@@ -394,8 +402,14 @@ fn a_symlink_planted_at_hub_log_is_never_written_through() {
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     let said = stderr(&out);
     assert!(said.contains("symbolic link"), "{said}");
-    assert!(said.contains("\"agent\":\"other\""), "the entry is on stderr: {said}");
-    assert!(content(&absent).is_none(), "a file was created through the link");
+    assert!(
+        said.contains("\"agent\":\"other\""),
+        "the entry is on stderr: {said}"
+    );
+    assert!(
+        content(&absent).is_none(),
+        "a file was created through the link"
+    );
 
     // the hub's next entry replaces it
     ws.ok(&["tasks", "create", "next"]);

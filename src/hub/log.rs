@@ -255,7 +255,11 @@ impl LogConfig {
                         var: name,
                         value: raw.to_string_lossy().into_owned(),
                         why: "it is not UTF-8 text".to_string(),
-                        default: String::new(),
+                        default: match name {
+                            MAX_SIZE_ENV => DEFAULT_MAX_SIZE.to_string(),
+                            MAX_FILES_ENV => DEFAULT_MAX_FILES.to_string(),
+                            _ => "info".to_string(),
+                        },
                     }),
                 },
             }
@@ -326,6 +330,15 @@ impl LogConfig {
 struct Rotation {
     max_size: u64,
     max_files: u32,
+}
+
+impl Rotation {
+    /// True when `incoming` more bytes would take the file past the size.
+    /// An empty file is never rotated, even for an entry larger than the
+    /// size.
+    fn is_due(&self, file: &fs::Metadata, incoming: u64) -> bool {
+        file.len() > 0 && file.len() + incoming > self.max_size
+    }
 }
 
 /// The file a writer holds open, with the identity that tells whether the
@@ -430,10 +443,10 @@ impl HubLog {
         }
     }
 
+    /// The fast path is one `flock`, one `lstat`, one `write` and the
+    /// unlock; rotations and reopens are the rare detours.
     fn append(&self, held: &mut Option<Held>, line: &[u8]) -> io::Result<()> {
-        if let Some(rotation) = self.rotation {
-            self.rotate_when_full(held, rotation, line.len() as u64);
-        }
+        let mut rotation = self.rotation;
         let mut replaced = None;
         for _ in 0..RETRIES {
             if held.is_none() {
@@ -453,45 +466,64 @@ impl HubLog {
                 }
             }
             let current = held.as_ref().expect("opened above");
-            {
+            let rotate_first = {
                 let _shared = FileLock::shared(&current.file)?;
                 // under the shared lock no rotation runs: if the path names
                 // the file we hold, the entry lands in the current hub.log
-                if fs::symlink_metadata(&self.path).is_ok_and(|m| current.names(&m)) {
-                    if let Some(target) = replaced.take() {
-                        let warning = LogEntry::lifecycle(
-                            LogLevel::Warn,
-                            format!(
-                                "hub: {} was a symbolic link to {}; replaced it with a \
-                                 regular file (bones never writes through a link)",
-                                self.path.display(),
-                                crate::shown::shown(&target)
-                            ),
-                        );
-                        if let Some(warning) = line_of(&warning) {
-                            write_line(&current.file, &warning)?;
+                match fs::symlink_metadata(&self.path) {
+                    Ok(on_disk) if current.names(&on_disk) => match rotation {
+                        Some(due) if due.is_due(&on_disk, line.len() as u64) => Some(due),
+                        _ => {
+                            if let Some(target) = replaced.take() {
+                                self.write_replaced(&current.file, &target)?;
+                            }
+                            return write_line(&current.file, line);
                         }
-                    }
-                    return write_line(&current.file, line);
+                    },
+                    _ => None,
                 }
+            };
+            match rotate_first {
+                // tried once: while the exclusive lock is busy the entry goes
+                // into the current file, and a later one rotates
+                Some(due) => {
+                    rotation = None;
+                    self.rotate_when_full(held, due, line.len() as u64);
+                }
+                // rotated or replaced since we opened it: open what is there now
+                None => *held = None,
             }
-            // rotated or replaced since we opened it: open what is there now
-            *held = None;
         }
         Err(io::Error::other(
             "it was rotated or replaced again at every attempt",
         ))
     }
 
+    /// Writes the WARN that says a link at hub.log was replaced.
+    fn write_replaced(&self, file: &File, target: &str) -> io::Result<()> {
+        let warning = LogEntry::lifecycle(
+            LogLevel::Warn,
+            format!(
+                "hub: {} was a symbolic link to {}; replaced it with a regular file \
+                 (bones never writes through a link)",
+                self.path.display(),
+                crate::shown::shown(target)
+            ),
+        );
+        match line_of(&warning) {
+            Some(warning) => write_line(file, &warning),
+            None => Ok(()),
+        }
+    }
+
     /// Rotates when `incoming` more bytes would take the current file past
     /// the size, if the exclusive lock is free now; otherwise a later write
     /// rotates, so the hub never waits on a CLI or a reader.
     fn rotate_when_full(&self, held: &mut Option<Held>, rotation: Rotation, incoming: u64) {
-        let over = |m: &fs::Metadata| m.len() > 0 && m.len() + incoming > rotation.max_size;
         let Ok(on_disk) = fs::symlink_metadata(&self.path) else {
             return;
         };
-        if !on_disk.is_file() || !over(&on_disk) {
+        if !on_disk.is_file() || !rotation.is_due(&on_disk, incoming) {
             return;
         }
         if !held.as_ref().is_some_and(|h| h.names(&on_disk)) {
@@ -506,7 +538,9 @@ impl HubLog {
             };
             // another rotator (`hub start` before it detached) may have
             // been first: check again under the lock
-            if !fs::symlink_metadata(&self.path).is_ok_and(|m| current.names(&m) && over(&m)) {
+            if !fs::symlink_metadata(&self.path)
+                .is_ok_and(|m| current.names(&m) && rotation.is_due(&m, incoming))
+            {
                 return;
             }
             if let Err(err) = self.shift(rotation.max_files) {
@@ -816,7 +850,12 @@ mod tests {
 
         HubLog::append_only(&path).info("from a cli");
         assert_eq!(read(&victim), "precious\n");
-        assert!(fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert!(
+            fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
 
         let hub = HubLog::open(&path, config(LogLevel::Info, 1 << 20));
         hub.info("from the hub");
