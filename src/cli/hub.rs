@@ -163,6 +163,12 @@ fn start(cwd: &std::path::Path, args: StartArgs) -> u8 {
             exit::OK
         }
         Ok(StartOutcome::Exited) => exit::OK,
+        // a bad BONES_LOG_* or BONES_HUB_LOG_LEVEL is a usage error, like
+        // a bad --log-level
+        Err(err @ HubError::LogSetting(_)) => {
+            report(&err);
+            exit::USAGE
+        }
         Err(err) => {
             report(&err);
             exit::FAILURE

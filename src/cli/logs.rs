@@ -195,14 +195,11 @@ impl Reader {
     ) -> io::Result<()> {
         let mut ring: VecDeque<Vec<u8>> = VecDeque::new();
         let mut current = None;
-        for path in logread::files_oldest_first(hub_log) {
-            let mut lines = match LineReader::open(&path) {
-                Ok(lines) => lines,
-                // rotated away between listing and opening
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            self.drain(&mut lines, |raw, entry| match args.last {
+        // opened together while no rotation runs; the newest stays open to
+        // follow, whatever its name is by then
+        for (_, file) in logread::open_oldest_first(hub_log)? {
+            let mut lines = Following::new(file)?;
+            self.drain(&mut lines.reader, |raw, entry| match args.last {
                 Some(0) => Ok(()),
                 Some(n) => {
                     let mut slot = if ring.len() == n {
@@ -217,9 +214,7 @@ impl Reader {
                 }
                 None => printer.print(raw, entry),
             })?;
-            if path == hub_log {
-                current = Some(lines);
-            }
+            current = Some(lines);
         }
         for raw in &ring {
             if let Some(entry) = logread::parse_line(raw) {
@@ -255,39 +250,46 @@ impl Reader {
         Ok(())
     }
 
-    /// Prints new entries until SIGINT/SIGTERM, following rotations: the old
-    /// file is read to its end before the new one is opened, so entries on
-    /// both sides of a rotation appear exactly once.
+    /// Prints new entries until SIGINT/SIGTERM, following the file by its
+    /// inode rather than its name: when hub.log names another file, the one
+    /// held is read to its end first (no writer appends to a rotated file:
+    /// see `hub::log`), then every newer file in order. So each line on
+    /// either side of any number of rotations is printed exactly once.
     fn follow(
         &mut self,
         hub_log: &Path,
-        mut current: Option<LineReader>,
+        mut current: Option<Following>,
         printer: &mut Printer<impl Write>,
     ) -> io::Result<()> {
         install_stop_handler();
         while !STOP.load(Ordering::Relaxed) {
-            if let Some(lines) = current.as_mut() {
-                self.drain(lines, |raw, entry| printer.print(raw, entry))?;
-                printer.out.flush()?;
-                let ours = lines.file().metadata()?;
-                match std::fs::metadata(hub_log) {
-                    Ok(on_disk) if on_disk.ino() != ours.ino() || on_disk.dev() != ours.dev() => {
-                        self.drain(lines, |raw, entry| printer.print(raw, entry))?;
-                        current = self.catch_up(hub_log, (ours.dev(), ours.ino()), printer)?;
-                        continue;
-                    }
-                    Ok(on_disk) if on_disk.len() < lines.consumed() => {
-                        // truncated in place: start over
-                        current = LineReader::open(hub_log).ok();
-                        continue;
-                    }
-                    _ => {}
+            let Some(lines) = current.as_mut() else {
+                // nothing to follow yet: take whatever appears, from its start
+                current = self.catch_up(hub_log, None, printer)?;
+                if current.is_none() {
+                    std::thread::sleep(FOLLOW_POLL);
                 }
-            } else {
-                current = LineReader::open(hub_log).ok();
-                if current.is_some() {
+                continue;
+            };
+            self.drain(&mut lines.reader, |raw, entry| printer.print(raw, entry))?;
+            printer.out.flush()?;
+            match std::fs::symlink_metadata(hub_log) {
+                Ok(on_disk) if !lines.is(&on_disk) => {
+                    self.drain(&mut lines.reader, |raw, entry| printer.print(raw, entry))?;
+                    if let Some(newer) = self.catch_up(hub_log, Some(lines.identity), printer)? {
+                        current = Some(newer);
+                        continue;
+                    }
+                }
+                Ok(on_disk) if on_disk.len() < lines.reader.consumed() => {
+                    // truncated in place: start over
+                    current = std::fs::File::open(hub_log)
+                        .ok()
+                        .map(Following::new)
+                        .transpose()?;
                     continue;
                 }
+                _ => {}
             }
             std::thread::sleep(FOLLOW_POLL);
         }
@@ -295,30 +297,51 @@ impl Reader {
     }
 }
 
+/// The file a follower reads, with the identity (device, inode) that tells
+/// whether hub.log still names it. The file stays open while it is
+/// followed, so its inode cannot be reused by a newer file.
+struct Following {
+    reader: LineReader,
+    identity: (u64, u64),
+}
+
+impl Following {
+    fn new(file: std::fs::File) -> io::Result<Following> {
+        let meta = file.metadata()?;
+        Ok(Following {
+            reader: LineReader::new(file),
+            identity: (meta.dev(), meta.ino()),
+        })
+    }
+
+    fn is(&self, meta: &std::fs::Metadata) -> bool {
+        (meta.dev(), meta.ino()) == self.identity
+    }
+}
+
 impl Reader {
     /// After a rotation: reads every file newer than the one just finished
-    /// (identified by device and inode, since its name has changed), oldest
-    /// first, and returns the newest to keep following. Several rotations
-    /// between two polls therefore lose nothing; a file rotated out of
-    /// existence means every file present is newer.
+    /// (`None`: every file), oldest first, and returns the newest to keep
+    /// following. The files are opened together under the log's shared lock,
+    /// so none is renamed meanwhile; the finished file is found by identity,
+    /// and when it was rotated out of existence every file present is newer.
     fn catch_up(
         &mut self,
         hub_log: &Path,
-        finished: (u64, u64),
+        finished: Option<(u64, u64)>,
         printer: &mut Printer<impl Write>,
-    ) -> io::Result<Option<LineReader>> {
-        let files = logread::files_oldest_first(hub_log);
-        let identity = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    ) -> io::Result<Option<Following>> {
+        let files = logread::open_oldest_first(hub_log)?
+            .into_iter()
+            .map(|(_, file)| Following::new(file))
+            .collect::<io::Result<Vec<_>>>()?;
         let start = files
             .iter()
-            .position(|path| identity(path) == Some(finished))
+            .position(|f| Some(f.identity) == finished)
             .map_or(0, |i| i + 1);
         let mut newest = None;
-        for path in &files[start..] {
-            let Ok(mut lines) = LineReader::open(path) else {
-                continue;
-            };
-            self.drain(&mut lines, |raw, entry| printer.print(raw, entry))?;
+        for mut lines in files.into_iter().skip(start) {
+            self.drain(&mut lines.reader, |raw, entry| printer.print(raw, entry))?;
             newest = Some(lines);
         }
         Ok(newest)

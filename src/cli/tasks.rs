@@ -469,8 +469,7 @@ fn read_body(file: &PathBuf) -> Result<String, Failure> {
 /// A refused claim writes nothing to the board, so no event: the refusal
 /// is logged here, as an rpc entry with `err`, for the operator.
 fn log_refusal(paths: &Paths, rpc: &str, by: &str, task: &str, started: Instant, err: &TaskError) {
-    let config = crate::hub::log::LogConfig::from_env(LogLevel::Info);
-    let log = HubLog::open(paths.hub_log.clone(), config);
+    let log = HubLog::append_only(paths.hub_log.clone());
     let mut entry = LogEntry::new(LogLevel::Warn, EventKind::Rpc).with_err(err.to_string());
     entry.msg = Some(rpc.to_string());
     entry.rpc = Some(rpc.to_string());

@@ -9,13 +9,14 @@
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::log::LogLevel;
+use super::log::{FileLock, LogLevel};
 
 /// Longest line considered; longer ones are counted as malformed.
 pub const MAX_LINE: usize = 1 << 20;
@@ -47,6 +48,50 @@ pub fn files_oldest_first(hub_log: &Path) -> Vec<PathBuf> {
         files.push(hub_log.to_path_buf());
     }
     files
+}
+
+/// The log files of one `hub.log`, oldest first as [`files_oldest_first`]
+/// lists them, each opened. They are listed and opened under the shared
+/// lock on the current hub.log, so no rotation runs meanwhile (see
+/// [`super::log`]): a rename chain half done would show one file under two
+/// names, or hide one. Once open, a file reads the same whatever is renamed
+/// later. Files that vanish before they are opened are left out.
+pub fn open_oldest_first(hub_log: &Path) -> io::Result<Vec<(PathBuf, File)>> {
+    // bounded: each round follows a rotation that happened between the
+    // open and the lock
+    for _ in 0..8 {
+        let current = match File::options()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(hub_log)
+        {
+            Ok(current) => current,
+            // no hub.log (or a link bones does not write through): nothing
+            // rotates, so the listing needs no lock
+            Err(_) => return Ok(open_listed(hub_log, None)),
+        };
+        let _shared = FileLock::shared(&current)?;
+        let held = current.metadata()?;
+        let still_current = std::fs::symlink_metadata(hub_log)
+            .is_ok_and(|m| m.dev() == held.dev() && m.ino() == held.ino());
+        if still_current {
+            return Ok(open_listed(hub_log, Some(&current)));
+        }
+    }
+    Ok(open_listed(hub_log, None))
+}
+
+fn open_listed(hub_log: &Path, current: Option<&File>) -> Vec<(PathBuf, File)> {
+    files_oldest_first(hub_log)
+        .into_iter()
+        .filter_map(|path| {
+            let file = match current {
+                Some(current) if path == hub_log => current.try_clone().ok()?,
+                _ => File::open(&path).ok()?,
+            };
+            Some((path, file))
+        })
+        .collect()
 }
 
 /// One entry, borrowed from its raw line where possible.

@@ -111,6 +111,8 @@ pub enum HubError {
     Ports(#[from] ports::PortError),
     #[error(transparent)]
     Coord(#[from] coord::CoordError),
+    #[error(transparent)]
+    LogSetting(#[from] log::LogSettingError),
     #[error("{0}")]
     Repo(#[from] repo::RepoError),
     #[error("{what} {path}: {source}")]
@@ -192,6 +194,8 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
     // before anything is created or spawned: libgit2 and nats-server create
     // files with modes of their own, which only the umask makes owner-only
     fsutil::restrict_umask();
+    // read once, here, and refused when bad: the hub alone rotates hub.log
+    let log_config = log::LogConfig::from_env(opts.log_level.as_deref())?;
     let ws = Workspace::discover(root)?;
     let paths = Paths::new(&ws);
     // a state directory or token another user made or can reach is
@@ -199,7 +203,6 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
     fsutil::check_private(&paths.state_dir, crate::workspace::STATE_DIR)
         .map_err(WorkspaceError::from)?;
     fsutil::check_private(&paths.nats_token, TOKEN).map_err(WorkspaceError::from)?;
-    let log_config = log::LogConfig::from_env(LogLevel::floor(opts.log_level.as_deref()));
     let hub_log = HubLog::open(&paths.hub_log, log_config);
     if opts.detached_child {
         // the starter released the run lock just before spawning this

@@ -24,7 +24,7 @@ use async_nats::jetstream::{self, consumer, kv};
 use futures::StreamExt;
 
 use super::damage::{self, Damage};
-use super::log::{HubLog, LogConfig, LogLevel};
+use super::log::HubLog;
 use super::paths::Paths;
 use super::projector::{EVENTS_PREFIX, EVENTS_STREAM};
 use super::repo::{self, RepoError, TrunkRestore};
@@ -65,7 +65,8 @@ fn paths_of(root: &Path) -> Result<Paths, RepairError> {
 }
 
 fn hub_log(paths: &Paths) -> HubLog {
-    HubLog::open(paths.hub_log.clone(), LogConfig::from_env(LogLevel::Info))
+    // a CLI: it appends, the hub alone rotates
+    HubLog::append_only(paths.hub_log.clone())
 }
 
 /// Recreates a missing trunk ref from its reflog (see the module docs).

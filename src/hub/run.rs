@@ -228,6 +228,7 @@ fn serve(
                 let projector =
                     projector.map_err(|e| HubError::Service(format!("task projector: {e}")))?;
                 let watcher = watcher::spawn(js.clone(), paths.clone(), log.clone());
+                let rotation = tokio::spawn(rotate_log_when_due(log.clone()));
                 let disk = storage::spawn(
                     paths,
                     log.clone(),
@@ -248,6 +249,7 @@ fn serve(
                 // it now, and wind down the rest meanwhile
                 supervisor.begin_stop();
                 watcher.abort();
+                rotation.abort();
                 disk.abort();
                 store.abort();
                 lander.abort();
@@ -296,6 +298,23 @@ async fn ensure_feed(
         ));
     }
     Ok(())
+}
+
+/// How often the hub checks hub.log's size between its own entries.
+const LOG_SIZE_CHECK: Duration = Duration::from_secs(1);
+
+/// CLIs append to hub.log but never rotate it (only the hub does, see
+/// `hub::log`); the hub's own entries rotate it, and this check rotates
+/// what CLIs appended while the hub wrote nothing.
+async fn rotate_log_when_due(log: HubLog) {
+    let mut tick = tokio::time::interval(LOG_SIZE_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // a stat, and rarely a rename chain of at most 100 files: no
+        // slower than the entries every task writes inline
+        log.rotate_if_due();
+    }
 }
 
 /// SIGINT, SIGTERM and SIGHUP all mean "drain and stop".

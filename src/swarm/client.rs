@@ -797,9 +797,9 @@ impl Swarm {
         blocking(move || Ok::<_, SwarmError>(collect_status(&paths, records, &held))).await
     }
 
+    /// Appends only: the hub alone rotates hub.log (see `hub::log`).
     fn log(&self) -> HubLog {
-        let config = crate::hub::log::LogConfig::from_env(LogLevel::Info);
-        HubLog::open(self.paths.hub_log.clone(), config)
+        HubLog::append_only(self.paths.hub_log.clone())
     }
 }
 

@@ -19,7 +19,7 @@ use super::manifest::{self, BUNDLE_FILE, Manifest};
 use super::scratch::Scratch;
 use super::{BackupError, bundle, lock, runtime, snapshot, sync_dir};
 use crate::fsutil;
-use crate::hub::log::{HubLog, LogConfig, LogLevel};
+use crate::hub::log::HubLog;
 use crate::hub::paths::Paths;
 use crate::hub::process;
 use crate::hub::record::{self, HubState};
@@ -101,7 +101,7 @@ pub fn restore(
     let previous = swapped?;
     sync_dir(&paths.state_dir);
 
-    let log = HubLog::open(paths.hub_log.clone(), LogConfig::from_env(LogLevel::Info));
+    let log = HubLog::append_only(paths.hub_log.clone());
     log.info(format!(
         "hub: restored from backup {} (taken {}, trunk {}){}",
         shown::path(&dir),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::BackupError;
 use crate::hub::coord::{self, Supervisor};
-use crate::hub::log::{HubLog, LogConfig, LogLevel};
+use crate::hub::log::{HubLog, LogConfig};
 use crate::hub::paths::Paths;
 use crate::hub::ports;
 use crate::workspace::Workspace;
@@ -44,10 +44,7 @@ impl Scratch {
         let port = free_port()?;
         let token = coord::ensure_token(&paths)?;
         coord::write_config(&paths, port, &token)?;
-        let log = HubLog::open(
-            stage.join("scratch.log"),
-            LogConfig::from_env(LogLevel::Info),
-        );
+        let log = HubLog::open(stage.join("scratch.log"), LogConfig::default());
         let supervisor = Supervisor::start(binary, &paths, log)?;
         Ok(Scratch {
             supervisor: Some(supervisor),

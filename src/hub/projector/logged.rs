@@ -40,9 +40,11 @@ impl Logged {
             revision: Option<u64>,
         }
         let mut logged = Logged::default();
-        let files = super::super::logread::files_oldest_first(hub_log);
-        for path in files.iter().rev().take(2).rev() {
-            let Some(tail) = read_tail(path, READ_BACK) else {
+        // opened together, so a rotation meanwhile cannot make the two
+        // newest files seen here the wrong two
+        let files = super::super::logread::open_oldest_first(hub_log).unwrap_or_default();
+        for (_, file) in files.into_iter().rev().take(2).rev() {
+            let Some(tail) = read_tail(file, READ_BACK) else {
                 continue;
             };
             let finder = memchr::memmem::Finder::new(b"\"revision\":");
@@ -82,8 +84,7 @@ impl Logged {
 }
 
 /// The last `limit` bytes of a file, from the first whole line in them.
-fn read_tail(path: &Path, limit: u64) -> Option<Vec<u8>> {
-    let mut file = std::fs::File::open(path).ok()?;
+fn read_tail(mut file: std::fs::File, limit: u64) -> Option<Vec<u8>> {
     let len = file.metadata().ok()?.len();
     let start = len.saturating_sub(limit);
     file.seek(SeekFrom::Start(start)).ok()?;
@@ -166,11 +167,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, "first line\nsecond\nthird\n").unwrap();
-        assert_eq!(read_tail(&path, 10).unwrap(), b"third\n");
+        let open = || std::fs::File::open(&path).unwrap();
+        assert_eq!(read_tail(open(), 10).unwrap(), b"third\n");
         assert_eq!(
-            read_tail(&path, 1000).unwrap(),
+            read_tail(open(), 1000).unwrap(),
             b"first line\nsecond\nthird\n"
         );
-        assert!(read_tail(&dir.path().join("missing"), 10).is_none());
     }
 }
