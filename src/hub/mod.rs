@@ -8,6 +8,7 @@
 
 pub mod backup;
 pub mod coord;
+pub mod credential;
 mod detach;
 pub mod guards;
 pub mod http;

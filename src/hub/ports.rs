@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 
 use super::log::HubLog;
 use super::paths::Paths;
+use super::sockdiag::{Socket, TCP_LISTEN};
 use crate::fsutil;
 
 /// The two ports a hub listens on, both on 127.0.0.1.
@@ -52,7 +53,7 @@ pub enum PortError {
 /// `<scheme>://127.0.0.1:PORT` (a trailing `/` and surrounding whitespace
 /// allowed), with a port above 0. Anything else, another host included, is
 /// `None`: a client that connected where an edited URL file points would
-/// hand the workspace token to that host.
+/// answer that host's challenge with the workspace key.
 pub fn parse_loopback_url(url: &str, scheme: &str) -> Option<u16> {
     let rest = url
         .trim()
@@ -71,68 +72,129 @@ pub fn parse_loopback_url(url: &str, scheme: &str) -> Option<u16> {
 /// on IPv6 `::`/`::ffff:127.0.0.1`, asked of the kernel's socket
 /// diagnostics (else read from `/proc/net/tcp{,6}`). Empty when nothing
 /// listens there or neither can be read.
-///
-/// A client checks this before it sends the workspace token: while the
-/// hub is down, any local user may bind its recorded port and would
-/// otherwise receive the token from the next `bones` command.
 pub fn loopback_listener_uids(port: u16) -> Vec<u32> {
-    match super::sockdiag::listeners() {
-        Ok(all) => all
-            .iter()
-            .filter(|l| l.port == port && reaches_loopback(l))
-            .map(|l| l.uid)
-            .collect(),
+    let sockets = match super::sockdiag::listeners() {
+        Ok(all) => all,
         // no netlink (a sandbox may forbid it): the slower tables
-        Err(_) => loopback_listener_uids_from_proc(port),
-    }
+        Err(_) => proc_sockets(),
+    };
+    sockets
+        .iter()
+        .filter(|s| s.state == TCP_LISTEN && s.port == port && reaches_loopback(s))
+        .map(|s| s.uid)
+        .collect()
 }
 
-/// Whether a connection to 127.0.0.1 may reach this listener.
-fn reaches_loopback(l: &super::sockdiag::Listener) -> bool {
+/// Another user that holds `127.0.0.1:port` as this user's coordination
+/// server would: by a listener there ([`loopback_listener_uids`]), or by
+/// holding the far end of a connection this user opened to it (a listener
+/// that accepted and went away, or a server that answers from an accepted
+/// socket it was handed). `None` when every such socket is this user's.
+///
+/// A client asks this before it connects, and again once the server has
+/// sent its challenge and before the client answers it: nats-server picks
+/// up its port again after a crash, and in between any local user may bind
+/// it. The nkey answer is useless to a listener that keeps it, but a live
+/// one could relay the real server's challenge and our answer to log in as
+/// us; it never gets an answer.
+pub fn foreign_holder(port: u16) -> Option<u32> {
+    let sockets = match super::sockdiag::on_port(port) {
+        Ok(found) => found,
+        Err(_) => proc_sockets(),
+    };
+    foreign_holder_in(&sockets, port, nix::unistd::getuid().as_raw())
+}
+
+/// [`foreign_holder`] over a list of sockets.
+pub fn foreign_holder_in(sockets: &[Socket], port: u16, me: u32) -> Option<u32> {
+    // the local ports of this user's connections to the port
+    let ours: Vec<u16> = sockets
+        .iter()
+        .filter(|s| s.uid == me && s.peer_port == port && s.state != TCP_LISTEN)
+        .filter(|s| is_loopback_v4(&s.peer_addr, s.v6))
+        .map(|s| s.port)
+        .collect();
+    sockets
+        .iter()
+        .filter(|s| s.uid != me && s.port == port && reaches_loopback(s))
+        .find(|s| s.state == TCP_LISTEN || ours.contains(&s.peer_port))
+        .map(|s| s.uid)
+}
+
+/// Whether a connection to 127.0.0.1 may reach this socket: a listener or
+/// an accepted connection on 127.0.0.1 or the wildcard address.
+fn reaches_loopback(s: &Socket) -> bool {
+    is_loopback_v4(&s.addr, s.v6) || s.addr == [0; 16]
+}
+
+/// 127.0.0.1, as IPv4 or IPv4-mapped IPv6.
+fn is_loopback_v4(addr: &[u8; 16], v6: bool) -> bool {
     const MAPPED_LOOPBACK: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
-    if l.v6 {
-        l.addr == [0; 16] || l.addr == MAPPED_LOOPBACK
+    if v6 {
+        *addr == MAPPED_LOOPBACK
     } else {
-        l.addr[..4] == [127, 0, 0, 1] || l.addr[..4] == [0, 0, 0, 0]
+        addr[..4] == [127, 0, 0, 1]
     }
 }
 
-/// [`loopback_listener_uids`] from `/proc/net/tcp{,6}`.
-fn loopback_listener_uids_from_proc(port: u16) -> Vec<u32> {
-    let mut uids = Vec::new();
+/// Every socket in `/proc/net/tcp{,6}`.
+fn proc_sockets() -> Vec<Socket> {
+    let mut sockets = Vec::new();
     for (table, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
         if let Ok(text) = std::fs::read_to_string(table) {
-            uids.extend(listener_uids_in(&text, v6, port));
+            sockets.extend(sockets_in(&text, v6));
         }
     }
-    uids
+    sockets
 }
 
-/// [`loopback_listener_uids`] for one table's text.
-pub fn listener_uids_in(table: &str, v6: bool, port: u16) -> Vec<u32> {
-    const V4: [&str; 2] = ["0100007F", "00000000"];
-    const V6: [&str; 2] = [
-        "00000000000000000000000000000000",
-        "0000000000000000FFFF00000100007F",
-    ];
-    let wanted = format!("{port:04X}");
+/// The sockets of one `/proc/net/tcp{,6}` table's text; lines that do not
+/// parse are skipped.
+pub fn sockets_in(table: &str, v6: bool) -> Vec<Socket> {
+    // addresses are printed as 32-bit words in host order
+    fn address(hex: &str, v6: bool) -> Option<[u8; 16]> {
+        let words = if v6 { 4 } else { 1 };
+        if hex.len() != words * 8 {
+            return None;
+        }
+        let mut addr = [0u8; 16];
+        for i in 0..words {
+            let word = u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
+            addr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+        }
+        Some(addr)
+    }
+    fn end(field: &str, v6: bool) -> Option<([u8; 16], u16)> {
+        let (addr, port) = field.split_once(':')?;
+        Some((address(addr, v6)?, u16::from_str_radix(port, 16).ok()?))
+    }
     table
         .lines()
         .skip(1)
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             // sl local rem st tx:rx tr:when retrnsmt uid ...
-            let (addr, local_port) = fields.get(1)?.split_once(':')?;
-            let listening = fields.get(3)? == &"0A";
-            let reaches = if v6 {
-                V6.contains(&addr)
-            } else {
-                V4.contains(&addr)
-            };
-            (listening && reaches && local_port.eq_ignore_ascii_case(&wanted))
-                .then(|| fields.get(7)?.parse().ok())
-                .flatten()
+            let (addr, port) = end(fields.get(1)?, v6)?;
+            let (peer_addr, peer_port) = end(fields.get(2)?, v6)?;
+            Some(Socket {
+                v6,
+                state: u8::from_str_radix(fields.get(3)?, 16).ok()?,
+                addr,
+                port,
+                peer_addr,
+                peer_port,
+                uid: fields.get(7)?.parse().ok()?,
+            })
         })
+        .collect()
+}
+
+/// [`loopback_listener_uids`] for one `/proc/net/tcp{,6}` table's text.
+pub fn listener_uids_in(table: &str, v6: bool, port: u16) -> Vec<u32> {
+    sockets_in(table, v6)
+        .iter()
+        .filter(|s| s.state == TCP_LISTEN && s.port == port && reaches_loopback(s))
+        .map(|s| s.uid)
         .collect()
 }
 
@@ -261,11 +323,88 @@ garbage line
         assert!(listener_uids_in("", false, 8080).is_empty());
     }
 
+    fn v4(state: u8, port: u16, peer_port: u16, uid: u32) -> Socket {
+        let mut loopback = [0u8; 16];
+        loopback[..4].copy_from_slice(&[127, 0, 0, 1]);
+        Socket {
+            v6: false,
+            state,
+            addr: loopback,
+            port,
+            peer_addr: if state == TCP_LISTEN { [0; 16] } else { loopback },
+            peer_port,
+            uid,
+        }
+    }
+
+    #[test]
+    fn another_user_holds_a_port_by_listening_or_by_holding_our_connection() {
+        const ESTABLISHED: u8 = 1;
+        let (port, me, other) = (4222, 1000, 65534);
+        // our server, our client, and another user's client of our server
+        let normal = [
+            v4(TCP_LISTEN, port, 0, me),
+            v4(ESTABLISHED, port, 50000, me),
+            v4(ESTABLISHED, 50000, port, me),
+            v4(ESTABLISHED, 50001, port, other),
+            v4(ESTABLISHED, port, 50001, me),
+        ];
+        assert_eq!(foreign_holder_in(&normal, port, me), None);
+        assert_eq!(foreign_holder_in(&[], port, me), None);
+        // another user listens
+        let listening = [v4(TCP_LISTEN, port, 0, other)];
+        assert_eq!(foreign_holder_in(&listening, port, me), Some(other));
+        // another user holds the far end of our connection, its listener gone
+        let accepted = [
+            v4(ESTABLISHED, 50002, port, me),
+            v4(ESTABLISHED, port, 50002, other),
+        ];
+        assert_eq!(foreign_holder_in(&accepted, port, me), Some(other));
+        // a socket of another user on the port that is no end of ours
+        let unrelated = [
+            v4(TCP_LISTEN, port, 0, me),
+            v4(ESTABLISHED, port, 9999, other),
+        ];
+        assert_eq!(foreign_holder_in(&unrelated, port, me), None);
+        // another port altogether
+        assert_eq!(foreign_holder_in(&listening, port + 1, me), None);
+    }
+
+    #[test]
+    fn reads_both_ends_from_the_proc_tables() {
+        let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   3: 0100007F:1F90 0100007F:9999 01 00000000:00000000 00:00000000 00000000    8        0 4 1
+";
+        let found = sockets_in(v4, false);
+        assert_eq!(found, [v4_socket()]);
+        fn v4_socket() -> Socket {
+            let mut loopback = [0u8; 16];
+            loopback[..4].copy_from_slice(&[127, 0, 0, 1]);
+            Socket {
+                v6: false,
+                state: 1,
+                addr: loopback,
+                port: 8080,
+                peer_addr: loopback,
+                peer_port: 0x9999,
+                uid: 8,
+            }
+        }
+        let v6 = "  sl  local_address remote_address st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000100007F:C350 01 00000000:00000000 00:00000000 00000000    42        0 1 1
+";
+        let found = sockets_in(v6, true);
+        assert_eq!(found.len(), 1);
+        assert!(is_loopback_v4(&found[0].addr, true), "{found:?}");
+        assert_eq!((found[0].port, found[0].peer_port), (8080, 50000));
+    }
+
     proptest::proptest! {
         #[test]
         fn any_table_text_is_read_without_panic(text in "(?s).{0,400}", port in proptest::prelude::any::<u16>()) {
             let _ = listener_uids_in(&text, false, port);
             let _ = listener_uids_in(&text, true, port);
+            let _ = sockets_in(&text, true);
         }
 
         #[test]
