@@ -82,11 +82,19 @@ fn a_crashed_servers_port_taken_by_another_user_is_never_answered() {
     let settled = wait_until(Duration::from_secs(30), || {
         held_warnings(&ws) > 0 || !impostor.connects().is_empty()
     });
-    assert!(settled, "neither a warning nor an answer:\n{}", ws.hub_log());
+    assert!(
+        settled,
+        "neither a warning nor an answer:\n{}",
+        ws.hub_log()
+    );
     // a command now is refused before it connects
     let out = ws.run(&["tasks", "list"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("another user (uid 65534)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another user (uid 65534)"),
+        "{}",
+        stderr(&out)
+    );
     impostor.stop();
     let connects = impostor.connects();
     assert!(
@@ -273,7 +281,10 @@ fn a_workspace_of_an_older_bones_moves_from_its_token_to_a_key() {
     assert!(!state.join("nats.token").exists(), "the token was deleted");
     let seed = ws.read_state("nats.seed");
     assert!(seed.starts_with("SU"), "{seed}");
-    let mode = fs::metadata(state.join("nats.seed")).unwrap().permissions().mode();
+    let mode = fs::metadata(state.join("nats.seed"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let conf = ws.read_state("nats.conf");
     assert!(!conf.contains(token) && conf.contains("nkey:"), "{conf}");
@@ -288,7 +299,10 @@ fn a_workspace_of_an_older_bones_moves_from_its_token_to_a_key() {
     // on everything the workspace held
     assert_eq!(ws.coord_port(), coord);
     let base = r#""verbose":false,"pedantic":false,"protocol":1"#;
-    let answer = handshake(coord, &format!(r#"CONNECT {{{base},"auth_token":"{token}"}}"#));
+    let answer = handshake(
+        coord,
+        &format!(r#"CONNECT {{{base},"auth_token":"{token}"}}"#),
+    );
     assert!(answer.contains("Authorization Violation"), "{answer}");
     let listed = ws.ok(&["tasks", "list", "--json"]);
     assert!(support::stdout(&listed).contains("made before the move"));

@@ -18,9 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bones::tasks::{Board, NewTask, Status, Task};
-use support::{
-    Impostor, Signal, TestWorkspace, runtime, send_signal, stderr, stdout, wait_until,
-};
+use support::{Impostor, Signal, TestWorkspace, runtime, send_signal, stderr, stdout, wait_until};
 
 const AGENTS: usize = 8;
 const TASKS: usize = 400;

@@ -431,10 +431,7 @@ fn the_seed_is_never_printed_or_logged() {
     keep(&mut outputs, ws.ok(&["hub", "stop", "--force"]));
 
     for (i, text) in outputs.iter().enumerate() {
-        assert!(
-            !text.contains(&token),
-            "output {i} holds the seed:\n{text}"
-        );
+        assert!(!text.contains(&token), "output {i} holds the seed:\n{text}");
     }
     let mut files = 0;
     for entry in fs::read_dir(ws.state_dir()).unwrap() {

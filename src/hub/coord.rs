@@ -715,7 +715,10 @@ mod tests {
         assert_eq!(listens, ["listen: \"127.0.0.1:4222\""]);
         assert!(conf.contains(&format!("nkey: \"{}\"", key.public_key())));
         let seed = std::fs::read_to_string(&paths.nats_seed).unwrap();
-        assert!(!conf.contains(seed.trim()), "the seed stays out of the config");
+        assert!(
+            !conf.contains(seed.trim()),
+            "the seed stays out of the config"
+        );
         assert!(!conf.contains("token"));
     }
 

@@ -278,7 +278,10 @@ mod tests {
         let paths = paths_in(tmp.path());
         let (made, origin) = ensure(&paths).unwrap();
         assert_eq!(origin, Origin::Made);
-        let mode = std::fs::metadata(&paths.nats_seed).unwrap().permissions().mode();
+        let mode = std::fs::metadata(&paths.nats_seed)
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let seed = std::fs::read_to_string(&paths.nats_seed).unwrap();
         assert!(seed.starts_with("SU"), "a user seed");

@@ -331,7 +331,11 @@ garbage line
             state,
             addr: loopback,
             port,
-            peer_addr: if state == TCP_LISTEN { [0; 16] } else { loopback },
+            peer_addr: if state == TCP_LISTEN {
+                [0; 16]
+            } else {
+                loopback
+            },
             peer_port,
             uid,
         }

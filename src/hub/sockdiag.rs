@@ -70,7 +70,10 @@ pub fn on_port(port: u16) -> io::Result<Vec<Socket>> {
     let socket = open()?;
     let states = !((1u32 << TCP_TIME_WAIT) | (1u32 << TCP_NEW_SYN_RECV));
     let filter = port_filter(port);
-    let mut found = dump(&socket, &request(libc::AF_INET as u8, states, Some(&filter)))?;
+    let mut found = dump(
+        &socket,
+        &request(libc::AF_INET as u8, states, Some(&filter)),
+    )?;
     found.extend(dump(
         &socket,
         &request(libc::AF_INET6 as u8, states, Some(&filter)),
@@ -97,7 +100,7 @@ fn port_filter(port: u16) -> [u8; 36] {
         arg,
         op(BC_S_LE, 8, 12), // 8: sport <= port, else try dport at 20
         arg,
-        op(BC_JMP, 4, 20), // 16: sport matched: jump to the end, accept
+        op(BC_JMP, 4, 20),  // 16: sport matched: jump to the end, accept
         op(BC_D_GE, 8, 20), // 20: dport >= port, else past the end, reject
         arg,
         op(BC_D_LE, 8, 12), // 28: dport <= port (accept), else reject

@@ -507,7 +507,11 @@ impl Impostor {
         let racing = wait_until(Duration::from_secs(10), || {
             impostor.events().iter().any(|e| e == "racing")
         });
-        assert!(racing, "the impostor did not start: {:?}", impostor.events());
+        assert!(
+            racing,
+            "the impostor did not start: {:?}",
+            impostor.events()
+        );
         Some(impostor)
     }
 
