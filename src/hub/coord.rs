@@ -248,8 +248,9 @@ pub fn client_options(key: Key, guard: Guard) -> async_nats::ConnectOptions {
         let guard = guard.clone();
         async move {
             let server = servers.first()?;
-            // a first connect fails at once instead (the caller checked the
-            // port and says who holds it); a reconnect waits for the port
+            // a first connect fails at once instead (the check before
+            // answering refuses, and `connect_with` looked first to say who
+            // holds the port); a reconnect waits for the port
             if server.did_connect {
                 guard.wait_while_foreign().await;
             }
