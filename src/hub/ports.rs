@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 
 use super::log::HubLog;
 use super::paths::Paths;
-use super::sockdiag::{Socket, TCP_LISTEN};
+use super::sockdiag::{Socket, TCP_LISTEN, UNOWNED_STATES};
 use crate::fsutil;
 
 /// The two ports a hub listens on, both on 127.0.0.1.
@@ -107,15 +107,20 @@ pub fn foreign_holder(port: u16) -> Option<u32> {
 
 /// [`foreign_holder`] over a list of sockets.
 pub fn foreign_holder_in(sockets: &[Socket], port: u16, me: u32) -> Option<u32> {
+    // uid 0 there means "nobody", not root: a bones client run by anyone
+    // but root would otherwise refuse a server busy accepting connections
+    let owned = || {
+        sockets
+            .iter()
+            .filter(|s| !UNOWNED_STATES.contains(&s.state))
+    };
     // the local ports of this user's connections to the port
-    let ours: Vec<u16> = sockets
-        .iter()
+    let ours: Vec<u16> = owned()
         .filter(|s| s.uid == me && s.peer_port == port && s.state != TCP_LISTEN)
         .filter(|s| is_loopback_v4(&s.peer_addr, s.v6))
         .map(|s| s.port)
         .collect();
-    sockets
-        .iter()
+    owned()
         .filter(|s| s.uid != me && s.port == port && reaches_loopback(s))
         .find(|s| s.state == TCP_LISTEN || ours.contains(&s.peer_port))
         .map(|s| s.uid)
@@ -364,6 +369,15 @@ garbage line
             v4(ESTABLISHED, port, 50002, other),
         ];
         assert_eq!(foreign_holder_in(&accepted, port, me), Some(other));
+        // sockets the kernel reports as root's whoever made them: a
+        // half-open connection to our server, a closed one's remains
+        let unowned = [
+            v4(ESTABLISHED, 50003, port, me),
+            v4(12, port, 50003, 0),
+            v4(3, port, 50003, 0),
+            v4(6, port, 50003, 0),
+        ];
+        assert_eq!(foreign_holder_in(&unowned, port, me), None);
         // a socket of another user on the port that is no end of ours
         let unrelated = [
             v4(TCP_LISTEN, port, 0, me),

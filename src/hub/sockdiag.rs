@@ -16,10 +16,11 @@ use nix::libc;
 
 /// `TCP_LISTEN` in the kernel's state numbering.
 pub const TCP_LISTEN: u8 = 10;
-/// `TCP_TIME_WAIT`: a closed connection's remains, reported with uid 0.
-const TCP_TIME_WAIT: u8 = 6;
-/// `TCP_NEW_SYN_RECV`: a half-open connection not yet accepted.
-const TCP_NEW_SYN_RECV: u8 = 12;
+/// States whose sockets the kernel reports with uid 0, whoever made them:
+/// `TCP_SYN_RECV` (asking for it also brings the half-open connections not
+/// yet accepted, `TCP_NEW_SYN_RECV`), `TCP_TIME_WAIT` (a closed
+/// connection's remains) and `TCP_NEW_SYN_RECV` itself.
+pub const UNOWNED_STATES: [u8; 3] = [3, 6, 12];
 /// `INET_DIAG_REQ_BYTECODE`: the attribute carrying a filter program.
 const REQ_BYTECODE: u16 = 1;
 /// Filter operations of `struct inet_diag_bc_op`.
@@ -64,11 +65,13 @@ pub fn listeners() -> io::Result<Vec<Socket>> {
 }
 
 /// Every TCP socket (IPv4 and IPv6) with `port` at either end, in any state
-/// that has an owner (not `TIME_WAIT`, not a half-open request), filtered
-/// by the kernel so the cost does not grow with the machine's connections.
+/// that has an owner (not in [`UNOWNED_STATES`]), filtered by the kernel so
+/// the cost does not grow with the machine's connections.
 pub fn on_port(port: u16) -> io::Result<Vec<Socket>> {
     let socket = open()?;
-    let states = !((1u32 << TCP_TIME_WAIT) | (1u32 << TCP_NEW_SYN_RECV));
+    let states = UNOWNED_STATES
+        .iter()
+        .fold(u32::MAX, |mask, state| mask & !(1u32 << state));
     let filter = port_filter(port);
     let mut found = dump(
         &socket,
