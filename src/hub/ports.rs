@@ -12,6 +12,9 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use super::log::HubLog;
 use super::paths::Paths;
 use super::sockdiag::{Socket, TCP_LISTEN, UNOWNED_STATES};
+
+/// `TCP_ESTABLISHED` in the kernel's state numbering.
+const TCP_ESTABLISHED: u8 = 1;
 use crate::fsutil;
 
 /// The two ports a hub listens on, both on 127.0.0.1.
@@ -98,11 +101,70 @@ pub fn loopback_listener_uids(port: u16) -> Vec<u32> {
 /// one could relay the real server's challenge and our answer to log in as
 /// us; it never gets an answer.
 pub fn foreign_holder(port: u16) -> Option<u32> {
-    let sockets = match super::sockdiag::on_port(port) {
-        Ok(found) => found,
-        Err(_) => proc_sockets(),
+    let me = nix::unistd::getuid().as_raw();
+    let sockets = ends_on_port(port, me).unwrap_or_else(|_| proc_sockets());
+    foreign_holder_in(&sockets, port, me)
+}
+
+/// The listeners, and this process's connections to `127.0.0.1:port` with
+/// the sockets at their far ends: what [`foreign_holder_in`] needs, found
+/// without walking the machine's connection table (a dump of connected
+/// sockets costs about a millisecond per address family on a large
+/// machine, as much as the rest of a command's connect). This process's
+/// connections come from its own descriptors; each far end is one lookup.
+fn ends_on_port(port: u16, me: u32) -> std::io::Result<Vec<Socket>> {
+    use std::net::SocketAddrV4;
+    let mut sockets = super::sockdiag::listeners()?;
+    for local in own_connections_to(port) {
+        let server = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+        if let Some(far) = super::sockdiag::find_one(server, local)? {
+            sockets.push(far);
+        }
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&local.ip().octets());
+        let mut peer_addr = [0u8; 16];
+        peer_addr[..4].copy_from_slice(&Ipv4Addr::LOCALHOST.octets());
+        sockets.push(Socket {
+            v6: false,
+            state: TCP_ESTABLISHED,
+            addr,
+            port: local.port(),
+            peer_addr,
+            peer_port: port,
+            uid: me,
+        });
+    }
+    Ok(sockets)
+}
+
+/// The local addresses of this process's TCP connections to
+/// `127.0.0.1:port`, read from its own descriptors.
+fn own_connections_to(port: u16) -> Vec<std::net::SocketAddrV4> {
+    use nix::sys::socket::{SockaddrIn, getpeername, getsockname};
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
     };
-    foreign_holder_in(&sockets, port, nix::unistd::getuid().as_raw())
+    fds.filter_map(|entry| {
+        let entry = entry.ok()?;
+        let target = std::fs::read_link(entry.path()).ok()?;
+        if !target
+            .as_os_str()
+            .as_encoded_bytes()
+            .starts_with(b"socket:")
+        {
+            return None;
+        }
+        let fd: std::os::fd::RawFd = entry.file_name().to_str()?.parse().ok()?;
+        // a descriptor closed (or reused) since the listing only fails
+        // here or names another socket: either way not a match below
+        let peer: SockaddrIn = getpeername(fd).ok()?;
+        if peer.port() != port || peer.ip() != Ipv4Addr::LOCALHOST {
+            return None;
+        }
+        let local: SockaddrIn = getsockname(fd).ok()?;
+        Some(std::net::SocketAddrV4::new(local.ip(), local.port()))
+    })
+    .collect()
 }
 
 /// [`foreign_holder`] over a list of sockets.

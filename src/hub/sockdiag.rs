@@ -4,10 +4,11 @@
 //! Every client checks the owner of the coordination port before it
 //! connects and again before it answers the server's challenge (see
 //! [`super::ports::foreign_holder`]). Reading `/proc/net/tcp` for that walks
-//! the kernel's whole connection table, which on a large machine costs
-//! milliseconds per command however few sockets exist; a dump of listening
-//! sockets, or of one port's sockets filtered in the kernel, is a few
-//! microseconds.
+//! the kernel's whole connection table, and so does any dump of connected
+//! sockets (the kernel walks every bucket of its connection hash, about a
+//! millisecond per address family on a large machine, however few sockets
+//! exist). A dump of listening sockets, or the lookup of one connection by
+//! its four addresses, is a few microseconds.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -16,19 +17,10 @@ use nix::libc;
 
 /// `TCP_LISTEN` in the kernel's state numbering.
 pub const TCP_LISTEN: u8 = 10;
-/// States whose sockets the kernel reports with uid 0, whoever made them:
-/// `TCP_SYN_RECV` (asking for it also brings the half-open connections not
-/// yet accepted, `TCP_NEW_SYN_RECV`), `TCP_TIME_WAIT` (a closed
-/// connection's remains) and `TCP_NEW_SYN_RECV` itself.
+/// States whose sockets the kernel reports with uid 0, whoever made them
+/// (a half-open connection not yet accepted, a closed connection's
+/// remains): `TCP_SYN_RECV`, `TCP_TIME_WAIT`, `TCP_NEW_SYN_RECV`.
 pub const UNOWNED_STATES: [u8; 3] = [3, 6, 12];
-/// `INET_DIAG_REQ_BYTECODE`: the attribute carrying a filter program.
-const REQ_BYTECODE: u16 = 1;
-/// Filter operations of `struct inet_diag_bc_op`.
-const BC_JMP: u8 = 1;
-const BC_S_GE: u8 = 2;
-const BC_S_LE: u8 = 3;
-const BC_D_GE: u8 = 4;
-const BC_D_LE: u8 = 5;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -59,61 +51,39 @@ pub struct Socket {
 pub fn listeners() -> io::Result<Vec<Socket>> {
     let socket = open()?;
     let states = 1 << TCP_LISTEN;
-    let mut found = dump(&socket, &request(libc::AF_INET as u8, states, None))?;
-    found.extend(dump(&socket, &request(libc::AF_INET6 as u8, states, None))?);
+    let mut found = dump(&socket, &request(libc::AF_INET as u8, states))?;
+    found.extend(dump(&socket, &request(libc::AF_INET6 as u8, states))?);
     Ok(found)
 }
 
-/// Every TCP socket (IPv4 and IPv6) with `port` at either end, in any state
-/// that has an owner (not in [`UNOWNED_STATES`]), filtered by the kernel so
-/// the cost does not grow with the machine's connections.
-pub fn on_port(port: u16) -> io::Result<Vec<Socket>> {
+/// The socket at `local` whose peer is `remote` (IPv4): the far end of a
+/// connection from `remote`, found by a hash lookup in the kernel. When
+/// there is no such connection (it closed) the kernel answers with the
+/// listener that would take it, if any: an owner of the port all the same.
+pub fn find_one(
+    local: std::net::SocketAddrV4,
+    remote: std::net::SocketAddrV4,
+) -> io::Result<Option<Socket>> {
     let socket = open()?;
-    let states = UNOWNED_STATES
-        .iter()
-        .fold(u32::MAX, |mask, state| mask & !(1u32 << state));
-    let filter = port_filter(port);
-    let mut found = dump(
-        &socket,
-        &request(libc::AF_INET as u8, states, Some(&filter)),
-    )?;
-    found.extend(dump(
-        &socket,
-        &request(libc::AF_INET6 as u8, states, Some(&filter)),
-    )?);
-    Ok(found)
-}
-
-/// A filter program for `sport == port || dport == port`.
-///
-/// The kernel runs `struct inet_diag_bc_op`s: each tests the socket and
-/// jumps forward by `yes` or `no` bytes; running off the end exactly
-/// accepts, jumping 4 bytes past it rejects. A port comparison is two ops,
-/// the second carrying the port. Every jump target must lie on the chain of
-/// `yes` jumps from the start (the kernel's audit checks it), hence the
-/// straight line with one unconditional jump (`JMP` always takes `no`).
-fn port_filter(port: u16) -> [u8; 36] {
-    fn op(code: u8, yes: u8, no: u16) -> [u8; 4] {
-        let no = no.to_ne_bytes();
-        [code, yes, no[0], no[1]]
+    let mut request = request(libc::AF_INET as u8, u32::MAX);
+    // a lookup, not a dump
+    request[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    let id = &mut request[NLMSG_HEADER + 8..NLMSG_HEADER + 56];
+    id[0..2].copy_from_slice(&local.port().to_be_bytes());
+    id[2..4].copy_from_slice(&remote.port().to_be_bytes());
+    id[4..8].copy_from_slice(&local.ip().octets());
+    id[20..24].copy_from_slice(&remote.ip().octets());
+    // INET_DIAG_NOCOOKIE: any socket with these addresses
+    id[40..48].copy_from_slice(&[0xff; 8]);
+    send(&socket, &request)?;
+    let mut buf = vec![0u8; 8 * 1024];
+    let n = recv(&socket, &mut buf)?;
+    let mut found = Vec::new();
+    match parse(&buf[..n], libc::AF_INET as u8, &mut found) {
+        Err(err) if err.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(err) => Err(err),
+        Ok(_) => Ok(found.pop()),
     }
-    let arg = op(0, 0, port);
-    let program: [[u8; 4]; 9] = [
-        op(BC_S_GE, 8, 20), // 0: sport >= port, else try dport at 20
-        arg,
-        op(BC_S_LE, 8, 12), // 8: sport <= port, else try dport at 20
-        arg,
-        op(BC_JMP, 4, 20),  // 16: sport matched: jump to the end, accept
-        op(BC_D_GE, 8, 20), // 20: dport >= port, else past the end, reject
-        arg,
-        op(BC_D_LE, 8, 12), // 28: dport <= port (accept), else reject
-        arg,
-    ];
-    let mut out = [0u8; 36];
-    for (i, word) in program.iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(word);
-    }
-    out
 }
 
 fn open() -> io::Result<OwnedFd> {
@@ -152,12 +122,10 @@ fn open() -> io::Result<OwnedFd> {
 }
 
 /// The request: a netlink header and an `inet_diag_req_v2` asking for the
-/// TCP sockets of one family in `states` (a bit per state), with an
-/// optional filter program.
-fn request(family: u8, states: u32, filter: Option<&[u8]>) -> Vec<u8> {
-    let filter_len = filter.map_or(0, |f| 4 + f.len());
-    let len = NLMSG_HEADER + REQUEST_LEN + filter_len;
-    let mut buf = vec![0u8; len];
+/// TCP sockets of one family in `states` (a bit per state).
+fn request(family: u8, states: u32) -> [u8; NLMSG_HEADER + REQUEST_LEN] {
+    let len = NLMSG_HEADER + REQUEST_LEN;
+    let mut buf = [0u8; NLMSG_HEADER + REQUEST_LEN];
     buf[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
     buf[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
     let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
@@ -167,17 +135,34 @@ fn request(family: u8, states: u32, filter: Option<&[u8]>) -> Vec<u8> {
     req[0] = family;
     req[1] = libc::IPPROTO_TCP as u8;
     req[4..8].copy_from_slice(&states.to_ne_bytes());
-    if let Some(filter) = filter {
-        let attr = &mut req[REQUEST_LEN..];
-        attr[0..2].copy_from_slice(&((4 + filter.len()) as u16).to_ne_bytes());
-        attr[2..4].copy_from_slice(&REQ_BYTECODE.to_ne_bytes());
-        attr[4..].copy_from_slice(filter);
-    }
     buf
 }
 
 fn dump(socket: &OwnedFd, request: &[u8]) -> io::Result<Vec<Socket>> {
     let family = request[NLMSG_HEADER];
+    send(socket, request)?;
+    let mut found = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = recv(socket, &mut buf)?;
+        if parse(&buf[..n], family, &mut found)? {
+            return Ok(found);
+        }
+    }
+}
+
+/// Receives one datagram of answers into `buf`.
+fn recv(socket: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: recv into a buffer of the length given.
+    let n = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Sends `request` to the kernel.
+fn send(socket: &OwnedFd, request: &[u8]) -> io::Result<()> {
     // SAFETY: an all-zero sockaddr_nl is valid; the kernel is pid 0.
     let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -195,18 +180,7 @@ fn dump(socket: &OwnedFd, request: &[u8]) -> io::Result<Vec<Socket>> {
     if sent < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut found = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        // SAFETY: recv into a buffer of the length given.
-        let n = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if parse(&buf[..n as usize], family, &mut found)? {
-            return Ok(found);
-        }
-    }
+    Ok(())
 }
 
 /// Parses one datagram of answers into `found`; true at the end of the dump.
@@ -282,36 +256,34 @@ mod tests {
     }
 
     #[test]
-    fn the_sockets_of_one_port_are_both_ends_of_its_connections() {
+    fn the_far_end_of_a_connection_is_found_by_its_addresses() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let (_server, _) = listener.accept().unwrap();
-        let client_port = client.local_addr().unwrap().port();
-        // a connection elsewhere must be filtered out by the kernel
-        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let _elsewhere = std::net::TcpStream::connect(other.local_addr().unwrap()).unwrap();
-        // (a connection between other addresses may share the port number)
-        let found: Vec<Socket> = on_port(port)
+        let server = match listener.local_addr().unwrap() {
+            std::net::SocketAddr::V4(addr) => addr,
+            other => panic!("{other}"),
+        };
+        let client = std::net::TcpStream::connect(server).unwrap();
+        let (_accepted, _) = listener.accept().unwrap();
+        let local = match client.local_addr().unwrap() {
+            std::net::SocketAddr::V4(addr) => addr,
+            other => panic!("{other}"),
+        };
+        let far = find_one(server, local)
             .unwrap()
-            .into_iter()
-            .filter(|s| !s.v6 && s.addr[..4] == [127, 0, 0, 1])
-            .collect();
-        let me = nix::unistd::getuid().as_raw();
-        let mut seen: Vec<(u8, u16, u16)> = found
-            .iter()
-            .inspect(|s| assert_eq!(s.uid, me, "{s:?}"))
-            .map(|s| (s.state, s.port, s.peer_port))
-            .collect();
-        seen.sort();
-        let established = 1;
-        let mut want = vec![
-            (established, port, client_port),
-            (established, client_port, port),
-            (TCP_LISTEN, port, 0),
-        ];
-        want.sort();
-        assert_eq!(seen, want, "{found:?}");
+            .expect("the accepted socket");
+        assert_eq!(
+            (far.state, far.port, far.peer_port),
+            (1, server.port(), local.port())
+        );
+        assert_eq!(far.uid, nix::unistd::getuid().as_raw());
+        // no connection from a port nobody connected from: at most the
+        // listener that would take one
+        let unused = std::net::SocketAddrV4::new(*local.ip(), local.port().wrapping_add(1).max(1));
+        let found = find_one(server, unused).unwrap();
+        assert!(
+            found.as_ref().is_none_or(|s| s.state == TCP_LISTEN),
+            "{found:?}"
+        );
     }
 
     #[test]
