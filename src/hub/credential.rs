@@ -149,7 +149,7 @@ const FIRST_FOREIGN_PAUSE: Duration = Duration::from_millis(50);
 const MAX_FOREIGN_PAUSE: Duration = Duration::from_secs(2);
 
 /// Checks, for one client, that nobody but this user holds the
-/// coordination port (see [`ports::foreign_holder`]). Cheap to clone; the
+/// coordination port (see [`ports::foreign_holder`] and [`ports::foreign_peer`]). Cheap to clone; the
 /// clones share what was seen.
 #[derive(Clone)]
 pub struct Guard {
@@ -198,10 +198,21 @@ impl Guard {
         *self.inner.refused.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Checks the port now: `Err(uid)` when another user holds it.
+    /// Checks the port now, before connecting: `Err(uid)` when another
+    /// user listens there.
     pub fn check(&self) -> Result<(), u32> {
+        self.record(ports::foreign_holder(self.inner.port))
+    }
+
+    /// Checks the port with the connection open: `Err(uid)` when another
+    /// user holds its far end (or listens there).
+    pub fn check_connected(&self) -> Result<(), u32> {
+        self.record(ports::foreign_peer(self.inner.port))
+    }
+
+    /// Remembers what a check found, and warns once per episode.
+    fn record(&self, holder: Option<u32>) -> Result<(), u32> {
         let inner = &self.inner;
-        let holder = ports::foreign_holder(inner.port);
         *inner.refused.lock().unwrap_or_else(|p| p.into_inner()) = holder;
         match holder {
             None => {
@@ -239,7 +250,7 @@ impl Guard {
         key: &Key,
         nonce: &[u8],
     ) -> Result<async_nats::Auth, async_nats::AuthError> {
-        if let Err(uid) = self.check() {
+        if let Err(uid) = self.check_connected() {
             return Err(async_nats::AuthError::new(format!(
                 "127.0.0.1:{} is held by another user (uid {uid}); not answering its challenge",
                 self.port()

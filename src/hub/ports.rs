@@ -88,34 +88,45 @@ pub fn loopback_listener_uids(port: u16) -> Vec<u32> {
         .collect()
 }
 
-/// Another user that holds `127.0.0.1:port` as this user's coordination
-/// server would: by a listener there ([`loopback_listener_uids`]), or by
-/// holding the far end of a connection this user opened to it (a listener
-/// that accepted and went away, or a server that answers from an accepted
-/// socket it was handed). `None` when every such socket is this user's.
-///
-/// A client asks this before it connects, and again once the server has
-/// sent its challenge and before the client answers it: nats-server picks
-/// up its port again after a crash, and in between any local user may bind
-/// it. The nkey answer is useless to a listener that keeps it, but a live
-/// one could relay the real server's challenge and our answer to log in as
-/// us; it never gets an answer.
+/// Another user listening where a connection to `127.0.0.1:port` would
+/// land ([`loopback_listener_uids`]), if any: asked before a client
+/// connects. nats-server takes its port again after a crash, and in
+/// between any local user may bind it.
 pub fn foreign_holder(port: u16) -> Option<u32> {
     let me = nix::unistd::getuid().as_raw();
-    let sockets = ends_on_port(port, me).unwrap_or_else(|_| proc_sockets());
+    loopback_listener_uids(port)
+        .into_iter()
+        .find(|uid| *uid != me)
+}
+
+/// Another user at the far end of this process's connection to
+/// `127.0.0.1:port` (a listener that accepted it, whether or not it still
+/// listens), or listening there: asked once the server has sent its
+/// challenge and before the client answers it. The nkey answer is useless
+/// to a listener that keeps it, but a live one could relay the real
+/// server's challenge and our answer to log in as us; it never gets one.
+/// This also closes the gap between [`foreign_holder`] and the connect.
+pub fn foreign_peer(port: u16) -> Option<u32> {
+    let me = nix::unistd::getuid().as_raw();
+    let own = own_connections_to(port);
+    if own.is_empty() {
+        // no descriptor to go by (/proc unreadable, say): the listener
+        return foreign_holder(port);
+    }
+    let sockets = far_ends(port, &own, me).unwrap_or_else(|_| proc_sockets());
     foreign_holder_in(&sockets, port, me)
 }
 
-/// The listeners, and this process's connections to `127.0.0.1:port` with
-/// the sockets at their far ends: what [`foreign_holder_in`] needs, found
+/// This process's connections from `own` to `127.0.0.1:port`, with the
+/// sockets at their far ends: what [`foreign_holder_in`] needs, found
 /// without walking the machine's connection table (a dump of connected
 /// sockets costs about a millisecond per address family on a large
-/// machine, as much as the rest of a command's connect). This process's
-/// connections come from its own descriptors; each far end is one lookup.
-fn ends_on_port(port: u16, me: u32) -> std::io::Result<Vec<Socket>> {
+/// machine, as much as the rest of a command's connect): each far end is
+/// one lookup by its four addresses.
+fn far_ends(port: u16, own: &[std::net::SocketAddrV4], me: u32) -> std::io::Result<Vec<Socket>> {
     use std::net::SocketAddrV4;
-    let mut sockets = super::sockdiag::listeners()?;
-    for local in own_connections_to(port) {
+    let mut sockets = Vec::new();
+    for &local in own {
         let server = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
         if let Some(far) = super::sockdiag::find_one(server, local)? {
             sockets.push(far);
