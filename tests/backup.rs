@@ -296,14 +296,14 @@ fn round_trip_restores_tasks_leases_and_trunk_into_the_same_and_a_new_workspace(
         ]
     );
     assert!(stderr(&out).contains("backup: stream KV_bones-tasks"));
-    // task data: owner-only; the coordination token is not in it
+    // task data: owner-only; the coordination key is not in it
     for (path, mode) in modes(&dir) {
         let want = if path.is_dir() { 0o700 } else { 0o600 };
         assert_eq!(mode, want, "{}", path.display());
     }
-    let token = ws.read_state("nats.token");
+    let seed = ws.read_state("nats.seed");
     let manifest = fs::read_to_string(dir.join("manifest.json")).unwrap();
-    assert!(!token.trim().is_empty() && !manifest.contains(token.trim()));
+    assert!(!seed.trim().is_empty() && !manifest.contains(seed.trim()));
     let manifest: Value = serde_json::from_str(&manifest).unwrap();
     assert_eq!(manifest["workspace_id"], ws.read_state("agent.id").trim());
     assert_eq!(manifest["refs"]["refs/heads/trunk"], trunk.as_str());

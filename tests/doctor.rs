@@ -202,8 +202,8 @@ fn loose_permissions_are_found_with_chmod_fixes() {
     let ws = TestWorkspace::new();
     ws.start();
     let state = ws.state_dir();
-    let token = state.join("nats.token");
-    fs::set_permissions(&token, fs::Permissions::from_mode(0o644)).unwrap();
+    let seed = state.join("nats.seed");
+    fs::set_permissions(&seed, fs::Permissions::from_mode(0o644)).unwrap();
     fs::set_permissions(&state, fs::Permissions::from_mode(0o755)).unwrap();
 
     let (code, report) = doctor(&ws);
@@ -215,7 +215,7 @@ fn loose_permissions_are_found_with_chmod_fixes() {
     assert_eq!(secret["severity"], "error");
     assert_eq!(
         text(&secret["fix"]),
-        format!("chmod 600 {}", token.display())
+        format!("chmod 600 {}", seed.display())
     );
     let dir = finding(&report, "state-dir-permissions");
     assert_eq!(text(&dir["fix"]), format!("chmod 700 {}", state.display()));

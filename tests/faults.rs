@@ -11,13 +11,14 @@ mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bones::tasks::{Board, NewTask, Status, Task};
-use support::{Signal, TestWorkspace, runtime, send_signal, stderr, stdout, wait_until};
+use support::{Impostor, Signal, TestWorkspace, runtime, send_signal, stderr, stdout, wait_until};
 
 const AGENTS: usize = 8;
 const TASKS: usize = 400;
@@ -404,12 +405,17 @@ fn rpc_entries_match_events(ws: &TestWorkspace) -> Vec<String> {
 }
 
 fn report(name: &str, kills: usize, outcome: &Outcome) {
+    report_with(name, kills, outcome, "");
+}
+
+/// [`report`] with `extra` (` key=value` pairs) before the scenario's name.
+fn report_with(name: &str, kills: usize, outcome: &Outcome, extra: &str) {
     // written past the test harness's capture, so that CI logs and
     // scripts/faults.sh show it for passing runs too
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),
-        "faults: kills={kills} acked_commits={} lost={} double_claims={} orphans={} acked_claims={} log_mismatches={} scenario={name}",
+        "faults: kills={kills} acked_commits={} lost={} double_claims={} orphans={} acked_claims={} log_mismatches={}{extra} scenario={name}",
         outcome.acked_commits,
         outcome.lost.len(),
         outcome.double_claims.len(),
@@ -463,6 +469,43 @@ fn coordination_server_killed_alone_loses_nothing_acknowledged() {
         );
     });
     report("coord-kill", kills, &outcome);
+}
+
+/// The coordination server is killed while another user (`nobody`) races
+/// for its port, wins it, and holds it for a while with a listener that
+/// answers like a NATS server. No client, the hub's or the agents', may
+/// ever answer it: `captured` counts the `CONNECT` lines it received.
+#[test]
+fn coordination_server_killed_while_another_user_races_for_its_port() {
+    let kills = kills().min(3);
+    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+    if Impostor::race(probe.local_addr().unwrap().port()).is_none() {
+        return;
+    }
+    let mut captured = Vec::new();
+    let outcome = run_under_faults(kills, |ws, timing| {
+        let mut impostor = Impostor::race(ws.coord_port()).expect("it ran above");
+        let pid = ws.nats_pid().expect("the coordination server runs");
+        send_signal(pid, Signal::SIGKILL);
+        assert!(
+            wait_until(Duration::from_secs(10), || impostor.holds_port()),
+            "the other user never got the port"
+        );
+        // how long the other user keeps the port is part of the fault
+        std::thread::sleep(timing.pause(100, 1500));
+        impostor.stop();
+        captured.extend(impostor.connects());
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                ws.nats_pid().is_some_and(|p| p != pid) && ws.status().0 == 0
+            }),
+            "the hub did not get its port back:\n{}",
+            ws.hub_log()
+        );
+    });
+    let extra = format!(" captured={}", captured.len());
+    report_with("coord-kill-port-race", kills, &outcome, &extra);
+    assert!(captured.is_empty(), "answers captured: {captured:?}");
 }
 
 #[test]

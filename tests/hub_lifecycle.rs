@@ -39,7 +39,7 @@ fn start_status_stop_round_trip() {
         "hub.pid",
         "hub.json",
         "nats.conf",
-        "nats.token",
+        "nats.seed",
         "hub.log",
         "hub-repo-url",
         "hub-nats-url",
@@ -53,7 +53,9 @@ fn start_status_stop_round_trip() {
     assert!(nats_url.starts_with("nats://127.0.0.1:"), "{nats_url}");
     let conf = ws.read_state("nats.conf");
     assert!(conf.contains("listen: \"127.0.0.1:"), "{conf}");
-    assert!(conf.contains(ws.read_state("nats.token").trim()));
+    let seed = ws.read_state("nats.seed");
+    let public = nkeys::KeyPair::from_seed(seed.trim()).unwrap().public_key();
+    assert!(conf.contains(&public) && !conf.contains(seed.trim()));
     let record: serde_json::Value = serde_json::from_str(&ws.read_state("hub.json")).unwrap();
     assert_eq!(record["pid"], pid);
     assert!(record["start_time"].as_u64().unwrap() > 0);

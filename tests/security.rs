@@ -1,7 +1,7 @@
 //! The security model of docs/security.md, checked against a real hub: the
-//! coordination server refuses clients without the token, state files are
-//! owner-only, every listener is on 127.0.0.1, the token never appears in
-//! any output or log, an edited nats.conf cannot open the server up, and
+//! coordination server refuses clients without the key, state files are
+//! owner-only, every listener is on 127.0.0.1, the key's seed never appears
+//! in any output or log, an edited nats.conf cannot open the server up, and
 //! the HTTP endpoint answers only requests addressed to loopback.
 
 mod support;
@@ -48,42 +48,40 @@ fn ports(ws: &TestWorkspace) -> (u16, u16) {
     )
 }
 
-fn token(ws: &TestWorkspace) -> String {
-    ws.read_state("nats.token").trim().to_string()
+/// The coordination key's seed (`nats.seed`).
+fn seed(ws: &TestWorkspace) -> String {
+    ws.read_state("nats.seed").trim().to_string()
 }
 
 #[test]
-fn the_coordination_server_refuses_clients_without_the_right_token() {
+fn the_coordination_server_refuses_clients_without_the_key() {
     let ws = TestWorkspace::new();
     ws.start();
     let (_, coord) = ports(&ws);
-    let token = token(&ws);
-    assert!(token.len() >= 32, "token {token:?}");
+    let seed = seed(&ws);
+    let public = nkeys::KeyPair::from_seed(&seed).unwrap().public_key();
 
     let base = r#""verbose":false,"pedantic":false,"protocol":1"#;
-    let none = nats_handshake(coord, &format!("{{{base}}}"));
-    assert!(none.contains("Authorization Violation"), "no token: {none}");
-    let wrong = nats_handshake(
-        coord,
-        &format!(r#"{{{base},"auth_token":"{}"}}"#, "0".repeat(64)),
-    );
-    assert!(
-        wrong.contains("Authorization Violation"),
-        "wrong token: {wrong}"
-    );
-    let user = nats_handshake(
-        coord,
-        &format!(r#"{{{base},"user":"bones","pass":"{token}"}}"#),
-    );
-    assert!(
-        user.contains("Authorization Violation"),
-        "user/pass: {user}"
-    );
-    // the control: the right token is let in, so the refusals above are real
-    let right = nats_handshake(coord, &format!(r#"{{{base},"auth_token":"{token}"}}"#));
-    assert_eq!(right, "PONG");
+    let refused = [
+        format!("{{{base}}}"),
+        format!(r#"{{{base},"auth_token":"{}"}}"#, "0".repeat(64)),
+        // the seed is no password either
+        format!(r#"{{{base},"auth_token":"{seed}"}}"#),
+        format!(r#"{{{base},"user":"bones","pass":"{seed}"}}"#),
+        // the public key without a signature of this connection's challenge
+        format!(r#"{{{base},"nkey":"{public}"}}"#),
+        format!(r#"{{{base},"nkey":"{public}","sig":"AAAA"}}"#),
+    ];
+    for options in &refused {
+        let answer = nats_handshake(coord, options);
+        assert!(
+            answer.contains("Authorization Violation"),
+            "{options}: {answer}"
+        );
+    }
 
-    // and through a real client library
+    // through a real client library; the control (the key is let in)
+    // shows the refusals are real
     let rt = support::runtime();
     let url = format!("nats://127.0.0.1:{coord}");
     rt.block_on(async {
@@ -92,13 +90,19 @@ fn the_coordination_server_refuses_clients_without_the_right_token() {
             .max_reconnects(Some(1))
             .connect(url.as_str())
             .await;
-        assert!(anonymous.is_err(), "a client without the token connected");
-        let wrong = async_nats::ConnectOptions::with_token("wrong".into())
+        assert!(anonymous.is_err(), "a client without the key connected");
+        let other = nkeys::KeyPair::new_user().seed().unwrap();
+        let wrong = async_nats::ConnectOptions::with_nkey(other)
             .connection_timeout(Duration::from_secs(5))
             .max_reconnects(Some(1))
             .connect(url.as_str())
             .await;
-        assert!(wrong.is_err(), "a client with a wrong token connected");
+        assert!(wrong.is_err(), "a client with another key connected");
+        let right = async_nats::ConnectOptions::with_nkey(seed.clone())
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url.as_str())
+            .await;
+        assert!(right.is_ok(), "the key is let in: {right:?}");
     });
 }
 
@@ -259,7 +263,7 @@ fn every_listener_of_the_hub_and_its_server_is_on_127_0_0_1() {
 }
 
 #[test]
-fn an_edited_nats_conf_or_token_cannot_open_the_server_beyond_loopback() {
+fn an_edited_nats_conf_or_seed_cannot_open_the_server_beyond_loopback() {
     let ws = TestWorkspace::new();
     ws.start();
     let (_, coord) = ports(&ws);
@@ -271,7 +275,7 @@ fn an_edited_nats_conf_or_token_cannot_open_the_server_beyond_loopback() {
     )
     .unwrap();
     let injected = "abc\"\n}\nlisten: \"0.0.0.0:4222\"\nx {\n";
-    fs::write(ws.state_dir().join("nats.token"), injected).unwrap();
+    fs::write(ws.state_dir().join("nats.seed"), injected).unwrap();
     ws.start();
 
     let text = fs::read_to_string(&conf).unwrap();
@@ -285,11 +289,11 @@ fn an_edited_nats_conf_or_token_cannot_open_the_server_beyond_loopback() {
         !text.contains("0.0.0.0") && !text.contains("http:"),
         "{text}"
     );
-    let token = token(&ws);
-    assert_ne!(token, injected.trim());
+    let seed = seed(&ws);
+    assert_ne!(seed, injected.trim());
     assert!(
-        token.chars().all(|c| c.is_ascii_alphanumeric()),
-        "{token:?}"
+        seed.starts_with("SU") && seed.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{seed:?}"
     );
     for (table, addr, port) in hub_and_server_listeners(&ws) {
         assert_eq!(
@@ -360,15 +364,16 @@ fn keep(outputs: &mut Vec<String>, out: std::process::Output) -> std::process::O
 }
 
 #[test]
-fn the_token_is_never_printed_or_logged() {
+fn the_seed_is_never_printed_or_logged() {
     let ws = TestWorkspace::new();
     let mut outputs = Vec::new();
     keep(&mut outputs, ws.start());
-    let token = token(&ws);
+    let token = seed(&ws);
     assert!(token.len() >= 32);
+    let public = nkeys::KeyPair::from_seed(&token).unwrap().public_key();
     assert!(
-        ws.read_state("nats.conf").contains(&token),
-        "the token read is the server's"
+        ws.read_state("nats.conf").contains(&public),
+        "the seed read is the server's key"
     );
     let (repo, coord) = ports(&ws);
     for args in [
@@ -388,7 +393,7 @@ fn the_token_is_never_printed_or_logged() {
         ws.ok(&["swarm", "commit", "--slot", "a", "-m", "x", "--json"]),
     );
     keep(&mut outputs, ws.ok(&["swarm", "status", "--json"]));
-    // refusals and failures print errors: none may carry the token
+    // refusals and failures print errors: none may carry the seed
     keep(
         &mut outputs,
         ws.run(&["tasks", "claim", "--next", "--slot", "a"]),
@@ -426,10 +431,7 @@ fn the_token_is_never_printed_or_logged() {
     keep(&mut outputs, ws.ok(&["hub", "stop", "--force"]));
 
     for (i, text) in outputs.iter().enumerate() {
-        assert!(
-            !text.contains(&token),
-            "output {i} holds the token:\n{text}"
-        );
+        assert!(!text.contains(&token), "output {i} holds the seed:\n{text}");
     }
     let mut files = 0;
     for entry in fs::read_dir(ws.state_dir()).unwrap() {
@@ -437,7 +439,7 @@ fn the_token_is_never_printed_or_logged() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with("hub.log") || name.starts_with("nats.log") {
             let text = String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned();
-            assert!(!text.contains(&token), "{name} holds the token");
+            assert!(!text.contains(&token), "{name} holds the seed");
             files += 1;
         }
     }
@@ -451,14 +453,14 @@ fn the_token_is_never_printed_or_logged() {
 }
 
 #[test]
-fn a_port_another_user_holds_never_receives_the_token() {
+fn a_port_another_user_holds_is_never_answered() {
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
 
     let ws = TestWorkspace::new();
     ws.start();
     let (_, coord) = ports(&ws);
-    let token = token(&ws);
+    let token = seed(&ws);
     // the binary the hub really runs (PATH may hold a wrapper script)
     let server = fs::read_link(format!("/proc/{}/exe", ws.nats_pid().unwrap())).unwrap();
     let me = nix::unistd::getuid();

@@ -41,7 +41,7 @@ pub enum HubCommand {
     /// of every JetStream stream with its sequences (so task revisions stay
     /// valid) and manifest.json with versions and a checksum per file. DIR
     /// must not exist or be empty; it is made 0700 and appears only once the
-    /// backup is complete. The coordination token is not copied.
+    /// backup is complete. The coordination key is not copied.
     Backup(backup::BackupArgs),
     /// Put a backup back onto this workspace's stopped hub.
     ///

@@ -25,7 +25,7 @@ pub(super) fn check(ctx: &Context, report: &mut Report) {
 struct Expect {
     path: PathBuf,
     dir: bool,
-    /// Holds a secret (the token): readable by others is an error.
+    /// Holds a secret (the key's seed): readable by others is an error.
     secret: bool,
 }
 
@@ -43,7 +43,8 @@ fn permissions(ctx: &Context, report: &mut Report) {
             secret: false,
         },
     ];
-    for secret in [&paths.nats_token, &paths.nats_conf] {
+    // nats.token: an older bones' secret, until its hub restarts
+    for secret in [&paths.nats_seed, &paths.nats_token, &paths.nats_conf] {
         expected.push(Expect {
             path: secret.clone(),
             dir: false,

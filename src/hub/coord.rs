@@ -1,8 +1,9 @@
 //! The coordination server: a real `nats-server` with JetStream, run by the
 //! hub as a supervised child process.
 //!
-//! * It listens on 127.0.0.1 only and requires a token kept in a 0600 file
-//!   (decision 11).
+//! * It listens on 127.0.0.1 only and admits only the holder of the
+//!   workspace's nkey, whose seed is kept in a 0600 file (decision 11, see
+//!   [`super::credential`]).
 //! * It dies with the hub: the child gets `PR_SET_PDEATHSIG`. The death
 //!   signal fires when the *thread* that forked the child exits, so the
 //!   child is spawned from [`Supervisor`]'s own thread, which lives exactly
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use super::credential::{self, Guard, Key};
 use super::log::HubLog;
 use super::paths::Paths;
 use super::ports;
@@ -78,19 +80,23 @@ pub enum CoordError {
     )]
     BadUrl { path: PathBuf, found: String },
     #[error(
-        "{0} is not a bones token; restart the hub to replace it (`bones hub stop && bones hub start --detach`)"
+        "{0} does not hold an nkey user seed; restart the hub to replace it (`bones hub stop && bones hub start --detach`)"
     )]
-    BadToken(PathBuf),
+    BadKey(PathBuf),
+    #[error(
+        "{0} is missing: the hub is not running, or a hub started by an older bones runs with a token; (re)start it (`bones hub stop && bones hub start --detach`)"
+    )]
+    NoKey(PathBuf),
     #[error(
         "the state directory {0} is not valid UTF-8, which nats-server's configuration cannot name; move the workspace (or set BONES_DIR) to a UTF-8 path"
     )]
     NonUtf8Path(PathBuf),
     #[error(
-        "127.0.0.1:{port} is held by another user (uid {uid}), not by this workspace's hub; bones will not send it the token. Start the hub (`bones hub start --detach`), which picks a free port"
+        "127.0.0.1:{port} is held by another user (uid {uid}), not by this workspace's hub; bones will not talk to it. Start the hub (`bones hub start --detach`), which picks a free port"
     )]
     ForeignListener { port: u16, uid: u32 },
-    #[error("cannot read the coordination token {path}: {source}")]
-    Token {
+    #[error("cannot read the coordination key {path}: {source}")]
+    Key {
         path: PathBuf,
         #[source]
         source: io::Error,
@@ -128,60 +134,6 @@ pub fn nats_server_on_path() -> Option<PathBuf> {
         .find(|candidate| fsutil::is_executable(candidate))
 }
 
-/// Returns the workspace's coordination token, creating it on first use.
-/// A token file that does not hold a well-formed token (see
-/// [`is_well_formed_token`]) is replaced: it goes into `nats.conf`, and an
-/// edited one must never be able to add lines to it.
-pub fn ensure_token(paths: &Paths) -> Result<String, CoordError> {
-    match read_token(paths) {
-        Ok(Some(token)) => return Ok(token),
-        Ok(None) | Err(CoordError::BadToken(_)) => {}
-        Err(err) => return Err(err),
-    }
-    let token = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    fsutil::write_private(&paths.nats_token, format!("{token}\n").as_bytes()).map_err(
-        |source| CoordError::Write {
-            path: paths.nats_token.clone(),
-            source,
-        },
-    )?;
-    Ok(token)
-}
-
-/// Whether `token` looks like one bones makes: 16-256 characters from
-/// `[A-Za-z0-9_-]`. Nothing that could end a quoted string or a line.
-pub fn is_well_formed_token(token: &str) -> bool {
-    (16..=256).contains(&token.len())
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-fn read_token(paths: &Paths) -> Result<Option<String>, CoordError> {
-    let token = match fsutil::read_trimmed(&paths.nats_token) {
-        Ok(token) => token.filter(|t| !t.is_empty()),
-        Err(err) if err.kind() == io::ErrorKind::InvalidData => {
-            return Err(CoordError::BadToken(paths.nats_token.clone()));
-        }
-        Err(source) => {
-            return Err(CoordError::Token {
-                path: paths.nats_token.clone(),
-                source,
-            });
-        }
-    };
-    match token {
-        Some(token) if !is_well_formed_token(&token) => {
-            Err(CoordError::BadToken(paths.nats_token.clone()))
-        }
-        token => Ok(token),
-    }
-}
-
 /// A double-quoted string for `nats.conf`: backslashes, quotes and line
 /// breaks escaped, so no value can end the string or start a new line.
 fn quote(text: &str) -> String {
@@ -201,27 +153,25 @@ fn quote(text: &str) -> String {
     out
 }
 
-/// Writes `nats.conf` (0600, it holds the token) for `port`.
+/// Writes `nats.conf` (0600) for `port`, admitting only `key`'s holder.
 ///
 /// The file is regenerated from scratch at every start, so an edit (a
 /// `listen: 0.0.0.0` say) never survives into a running server
-/// (decision 11); everything interpolated is checked or quoted.
-pub fn write_config(paths: &Paths, port: u16, token: &str) -> Result<(), CoordError> {
+/// (decision 11); everything interpolated is checked or quoted. It names
+/// only the public key: nothing in it lets anyone connect.
+pub fn write_config(paths: &Paths, port: u16, key: &Key) -> Result<(), CoordError> {
     let store = paths
         .coord_dir
         .to_str()
         .ok_or_else(|| CoordError::NonUtf8Path(paths.state_dir.clone()))?;
-    if !is_well_formed_token(token) {
-        return Err(CoordError::BadToken(paths.nats_token.clone()));
-    }
     let conf = format!(
         "# Generated by bones at every hub start; edits are overwritten.\n\
          listen: {listen}\n\
          server_name: bones_hub\n\
-         authorization {{\n  token: {token}\n}}\n\
+         authorization {{\n  users = [\n    {{ nkey: {nkey} }}\n  ]\n}}\n\
          jetstream {{\n  store_dir: {store}\n}}\n",
         listen = quote(&format!("127.0.0.1:{port}")),
-        token = quote(token),
+        nkey = quote(&key.public_key()),
         store = quote(store),
     );
     fsutil::write_private_if_changed(&paths.nats_conf, conf.as_bytes()).map_err(|source| {
@@ -271,29 +221,53 @@ pub fn runs_our_config(paths: &Paths, process: &process::ProcessInfo) -> bool {
     !process.zombie && process.args.iter().any(|a| Path::new(a) == paths.nats_conf)
 }
 
-/// Connection settings for a client of this workspace's server.
-pub fn client_options(token: String) -> async_nats::ConnectOptions {
-    async_nats::ConnectOptions::with_token(token)
-        .connection_timeout(Duration::from_secs(2))
-        .name("bones")
-        // the client's own first attempt sleeps for a zero delay, which
-        // tokio's millisecond timer turns into a whole millisecond: a tenth
-        // of a short command's run. Choosing the server here skips that
-        // sleep; `delay: None` keeps the client's own backoff otherwise.
-        .reconnect_to_server_callback(|servers, _| async move {
-            servers.first().map(|server| async_nats::ReconnectToServer {
+/// Connection settings for a client of this workspace's server at
+/// `guard`'s port, signing its challenges with `key`.
+///
+/// At every connect, first or again after the server went away, the port
+/// is checked twice (see [`Guard`]): before a connection is opened, and
+/// once the server's challenge has arrived and before it is answered. A
+/// port another user holds is never answered; a client that was connected
+/// waits (with a growing pause) until the port is this user's again.
+pub fn client_options(key: Key, guard: Guard) -> async_nats::ConnectOptions {
+    let answering = guard.clone();
+    async_nats::ConnectOptions::with_auth_callback(move |nonce| {
+        let (key, guard) = (key.clone(), answering.clone());
+        async move { guard.answer(&key, &nonce) }
+    })
+    .connection_timeout(Duration::from_secs(2))
+    .name("bones")
+    // a server's INFO may name more servers to try; an impostor's would
+    // name its own
+    .ignore_discovered_servers()
+    // the client's own first attempt sleeps for a zero delay, which
+    // tokio's millisecond timer turns into a whole millisecond: a tenth
+    // of a short command's run. Choosing the server here skips that
+    // sleep; `delay: None` keeps the client's own backoff otherwise.
+    .reconnect_to_server_callback(move |servers, _| {
+        let guard = guard.clone();
+        async move {
+            let server = servers.first()?;
+            // a first connect fails at once instead (the check before
+            // answering refuses, and `connect_with` looked first to say who
+            // holds the port); a reconnect waits for the port
+            if server.did_connect {
+                guard.wait_while_foreign().await;
+            }
+            Some(async_nats::ReconnectToServer {
                 addr: server.addr.clone(),
                 delay: None,
             })
-        })
+        }
+    })
 }
 
 /// Connects to the running hub's coordination server.
 ///
 /// Only ever to 127.0.0.1: the URL file is read for its port, and a file
 /// naming any other host is refused rather than followed, because the
-/// client sends the workspace token to wherever it connects. For the same
-/// reason a port another user listens on is refused.
+/// client answers the challenge of wherever it connects. For the same
+/// reason a port another user holds is refused (see [`client_options`]).
 pub async fn connect(paths: &Paths) -> Result<async_nats::Client, CoordError> {
     connect_with(paths, |options| options).await
 }
@@ -319,7 +293,7 @@ pub async fn connect_running(paths: &Paths) -> Result<async_nats::Client, CoordE
 }
 
 /// Like [`connect`], with the connection settings adjusted by `customize`
-/// (an event callback, say). The URL and token are read afresh on every
+/// (an event callback, say). The URL and key are read afresh on every
 /// call, so a client reconnecting after a hub restart finds it even on a
 /// new port.
 pub async fn connect_with(
@@ -340,38 +314,42 @@ pub async fn connect_with(
         path: paths.nats_url_file.clone(),
         found: crate::shown::shown(&recorded),
     })?;
-    // while the hub is down anyone may bind its port: check who listens
-    // before the token goes out
-    let me = nix::unistd::getuid().as_raw();
-    if let Some(uid) = ports::loopback_listener_uids(port)
-        .into_iter()
-        .find(|uid| *uid != me)
-    {
+    // while the hub is down anyone may bind its port: check who holds it
+    // before connecting (the answer to the challenge checks again)
+    let guard = Guard::new(port);
+    if let Err(uid) = guard.check() {
         return Err(CoordError::ForeignListener { port, uid });
     }
     let url = ports::nats_url(port);
-    let token = read_token(paths)?.ok_or_else(|| CoordError::NoUrl(paths.nats_token.clone()))?;
-    customize(client_options(token))
+    let key = credential::read(paths)?.ok_or_else(|| CoordError::NoKey(paths.nats_seed.clone()))?;
+    customize(client_options(key, guard.clone()))
         .connect(url.as_str())
         .await
-        .map_err(|e| CoordError::Connect {
-            url,
-            message: e.to_string(),
+        .map_err(|e| match guard.refused() {
+            Some(uid) => CoordError::ForeignListener { port, uid },
+            None => CoordError::Connect {
+                url,
+                message: e.to_string(),
+            },
         })
 }
 
-/// Waits until the server at `url` answers a JetStream API request.
+/// Waits until the server at `guard`'s port answers a JetStream API
+/// request, and returns the client that asked (its reconnects are guarded
+/// by `guard`).
 ///
 /// `gave_up` is asked on every attempt; when it returns a reason (the child
 /// already exited, say) waiting stops at once instead of running out the
 /// clock on a server that will never answer.
 pub async fn wait_ready(
-    url: &str,
-    token: &str,
+    key: &Key,
+    guard: &Guard,
     timeout: Duration,
     log_path: &Path,
     gave_up: impl Fn() -> Option<String>,
 ) -> Result<async_nats::Client, CoordError> {
+    let url = ports::nats_url(guard.port());
+    let url = url.as_str();
     let deadline = Instant::now() + timeout;
     let mut last_error = String::from("no attempt made");
     while Instant::now() < deadline {
@@ -382,7 +360,10 @@ pub async fn wait_ready(
                 tail: file_tail(log_path, 3),
             });
         }
-        match client_options(token.to_string()).connect(url).await {
+        match client_options(key.clone(), guard.clone())
+            .connect(url)
+            .await
+        {
             Ok(client) => {
                 let js = async_nats::jetstream::new(client.clone());
                 match tokio::time::timeout(Duration::from_secs(1), js.query_account()).await {
@@ -723,18 +704,22 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_token_file_is_replaced_and_never_reaches_the_config() {
+    fn the_config_names_the_public_key_only_and_listens_on_loopback() {
         let tmp = tempfile::tempdir().unwrap();
         let paths = paths_in(tmp.path());
-        std::fs::write(&paths.nats_token, "x\"\n}\nlisten: 0.0.0.0:4222\n").unwrap();
-        assert!(matches!(read_token(&paths), Err(CoordError::BadToken(_))));
-        let token = ensure_token(&paths).unwrap();
-        assert!(is_well_formed_token(&token));
-        assert!(write_config(&paths, 4222, "bad token\nlisten: 0.0.0.0:1").is_err());
-        write_config(&paths, 4222, &token).unwrap();
+        std::fs::write(&paths.nats_seed, "x\"\n}\nlisten: 0.0.0.0:4222\n").unwrap();
+        let (key, _) = credential::ensure(&paths).unwrap();
+        write_config(&paths, 4222, &key).unwrap();
         let conf = std::fs::read_to_string(&paths.nats_conf).unwrap();
         let listens: Vec<&str> = conf.lines().filter(|l| l.contains("listen")).collect();
         assert_eq!(listens, ["listen: \"127.0.0.1:4222\""]);
+        assert!(conf.contains(&format!("nkey: \"{}\"", key.public_key())));
+        let seed = std::fs::read_to_string(&paths.nats_seed).unwrap();
+        assert!(
+            !conf.contains(seed.trim()),
+            "the seed stays out of the config"
+        );
+        assert!(!conf.contains("token"));
     }
 
     proptest! {
@@ -753,14 +738,5 @@ mod tests {
             prop_assert!(!escaped, "a trailing backslash would escape the closing quote");
         }
 
-        #[test]
-        fn only_well_formed_tokens_are_read(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let tmp = tempfile::tempdir().unwrap();
-            let paths = paths_in(tmp.path());
-            std::fs::write(&paths.nats_token, &bytes).unwrap();
-            if let Ok(Some(token)) = read_token(&paths) {
-                prop_assert!(is_well_formed_token(&token));
-            }
-        }
     }
 }

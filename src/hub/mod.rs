@@ -8,6 +8,7 @@
 
 pub mod backup;
 pub mod coord;
+pub mod credential;
 pub mod damage;
 mod detach;
 pub mod guards;
@@ -170,10 +171,10 @@ impl HubError {
     }
 }
 
-/// How the coordination token is judged before a start reads it: one
-/// another user planted would let that user in.
-const TOKEN: fsutil::StatePath = fsutil::StatePath {
-    what: "coordination token",
+/// How the coordination key (and an older bones' token) is judged before a
+/// start reads it: one another user planted would let that user in.
+const SECRET: fsutil::StatePath = fsutil::StatePath {
+    what: "coordination key",
     dir: false,
     fix_foreign: "Remove it; the hub makes a new one when it starts",
 };
@@ -198,11 +199,13 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
     let log_config = log::LogConfig::from_env(opts.log_level.as_deref())?;
     let ws = Workspace::discover(root)?;
     let paths = Paths::new(&ws);
-    // a state directory or token another user made or can reach is
-    // refused before anything in it is read, written or run
+    // a state directory or key another user made or can reach is refused
+    // before anything in it is read, written or run
     fsutil::check_private(&paths.state_dir, crate::workspace::STATE_DIR)
         .map_err(WorkspaceError::from)?;
-    fsutil::check_private(&paths.nats_token, TOKEN).map_err(WorkspaceError::from)?;
+    for secret in [&paths.nats_seed, &paths.nats_token] {
+        fsutil::check_private(secret, SECRET).map_err(WorkspaceError::from)?;
+    }
     let hub_log = HubLog::open(&paths.hub_log, log_config);
     if opts.detached_child {
         // the starter released the run lock just before spawning this
@@ -346,14 +349,15 @@ fn clear_leftovers(paths: &Paths, hub_log: &HubLog) {
             copy_of: Some(original),
             ..
         } => {
-            // The record, the URL files and the token came along with a
+            // The record, the URL files and the key came along with a
             // copy: the original's hub may use those ports, and a shared
-            // token lets each workspace's clients into the other's server.
+            // key lets each workspace's clients into the other's server.
             for file in [
                 &paths.hub_pid,
                 &paths.hub_json,
                 &paths.repo_url_file,
                 &paths.nats_url_file,
+                &paths.nats_seed,
                 &paths.nats_token,
             ] {
                 let _ = fsutil::remove_if_exists(file);
@@ -364,7 +368,7 @@ fn clear_leftovers(paths: &Paths, hub_log: &HubLog) {
                 .map(|id| id.path.display().to_string())
                 .unwrap_or_default();
             hub_log.warn(format!(
-                "hub: this state directory is a copy of {from} (its hub.json names that directory); starting its own hub on fresh ports with a new token"
+                "hub: this state directory is a copy of {from} (its hub.json names that directory); starting its own hub on fresh ports with a new key"
             ));
         }
         _ => {}

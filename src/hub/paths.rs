@@ -17,6 +17,9 @@ pub struct Paths {
     pub repo_url_file: PathBuf,
     pub nats_url_file: PathBuf,
     pub nats_conf: PathBuf,
+    /// The coordination key's seed (see `hub::credential`).
+    pub nats_seed: PathBuf,
+    /// The shared token of an older bones, deleted at the next start.
     pub nats_token: PathBuf,
     pub nats_pid: PathBuf,
     pub nats_log: PathBuf,
@@ -43,6 +46,7 @@ impl Paths {
             repo_url_file: dir.join("hub-repo-url"),
             nats_url_file: dir.join("hub-nats-url"),
             nats_conf: dir.join("nats.conf"),
+            nats_seed: dir.join("nats.seed"),
             nats_token: dir.join("nats.token"),
             nats_pid: dir.join("nats.pid"),
             nats_log: dir.join("nats.log"),

@@ -11,6 +11,10 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 
 use super::log::HubLog;
 use super::paths::Paths;
+use super::sockdiag::{Socket, TCP_LISTEN, UNOWNED_STATES};
+
+/// `TCP_ESTABLISHED` in the kernel's state numbering.
+const TCP_ESTABLISHED: u8 = 1;
 use crate::fsutil;
 
 /// The two ports a hub listens on, both on 127.0.0.1.
@@ -52,7 +56,7 @@ pub enum PortError {
 /// `<scheme>://127.0.0.1:PORT` (a trailing `/` and surrounding whitespace
 /// allowed), with a port above 0. Anything else, another host included, is
 /// `None`: a client that connected where an edited URL file points would
-/// hand the workspace token to that host.
+/// answer that host's challenge with the workspace key.
 pub fn parse_loopback_url(url: &str, scheme: &str) -> Option<u16> {
     let rest = url
         .trim()
@@ -71,68 +75,204 @@ pub fn parse_loopback_url(url: &str, scheme: &str) -> Option<u16> {
 /// on IPv6 `::`/`::ffff:127.0.0.1`, asked of the kernel's socket
 /// diagnostics (else read from `/proc/net/tcp{,6}`). Empty when nothing
 /// listens there or neither can be read.
-///
-/// A client checks this before it sends the workspace token: while the
-/// hub is down, any local user may bind its recorded port and would
-/// otherwise receive the token from the next `bones` command.
 pub fn loopback_listener_uids(port: u16) -> Vec<u32> {
-    match super::sockdiag::listeners() {
-        Ok(all) => all
-            .iter()
-            .filter(|l| l.port == port && reaches_loopback(l))
-            .map(|l| l.uid)
-            .collect(),
+    let sockets = match super::sockdiag::listeners() {
+        Ok(all) => all,
         // no netlink (a sandbox may forbid it): the slower tables
-        Err(_) => loopback_listener_uids_from_proc(port),
-    }
+        Err(_) => proc_sockets(),
+    };
+    sockets
+        .iter()
+        .filter(|s| s.state == TCP_LISTEN && s.port == port && reaches_loopback(s))
+        .map(|s| s.uid)
+        .collect()
 }
 
-/// Whether a connection to 127.0.0.1 may reach this listener.
-fn reaches_loopback(l: &super::sockdiag::Listener) -> bool {
+/// Another user listening where a connection to `127.0.0.1:port` would
+/// land ([`loopback_listener_uids`]), if any: asked before a client
+/// connects. nats-server takes its port again after a crash, and in
+/// between any local user may bind it.
+pub fn foreign_holder(port: u16) -> Option<u32> {
+    let me = nix::unistd::getuid().as_raw();
+    loopback_listener_uids(port)
+        .into_iter()
+        .find(|uid| *uid != me)
+}
+
+/// Another user at the far end of this process's connection to
+/// `127.0.0.1:port` (a listener that accepted it, whether or not it still
+/// listens), or listening there: asked once the server has sent its
+/// challenge and before the client answers it. The nkey answer is useless
+/// to a listener that keeps it, but a live one could relay the real
+/// server's challenge and our answer to log in as us; it never gets one.
+/// This also closes the gap between [`foreign_holder`] and the connect.
+pub fn foreign_peer(port: u16) -> Option<u32> {
+    let me = nix::unistd::getuid().as_raw();
+    let own = own_connections_to(port);
+    if own.is_empty() {
+        // no descriptor to go by (/proc unreadable, say): the listener
+        return foreign_holder(port);
+    }
+    let sockets = far_ends(port, &own, me).unwrap_or_else(|_| proc_sockets());
+    foreign_holder_in(&sockets, port, me)
+}
+
+/// This process's connections from `own` to `127.0.0.1:port`, with the
+/// sockets at their far ends: what [`foreign_holder_in`] needs, found
+/// without walking the machine's connection table (a dump of connected
+/// sockets costs about a millisecond per address family on a large
+/// machine, as much as the rest of a command's connect): each far end is
+/// one lookup by its four addresses.
+fn far_ends(port: u16, own: &[std::net::SocketAddrV4], me: u32) -> std::io::Result<Vec<Socket>> {
+    use std::net::SocketAddrV4;
+    let mut sockets = Vec::new();
+    for &local in own {
+        let server = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+        if let Some(far) = super::sockdiag::find_one(server, local)? {
+            sockets.push(far);
+        }
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&local.ip().octets());
+        let mut peer_addr = [0u8; 16];
+        peer_addr[..4].copy_from_slice(&Ipv4Addr::LOCALHOST.octets());
+        sockets.push(Socket {
+            v6: false,
+            state: TCP_ESTABLISHED,
+            addr,
+            port: local.port(),
+            peer_addr,
+            peer_port: port,
+            uid: me,
+        });
+    }
+    Ok(sockets)
+}
+
+/// The local addresses of this process's TCP connections to
+/// `127.0.0.1:port`, read from its own descriptors.
+fn own_connections_to(port: u16) -> Vec<std::net::SocketAddrV4> {
+    use nix::sys::socket::{SockaddrIn, getpeername, getsockname};
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    fds.filter_map(|entry| {
+        let entry = entry.ok()?;
+        let target = std::fs::read_link(entry.path()).ok()?;
+        if !target
+            .as_os_str()
+            .as_encoded_bytes()
+            .starts_with(b"socket:")
+        {
+            return None;
+        }
+        let fd: std::os::fd::RawFd = entry.file_name().to_str()?.parse().ok()?;
+        // a descriptor closed (or reused) since the listing only fails
+        // here or names another socket: either way not a match below
+        let peer: SockaddrIn = getpeername(fd).ok()?;
+        if peer.port() != port || peer.ip() != Ipv4Addr::LOCALHOST {
+            return None;
+        }
+        let local: SockaddrIn = getsockname(fd).ok()?;
+        Some(std::net::SocketAddrV4::new(local.ip(), local.port()))
+    })
+    .collect()
+}
+
+/// [`foreign_holder`] over a list of sockets.
+pub fn foreign_holder_in(sockets: &[Socket], port: u16, me: u32) -> Option<u32> {
+    // uid 0 there means "nobody", not root: a bones client run by anyone
+    // but root would otherwise refuse a server busy accepting connections
+    let owned = || {
+        sockets
+            .iter()
+            .filter(|s| !UNOWNED_STATES.contains(&s.state))
+    };
+    // the local ports of this user's connections to the port
+    let ours: Vec<u16> = owned()
+        .filter(|s| s.uid == me && s.peer_port == port && s.state != TCP_LISTEN)
+        .filter(|s| is_loopback_v4(&s.peer_addr, s.v6))
+        .map(|s| s.port)
+        .collect();
+    owned()
+        .filter(|s| s.uid != me && s.port == port && reaches_loopback(s))
+        .find(|s| s.state == TCP_LISTEN || ours.contains(&s.peer_port))
+        .map(|s| s.uid)
+}
+
+/// Whether a connection to 127.0.0.1 may reach this socket: a listener or
+/// an accepted connection on 127.0.0.1 or the wildcard address.
+fn reaches_loopback(s: &Socket) -> bool {
+    is_loopback_v4(&s.addr, s.v6) || s.addr == [0; 16]
+}
+
+/// 127.0.0.1, as IPv4 or IPv4-mapped IPv6.
+fn is_loopback_v4(addr: &[u8; 16], v6: bool) -> bool {
     const MAPPED_LOOPBACK: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
-    if l.v6 {
-        l.addr == [0; 16] || l.addr == MAPPED_LOOPBACK
+    if v6 {
+        *addr == MAPPED_LOOPBACK
     } else {
-        l.addr[..4] == [127, 0, 0, 1] || l.addr[..4] == [0, 0, 0, 0]
+        addr[..4] == [127, 0, 0, 1]
     }
 }
 
-/// [`loopback_listener_uids`] from `/proc/net/tcp{,6}`.
-fn loopback_listener_uids_from_proc(port: u16) -> Vec<u32> {
-    let mut uids = Vec::new();
+/// Every socket in `/proc/net/tcp{,6}`.
+fn proc_sockets() -> Vec<Socket> {
+    let mut sockets = Vec::new();
     for (table, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
         if let Ok(text) = std::fs::read_to_string(table) {
-            uids.extend(listener_uids_in(&text, v6, port));
+            sockets.extend(sockets_in(&text, v6));
         }
     }
-    uids
+    sockets
 }
 
-/// [`loopback_listener_uids`] for one table's text.
-pub fn listener_uids_in(table: &str, v6: bool, port: u16) -> Vec<u32> {
-    const V4: [&str; 2] = ["0100007F", "00000000"];
-    const V6: [&str; 2] = [
-        "00000000000000000000000000000000",
-        "0000000000000000FFFF00000100007F",
-    ];
-    let wanted = format!("{port:04X}");
+/// The sockets of one `/proc/net/tcp{,6}` table's text; lines that do not
+/// parse are skipped.
+pub fn sockets_in(table: &str, v6: bool) -> Vec<Socket> {
+    // addresses are printed as 32-bit words in host order
+    fn address(hex: &str, v6: bool) -> Option<[u8; 16]> {
+        let words = if v6 { 4 } else { 1 };
+        if hex.len() != words * 8 {
+            return None;
+        }
+        let mut addr = [0u8; 16];
+        for i in 0..words {
+            let word = u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
+            addr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+        }
+        Some(addr)
+    }
+    fn end(field: &str, v6: bool) -> Option<([u8; 16], u16)> {
+        let (addr, port) = field.split_once(':')?;
+        Some((address(addr, v6)?, u16::from_str_radix(port, 16).ok()?))
+    }
     table
         .lines()
         .skip(1)
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             // sl local rem st tx:rx tr:when retrnsmt uid ...
-            let (addr, local_port) = fields.get(1)?.split_once(':')?;
-            let listening = fields.get(3)? == &"0A";
-            let reaches = if v6 {
-                V6.contains(&addr)
-            } else {
-                V4.contains(&addr)
-            };
-            (listening && reaches && local_port.eq_ignore_ascii_case(&wanted))
-                .then(|| fields.get(7)?.parse().ok())
-                .flatten()
+            let (addr, port) = end(fields.get(1)?, v6)?;
+            let (peer_addr, peer_port) = end(fields.get(2)?, v6)?;
+            Some(Socket {
+                v6,
+                state: u8::from_str_radix(fields.get(3)?, 16).ok()?,
+                addr,
+                port,
+                peer_addr,
+                peer_port,
+                uid: fields.get(7)?.parse().ok()?,
+            })
         })
+        .collect()
+}
+
+/// [`loopback_listener_uids`] for one `/proc/net/tcp{,6}` table's text.
+pub fn listener_uids_in(table: &str, v6: bool, port: u16) -> Vec<u32> {
+    sockets_in(table, v6)
+        .iter()
+        .filter(|s| s.state == TCP_LISTEN && s.port == port && reaches_loopback(s))
+        .map(|s| s.uid)
         .collect()
 }
 
@@ -261,11 +401,101 @@ garbage line
         assert!(listener_uids_in("", false, 8080).is_empty());
     }
 
+    fn v4(state: u8, port: u16, peer_port: u16, uid: u32) -> Socket {
+        let mut loopback = [0u8; 16];
+        loopback[..4].copy_from_slice(&[127, 0, 0, 1]);
+        Socket {
+            v6: false,
+            state,
+            addr: loopback,
+            port,
+            peer_addr: if state == TCP_LISTEN {
+                [0; 16]
+            } else {
+                loopback
+            },
+            peer_port,
+            uid,
+        }
+    }
+
+    #[test]
+    fn another_user_holds_a_port_by_listening_or_by_holding_our_connection() {
+        const ESTABLISHED: u8 = 1;
+        let (port, me, other) = (4222, 1000, 65534);
+        // our server, our client, and another user's client of our server
+        let normal = [
+            v4(TCP_LISTEN, port, 0, me),
+            v4(ESTABLISHED, port, 50000, me),
+            v4(ESTABLISHED, 50000, port, me),
+            v4(ESTABLISHED, 50001, port, other),
+            v4(ESTABLISHED, port, 50001, me),
+        ];
+        assert_eq!(foreign_holder_in(&normal, port, me), None);
+        assert_eq!(foreign_holder_in(&[], port, me), None);
+        // another user listens
+        let listening = [v4(TCP_LISTEN, port, 0, other)];
+        assert_eq!(foreign_holder_in(&listening, port, me), Some(other));
+        // another user holds the far end of our connection, its listener gone
+        let accepted = [
+            v4(ESTABLISHED, 50002, port, me),
+            v4(ESTABLISHED, port, 50002, other),
+        ];
+        assert_eq!(foreign_holder_in(&accepted, port, me), Some(other));
+        // sockets the kernel reports as root's whoever made them: a
+        // half-open connection to our server, a closed one's remains
+        let unowned = [
+            v4(ESTABLISHED, 50003, port, me),
+            v4(12, port, 50003, 0),
+            v4(3, port, 50003, 0),
+            v4(6, port, 50003, 0),
+        ];
+        assert_eq!(foreign_holder_in(&unowned, port, me), None);
+        // a socket of another user on the port that is no end of ours
+        let unrelated = [
+            v4(TCP_LISTEN, port, 0, me),
+            v4(ESTABLISHED, port, 9999, other),
+        ];
+        assert_eq!(foreign_holder_in(&unrelated, port, me), None);
+        // another port altogether
+        assert_eq!(foreign_holder_in(&listening, port + 1, me), None);
+    }
+
+    #[test]
+    fn reads_both_ends_from_the_proc_tables() {
+        let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   3: 0100007F:1F90 0100007F:9999 01 00000000:00000000 00:00000000 00000000    8        0 4 1
+";
+        let found = sockets_in(v4, false);
+        assert_eq!(found, [v4_socket()]);
+        fn v4_socket() -> Socket {
+            let mut loopback = [0u8; 16];
+            loopback[..4].copy_from_slice(&[127, 0, 0, 1]);
+            Socket {
+                v6: false,
+                state: 1,
+                addr: loopback,
+                port: 8080,
+                peer_addr: loopback,
+                peer_port: 0x9999,
+                uid: 8,
+            }
+        }
+        let v6 = "  sl  local_address remote_address st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000100007F:C350 01 00000000:00000000 00:00000000 00000000    42        0 1 1
+";
+        let found = sockets_in(v6, true);
+        assert_eq!(found.len(), 1);
+        assert!(is_loopback_v4(&found[0].addr, true), "{found:?}");
+        assert_eq!((found[0].port, found[0].peer_port), (8080, 50000));
+    }
+
     proptest::proptest! {
         #[test]
         fn any_table_text_is_read_without_panic(text in "(?s).{0,400}", port in proptest::prelude::any::<u16>()) {
             let _ = listener_uids_in(&text, false, port);
             let _ = listener_uids_in(&text, true, port);
+            let _ = sockets_in(&text, true);
         }
 
         #[test]

@@ -13,11 +13,12 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::RwLock;
 
 use super::coord::{self, Supervisor};
+use super::credential::{self, Key};
 use super::http::{self, StatusSource};
 use super::lock::WorkspaceLock;
 use super::log::HubLog;
 use super::paths::Paths;
-use super::ports::{self, Ports};
+use super::ports::Ports;
 use super::record::{HubRecord, StateDirId};
 use super::{HubError, StartOptions, damage, lander, process, projector, repo, storage, watcher};
 use crate::fsutil;
@@ -94,8 +95,8 @@ struct Served {
 /// The coordination server as the hub runs it.
 struct Server {
     supervisor: Supervisor,
-    /// Its token, read (or made) once at bring-up.
-    token: String,
+    /// Its key, read (or made) once at bring-up.
+    key: Key,
 }
 
 /// Prepares state, records this process as the hub, spawns the
@@ -104,8 +105,15 @@ fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubErro
     let binary = coord::find_nats_server()?;
     fsutil::ensure_private_dir(&paths.coord_dir)
         .map_err(HubError::io("cannot create", &paths.coord_dir))?;
-    let token = coord::ensure_token(paths)?;
-    coord::write_config(paths, ports.coord, &token)?;
+    let (key, origin) = credential::ensure(paths)?;
+    if origin == credential::Origin::ReplacedToken {
+        log.warn(format!(
+            "hub: the coordination server now admits the nkey in {} instead of the token; {} was deleted (clients outside bones: see docs/security.md)",
+            paths.nats_seed.display(),
+            paths.nats_token.display()
+        ));
+    }
+    coord::write_config(paths, ports.coord, &key)?;
     let record = HubRecord {
         pid: std::process::id(),
         start_time: process::own_start_time(),
@@ -131,9 +139,9 @@ fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubErro
                 &seeded.commit[..7],
                 seeded.files
             ));
-            Ok(Server { supervisor, token })
+            Ok(Server { supervisor, key })
         }
-        Ok(None) => Ok(Server { supervisor, token }),
+        Ok(None) => Ok(Server { supervisor, key }),
         Err(err) => {
             supervisor.stop(FAILED_START_GRACE);
             Err(err.into())
@@ -170,7 +178,7 @@ fn serve(
     started: Instant,
     server: &Server,
 ) -> Result<Served, HubError> {
-    let Server { supervisor, token } = server;
+    let Server { supervisor, key } = server;
     // before the runtime's threads and the listener: every descriptor the
     // process opens from here on counts against the raised limit
     let http_limits = http::Limits::for_descriptors(http::raise_descriptor_limit());
@@ -208,9 +216,11 @@ fn serve(
             },
         ));
 
-        let url = ports::nats_url(ports.coord);
+        // the hub's own client, lander included: its reconnects after a
+        // crash of the server are guarded, and logged when refused
+        let guard = credential::Guard::logging(ports.coord, log.clone());
         let ready = tokio::select! {
-            ready = coord::wait_ready(&url, token, opts.ready_timeout, &paths.nats_log, || supervisor.first_exit()) => Some(ready),
+            ready = coord::wait_ready(key, &guard, opts.ready_timeout, &paths.nats_log, || supervisor.first_exit()) => Some(ready),
             _ = stop.recv() => None,
         };
         let client = match ready {

@@ -1,11 +1,14 @@
-//! Who listens on a local TCP port, asked of the kernel's socket
-//! diagnostics (netlink `SOCK_DIAG`, what `ss` uses).
+//! Who holds a local TCP port, asked of the kernel's socket diagnostics
+//! (netlink `SOCK_DIAG`, what `ss` uses).
 //!
-//! Every client command checks the owner of the coordination port before it
-//! sends the token (see [`super::ports::loopback_listener_uids`]). Reading
-//! `/proc/net/tcp` for that walks the kernel's whole connection table, which
-//! on a large machine costs milliseconds per command however few sockets
-//! exist; a dump of listening sockets only is a few microseconds.
+//! Every client checks the owner of the coordination port before it
+//! connects and again before it answers the server's challenge (see
+//! [`super::ports::foreign_peer`]). Reading `/proc/net/tcp` for that walks
+//! the kernel's whole connection table, and so does any dump of connected
+//! sockets (the kernel walks every bucket of its connection hash, about a
+//! millisecond per address family on a large machine, however few sockets
+//! exist). A dump of listening sockets, or the lookup of one connection by
+//! its four addresses, is a few microseconds.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -13,7 +16,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use nix::libc;
 
 /// `TCP_LISTEN` in the kernel's state numbering.
-const TCP_LISTEN: u32 = 10;
+pub const TCP_LISTEN: u8 = 10;
+/// States whose sockets the kernel reports with uid 0, whoever made them
+/// (a half-open connection not yet accepted, a closed connection's
+/// remains): `TCP_SYN_RECV`, `TCP_TIME_WAIT`, `TCP_NEW_SYN_RECV`.
+pub const UNOWNED_STATES: [u8; 3] = [3, 6, 12];
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -23,22 +30,60 @@ const REQUEST_LEN: usize = 56;
 /// `struct inet_diag_msg` up to and including `idiag_uid`.
 const MESSAGE_MIN: usize = 68;
 
-/// A listening TCP socket: its family, local address and port, and owner.
+/// A TCP socket: its family, state, both ends and owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listener {
+pub struct Socket {
     pub v6: bool,
+    /// The kernel's state number (`TCP_ESTABLISHED` = 1, [`TCP_LISTEN`], ...).
+    pub state: u8,
     /// The local address, IPv4 in the first 4 bytes.
     pub addr: [u8; 16],
     pub port: u16,
+    /// The remote address (all zero for a listener), IPv4 in the first 4 bytes.
+    pub peer_addr: [u8; 16],
+    pub peer_port: u16,
+    /// The user that created the socket; an accepted connection inherits
+    /// its listener's.
     pub uid: u32,
 }
 
 /// Every listening TCP socket (IPv4 and IPv6) in this network namespace.
-pub fn listeners() -> io::Result<Vec<Listener>> {
+pub fn listeners() -> io::Result<Vec<Socket>> {
     let socket = open()?;
-    let mut found = dump(&socket, libc::AF_INET as u8)?;
-    found.extend(dump(&socket, libc::AF_INET6 as u8)?);
+    let states = 1 << TCP_LISTEN;
+    let mut found = dump(&socket, &request(libc::AF_INET as u8, states))?;
+    found.extend(dump(&socket, &request(libc::AF_INET6 as u8, states))?);
     Ok(found)
+}
+
+/// The socket at `local` whose peer is `remote` (IPv4): the far end of a
+/// connection from `remote`, found by a hash lookup in the kernel. When
+/// there is no such connection (it closed) the kernel answers with the
+/// listener that would take it, if any: an owner of the port all the same.
+pub fn find_one(
+    local: std::net::SocketAddrV4,
+    remote: std::net::SocketAddrV4,
+) -> io::Result<Option<Socket>> {
+    let socket = open()?;
+    let mut request = request(libc::AF_INET as u8, u32::MAX);
+    // a lookup, not a dump
+    request[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    let id = &mut request[NLMSG_HEADER + 8..NLMSG_HEADER + 56];
+    id[0..2].copy_from_slice(&local.port().to_be_bytes());
+    id[2..4].copy_from_slice(&remote.port().to_be_bytes());
+    id[4..8].copy_from_slice(&local.ip().octets());
+    id[20..24].copy_from_slice(&remote.ip().octets());
+    // INET_DIAG_NOCOOKIE: any socket with these addresses
+    id[40..48].copy_from_slice(&[0xff; 8]);
+    send(&socket, &request)?;
+    let mut buf = vec![0u8; 8 * 1024];
+    let n = recv(&socket, &mut buf)?;
+    let mut found = Vec::new();
+    match parse(&buf[..n], libc::AF_INET as u8, &mut found) {
+        Err(err) if err.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(err) => Err(err),
+        Ok(_) => Ok(found.pop()),
+    }
 }
 
 fn open() -> io::Result<OwnedFd> {
@@ -77,10 +122,11 @@ fn open() -> io::Result<OwnedFd> {
 }
 
 /// The request: a netlink header and an `inet_diag_req_v2` asking for the
-/// listening TCP sockets of one family.
-fn request(family: u8) -> [u8; NLMSG_HEADER + REQUEST_LEN] {
+/// TCP sockets of one family in `states` (a bit per state).
+fn request(family: u8, states: u32) -> [u8; NLMSG_HEADER + REQUEST_LEN] {
+    let len = NLMSG_HEADER + REQUEST_LEN;
     let mut buf = [0u8; NLMSG_HEADER + REQUEST_LEN];
-    buf[0..4].copy_from_slice(&((NLMSG_HEADER + REQUEST_LEN) as u32).to_ne_bytes());
+    buf[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
     buf[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
     let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
     buf[6..8].copy_from_slice(&flags.to_ne_bytes());
@@ -88,12 +134,35 @@ fn request(family: u8) -> [u8; NLMSG_HEADER + REQUEST_LEN] {
     let req = &mut buf[NLMSG_HEADER..];
     req[0] = family;
     req[1] = libc::IPPROTO_TCP as u8;
-    req[4..8].copy_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+    req[4..8].copy_from_slice(&states.to_ne_bytes());
     buf
 }
 
-fn dump(socket: &OwnedFd, family: u8) -> io::Result<Vec<Listener>> {
-    let request = request(family);
+fn dump(socket: &OwnedFd, request: &[u8]) -> io::Result<Vec<Socket>> {
+    let family = request[NLMSG_HEADER];
+    send(socket, request)?;
+    let mut found = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = recv(socket, &mut buf)?;
+        if parse(&buf[..n], family, &mut found)? {
+            return Ok(found);
+        }
+    }
+}
+
+/// Receives one datagram of answers into `buf`.
+fn recv(socket: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: recv into a buffer of the length given.
+    let n = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Sends `request` to the kernel.
+fn send(socket: &OwnedFd, request: &[u8]) -> io::Result<()> {
     // SAFETY: an all-zero sockaddr_nl is valid; the kernel is pid 0.
     let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -111,22 +180,11 @@ fn dump(socket: &OwnedFd, family: u8) -> io::Result<Vec<Listener>> {
     if sent < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut found = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        // SAFETY: recv into a buffer of the length given.
-        let n = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if parse(&buf[..n as usize], family, &mut found)? {
-            return Ok(found);
-        }
-    }
+    Ok(())
 }
 
 /// Parses one datagram of answers into `found`; true at the end of the dump.
-fn parse(mut data: &[u8], family: u8, found: &mut Vec<Listener>) -> io::Result<bool> {
+fn parse(mut data: &[u8], family: u8, found: &mut Vec<Socket>) -> io::Result<bool> {
     let short = || io::Error::new(io::ErrorKind::InvalidData, "short netlink message");
     while data.len() >= NLMSG_HEADER {
         let len = u32::from_ne_bytes(data[0..4].try_into().map_err(|_| short())?) as usize;
@@ -145,13 +203,19 @@ fn parse(mut data: &[u8], family: u8, found: &mut Vec<Listener>) -> io::Result<b
                 return Err(io::Error::from_raw_os_error(-errno));
             }
             SOCK_DIAG_BY_FAMILY if body.len() >= MESSAGE_MIN => {
+                // struct inet_diag_sockid: sport, dport, src, dst (network order)
                 let id = &body[4..52];
                 let mut addr = [0u8; 16];
                 addr.copy_from_slice(&id[4..20]);
-                found.push(Listener {
+                let mut peer_addr = [0u8; 16];
+                peer_addr.copy_from_slice(&id[20..36]);
+                found.push(Socket {
                     v6: family == libc::AF_INET6 as u8,
+                    state: body[1],
                     addr,
                     port: u16::from_be_bytes([id[0], id[1]]),
+                    peer_addr,
+                    peer_port: u16::from_be_bytes([id[2], id[3]]),
                     uid: u32::from_ne_bytes(body[64..68].try_into().map_err(|_| short())?),
                 });
             }
@@ -173,7 +237,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let all = listeners().unwrap();
-        let ours: Vec<&Listener> = all.iter().filter(|l| l.port == port).collect();
+        let ours: Vec<&Socket> = all.iter().filter(|l| l.port == port).collect();
         assert_eq!(ours.len(), 1, "{all:?}");
         assert!(!ours[0].v6);
         assert_eq!(&ours[0].addr[..4], &[127, 0, 0, 1]);
@@ -189,6 +253,37 @@ mod tests {
         let all = listeners().unwrap();
         assert!(all.iter().any(|l| l.port == port));
         assert!(all.iter().all(|l| l.port != client_port));
+    }
+
+    #[test]
+    fn the_far_end_of_a_connection_is_found_by_its_addresses() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = match listener.local_addr().unwrap() {
+            std::net::SocketAddr::V4(addr) => addr,
+            other => panic!("{other}"),
+        };
+        let client = std::net::TcpStream::connect(server).unwrap();
+        let (_accepted, _) = listener.accept().unwrap();
+        let local = match client.local_addr().unwrap() {
+            std::net::SocketAddr::V4(addr) => addr,
+            other => panic!("{other}"),
+        };
+        let far = find_one(server, local)
+            .unwrap()
+            .expect("the accepted socket");
+        assert_eq!(
+            (far.state, far.port, far.peer_port),
+            (1, server.port(), local.port())
+        );
+        assert_eq!(far.uid, nix::unistd::getuid().as_raw());
+        // no connection from a port nobody connected from: at most the
+        // listener that would take one
+        let unused = std::net::SocketAddrV4::new(*local.ip(), local.port().wrapping_add(1).max(1));
+        let found = find_one(server, unused).unwrap();
+        assert!(
+            found.as_ref().is_none_or(|s| s.state == TCP_LISTEN),
+            "{found:?}"
+        );
     }
 
     #[test]

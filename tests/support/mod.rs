@@ -379,3 +379,186 @@ pub async fn task_events(js: &async_nats::jetstream::Context) -> Vec<serde_json:
         .map(|message| serde_json::from_slice(&message.payload).unwrap())
         .collect()
 }
+
+/// Another local user (`nobody`, uid 65534) racing for a port, as a real
+/// unprivileged process: it tries to bind `127.0.0.1:port` (with
+/// `SO_REUSEADDR`) every half millisecond until it holds it, then answers
+/// every connection with a NATS `INFO` line carrying a challenge, answers
+/// `PING` with `PONG`, and reports every line a client sends. With
+/// `close_listener` it stops listening once it has accepted a connection
+/// and only then sends `INFO`: the far end of that connection is all that
+/// is left of it.
+pub struct Impostor {
+    child: KillOnDrop,
+    events: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The impostor's program; see [`Impostor`].
+const IMPOSTOR: &str = r#"
+import socket, sys, threading, time
+port, close_listener = int(sys.argv[1]), sys.argv[2] == "close"
+lock = threading.Lock()
+def say(text):
+    with lock:
+        print(text, flush=True)
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+say("racing")
+while True:
+    try:
+        s.bind(("127.0.0.1", port))
+        break
+    except OSError:
+        time.sleep(0.0005)
+s.listen(64)
+say("bound")
+info = ('INFO {"server_id":"NIMPOSTOR","server_name":"impostor","version":"2.11.0",'
+        '"proto":1,"host":"127.0.0.1","port":%d,"headers":true,"max_payload":1048576,'
+        '"auth_required":true,"nonce":"aW1wb3N0b3Itbm9uY2U"}\r\n' % port).encode()
+def serve(conn):
+    try:
+        conn.sendall(info)
+        buf = b""
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            buf += data
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                say("recv " + line.decode("utf-8", "replace").rstrip("\r"))
+                if line.startswith(b"PING"):
+                    conn.sendall(b"PONG\r\n")
+    except OSError:
+        pass
+while True:
+    conn, _ = s.accept()
+    say("accepted")
+    if close_listener:
+        s.close()
+        say("closed")
+        serve(conn)
+        threading.Event().wait()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"#;
+
+impl Impostor {
+    /// Starts racing for `port`; returns once the race is on. `None`, with
+    /// a message on stderr, where this process cannot act as another user.
+    pub fn race(port: u16) -> Option<Impostor> {
+        Impostor::start(port, false)
+    }
+
+    /// [`Impostor::race`], closing its listener after the first accept.
+    pub fn race_closing_listener(port: u16) -> Option<Impostor> {
+        Impostor::start(port, true)
+    }
+
+    fn start(port: u16, close_listener: bool) -> Option<Impostor> {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        if !nix::unistd::getuid().is_root() {
+            eprintln!("SKIPPED: not root, so no process can run as another user here");
+            return None;
+        }
+        // a python3 that `nobody` may run (a pyenv under /root is out of reach)
+        let Some(python) = ["/usr/bin/python3", "/usr/local/bin/python3"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+        else {
+            eprintln!("SKIPPED: no /usr/bin/python3 for the other user to run");
+            return None;
+        };
+        let mut command = Command::new(python);
+        command
+            .args(["-u", "-c", IMPOSTOR, &port.to_string()])
+            .arg(if close_listener { "close" } else { "keep" })
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                let nobody = 65534;
+                nix::unistd::setgroups(&[])?;
+                nix::unistd::setgid(nix::unistd::Gid::from_raw(nobody))?;
+                nix::unistd::setuid(nix::unistd::Uid::from_raw(nobody))?;
+                Ok(())
+            });
+        }
+        let mut child = KillOnDrop(command.spawn().expect("the impostor starts"));
+        let stdout = child.0.stdout.take().unwrap();
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let impostor = Impostor {
+            child,
+            events,
+            reader: Some(reader),
+        };
+        let racing = wait_until(Duration::from_secs(10), || {
+            impostor.events().iter().any(|e| e == "racing")
+        });
+        assert!(
+            racing,
+            "the impostor did not start: {:?}",
+            impostor.events()
+        );
+        Some(impostor)
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Whether it holds the port now (it never gives it back).
+    pub fn holds_port(&self) -> bool {
+        self.events().iter().any(|e| e == "bound")
+    }
+
+    /// How many connections it accepted.
+    pub fn accepted(&self) -> usize {
+        self.events().iter().filter(|e| *e == "accepted").count()
+    }
+
+    /// Every line clients sent it, in order.
+    pub fn received(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter_map(|e| e.strip_prefix("recv "))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The `CONNECT` lines among [`Impostor::received`]: what a client
+    /// answered it with.
+    pub fn connects(&self) -> Vec<String> {
+        self.received()
+            .into_iter()
+            .filter(|l| l.starts_with("CONNECT"))
+            .collect()
+    }
+
+    /// Kills it; the port is free (of it) once this returns.
+    pub fn stop(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+impl Drop for Impostor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -9,7 +9,7 @@
 //! * `manifest.json`: versions, the source workspace id, the refs, each
 //!   stream's configuration and state, and a checksum per file.
 //!
-//! The coordination token is never in it: a restored hub keeps or makes
+//! The coordination key (`nats.seed`) is never in it: a restored hub keeps or makes
 //! its own. Why it is done this way, and what "consistent" means, is in
 //! `adr/0006-hub-backup-and-restore.md`.
 

@@ -1,5 +1,5 @@
 //! A coordination server of our own for a restore: the hub's `nats-server`
-//! set-up (config, token, supervised child that dies with us) pointed at a
+//! set-up (config, key, supervised child that dies with us) pointed at a
 //! staging directory instead of the state directory.
 //!
 //! Restoring through a real server, rather than unpacking snapshot files
@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use super::BackupError;
 use crate::hub::coord::{self, Supervisor};
+use crate::hub::credential::{self, Guard, Key};
 use crate::hub::log::{HubLog, LogConfig};
 use crate::hub::paths::Paths;
-use crate::hub::ports;
 use crate::workspace::Workspace;
 
 /// How long the scratch server gets to become ready.
@@ -26,13 +26,13 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Scratch {
     supervisor: Option<Supervisor>,
     paths: Paths,
-    url: String,
-    token: String,
+    port: u16,
+    key: Key,
 }
 
 impl Scratch {
     /// Starts `nats-server` on `<stage>/coord`, listening on a free
-    /// loopback port with a throwaway token kept in `<stage>` (0600).
+    /// loopback port with a throwaway key kept in `<stage>` (0600).
     pub fn start(root: &Path, stage: &Path) -> Result<Scratch, BackupError> {
         let paths = Paths::new(&Workspace {
             root: root.to_path_buf(),
@@ -42,15 +42,18 @@ impl Scratch {
         crate::fsutil::ensure_private_dir(&paths.coord_dir)
             .map_err(BackupError::io("cannot create", &paths.coord_dir))?;
         let port = free_port()?;
-        let token = coord::ensure_token(&paths)?;
-        coord::write_config(&paths, port, &token)?;
-        let log = HubLog::open(stage.join("scratch.log"), LogConfig::default());
+        let (key, _) = credential::ensure(&paths)?;
+        coord::write_config(&paths, port, &key)?;
+        let log = HubLog::open(
+            stage.join("scratch.log"),
+            LogConfig::default(),
+        );
         let supervisor = Supervisor::start(binary, &paths, log)?;
         Ok(Scratch {
             supervisor: Some(supervisor),
             paths,
-            url: ports::nats_url(port),
-            token,
+            port,
+            key,
         })
     }
 
@@ -59,7 +62,8 @@ impl Scratch {
         let supervisor = self.supervisor.as_ref();
         let gave_up = || supervisor.and_then(Supervisor::first_exit);
         let log = &self.paths.nats_log;
-        Ok(coord::wait_ready(&self.url, &self.token, READY_TIMEOUT, log, gave_up).await?)
+        let guard = Guard::new(self.port);
+        Ok(coord::wait_ready(&self.key, &guard, READY_TIMEOUT, log, gave_up).await?)
     }
 
     /// Stops the server and waits for it to exit, so everything it stored
