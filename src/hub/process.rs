@@ -225,7 +225,19 @@ mod tests {
             .env("BONES_SCAN_TEST", "here")
             .spawn()
             .unwrap();
-        let rows = scan();
+        // under load the kernel may show the child's new image a moment
+        // after spawn returns: scan until its environment reads (bounded)
+        let mut rows = scan();
+        for _ in 0..200 {
+            if rows
+                .iter()
+                .any(|r| r.pid == child.id() && r.env("BONES_SCAN_TEST").is_some())
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            rows = scan();
+        }
         let _ = child.kill();
         let _ = child.wait();
         let row = rows
