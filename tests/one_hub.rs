@@ -1,7 +1,7 @@
 //! Exactly one hub per state directory, and only the user's own: a lost or
 //! garbled `hub.pid` never lets a second hub onto the same store, a copied
 //! workspace never takes the original's hub for its own, a state directory
-//! or token another user made is refused, `BONES_DIR` naming no workspace
+//! or key another user made is refused, `BONES_DIR` naming no workspace
 //! is an error, and a failed start leaves nothing it spawned running.
 
 mod support;
@@ -144,7 +144,7 @@ fn a_copied_workspace_never_controls_the_original_hub() {
     assert_ne!(copy_hub, original);
     assert!(alive(original));
     let url = |dir: &Path, name: &str| fs::read_to_string(dir.join(name)).unwrap();
-    for name in ["hub-repo-url", "hub-nats-url", "nats.token"] {
+    for name in ["hub-repo-url", "hub-nats-url", "nats.seed"] {
         assert_ne!(
             url(&copy_state, name),
             url(&ws.state_dir(), name),
@@ -199,18 +199,18 @@ fn shared_dir() -> tempfile::TempDir {
 }
 
 #[test]
-fn a_state_directory_or_token_another_user_made_is_refused() {
+fn a_state_directory_or_key_another_user_made_is_refused() {
     if !can_play_another_user() {
         return;
     }
     let ws = TestWorkspace::new();
     let shared = shared_dir();
     let planted = shared.path().join("S");
-    // another user makes the state directory, workspace marker and token
+    // another user makes the state directory, workspace marker and key
     as_nobody(&format!(
-        "umask 0; mkdir -m 777 {dir} && echo planted > {dir}/agent.id && echo {token} > {dir}/nats.token",
+        "umask 0; mkdir -m 777 {dir} && echo planted > {dir}/agent.id && echo {key} > {dir}/nats.seed",
         dir = planted.display(),
-        token = "a".repeat(64),
+        key = "SUAKYRHVIOREXV7EUZTBHUHL7NUMHPMAS7QMDU3GTIUWEI5LDNOXD43IZY",
     ));
     let with_planted = |args: &[&str]| {
         ws.command(args)
@@ -244,10 +244,9 @@ fn a_state_directory_or_token_another_user_made_is_refused() {
     );
     assert!(!open.join("agent.id").exists());
 
-    // while it was open, another user planted the token
+    // while it was open, another user planted the key
     as_nobody(&format!(
-        "umask 077; echo {} > {}/nats.token",
-        "b".repeat(64),
+        "umask 077; echo SUAKYRHVIOREXV7EUZTBHUHL7NUMHPMAS7QMDU3GTIUWEI5LDNOXD43IZY > {}/nats.seed",
         open.display()
     ));
     fs::set_permissions(&open, fs::Permissions::from_mode(0o700)).unwrap();
@@ -256,16 +255,16 @@ fn a_state_directory_or_token_another_user_made_is_refused() {
     let out = with_open(&["hub", "start", "--detach"]);
     assert_eq!(code(&out), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("coordination token") && stderr(&out).contains("uid 65534"),
+        stderr(&out).contains("coordination key") && stderr(&out).contains("uid 65534"),
         "{}",
         stderr(&out)
     );
     assert!(!open.join("nats.conf").exists());
 
-    // the user's own token, readable by others
-    let token = open.join("nats.token");
+    // the user's own key, readable by others
+    let token = open.join("nats.seed");
     fs::remove_file(&token).unwrap();
-    fs::write(&token, "c".repeat(64)).unwrap();
+    fs::write(&token, "SUAKYRHVIOREXV7EUZTBHUHL7NUMHPMAS7QMDU3GTIUWEI5LDNOXD43IZY\n").unwrap();
     fs::set_permissions(&token, fs::Permissions::from_mode(0o644)).unwrap();
     let out = with_open(&["hub", "start", "--detach"]);
     assert_eq!(code(&out), Some(1), "{}", stderr(&out));
