@@ -11,6 +11,7 @@ pub mod lease;
 pub mod name;
 pub mod protocol;
 pub mod slot;
+pub mod user;
 
 pub use client::{
     AGENT_ENV, CommitOutcome, JoinOptions, Joined, MAX_MESSAGE, SLOT_ENV, SlotStatus, Swarm,
