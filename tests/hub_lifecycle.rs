@@ -102,7 +102,9 @@ fn start_status_stop_round_trip() {
             .position(|m| m.starts_with(needle))
             .unwrap_or_else(|| panic!("{needle:?} not in {messages:?}"))
     };
-    assert!(messages[0].contains(&format!("hub: starting (pid={pid}, repo-port=")));
+    // the first start's seed (made by the starting CLI) comes first
+    assert!(messages[0].starts_with("hub: seeded trunk "), "{messages:?}");
+    assert!(messages[1].contains(&format!("hub: starting (pid={pid}, repo-port=")));
     assert!(position("hub: starting") < position("hub: ready"));
     assert!(position("hub: ready") < position("hub: stopping"));
     assert!(position("hub: stopping") < position("hub: stopped"));

@@ -83,16 +83,37 @@ pub struct Seeded {
     pub skipped: Vec<PathBuf>,
 }
 
+/// The hub.log line for a seed.
+pub fn seeded_message(seeded: &Seeded) -> String {
+    format!(
+        "hub: seeded trunk {} from {} tracked files ({} differing from HEAD {})",
+        &seeded.commit[..7],
+        seeded.files,
+        seeded.changed,
+        seeded.base.as_deref().map_or("(none)", |b| &b[..7]),
+    )
+}
+
 /// Opens `hub.git`, seeding it from `workspace_root` if it does not exist.
 /// Returns what was seeded, or `None` when the repository already existed.
 pub fn open_or_seed(hub_repo: &Path, workspace_root: &Path) -> Result<Option<Seeded>, RepoError> {
+    open_or_seed_with(hub_repo, workspace_root, Progress::Quiet)
+}
+
+/// [`open_or_seed`], showing the progress of a seed slower than
+/// [`gitcli::PROGRESS_AFTER`] as `progress` says.
+pub fn open_or_seed_with(
+    hub_repo: &Path,
+    workspace_root: &Path,
+    progress: Progress,
+) -> Result<Option<Seeded>, RepoError> {
     if hub_repo.join("HEAD").is_file() {
         Repository::open_bare(hub_repo).map_err(git_err(hub_repo))?;
         return Ok(None);
     }
     let tmp = hub_repo.with_extension(format!("git.seeding.{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
-    let result = seed_into(&tmp, workspace_root);
+    let result = seed_into(&tmp, workspace_root, progress);
     match result {
         Ok(seeded) => {
             fs::rename(&tmp, hub_repo).map_err(|e| {
@@ -110,11 +131,12 @@ pub fn open_or_seed(hub_repo: &Path, workspace_root: &Path) -> Result<Option<See
     }
 }
 
-fn seed_into(target: &Path, workspace_root: &Path) -> Result<Seeded, RepoError> {
+fn seed_into(target: &Path, workspace_root: &Path, progress: Progress) -> Result<Seeded, RepoError> {
+    let started = std::time::Instant::now();
     let source = Repository::open(workspace_root).map_err(git_err(workspace_root))?;
     let repo = Repository::init_bare(target).map_err(git_err(target))?;
     let base = match source.head().ok().and_then(|h| h.target()) {
-        Some(_) => Some(fetch_head(&repo, target, workspace_root)?),
+        Some(_) => Some(fetch_head(&repo, target, workspace_root, progress)?),
         None => None, // no commit yet: trunk starts as a root commit
     };
     // the tree to start from, read in the user's repository (which has it)
@@ -153,7 +175,16 @@ fn seed_into(target: &Path, workspace_root: &Path) -> Result<Seeded, RepoError> 
     let mut update = git2::build::TreeUpdateBuilder::new();
     let mut changed = 0;
     let mut skipped = Vec::new();
+    let total = diff.deltas().len();
+    let mut shown = std::time::Instant::now();
     for delta in diff.deltas() {
+        if let Progress::Stderr(label) = progress
+            && started.elapsed() >= gitcli::PROGRESS_AFTER
+            && shown.elapsed() >= std::time::Duration::from_secs(1)
+        {
+            eprintln!("{label}: seed: {changed}/{total} changed working-tree files read");
+            shown = std::time::Instant::now();
+        }
         let Some(rel) = delta.new_file().path().or(delta.old_file().path()) else {
             continue;
         };
@@ -222,12 +253,17 @@ fn seed_into(target: &Path, workspace_root: &Path) -> Result<Seeded, RepoError> 
 
 /// Fetches the history of the workspace's `HEAD` into `repo` as
 /// [`BASE_REF`] and returns the commit.
-fn fetch_head(repo: &Repository, target: &Path, workspace_root: &Path) -> Result<Oid, RepoError> {
+fn fetch_head(
+    repo: &Repository,
+    target: &Path,
+    workspace_root: &Path,
+    progress: Progress,
+) -> Result<Oid, RepoError> {
     gitcli::fetch(
         target,
         workspace_root,
         &[&format!("+HEAD:{BASE_REF}")],
-        Progress::Quiet,
+        progress,
     )
     .map_err(|source| RepoError::Fetch {
         path: workspace_root.to_path_buf(),
