@@ -103,7 +103,10 @@ fn start_status_stop_round_trip() {
             .unwrap_or_else(|| panic!("{needle:?} not in {messages:?}"))
     };
     // the first start's seed (made by the starting CLI) comes first
-    assert!(messages[0].starts_with("hub: seeded trunk "), "{messages:?}");
+    assert!(
+        messages[0].starts_with("hub: seeded trunk "),
+        "{messages:?}"
+    );
     assert!(messages[1].contains(&format!("hub: starting (pid={pid}, repo-port=")));
     assert!(position("hub: starting") < position("hub: ready"));
     assert!(position("hub: ready") < position("hub: stopping"));

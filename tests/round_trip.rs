@@ -76,7 +76,13 @@ fn agents_work_fast_forwards_onto_the_users_history_and_worktree_apply_is_increm
     ws.start();
     join(&ws, "a");
     for n in 1..=3 {
-        agent_lands(&ws, "a", &format!("a{n}.txt"), "agent\n", &format!("agent {n}"));
+        agent_lands(
+            &ws,
+            "a",
+            &format!("a{n}.txt"),
+            "agent\n",
+            &format!("agent {n}"),
+        );
     }
 
     let out = ws.ok(&["apply"]);
@@ -144,7 +150,10 @@ fn worktree_apply_can_leave_changes_unstaged_and_refuses_to_overwrite() {
     ws.ok(&["apply", "--worktree", "--unstaged"]);
     assert_eq!(git(&ws, &["diff", "--cached", "--name-only"]), "");
     assert_eq!(git(&ws, &["diff", "--name-only"]), "README.md");
-    assert_eq!(fs::read_to_string(ws.root.join("new.txt")).unwrap(), "new\n");
+    assert_eq!(
+        fs::read_to_string(ws.root.join("new.txt")).unwrap(),
+        "new\n"
+    );
 }
 
 #[test]
@@ -167,19 +176,29 @@ fn the_users_new_commits_reach_trunk_and_a_slot_sees_them_after_sync() {
         ws.hub_git(&["log", "--format=%s", "-3", "trunk"]),
         "user: two\nagent: one\nuser: one"
     );
-    assert_eq!(ws.hub_git(&["rev-list", "--merges", "--count", "trunk"]), "0");
+    assert_eq!(
+        ws.hub_git(&["rev-list", "--merges", "--count", "trunk"]),
+        "0"
+    );
 
     // again: nothing left to land
     let out = ws.ok(&["land"]);
     assert!(stderr(&out).contains("already has"), "{}", stderr(&out));
 
     ws.ok(&["swarm", "sync", "--slot", "a"]);
-    assert_eq!(fs::read_to_string(wt.join("user.txt")).unwrap(), "from the user\n");
+    assert_eq!(
+        fs::read_to_string(wt.join("user.txt")).unwrap(),
+        "from the user\n"
+    );
     assert_eq!(fs::read_to_string(wt.join("user2.txt")).unwrap(), "more\n");
 
     // and the user lines up with trunk through the command apply names
     let out = ws.ok(&["apply"]);
-    assert!(stderr(&out).contains("git rebase bones/trunk"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("git rebase bones/trunk"),
+        "{}",
+        stderr(&out)
+    );
     git(&ws, &["rebase", "-q", "bones/trunk"]);
     assert_eq!(
         git(&ws, &["rev-parse", "HEAD"]),
@@ -192,7 +211,13 @@ fn a_users_commit_that_conflicts_leaves_trunk_untouched_and_names_the_paths() {
     let ws = TestWorkspace::new();
     ws.start();
     join(&ws, "a");
-    agent_lands(&ws, "a", "README.md", "# the agent's title\n", "agent: title");
+    agent_lands(
+        &ws,
+        "a",
+        "README.md",
+        "# the agent's title\n",
+        "agent: title",
+    );
     let trunk = ws.hub_git(&["rev-parse", "trunk"]);
 
     user_commit(&ws, "README.md", "# the user's title\n", "user: title");
@@ -208,7 +233,10 @@ fn every_verb_works_after_gc_prune_in_the_users_repository() {
     user_commit(&ws, "notes.txt", "mine\n", "user: notes");
     ws.start();
     // the user rewrites the commit trunk grew from and drops every trace
-    git(&ws, &["commit", "-q", "--amend", "-m", "user: notes, reworded"]);
+    git(
+        &ws,
+        &["commit", "-q", "--amend", "-m", "user: notes, reworded"],
+    );
     git(&ws, &["reflog", "expire", "--expire=now", "--all"]);
     git(&ws, &["gc", "-q", "--prune=now"]);
 
@@ -218,7 +246,10 @@ fn every_verb_works_after_gc_prune_in_the_users_repository() {
     ws.ok(&["swarm", "status"]);
     ws.ok(&["apply"]);
     ws.ok(&["apply", "--worktree"]);
-    assert_eq!(fs::read_to_string(ws.root.join("a.txt")).unwrap(), "agent\n");
+    assert_eq!(
+        fs::read_to_string(ws.root.join("a.txt")).unwrap(),
+        "agent\n"
+    );
     git(&ws, &["commit", "-qm", "user: take a.txt"]);
     ws.ok(&["land"]);
     ws.ok(&["swarm", "sync", "--slot", "a"]);
@@ -230,11 +261,74 @@ fn every_verb_works_after_gc_prune_in_the_users_repository() {
         .args(["fsck", "--full", "--strict"])
         .output()
         .unwrap();
-    let report = String::from_utf8_lossy(&fsck.stdout).to_string()
-        + &String::from_utf8_lossy(&fsck.stderr);
+    let report =
+        String::from_utf8_lossy(&fsck.stdout).to_string() + &String::from_utf8_lossy(&fsck.stderr);
     assert!(fsck.status.success(), "git fsck: {report}");
     assert!(
         !report.contains("missing") && !report.contains("broken"),
         "{report}"
     );
+}
+
+#[test]
+fn a_hub_seeded_by_an_earlier_version_keeps_working() {
+    let ws = TestWorkspace::new();
+    // what earlier versions made: trunk a root commit of the workspace's files
+    let hub = ws.state_dir().join("hub.git");
+    let hub_arg = hub.to_str().unwrap();
+    git(&ws, &["init", "-q", "--bare", hub_arg]);
+    let hub_git = |args: &[&str]| {
+        let mut all = vec!["--git-dir", hub_arg];
+        all.extend_from_slice(args);
+        git(&ws, &all)
+    };
+    hub_git(&[
+        "fetch",
+        "-q",
+        &ws.root.display().to_string(),
+        "HEAD:refs/tmp",
+    ]);
+    let seed = hub_git(&[
+        "commit-tree",
+        "refs/tmp^{tree}",
+        "-m",
+        "session base: 0000000",
+    ]);
+    hub_git(&["update-ref", "refs/heads/trunk", &seed]);
+    hub_git(&["update-ref", "-d", "refs/tmp"]);
+    hub_git(&["symbolic-ref", "HEAD", "refs/heads/trunk"]);
+    ws.start();
+    assert_eq!(ws.hub_git(&["rev-list", "--max-parents=0", "trunk"]), seed);
+
+    join(&ws, "a");
+    agent_lands(&ws, "a", "a.txt", "a\n", "agent: a");
+    let out = ws.ok(&["apply"]);
+    assert!(
+        stderr(&out).contains("shares no history"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains(&format!("git cherry-pick {}..bones/trunk", &seed[..12])),
+        "{}",
+        stderr(&out)
+    );
+
+    // worktree applies are incremental here too
+    ws.ok(&["apply", "--worktree"]);
+    assert_eq!(git(&ws, &["diff", "--cached", "--name-only"]), "a.txt");
+    agent_lands(&ws, "a", "b.txt", "b\n", "agent: b");
+    let out = ws.ok(&["apply", "--worktree"]);
+    assert_eq!(stdout(&out).trim(), "A\tb.txt");
+    assert_eq!(
+        lines(&git(&ws, &["diff", "--cached", "--name-only"])),
+        ["a.txt", "b.txt"]
+    );
+
+    // the user's commits cannot land on an unrelated trunk: say what to do
+    git(&ws, &["commit", "-qm", "user: take the agents' work"]);
+    let out = ws.run(&["land"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("README"), "{}", stderr(&out));
+    assert_eq!(ws.hub_git(&["rev-list", "--count", "trunk"]), "3");
 }

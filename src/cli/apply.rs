@@ -89,7 +89,10 @@ pub fn run(args: ApplyArgs) -> u8 {
         );
         match &applied.integrate {
             Some(command) => eprintln!("apply: integrate it with: {command}"),
-            None => eprintln!("apply: your branch already has everything on {}", applied.branch),
+            None => eprintln!(
+                "apply: your branch already has everything on {}",
+                applied.branch
+            ),
         }
     }
     if args.json {

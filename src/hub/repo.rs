@@ -131,7 +131,11 @@ pub fn open_or_seed_with(
     }
 }
 
-fn seed_into(target: &Path, workspace_root: &Path, progress: Progress) -> Result<Seeded, RepoError> {
+fn seed_into(
+    target: &Path,
+    workspace_root: &Path,
+    progress: Progress,
+) -> Result<Seeded, RepoError> {
     let started = std::time::Instant::now();
     let source = Repository::open(workspace_root).map_err(git_err(workspace_root))?;
     let repo = Repository::init_bare(target).map_err(git_err(target))?;
@@ -229,13 +233,20 @@ fn seed_into(target: &Path, workspace_root: &Path, progress: Progress) -> Result
             let short = base
                 .map(|b| b.to_string()[..7].to_string())
                 .unwrap_or_else(|| "uncommitted".to_string());
-            let who = Signature::now(SEED_AUTHOR, "orchestrator@bones.local")
-                .map_err(git_err(target))?;
+            let who =
+                Signature::now(SEED_AUTHOR, "orchestrator@bones.local").map_err(git_err(target))?;
             let message = format!(
                 "session base: {short}\n\nThe workspace's tracked files as they were when the hub first started,\nuncommitted changes included.\n"
             );
-            repo.commit(None, &who, &who, &message, &tree, &parent.iter().collect::<Vec<_>>())
-                .map_err(git_err(target))?
+            repo.commit(
+                None,
+                &who,
+                &who,
+                &message,
+                &tree,
+                &parent.iter().collect::<Vec<_>>(),
+            )
+            .map_err(git_err(target))?
         }
     };
     repo.reference(TRUNK_REF, commit, true, "bones: seed")
@@ -430,6 +441,11 @@ mod tests {
         let repo = Repository::open_bare(&hub).unwrap();
         let tip = repo.find_commit(head(&ws)).unwrap();
         assert_eq!(tip.parent(0).unwrap().summary(), Ok(Some("one")));
-        assert!(tip.tree().unwrap().get_path(Path::new("untracked.txt")).is_err());
+        assert!(
+            tip.tree()
+                .unwrap()
+                .get_path(Path::new("untracked.txt"))
+                .is_err()
+        );
     }
 }

@@ -330,9 +330,8 @@ fn start_of_new_work(
     head: Option<Oid>,
     seed: Oid,
 ) -> Result<Oid, ApplyError> {
-    let on_trunk = |c: Oid| -> Result<bool, ApplyError> {
-        Ok(c == tip || repo.graph_descendant_of(tip, c)?)
-    };
+    let on_trunk =
+        |c: Oid| -> Result<bool, ApplyError> { Ok(c == tip || repo.graph_descendant_of(tip, c)?) };
     let mut from = seed;
     let recorded = repo.refname_to_id(applied_ref).ok();
     let met = head.and_then(|h| repo.merge_base(h, tip).ok());
