@@ -408,7 +408,7 @@ bigrepo_cache() {
             }
         }'
         git add -A
-        git -c user.name=bench -c user.email=bench@example.com commit -qm "initial import"
+        git -c gc.auto=0 -c user.name=bench -c user.email=bench@example.com commit -qm "initial import"
         for round in 1 2; do
             awk -v n="$files" -v r="$round" 'BEGIN {
                 srand(r)
@@ -419,7 +419,7 @@ bigrepo_cache() {
                     close(f)
                 }
             }'
-            git -c user.name=bench -c user.email=bench@example.com commit -qam "round $round"
+            git -c gc.auto=0 -c user.name=bench -c user.email=bench@example.com commit -qam "round $round"
         done
         git gc -q
         touch .bench-complete
