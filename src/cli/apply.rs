@@ -94,6 +94,12 @@ pub fn run(args: ApplyArgs) -> u8 {
                 applied.branch
             ),
         }
+        if applied.ahead > 0 && applied.integrate.is_none() && opts.slot.is_none() {
+            eprintln!(
+                "apply: your branch has {} commit(s) trunk lacks; `bones land` puts them on trunk",
+                applied.ahead
+            );
+        }
     }
     if args.json {
         println!("{}", json!(applied));

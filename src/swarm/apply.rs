@@ -58,6 +58,9 @@ pub struct Applied {
     pub seed: String,
     /// Commits on the branch that the user's `HEAD` lacks.
     pub commits: usize,
+    /// Commits of the user's `HEAD` that the branch lacks (`bones land`
+    /// puts them on trunk).
+    pub ahead: usize,
     /// The git command that integrates the branch (none when the user's
     /// branch already has it all).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -182,12 +185,17 @@ pub fn apply(paths: &Paths, opts: &ApplyOptions) -> Result<Applied, ApplyError> 
         None => false,
     };
     let commits = count_missing(&user, tip, head)?;
+    let ahead = match head {
+        Some(head) if related => count_missing(&user, head, Some(tip))?,
+        _ => 0,
+    };
     let mut applied = Applied {
         integrate: integrate_command(&user, &branch, tip, head, seed, related)?,
         branch: branch.clone(),
         tip: tip.to_string(),
         seed: seed.to_string(),
         commits,
+        ahead,
         related,
         from: None,
         changed: Vec::new(),
