@@ -104,6 +104,7 @@ cleanup() {
     pid="$(cat "$TMP/scratch/anchor.pid" 2>/dev/null || true)"
     if ours "$pid" "$TMP"; then kill -KILL "$pid" 2>/dev/null || true; fi
     for ws in "${WORKSPACES[@]}"; do
+        [ -d "$ws" ] || continue # a benchmark removed it once done
         (cd "$ws" && "$BONES" hub stop --force >/dev/null 2>&1) || true
         # belt and braces: a hub or server that survived the stop
         for f in hub.pid nats.pid; do

@@ -5,6 +5,7 @@
 //! short-lived CLI says nothing about whether an agent is still working.
 
 pub mod apply;
+mod checkout;
 mod client;
 mod identity;
 pub mod lease;
