@@ -9,7 +9,7 @@
 //! worktree is registered here the way `git worktree add --no-checkout`
 //! registers one (the layout gitrepository-layout(5) documents: `gitdir`,
 //! `commondir` and `HEAD` under `worktrees/<name>`, a `.git` file in the
-//! checkout), and git's own `reset --hard` writes the index and the files
+//! checkout), and git's own `checkout -f` writes the index and the files
 //! before the `.git` file makes it a checkout. The slot branch points at
 //! its commit throughout.
 
@@ -47,9 +47,12 @@ pub fn add(hub_repo: &Path, name: &str, wt: &Path, branch: &str) -> Result<(), C
                     admin.as_os_str(),
                     "--work-tree".as_ref(),
                     wt.as_os_str(),
-                    "reset".as_ref(),
+                    // `checkout -f` of HEAD, as `reset --hard` would, but
+                    // with counts that show a slow one where it is
+                    "checkout".as_ref(),
+                    "-f".as_ref(),
                     "-q".as_ref(),
-                    "--hard".as_ref(),
+                    "--progress".as_ref(),
                 ],
                 Progress::Stderr("swarm"),
             )
