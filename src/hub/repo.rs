@@ -139,6 +139,7 @@ fn seed_into(
     let started = std::time::Instant::now();
     let source = Repository::open(workspace_root).map_err(git_err(workspace_root))?;
     let repo = Repository::init_bare(target).map_err(git_err(target))?;
+    repo.set_head(TRUNK_REF).map_err(git_err(target))?;
     let base = match source.head().ok().and_then(|h| h.target()) {
         Some(_) => Some(fetch_head(&repo, target, workspace_root, progress)?),
         None => None, // no commit yet: trunk starts as a root commit
@@ -251,7 +252,6 @@ fn seed_into(
     };
     repo.reference(TRUNK_REF, commit, true, "bones: seed")
         .and_then(|_| repo.reference(SEED_REF, commit, true, "bones: seed"))
-        .and_then(|_| repo.set_head(TRUNK_REF))
         .map_err(git_err(target))?;
     Ok(Seeded {
         commit: commit.to_string(),
