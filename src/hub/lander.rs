@@ -175,8 +175,10 @@ fn log_rpc(log: &HubLog, request: Option<&LandRequest>, reply: &LandReply, start
     entry.took_ms = Some(started.elapsed().as_millis() as u64);
     entry.err = err;
     if request.is_some_and(|r| r.user.is_some()) {
+        // `bones land`: the user's branch, no slot
         entry.msg = Some("land".to_string());
         entry.rpc = Some("land".to_string());
+        entry.slot = None;
     }
     log.write(entry);
 }
