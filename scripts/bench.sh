@@ -31,7 +31,8 @@
 #     ids_ratio=<anchor with message ids/anchor> bones_per_s=<n> anchor_per_s=<n>
 #     ids_per_s=<n> protocol_per_s=<n> entries=<n> rounds=<n>
 #   bench bigrepo seed_ratio=<bones/git> join_ratio=<bones/git> join4_ratio=<bones/git>
-#     apply_ratio=<bones/git> files=<n> runs=<n> (each a median over the runs)
+#     apply_ratio=<bones/git> seed_ms=<ms> clone_ms=<ms> ... files=<n> runs=<n>
+#     (ratios: the median of each run's ratio; times: medians of each side)
 # Progress goes to stderr. Targets: start ratio <= 2.0, stop ratio <= 1.5,
 # logs ratio >= 10 with rss_mb < 32 at both sizes, commits ratio >= 1.0,
 # claims ratio >= 0.8 and cli_ratio <= 4, feed protocol_ratio >= 0.8 and
@@ -442,7 +443,8 @@ bench_bigrepo() {
     cache="$(bigrepo_cache "$files")"
     local tracked
     tracked="$(git -C "$cache" ls-files | wc -l)"
-    for name in seed seed_git join join_git join4 join4_git apply apply_git; do
+    for name in seed seed_git join join_git join4 join4_git apply apply_git \
+        r_seed r_join r_join4 r_apply; do
         : >"$TMP/big.$name"
     done
     for ((run = 1; run <= runs; run++)); do
@@ -520,17 +522,25 @@ bench_bigrepo() {
             "join $(tail -n1 "$TMP/big.join")s vs $(tail -n1 "$TMP/big.join_git")s;" \
             "4 joins $(tail -n1 "$TMP/big.join4")s vs $(tail -n1 "$TMP/big.join4_git")s;" \
             "apply $(tail -n1 "$TMP/big.apply")s vs fetch $(tail -n1 "$TMP/big.apply_git")s"
+        # each run's ratio compares neighbours in time: a busy machine
+        # slows both sides of a pair alike, not two medians taken apart
+        for name in seed join join4 apply; do
+            paste "$TMP/big.$name" "$TMP/big.${name}_git" | tail -n1 |
+                awk '{ printf "%.6f\n", $1 / $2 }' >>"$TMP/big.r_$name"
+        done
         (cd "$ws" && "$BONES" hub stop --force >/dev/null 2>&1)
         rm -rf "$TMP/big-$run"
     done
     local m=()
-    for name in seed seed_git join join_git join4 join4_git apply apply_git; do
+    for name in seed seed_git join join_git join4 join4_git apply apply_git \
+        r_seed r_join r_join4 r_apply; do
         m+=("$(median <"$TMP/big.$name")")
     done
     awk -v s="${m[0]}" -v sg="${m[1]}" -v j="${m[2]}" -v jg="${m[3]}" \
         -v j4="${m[4]}" -v j4g="${m[5]}" -v a="${m[6]}" -v ag="${m[7]}" \
+        -v rs="${m[8]}" -v rj="${m[9]}" -v rj4="${m[10]}" -v ra="${m[11]}" \
         -v f="$tracked" -v r="$runs" 'BEGIN {
-            printf "bench bigrepo seed_ratio=%.2f join_ratio=%.2f join4_ratio=%.2f apply_ratio=%.2f", s / sg, j / jg, j4 / j4g, a / ag
+            printf "bench bigrepo seed_ratio=%.2f join_ratio=%.2f join4_ratio=%.2f apply_ratio=%.2f", rs, rj, rj4, ra
             printf " seed_ms=%.0f clone_ms=%.0f join_ms=%.0f worktree_ms=%.0f join4_ms=%.0f worktree4_ms=%.0f apply_ms=%.0f fetch_ms=%.0f files=%d runs=%d\n", s * 1000, sg * 1000, j * 1000, jg * 1000, j4 * 1000, j4g * 1000, a * 1000, ag * 1000, f, r
         }'
 }

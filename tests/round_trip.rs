@@ -181,6 +181,14 @@ fn the_users_new_commits_reach_trunk_and_a_slot_sees_them_after_sync() {
         "0"
     );
 
+    // each landing is one rpc entry in hub.log, like a slot's
+    let lands = ws
+        .hub_log()
+        .lines()
+        .filter(|l| l.contains(r#""rpc":"land""#))
+        .count();
+    assert_eq!(lands, 2, "{}", ws.hub_log());
+
     // again: nothing left to land
     let out = ws.ok(&["land"]);
     assert!(stderr(&out).contains("already has"), "{}", stderr(&out));
