@@ -448,4 +448,27 @@ mod tests {
                 .is_err()
         );
     }
+
+    #[test]
+    fn a_workspace_without_commits_seeds_a_root_commit_of_its_index() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        fs::create_dir_all(&ws).unwrap();
+        fs::write(ws.join("staged.txt"), "staged\n").unwrap();
+        fs::write(ws.join("untracked.txt"), "not seeded\n").unwrap();
+        git(&ws, &["init", "-q"]);
+        git(&ws, &["add", "staged.txt"]);
+
+        let hub = tmp.path().join("hub.git");
+        let seeded = open_or_seed(&hub, &ws).unwrap().expect("seeded");
+        assert_eq!((seeded.files, seeded.base), (1, None));
+        let repo = Repository::open_bare(&hub).unwrap();
+        let commit = repo
+            .find_commit(Oid::from_str(&seeded.commit).unwrap())
+            .unwrap();
+        assert_eq!(commit.parent_count(), 0);
+        let tree = commit.tree().unwrap();
+        assert_eq!(tree.len(), 1);
+        assert!(tree.get_name("staged.txt").is_some());
+    }
 }
