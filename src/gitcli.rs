@@ -158,8 +158,9 @@ fn is_progress(line: &str) -> bool {
     .any(|p| line.starts_with(p))
 }
 
-/// Passes git's progress lines on to stderr once a step is slow.
-struct Shown {
+/// Passes git's progress lines on to stderr (`out`) once a step is slow.
+struct Shown<W: Write> {
+    out: W,
     progress: Progress,
     started: Instant,
     partial: Vec<u8>,
@@ -170,15 +171,22 @@ struct Shown {
     printed_any: bool,
 }
 
-impl Shown {
-    fn new(progress: Progress) -> Shown {
+impl Shown<io::Stderr> {
+    fn new(progress: Progress) -> Shown<io::Stderr> {
+        Shown::to(io::stderr(), io::stderr().is_terminal(), progress)
+    }
+}
+
+impl<W: Write> Shown<W> {
+    fn to(out: W, terminal: bool, progress: Progress) -> Shown<W> {
         Shown {
+            out,
             progress,
             started: Instant::now(),
             partial: Vec::new(),
             last_shown: None,
             pending: None,
-            terminal: io::stderr().is_terminal(),
+            terminal,
             printed_any: false,
         }
     }
@@ -222,11 +230,10 @@ impl Shown {
         let Some(line) = self.pending.take() else {
             return;
         };
-        let mut err = io::stderr().lock();
         if self.terminal {
-            let _ = write!(err, "\r\x1b[K{label}: {line}");
+            let _ = write!(self.out, "\r\x1b[K{label}: {line}");
         } else {
-            let _ = writeln!(err, "{label}: {line}");
+            let _ = writeln!(self.out, "{label}: {line}");
         }
         self.last_shown = Some(now);
         self.printed_any = true;
@@ -235,7 +242,7 @@ impl Shown {
     fn finish(&mut self) {
         self.show(true);
         if self.terminal && self.printed_any {
-            eprintln!();
+            let _ = writeln!(self.out);
         }
     }
 }
@@ -252,5 +259,48 @@ mod tests {
             "fatal: couldn't find remote ref refs/heads/nope"
         );
         assert_eq!(last_lines(b""), "no message");
+    }
+
+    const COUNTS: &[u8] = b"Receiving objects:  10% (1/10)\rReceiving objects:  20% (2/10)\r\
+        warning: not a counter\nReceiving objects: 100% (10/10), done.\n";
+
+    #[test]
+    fn a_quick_step_shows_nothing() {
+        let mut shown = Shown::to(Vec::new(), false, Progress::Stderr("apply"));
+        shown.feed(COUNTS);
+        shown.finish();
+        assert!(shown.out.is_empty());
+    }
+
+    #[test]
+    fn a_slow_step_shows_counts_as_lines_when_stderr_is_not_a_terminal() {
+        let mut shown = Shown::to(Vec::new(), false, Progress::Stderr("apply"));
+        shown.started -= PROGRESS_AFTER;
+        shown.feed(COUNTS);
+        shown.finish();
+        // one line per shown counter: the first at once, then at most one
+        // a second, and always the last; never git's other messages
+        let out = String::from_utf8(shown.out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines.first(),
+            Some(&"apply: Receiving objects:  10% (1/10)")
+        );
+        assert_eq!(
+            lines.last(),
+            Some(&"apply: Receiving objects: 100% (10/10), done.")
+        );
+        assert!(!out.contains("warning") && !out.contains('\r'), "{out:?}");
+    }
+
+    #[test]
+    fn on_a_terminal_the_counter_overwrites_itself() {
+        let mut shown = Shown::to(Vec::new(), true, Progress::Stderr("land"));
+        shown.started -= PROGRESS_AFTER;
+        shown.feed(COUNTS);
+        shown.finish();
+        let out = String::from_utf8(shown.out).unwrap();
+        assert_eq!(out.matches("\r\x1b[K").count(), 3);
+        assert!(out.ends_with("(10/10), done.\n"), "{out:?}");
     }
 }
