@@ -14,6 +14,11 @@
 #                            bare async-nats JetStream publish and consume loop
 #   scripts/bench.sh wait    a waiting `bones tasks claim --next --wait`: time from its
 #                            blocker closing to the claim returning
+#   scripts/bench.sh bigrepo the round trip on a >= 20,000-file repository: first
+#                            `bones hub start --detach` vs `git clone --no-local`;
+#                            `bones swarm join` vs `git worktree add`; 4 concurrent joins
+#                            vs 4 concurrent worktree adds; first `bones apply` vs
+#                            `git fetch` of the same commits into a fresh clone
 #   scripts/bench.sh all     all of the above
 #
 # Each measure prints one machine-readable line on stdout (medians in ms;
@@ -28,17 +33,24 @@
 #     ids_ratio=<anchor with message ids/anchor> bones_per_s=<n> anchor_per_s=<n>
 #     ids_per_s=<n> protocol_per_s=<n> entries=<n> rounds=<n>
 #   bench wait ms=<median ms> max_ms=<ms> runs=<n>
+#   bench bigrepo seed_ratio=<bones/git> join_ratio=<bones/git> join4_ratio=<bones/git>
+#     apply_ratio=<bones/git> seed_ms=<ms> clone_ms=<ms> ... files=<n> runs=<n>
+#     (ratios: the median of each run's ratio; times: medians of each side)
 # Progress goes to stderr. Targets: start ratio <= 2.0, stop ratio <= 1.5,
 # logs ratio >= 10 with rss_mb < 32 at both sizes, commits ratio >= 1.0,
 # claims ratio >= 0.8 and cli_ratio <= 4, feed protocol_ratio >= 0.8 and
-# ratio >= 0.5, wait ms <= 100.
+# ratio >= 0.5, wait ms <= 100, every bigrepo ratio <= 1.5.
 #
 # Environment: BENCH_RUNS (start/stop runs of each side, default 7),
 # BENCH_LOG_RUNS (timed runs of each side for logs, default 3),
 # BENCH_LOG_SIZES (default "1000000 4000000"), BENCH_COMMITS_PER_SLOT (default
 # 25), BENCH_CLAIM_TASKS (tasks per claims round, default 300),
 # BENCH_CLAIM_ROUNDS (default 3), BENCH_FEED_ENTRIES (entries per feed round,
-# default 20000), BENCH_FEED_ROUNDS (default 3), BENCH_WAIT_RUNS (default 21).
+# default 20000), BENCH_FEED_ROUNDS (default 3), BENCH_WAIT_RUNS (default 21),
+# BENCH_BIGREPO_FILES (tracked
+# files of the big repository, default 21000; at least 20000), BENCH_BIGREPO_RUNS
+# (default 3), BENCH_CACHE (where the generated repository is kept between runs,
+# default ${XDG_CACHE_HOME:-~/.cache}/bones-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,7 +63,7 @@ case "${1:-}" in
     usage
     exit 0
     ;;
-start | stop | logs | commits | claims | feed | wait | all) mode="$1" ;;
+start | stop | logs | commits | claims | feed | wait | bigrepo | all) mode="$1" ;;
 *)
     usage >&2
     exit 2
@@ -97,6 +109,7 @@ cleanup() {
     pid="$(cat "$TMP/scratch/anchor.pid" 2>/dev/null || true)"
     if ours "$pid" "$TMP"; then kill -KILL "$pid" 2>/dev/null || true; fi
     for ws in "${WORKSPACES[@]}"; do
+        [ -d "$ws" ] || continue # a benchmark removed it once done
         (cd "$ws" && "$BONES" hub stop --force >/dev/null 2>&1) || true
         # belt and braces: a hub or server that survived the stop
         for f in hub.pid nats.pid; do
@@ -387,6 +400,169 @@ bench_wait() {
     (cd "$ws" && "$BONES" hub stop --force >/dev/null 2>&1)
 }
 
+# Prints the path of a generated repository of $1 tracked files (about
+# 2 KiB of source text each, in 2,000 directories, three commits, packed),
+# made once under $BENCH_CACHE and reused by later runs.
+bigrepo_cache() {
+    local files="$1" cache="${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bones-bench}"
+    local repo="$cache/bigrepo-$files"
+    if [ -f "$repo/.bench-complete" ]; then
+        echo "$repo"
+        return
+    fi
+    log "generating a $files-file repository in $repo (once; later runs reuse it)"
+    rm -rf "$repo" "$repo.tmp"
+    mkdir -p "$repo.tmp/src"
+    (
+        cd "$repo.tmp"
+        git init -q -b main
+        mkdir -p src/m{000..199}/p{0..9}
+        awk -v n="$files" 'BEGIN {
+            srand(7)
+            for (i = 0; i < n; i++) {
+                f = sprintf("src/m%03d/p%d/f%05d.rs", i % 200, int(i / 200) % 10, i)
+                lines = 10 + int(rand() * 40)
+                for (l = 0; l < lines; l++)
+                    printf "pub fn f%d_%d(x: u64) -> u64 { x.wrapping_mul(%d) ^ %d } // step %d of the pipeline\n", i, l, int(rand() * 1000000), l, l > f
+                close(f)
+            }
+        }'
+        git add -A
+        git -c gc.auto=0 -c user.name=bench -c user.email=bench@example.com commit -qm "initial import"
+        for round in 1 2; do
+            awk -v n="$files" -v r="$round" 'BEGIN {
+                srand(r)
+                for (k = 0; k < 500; k++) {
+                    i = int(rand() * n)
+                    f = sprintf("src/m%03d/p%d/f%05d.rs", i % 200, int(i / 200) % 10, i)
+                    printf "pub fn round%d_%d() {}\n", r, k >> f
+                    close(f)
+                }
+            }'
+            git -c gc.auto=0 -c user.name=bench -c user.email=bench@example.com commit -qam "round $round"
+        done
+        git gc -q
+        touch .bench-complete
+    )
+    mv "$repo.tmp" "$repo"
+    echo "$repo"
+}
+
+# Seconds since $1 (an $EPOCHREALTIME), appended to file $2.
+since() { elapsed "$1" "$EPOCHREALTIME" "$2"; }
+
+bench_bigrepo() {
+    local files="${BENCH_BIGREPO_FILES:-21000}" runs="${BENCH_BIGREPO_RUNS:-3}"
+    if ((files < 20000)); then
+        log "BENCH_BIGREPO_FILES must be at least 20000"
+        return 2
+    fi
+    local cache run ws clone fresh t0 s name
+    cache="$(bigrepo_cache "$files")"
+    local tracked
+    tracked="$(git -C "$cache" ls-files | wc -l)"
+    for name in seed seed_git join join_git join4 join4_git apply apply_git \
+        r_seed r_join r_join4 r_apply; do
+        : >"$TMP/big.$name"
+    done
+    for ((run = 1; run <= runs; run++)); do
+        ws="$TMP/big-$run/ws"
+        clone="$TMP/big-$run/clone"
+        fresh="$TMP/big-$run/fresh"
+        mkdir -p "$TMP/big-$run"
+        log "run $run/$runs: copying the $tracked-file repository"
+        cp -a "$cache" "$ws"
+        rm -f "$ws/.bench-complete"
+        WORKSPACES+=("$ws")
+        (cd "$ws" && git status -s >/dev/null && "$BONES" up 2>/dev/null)
+
+        # the anchors first in odd runs, bones first in even ones
+        local order="git bones"
+        ((run % 2 == 0)) && order="bones git"
+        for s in $order; do
+            if [ "$s" = git ]; then
+                t0="$EPOCHREALTIME"
+                git clone -q --no-local "$ws" "$clone"
+                since "$t0" "$TMP/big.seed_git"
+            else
+                t0="$EPOCHREALTIME"
+                (cd "$ws" && "$BONES" hub start --detach 2>/dev/null)
+                since "$t0" "$TMP/big.seed"
+            fi
+        done
+        for s in $order; do
+            if [ "$s" = git ]; then
+                t0="$EPOCHREALTIME"
+                git -C "$clone" worktree add -q -b w0 "$TMP/big-$run/wt0" 2>/dev/null
+                since "$t0" "$TMP/big.join_git"
+                t0="$EPOCHREALTIME"
+                for n in 1 2 3 4; do
+                    git -C "$clone" worktree add -q -b "w$n" "$TMP/big-$run/wt$n" 2>/dev/null &
+                done
+                wait_all
+                since "$t0" "$TMP/big.join4_git"
+            else
+                t0="$EPOCHREALTIME"
+                (cd "$ws" && "$BONES" swarm join --slot s0 --agent bench-0 >/dev/null 2>&1)
+                since "$t0" "$TMP/big.join"
+                t0="$EPOCHREALTIME"
+                for n in 1 2 3 4; do
+                    (cd "$ws" && "$BONES" swarm join --slot "s$n" --agent "bench-$n" >/dev/null 2>&1) &
+                done
+                wait_all
+                since "$t0" "$TMP/big.join4"
+            fi
+        done
+        # agents land three commits; the user then fetches them
+        for n in 1 2 3; do
+            local wt="$ws/.bones/swarm/s$n/wt"
+            echo "pub fn agent_$n() {}" >>"$wt/src/m00$n/p0/f0000$n.rs"
+            echo "pub fn new_$n() {}" >"$wt/src/agent_$n.rs"
+            (cd "$wt" && "$BONES" swarm commit -m "agent $n" >/dev/null 2>&1)
+        done
+        git clone -q --no-local "$ws" "$fresh"
+        for s in $order; do
+            if [ "$s" = git ]; then
+                t0="$EPOCHREALTIME"
+                git -C "$fresh" fetch -q --no-tags "$ws/.bones/hub.git" +refs/heads/trunk:refs/heads/bones/trunk
+                since "$t0" "$TMP/big.apply_git"
+            else
+                t0="$EPOCHREALTIME"
+                (cd "$ws" && "$BONES" apply >/dev/null 2>&1)
+                since "$t0" "$TMP/big.apply"
+            fi
+        done
+        if [ "$(git -C "$ws" rev-parse bones/trunk)" != "$(git -C "$fresh" rev-parse bones/trunk)" ]; then
+            log "bones apply fetched another trunk than git fetch"
+            return 1
+        fi
+        log "run $run: seed $(tail -n1 "$TMP/big.seed")s vs clone $(tail -n1 "$TMP/big.seed_git")s;" \
+            "join $(tail -n1 "$TMP/big.join")s vs $(tail -n1 "$TMP/big.join_git")s;" \
+            "4 joins $(tail -n1 "$TMP/big.join4")s vs $(tail -n1 "$TMP/big.join4_git")s;" \
+            "apply $(tail -n1 "$TMP/big.apply")s vs fetch $(tail -n1 "$TMP/big.apply_git")s"
+        # each run's ratio compares neighbours in time: a busy machine
+        # slows both sides of a pair alike, not two medians taken apart
+        for name in seed join join4 apply; do
+            paste "$TMP/big.$name" "$TMP/big.${name}_git" | tail -n1 |
+                awk '{ printf "%.6f\n", $1 / $2 }' >>"$TMP/big.r_$name"
+        done
+        (cd "$ws" && "$BONES" hub stop --force >/dev/null 2>&1)
+        rm -rf "$TMP/big-$run"
+    done
+    local m=()
+    for name in seed seed_git join join_git join4 join4_git apply apply_git \
+        r_seed r_join r_join4 r_apply; do
+        m+=("$(median <"$TMP/big.$name")")
+    done
+    awk -v s="${m[0]}" -v sg="${m[1]}" -v j="${m[2]}" -v jg="${m[3]}" \
+        -v j4="${m[4]}" -v j4g="${m[5]}" -v a="${m[6]}" -v ag="${m[7]}" \
+        -v rs="${m[8]}" -v rj="${m[9]}" -v rj4="${m[10]}" -v ra="${m[11]}" \
+        -v f="$tracked" -v r="$runs" 'BEGIN {
+            printf "bench bigrepo seed_ratio=%.2f join_ratio=%.2f join4_ratio=%.2f apply_ratio=%.2f", rs, rj, rj4, ra
+            printf " seed_ms=%.0f clone_ms=%.0f join_ms=%.0f worktree_ms=%.0f join4_ms=%.0f worktree4_ms=%.0f apply_ms=%.0f fetch_ms=%.0f files=%d runs=%d\n", s * 1000, sg * 1000, j * 1000, jg * 1000, j4 * 1000, j4g * 1000, a * 1000, ag * 1000, f, r
+        }'
+}
+
 build
 case "$mode" in
 start | stop) bench_start_stop "$mode" ;;
@@ -395,6 +571,7 @@ commits) bench_commits ;;
 claims) bench_claims ;;
 feed) bench_feed ;;
 wait) bench_wait ;;
+bigrepo) bench_bigrepo ;;
 all)
     bench_start_stop both
     bench_logs
@@ -402,5 +579,6 @@ all)
     bench_claims
     bench_feed
     bench_wait
+    bench_bigrepo
     ;;
 esac

@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod duration;
 pub mod feed;
 pub mod fsutil;
+pub mod gitcli;
 pub mod hash;
 pub mod hub;
 pub mod shown;

@@ -104,7 +104,12 @@ fn start_status_stop_round_trip() {
             .position(|m| m.starts_with(needle))
             .unwrap_or_else(|| panic!("{needle:?} not in {messages:?}"))
     };
-    assert!(messages[0].contains(&format!("hub: starting (pid={pid}, repo-port=")));
+    // the first start's seed (made by the starting CLI) comes first
+    assert!(
+        messages[0].starts_with("hub: seeded trunk "),
+        "{messages:?}"
+    );
+    assert!(messages[1].contains(&format!("hub: starting (pid={pid}, repo-port=")));
     assert!(position("hub: starting") < position("hub: ready"));
     assert!(position("hub: ready") < position("hub: stopping"));
     assert!(position("hub: stopping") < position("hub: stopped"));
@@ -175,11 +180,12 @@ fn first_start_seeds_trunk_from_the_working_tree() {
         .unwrap()
         .to_string();
     assert_eq!(
-        commit.message().ok(),
+        commit.summary().ok().flatten(),
         Some(format!("session base: {}", &head[..7]).as_str())
     );
     assert_eq!(commit.author().name().ok(), Some("orchestrator"));
-    assert_eq!(commit.parent_count(), 0);
+    // trunk descends from the user's HEAD (issue 16)
+    assert_eq!(commit.parent_id(0).unwrap().to_string(), head);
     let tree = commit.tree().unwrap();
     let main = tree.get_path(Path::new("src/main.rs")).unwrap();
     assert_eq!(
@@ -195,7 +201,11 @@ fn first_start_seeds_trunk_from_the_working_tree() {
         tree.get_name("README.md").is_none(),
         "tracked but deleted: skipped"
     );
-    assert!(tree.get_name("link").is_none(), "symlinks are skipped");
+    assert_eq!(
+        tree.get_name("link").unwrap().filemode(),
+        0o120000,
+        "a tracked symbolic link stays one"
+    );
     assert!(tree.get_name("untracked.txt").is_none());
     assert_eq!(repo.head().unwrap().name().ok(), Some("refs/heads/trunk"));
 }

@@ -432,7 +432,11 @@ fn apply_brings_trunk_into_the_user_repository() {
 
     let out = ws.ok(&["apply"]);
     assert_eq!(stdout(&out).trim(), "bones/trunk");
-    assert!(stderr(&out).contains("git cherry-pick"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("git merge --ff-only bones/trunk"),
+        "{}",
+        stderr(&out)
+    );
     let user_git = |args: &[&str]| -> String {
         let out = std::process::Command::new("git")
             .args(args)

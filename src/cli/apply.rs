@@ -1,4 +1,4 @@
-//! `bones apply [--slot NAME] [--worktree]`.
+//! `bones apply [--slot NAME] [--worktree [--unstaged] [--dry-run]]`.
 
 use clap::Args;
 use serde_json::json;
@@ -13,10 +13,18 @@ pub struct ApplyArgs {
     /// A slot's branch instead of trunk.
     #[arg(long, value_name = "NAME")]
     slot: Option<String>,
-    /// Apply the changes to your working tree (refuses when that would
-    /// overwrite uncommitted changes).
+    /// Bring what landed since the last `apply --worktree` into your
+    /// working tree, staged like `git cherry-pick --no-commit` (refuses,
+    /// touching nothing, when that would overwrite uncommitted changes).
     #[arg(long)]
     worktree: bool,
+    /// With --worktree: leave the changes unstaged.
+    #[arg(long, requires = "worktree")]
+    unstaged: bool,
+    /// With --worktree: list what would change (A/M/D and the path) and
+    /// change nothing.
+    #[arg(long, requires = "worktree")]
+    dry_run: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -33,41 +41,74 @@ pub fn run(args: ApplyArgs) -> u8 {
     let opts = ApplyOptions {
         slot: args.slot,
         worktree: args.worktree,
+        unstaged: args.unstaged,
+        dry_run: args.dry_run,
     };
-    match apply::apply(&paths, &opts) {
-        Ok(applied) => {
-            let seed = &applied.seed[..12];
-            eprintln!(
-                "apply: {} is at {} ({} commit(s) after the session base {seed})",
-                applied.branch,
-                &applied.tip[..12],
-                applied.commits
-            );
-            if opts.worktree {
-                eprintln!(
-                    "apply: changed {} file(s) in your working tree; review with `git status` and `git diff`",
-                    applied.changed.len()
-                );
-            } else if applied.commits > 0 {
-                eprintln!(
-                    "apply: to take these commits onto your branch: git cherry-pick {seed}..{}",
-                    applied.branch
-                );
-                eprintln!("apply: or as changes to your working tree: bones apply --worktree");
-            }
-            if args.json {
-                println!("{}", json!(applied));
-            } else {
-                println!("{}", applied.branch);
-            }
-            exit::OK
-        }
+    let applied = match apply::apply(&paths, &opts) {
+        Ok(applied) => applied,
         Err(err) => {
             report(&err);
-            match err {
+            return match err {
                 ApplyError::Name(_) => exit::USAGE,
+                ApplyError::Conflict { .. } => exit::CONFLICT,
                 _ => exit::FAILURE,
-            }
+            };
+        }
+    };
+    let tip = &applied.tip[..12];
+    if !applied.related {
+        eprintln!(
+            "apply: this hub's trunk shares no history with your branch (seeded by an earlier bones); \
+             see \"Hubs seeded by earlier versions\" in the README"
+        );
+    }
+    if opts.worktree {
+        let from = applied.from.as_deref().map(|f| &f[..12]).unwrap_or("?");
+        if applied.nothing_new {
+            eprintln!(
+                "apply: nothing new on {} since {from}; your working tree is unchanged",
+                applied.branch
+            );
+        } else if applied.dry_run {
+            eprintln!(
+                "apply: would change {} file(s) ({from}..{tip}); nothing was changed",
+                applied.changed.len()
+            );
+        } else {
+            eprintln!(
+                "apply: brought {from}..{tip} into your working tree: {} file(s), {}; review with `git status` and `git diff{}`",
+                applied.changed.len(),
+                if applied.staged { "staged" } else { "unstaged" },
+                if applied.staged { " --cached" } else { "" }
+            );
+        }
+    } else {
+        eprintln!(
+            "apply: {} is at {tip} ({} commit(s) your branch lacks)",
+            applied.branch, applied.commits
+        );
+        match &applied.integrate {
+            Some(command) => eprintln!("apply: integrate it with: {command}"),
+            None => eprintln!(
+                "apply: your branch already has everything on {}",
+                applied.branch
+            ),
+        }
+        if applied.ahead > 0 && applied.integrate.is_none() && opts.slot.is_none() {
+            eprintln!(
+                "apply: your branch has {} commit(s) trunk lacks; `bones land` puts them on trunk",
+                applied.ahead
+            );
         }
     }
+    if args.json {
+        println!("{}", json!(applied));
+    } else if opts.worktree {
+        for change in &applied.changed {
+            println!("{}\t{}", change.status, change.path);
+        }
+    } else {
+        println!("{}", applied.branch);
+    }
+    exit::OK
 }

@@ -7,6 +7,7 @@ mod apply;
 mod doctor;
 mod feed;
 mod hub;
+mod land;
 mod logs;
 mod swarm;
 mod tasks;
@@ -29,7 +30,9 @@ pub mod exit {
     pub const DEGRADED: u8 = 3;
     /// `hub stop`: refused because slots hold live leases.
     pub const LIVE_LEASES: u8 = 4;
-    /// `swarm commit`: the change conflicts with trunk; trunk is unchanged.
+    /// `swarm commit`, `land`: the change conflicts with trunk; trunk is
+    /// unchanged. `apply --worktree`: trunk's changes conflict with your
+    /// commits; nothing was changed.
     pub const CONFLICT: u8 = 5;
     /// `swarm join`: another agent holds the slot's lease;
     /// `tasks claim`: another holds the task.
@@ -57,7 +60,7 @@ pub mod exit {
         bones hub stop              stop it",
     after_help = "Exit codes: 0 success, 1 failure (doctor: something to fix), 2 usage error, \
         3 hub degraded (hub status), \
-        4 live slot leases (hub stop), 5 conflict with trunk (swarm commit), \
+        4 live slot leases (hub stop), 5 conflict with trunk (swarm commit, land, apply --worktree), \
         6 held by another (swarm join, tasks claim), 7 no ready task (tasks claim --next), \
         8 unresolved conflict markers (swarm commit)."
 )]
@@ -108,6 +111,14 @@ enum Command {
     /// your working tree instead, refusing (touching nothing) when that
     /// would overwrite uncommitted changes.
     Apply(apply::ApplyArgs),
+    /// Land your branch's new commits on trunk, so agents get them.
+    ///
+    /// Fetches your current branch into the hub and lands the commits
+    /// trunk lacks the way a slot's commits land: replayed onto trunk,
+    /// linear, compare-and-swap. Agents see them on their next
+    /// `bones swarm sync`. Exit 5 on a conflict: trunk is unchanged and
+    /// the paths are named.
+    Land(land::LandArgs),
     /// Check what can keep the hub from working, and print how to fix it.
     ///
     /// Looks at the tools, pid and lock files, stray processes, recorded
@@ -143,6 +154,7 @@ pub fn main() -> ExitCode {
         Command::Logs(args) => logs::run(args),
         Command::Swarm(command) => swarm::run(command),
         Command::Apply(args) => apply::run(args),
+        Command::Land(args) => land::run(args),
         Command::Tasks(command) => tasks::run(command),
         Command::Doctor(args) => doctor::run(args),
         Command::Share(args) => feed::share(args),

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use super::land::{self, LandError};
 use super::log::{EventKind, HubLog, LogEntry, LogLevel};
+use super::repo::USER_REF;
 use crate::swarm::name;
 use crate::swarm::protocol::{LAND_SUBJECT, LandReply, LandRequest};
 
@@ -90,6 +91,9 @@ fn work(hub_repo: PathBuf, queue: mpsc::Receiver<Job>) {
 }
 
 fn land_one(repo: &Repository, request: &LandRequest) -> LandReply {
+    if let Some(branch) = &request.user {
+        return land_user(repo, request, branch);
+    }
     if let Err(err) = name::validate_slot(&request.slot) {
         return failed(&err.to_string());
     }
@@ -112,7 +116,33 @@ fn land_one(repo: &Repository, request: &LandRequest) -> LandReply {
         Err(err) => return failed(&format!("slot/{}: {}", request.slot, err.message())),
     }
     let reflog = format!("bones: land slot {}", request.slot);
-    match land::land(repo, head, &reflog) {
+    reply_of(land::land(repo, head, &reflog))
+}
+
+/// Lands the user's branch (`bones land`), fetched into
+/// [`USER_REF`]: the same replay and compare-and-swap as a slot's commits.
+fn land_user(repo: &Repository, request: &LandRequest, branch: &str) -> LandReply {
+    let Ok(head) = Oid::from_str(&request.head) else {
+        return failed(&format!(
+            "not a commit id: {}",
+            crate::shown::shown(&request.head)
+        ));
+    };
+    match repo.refname_to_id(USER_REF) {
+        Ok(tip) if tip == head => {}
+        Ok(tip) => {
+            return failed(&format!(
+                "{USER_REF} moved to {tip} while landing {head}; run `bones land` again"
+            ));
+        }
+        Err(err) => return failed(&format!("{USER_REF}: {}", err.message())),
+    }
+    let reflog = format!("bones: land {}", crate::shown::shown(branch));
+    reply_of(land::land(repo, head, &reflog))
+}
+
+fn reply_of(landed: Result<land::Landed, LandError>) -> LandReply {
+    match landed {
         Ok(landed) => LandReply::Landed {
             trunk: landed.trunk.to_string(),
             commits: landed.commits.iter().map(Oid::to_string).collect(),
@@ -162,5 +192,11 @@ fn log_rpc(
     entry.task = request.and_then(|r| r.task.clone());
     entry.took_ms = Some(started.elapsed().as_millis() as u64);
     entry.err = err;
+    if request.is_some_and(|r| r.user.is_some()) {
+        // `bones land`: the user's branch, no slot
+        entry.msg = Some("land".to_string());
+        entry.rpc = Some("land".to_string());
+        entry.slot = None;
+    }
     log.write(entry);
 }

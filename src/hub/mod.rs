@@ -44,6 +44,7 @@ pub use status::StatusReport;
 pub use stop::{StopOptions, StopOutcome, stop};
 
 use crate::fsutil;
+use crate::gitcli::Progress;
 use crate::workspace::{Workspace, WorkspaceError};
 
 /// Default bound on a graceful shutdown.
@@ -287,6 +288,14 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
         },
         &hub_log,
     )?;
+    // the first start seeds here, under the lock: its progress reaches the
+    // terminal, and a big repository's seed is not counted against the
+    // detached hub's ready timeout (issue 16)
+    if let Some(seeded) =
+        repo::open_or_seed_with(&paths.hub_repo, &ws.root, Progress::Stderr("hub"))?
+    {
+        hub_log.info(repo::seeded_message(&seeded));
+    }
     if opts.detach {
         // the detached hub takes the run lock as its first act; the start
         // lock, held until it is ready, keeps every other start out of the

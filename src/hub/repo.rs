@@ -1,23 +1,40 @@
 //! The hub repository: a bare git repository, `hub.git`, with one linear
 //! branch, `trunk`, that every slot commits through.
 //!
-//! It is seeded once, on the first start, with the working-tree content of
-//! every git-tracked file, and never wiped afterwards (decision 2): a restart
-//! must not lose what agents committed. The seed is built in a temporary
-//! directory and renamed into place, so a crash mid-seed leaves no
-//! half-made repository for the next start to trip over.
+//! It is seeded once, on the first start, and never wiped afterwards
+//! (decision 2): a restart must not lose what agents committed. Trunk grows
+//! from the user's own history (ADR 0012): the history of the workspace's
+//! `HEAD` is fetched into `hub.git` (git's own fetch: the hub keeps its own
+//! copy, so the user's `git gc` or a rewritten branch never takes an object
+//! trunk needs), and trunk starts at that commit. When the working tree
+//! holds tracked files that differ from `HEAD`, trunk's first commit is a
+//! child of `HEAD` with that content, so agents start from what the user
+//! sees. The seed is built in a temporary directory and renamed into place,
+//! so a crash mid-seed leaves no half-made repository for the next start to
+//! trip over.
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use git2::{IndexEntry, IndexTime, Oid, Repository, Signature};
+use git2::{Delta, DiffOptions, Oid, Repository, Signature};
+
+use crate::gitcli::{self, GitError, Progress};
 
 /// The one branch slots land on.
 pub const TRUNK: &str = "trunk";
 /// Fully qualified trunk ref.
 pub const TRUNK_REF: &str = "refs/heads/trunk";
+/// The user's commit trunk grew from (the workspace's `HEAD` at the seed).
+/// Absent in hubs seeded before trunk shared the user's history.
+pub const BASE_REF: &str = "refs/bones/base";
+/// Trunk's first commit: the base itself, or its child holding the
+/// working tree's uncommitted content at the seed. `bones apply
+/// --worktree` never brings what is before it: the user already had it.
+pub const SEED_REF: &str = "refs/bones/seed";
+/// Where `bones land` puts the user's branch for the hub to land.
+pub const USER_REF: &str = "refs/bones/user";
 /// Author and committer of the seed commit.
 pub const SEED_AUTHOR: &str = "orchestrator";
 
@@ -31,6 +48,12 @@ pub enum RepoError {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+    #[error("seed: cannot fetch the history of HEAD from {path}: {source}")]
+    Fetch {
+        path: PathBuf,
+        #[source]
+        source: GitError,
     },
     #[error("seed: {0}")]
     Seed(String),
@@ -61,14 +84,44 @@ fn git_err(path: &Path) -> impl FnOnce(git2::Error) -> RepoError + '_ {
 /// What a seed produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seeded {
+    /// Trunk's first commit.
     pub commit: String,
+    /// The user's commit it descends from (`None` for a workspace without
+    /// commits).
+    pub base: Option<String>,
+    /// Tracked files on trunk.
     pub files: usize,
+    /// Files whose working-tree content differed from `HEAD`.
+    pub changed: usize,
+    /// Tracked files left out: deleted in the working tree, or not
+    /// readable as a file or symbolic link.
     pub skipped: Vec<PathBuf>,
+}
+
+/// The hub.log line for a seed.
+pub fn seeded_message(seeded: &Seeded) -> String {
+    format!(
+        "hub: seeded trunk {} from {} tracked files ({} differing from HEAD {})",
+        &seeded.commit[..7],
+        seeded.files,
+        seeded.changed,
+        seeded.base.as_deref().map_or("(none)", |b| &b[..7]),
+    )
 }
 
 /// Opens `hub.git`, seeding it from `workspace_root` if it does not exist.
 /// Returns what was seeded, or `None` when the repository already existed.
 pub fn open_or_seed(hub_repo: &Path, workspace_root: &Path) -> Result<Option<Seeded>, RepoError> {
+    open_or_seed_with(hub_repo, workspace_root, Progress::Quiet)
+}
+
+/// [`open_or_seed`], showing the progress of a seed slower than
+/// [`gitcli::PROGRESS_AFTER`] as `progress` says.
+pub fn open_or_seed_with(
+    hub_repo: &Path,
+    workspace_root: &Path,
+    progress: Progress,
+) -> Result<Option<Seeded>, RepoError> {
     if hub_repo.join("HEAD").is_file() {
         let repo = Repository::open_bare(hub_repo).map_err(git_err(hub_repo))?;
         check_trunk(&repo, hub_repo)?;
@@ -77,7 +130,7 @@ pub fn open_or_seed(hub_repo: &Path, workspace_root: &Path) -> Result<Option<See
     }
     let tmp = hub_repo.with_extension(format!("git.seeding.{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
-    let result = seed_into(&tmp, workspace_root);
+    let result = seed_into(&tmp, workspace_root, progress);
     match result {
         Ok(seeded) => {
             fs::rename(&tmp, hub_repo).map_err(|e| {
@@ -95,91 +148,204 @@ pub fn open_or_seed(hub_repo: &Path, workspace_root: &Path) -> Result<Option<See
     }
 }
 
-fn seed_into(target: &Path, workspace_root: &Path) -> Result<Seeded, RepoError> {
+fn seed_into(
+    target: &Path,
+    workspace_root: &Path,
+    progress: Progress,
+) -> Result<Seeded, RepoError> {
+    let started = std::time::Instant::now();
     let source = Repository::open(workspace_root).map_err(git_err(workspace_root))?;
-    let source_index = source.index().map_err(git_err(workspace_root))?;
-    let short_head = source
-        .head()
-        .ok()
-        .and_then(|h| h.target())
-        .map(|oid| oid.to_string()[..7].to_string())
-        .unwrap_or_else(|| "uncommitted".to_string());
-
     let repo = Repository::init_bare(target).map_err(git_err(target))?;
     keep_ref_log(&repo).map_err(git_err(target))?;
     // HEAD names trunk before trunk exists, so its reflog has the seed too
     repo.set_head(TRUNK_REF).map_err(git_err(target))?;
-    let mut index = git2::Index::new().map_err(git_err(target))?;
-    let mut files = 0;
+    let base = match source.head().ok().and_then(|h| h.target()) {
+        Some(_) => Some(fetch_head(&repo, target, workspace_root, progress)?),
+        None => None, // no commit yet: trunk starts as a root commit
+    };
+    // the tree to start from, read in the user's repository (which has it)
+    let base_tree = match base {
+        Some(id) => Some(
+            source
+                .find_commit(id)
+                .and_then(|c| c.tree())
+                .map_err(git_err(workspace_root))?,
+        ),
+        None => None,
+    };
+    let mut opts = DiffOptions::new();
+    opts.include_typechange(true)
+        .ignore_submodules(true)
+        .include_untracked(false);
+    // compares through the index's stat data, as `git status` does: only
+    // files whose size or time changed are read
+    let diff = source
+        .diff_tree_to_workdir_with_index(base_tree.as_ref(), Some(&mut opts))
+        .map_err(git_err(workspace_root))?;
+
+    let baseline = match base {
+        Some(id) => repo
+            .find_commit(id)
+            .and_then(|c| c.tree())
+            .map_err(git_err(target))?,
+        None => {
+            let empty = repo
+                .treebuilder(None)
+                .and_then(|b| b.write())
+                .map_err(git_err(target))?;
+            repo.find_tree(empty).map_err(git_err(target))?
+        }
+    };
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    let mut changed = 0;
     let mut skipped = Vec::new();
-    for entry in source_index.iter() {
-        let rel = PathBuf::from(String::from_utf8_lossy(&entry.path).into_owned());
-        let abs = workspace_root.join(&rel);
-        let meta = match fs::symlink_metadata(&abs) {
-            Ok(meta) => meta,
-            // tracked but deleted in the working tree: once aborted every start (Go #302)
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                skipped.push(rel);
-                continue;
-            }
-            Err(source) => return Err(RepoError::Read { path: abs, source }),
+    let total = diff.deltas().len();
+    let mut shown = std::time::Instant::now();
+    for delta in diff.deltas() {
+        if let Progress::Stderr(label) = progress
+            && started.elapsed() >= gitcli::PROGRESS_AFTER
+            && shown.elapsed() >= std::time::Duration::from_secs(1)
+        {
+            eprintln!("{label}: seed: {changed}/{total} changed working-tree files read");
+            shown = std::time::Instant::now();
+        }
+        let Some(rel) = delta.new_file().path().or(delta.old_file().path()) else {
+            continue;
         };
-        if !meta.file_type().is_file() {
+        let rel = rel.to_path_buf();
+        if delta.status() == Delta::Deleted {
+            // tracked but deleted in the working tree: once aborted every start (Go #302)
+            update.remove(&rel);
             skipped.push(rel);
+            changed += 1;
             continue;
         }
-        let content = fs::read(&abs).map_err(|source| RepoError::Read {
-            path: abs.clone(),
-            source,
-        })?;
-        let oid = repo.blob(&content).map_err(git_err(target))?;
-        let executable = meta.permissions().mode() & 0o111 != 0;
-        index
-            .add(&index_entry(&entry.path, oid, executable, meta.size()))
-            .map_err(git_err(target))?;
-        files += 1;
+        let abs = workspace_root.join(&rel);
+        match working_entry(&repo, &abs).map_err(git_err(target))? {
+            Some((blob, mode)) => {
+                update.upsert(&rel, blob, mode);
+            }
+            None => {
+                update.remove(&rel);
+                skipped.push(rel);
+            }
+        }
+        changed += 1;
     }
+    let tree_id = update
+        .create_updated(&repo, &baseline)
+        .map_err(git_err(target))?;
+    let tree = repo.find_tree(tree_id).map_err(git_err(target))?;
+    let files = count_files(&tree).map_err(git_err(target))?;
     if files == 0 {
         return Err(RepoError::Seed(format!(
             "no git-tracked files in {} could be read; commit at least one regular file",
             workspace_root.display()
         )));
     }
-    let tree_id = index.write_tree_to(&repo).map_err(git_err(target))?;
-    let tree = repo.find_tree(tree_id).map_err(git_err(target))?;
-    let who = Signature::now(SEED_AUTHOR, "orchestrator@bones.local").map_err(git_err(target))?;
-    let commit = repo
-        .commit(
-            Some(TRUNK_REF),
-            &who,
-            &who,
-            &format!("session base: {short_head}"),
-            &tree,
-            &[],
-        )
+    let commit = match base {
+        Some(base) if tree_id == baseline.id() => base,
+        _ => {
+            let parent = match base {
+                Some(id) => Some(repo.find_commit(id).map_err(git_err(target))?),
+                None => None,
+            };
+            let short = base
+                .map(|b| b.to_string()[..7].to_string())
+                .unwrap_or_else(|| "uncommitted".to_string());
+            let who =
+                Signature::now(SEED_AUTHOR, "orchestrator@bones.local").map_err(git_err(target))?;
+            let message = format!(
+                "session base: {short}\n\nThe workspace's tracked files as they were when the hub first started,\nuncommitted changes included.\n"
+            );
+            repo.commit(
+                None,
+                &who,
+                &who,
+                &message,
+                &tree,
+                &parent.iter().collect::<Vec<_>>(),
+            )
+            .map_err(git_err(target))?
+        }
+    };
+    repo.reference(TRUNK_REF, commit, true, "bones: seed")
+        .and_then(|_| repo.reference(SEED_REF, commit, true, "bones: seed"))
         .map_err(git_err(target))?;
     Ok(Seeded {
         commit: commit.to_string(),
+        base: base.map(|b| b.to_string()),
         files,
+        changed,
         skipped,
     })
 }
 
-fn index_entry(path: &[u8], id: Oid, executable: bool, size: u64) -> IndexEntry {
-    IndexEntry {
-        ctime: IndexTime::new(0, 0),
-        mtime: IndexTime::new(0, 0),
-        dev: 0,
-        ino: 0,
-        mode: if executable { 0o100755 } else { 0o100644 },
-        uid: 0,
-        gid: 0,
-        file_size: size as u32,
-        id,
-        flags: 0,
-        flags_extended: 0,
-        path: path.to_vec(),
+/// Fetches the history of the workspace's `HEAD` into `repo` as
+/// [`BASE_REF`] and returns the commit.
+fn fetch_head(
+    repo: &Repository,
+    target: &Path,
+    workspace_root: &Path,
+    progress: Progress,
+) -> Result<Oid, RepoError> {
+    gitcli::fetch(
+        target,
+        workspace_root,
+        &[&format!("+HEAD:{BASE_REF}")],
+        progress,
+    )
+    .map_err(|source| RepoError::Fetch {
+        path: workspace_root.to_path_buf(),
+        source,
+    })?;
+    repo.refname_to_id(BASE_REF).map_err(git_err(target))
+}
+
+/// The blob and mode of a working-tree path, written into `repo`; `None`
+/// when it is neither a file nor a symbolic link (or vanished).
+fn working_entry(
+    repo: &Repository,
+    abs: &Path,
+) -> Result<Option<(Oid, git2::FileMode)>, git2::Error> {
+    let meta = match fs::symlink_metadata(abs) {
+        Ok(meta) => meta,
+        Err(_) => return Ok(None),
+    };
+    if meta.file_type().is_symlink() {
+        let Ok(target) = fs::read_link(abs) else {
+            return Ok(None);
+        };
+        let bytes = target.as_os_str().as_encoded_bytes();
+        return Ok(Some((repo.blob(bytes)?, git2::FileMode::Link)));
     }
+    if !meta.file_type().is_file() {
+        return Ok(None);
+    }
+    let Ok(content) = fs::read(abs) else {
+        return Ok(None);
+    };
+    let executable = meta.permissions().mode() & 0o111 != 0;
+    Ok(Some((
+        repo.blob(&content)?,
+        if executable {
+            git2::FileMode::BlobExecutable
+        } else {
+            git2::FileMode::Blob
+        },
+    )))
+}
+
+/// Files (blobs) in a tree, recursively.
+fn count_files(tree: &git2::Tree) -> Result<usize, git2::Error> {
+    let mut files = 0;
+    tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
+        if entry.kind() == Some(git2::ObjectType::Blob) {
+            files += 1;
+        }
+        git2::TreeWalkResult::Ok
+    })?;
+    Ok(files)
 }
 
 /// Removes `trunk.lock` left by a hub killed mid-update. Only the hub
@@ -307,8 +473,17 @@ mod tests {
         assert!(status.success(), "git {args:?}");
     }
 
+    fn head(dir: &Path) -> Oid {
+        Repository::open(dir)
+            .unwrap()
+            .head()
+            .unwrap()
+            .target()
+            .unwrap()
+    }
+
     #[test]
-    fn seeds_working_tree_content_and_keeps_exec_bit() {
+    fn seeds_working_tree_content_on_top_of_head_and_keeps_exec_bit() {
         let tmp = tempfile::tempdir().unwrap();
         let ws = tmp.path().join("ws");
         fs::create_dir_all(ws.join("src")).unwrap();
@@ -326,6 +501,7 @@ mod tests {
         let seeded = open_or_seed(&hub, &ws).unwrap().expect("seeded");
         assert_eq!(seeded.files, 2);
         assert_eq!(seeded.skipped, vec![PathBuf::from("gone.txt")]);
+        assert_eq!(seeded.base, Some(head(&ws).to_string()));
 
         let repo = Repository::open_bare(&hub).unwrap();
         let commit = repo
@@ -335,6 +511,9 @@ mod tests {
             .unwrap();
         assert!(commit.message().unwrap().starts_with("session base: "));
         assert_eq!(commit.author().name().ok(), Some(SEED_AUTHOR));
+        // trunk descends from the user's history
+        assert_eq!(commit.parent_ids().collect::<Vec<_>>(), vec![head(&ws)]);
+        assert_eq!(repo.refname_to_id(SEED_REF).unwrap(), commit.id());
         let tree = commit.tree().unwrap();
         let readme = tree.get_path(Path::new("README.md")).unwrap();
         let blob = repo.find_blob(readme.id()).unwrap();
@@ -402,5 +581,57 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("bones hub restore"), "{err}");
+    }
+
+    #[test]
+    fn a_clean_working_tree_starts_trunk_at_head() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        fs::create_dir_all(&ws).unwrap();
+        fs::write(ws.join("a.txt"), "a\n").unwrap();
+        fs::write(ws.join("untracked.txt"), "not seeded\n").unwrap();
+        git(&ws, &["init", "-q"]);
+        git(&ws, &["add", "a.txt"]);
+        git(&ws, &["commit", "-qm", "one"]);
+        fs::write(ws.join("a.txt"), "a2\n").unwrap();
+        git(&ws, &["commit", "-qam", "two"]);
+
+        let hub = tmp.path().join("hub.git");
+        let seeded = open_or_seed(&hub, &ws).unwrap().expect("seeded");
+        assert_eq!(seeded.commit, head(&ws).to_string());
+        assert_eq!(seeded.changed, 0);
+        assert_eq!(trunk_tip(&hub).unwrap(), head(&ws).to_string());
+        let repo = Repository::open_bare(&hub).unwrap();
+        let tip = repo.find_commit(head(&ws)).unwrap();
+        assert_eq!(tip.parent(0).unwrap().summary(), Ok(Some("one")));
+        assert!(
+            tip.tree()
+                .unwrap()
+                .get_path(Path::new("untracked.txt"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_workspace_without_commits_seeds_a_root_commit_of_its_index() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        fs::create_dir_all(&ws).unwrap();
+        fs::write(ws.join("staged.txt"), "staged\n").unwrap();
+        fs::write(ws.join("untracked.txt"), "not seeded\n").unwrap();
+        git(&ws, &["init", "-q"]);
+        git(&ws, &["add", "staged.txt"]);
+
+        let hub = tmp.path().join("hub.git");
+        let seeded = open_or_seed(&hub, &ws).unwrap().expect("seeded");
+        assert_eq!((seeded.files, seeded.base), (1, None));
+        let repo = Repository::open_bare(&hub).unwrap();
+        let commit = repo
+            .find_commit(Oid::from_str(&seeded.commit).unwrap())
+            .unwrap();
+        assert_eq!(commit.parent_count(), 0);
+        let tree = commit.tree().unwrap();
+        assert_eq!(tree.len(), 1);
+        assert!(tree.get_name("staged.txt").is_some());
     }
 }

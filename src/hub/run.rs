@@ -134,11 +134,7 @@ fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubErro
     repo::clear_stale_trunk_lock(&paths.hub_repo);
     match repo::open_or_seed(&paths.hub_repo, &paths.root) {
         Ok(Some(seeded)) => {
-            log.info(format!(
-                "hub: seeded trunk {} from {} tracked files",
-                &seeded.commit[..7],
-                seeded.files
-            ));
+            log.info(repo::seeded_message(&seeded));
             Ok(Server { supervisor, key })
         }
         Ok(None) => Ok(Server { supervisor, key }),

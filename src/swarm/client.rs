@@ -520,6 +520,7 @@ impl Swarm {
             head: head.to_string(),
             agent: Some(held.agent_id.clone()),
             task: held.task_id.clone(),
+            user: None,
         };
         let reply = self.land(&request).await?;
         match reply {
@@ -555,7 +556,7 @@ impl Swarm {
         }
     }
 
-    async fn land(&self, request: &LandRequest) -> Result<LandReply, SwarmError> {
+    pub(crate) async fn land(&self, request: &LandRequest) -> Result<LandReply, SwarmError> {
         let not_landed = |reason: String| SwarmError::NotLanded {
             slot: request.slot.clone(),
             reason,

@@ -5,12 +5,14 @@
 //! short-lived CLI says nothing about whether an agent is still working.
 
 pub mod apply;
+mod checkout;
 mod client;
 mod identity;
 pub mod lease;
 pub mod name;
 pub mod protocol;
 pub mod slot;
+pub mod user;
 
 pub use client::{
     AGENT_ENV, Closed, CommitOutcome, JoinOptions, Joined, MAX_MESSAGE, SLOT_ENV, SlotStatus,

@@ -18,6 +18,11 @@ pub struct LandRequest {
     pub agent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
+    /// Set by `bones land`: the commits to land are the user's, fetched
+    /// into `refs/bones/user` (`slot` is then empty); names the user's
+    /// branch for the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// The hub's answer.
