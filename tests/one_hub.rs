@@ -133,6 +133,25 @@ fn a_copied_workspace_never_controls_the_original_hub() {
     assert!(alive(original), "stop in the copy signalled the original");
     assert_eq!(ws.status().0, 0);
 
+    // before its own hub runs, the copy's clients never reach the
+    // original's server with the copied URL and key
+    let created = ws
+        .command_in(&copy, &["tasks", "create", "made in the copy"])
+        .env("BONES_NO_AUTOSTART", "1")
+        .output()
+        .unwrap();
+    assert_eq!(code(&created), Some(1), "{}", stderr(&created));
+    assert!(
+        stderr(&created).contains("is a copy of"),
+        "{}",
+        stderr(&created)
+    );
+    let listed = ws.run(&["tasks", "list", "--json"]);
+    assert!(
+        !String::from_utf8_lossy(&listed.stdout).contains("made in the copy"),
+        "the copy wrote to the original's board"
+    );
+
     let out = in_copy(&ws, &["hub", "start", "--detach"]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     let copy_state = copy.join(".bones");
@@ -264,7 +283,11 @@ fn a_state_directory_or_key_another_user_made_is_refused() {
     // the user's own key, readable by others
     let token = open.join("nats.seed");
     fs::remove_file(&token).unwrap();
-    fs::write(&token, "SUAKYRHVIOREXV7EUZTBHUHL7NUMHPMAS7QMDU3GTIUWEI5LDNOXD43IZY\n").unwrap();
+    fs::write(
+        &token,
+        "SUAKYRHVIOREXV7EUZTBHUHL7NUMHPMAS7QMDU3GTIUWEI5LDNOXD43IZY\n",
+    )
+    .unwrap();
     fs::set_permissions(&token, fs::Permissions::from_mode(0o644)).unwrap();
     let out = with_open(&["hub", "start", "--detach"]);
     assert_eq!(code(&out), Some(1), "{}", stderr(&out));

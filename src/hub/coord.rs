@@ -95,6 +95,10 @@ pub enum CoordError {
         "127.0.0.1:{port} is held by another user (uid {uid}), not by this workspace's hub; bones will not talk to it. Start the hub (`bones hub start --detach`), which picks a free port"
     )]
     ForeignListener { port: u16, uid: u32 },
+    #[error(
+        "{state_dir} is a copy of {original}: its URL and key files name that workspace's hub, which bones will not talk to from here. Start this copy's own hub (`bones hub start --detach`), which makes its own ports and key"
+    )]
+    CopiedState { state_dir: String, original: String },
     #[error("cannot read the coordination key {path}: {source}")]
     Key {
         path: PathBuf,
@@ -279,7 +283,9 @@ pub async fn connect_running(paths: &Paths) -> Result<async_nats::Client, CoordE
     // connect first: checking the process costs more than a connection
     match connect(paths).await {
         Ok(client) => Ok(client),
-        Err(err @ CoordError::ForeignListener { .. }) => Err(err),
+        Err(err @ (CoordError::ForeignListener { .. } | CoordError::CopiedState { .. })) => {
+            Err(err)
+        }
         Err(_)
             if matches!(
                 super::record::hub_state(paths),
@@ -314,6 +320,21 @@ pub async fn connect_with(
         path: paths.nats_url_file.clone(),
         found: crate::shown::shown(&recorded),
     })?;
+    // a copied state directory (`cp -a`) holds the original's URL and key
+    // until its own hub starts: its clients must not reach the original's
+    // server (one read of hub.json and one stat, microseconds)
+    if let Some(record) = super::record::HubRecord::read(paths)
+        && record.belongs_to(paths) == Some(false)
+    {
+        return Err(CoordError::CopiedState {
+            state_dir: crate::shown::path(&paths.state_dir),
+            original: record
+                .state_dir
+                .as_ref()
+                .map(|id| crate::shown::path(&id.path))
+                .unwrap_or_default(),
+        });
+    }
     // while the hub is down anyone may bind its port: check who holds it
     // before connecting (the answer to the challenge checks again)
     let guard = Guard::new(port);

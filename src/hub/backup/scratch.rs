@@ -44,10 +44,7 @@ impl Scratch {
         let port = free_port()?;
         let (key, _) = credential::ensure(&paths)?;
         coord::write_config(&paths, port, &key)?;
-        let log = HubLog::open(
-            stage.join("scratch.log"),
-            LogConfig::default(),
-        );
+        let log = HubLog::open(stage.join("scratch.log"), LogConfig::default());
         let supervisor = Supervisor::start(binary, &paths, log)?;
         Ok(Scratch {
             supervisor: Some(supervisor),
