@@ -12,9 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
-use bones::hub::Paths;
+use bones::state::Paths;
+use bones::state::workspace::Workspace;
 use bones::tasks::{Board, NewTask};
-use bones::workspace::Workspace;
 
 #[path = "common/mod.rs"]
 mod common;

@@ -31,8 +31,8 @@ use async_nats::jetstream::{self, consumer, stream};
 use bones::feed::cursor::Cursor;
 use bones::feed::store;
 use bones::feed::{Entry, Feed, FollowOptions, Kind, NewEntry, Retention, Sink, Start, Stored};
-use bones::hub::Paths;
-use bones::workspace::Workspace;
+use bones::state::Paths;
+use bones::state::workspace::Workspace;
 use futures::StreamExt;
 
 #[path = "common/mod.rs"]

@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use bones::hub::Paths;
+use bones::state::Paths;
+use bones::state::workspace::Workspace;
 use bones::tasks::{Board, NewTask};
-use bones::workspace::Workspace;
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)]

@@ -5,14 +5,13 @@
 //! back: the binary is a thin layer and everything is testable as a library.
 
 pub mod cli;
+pub mod coord;
 pub mod doctor;
-pub mod duration;
 pub mod feed;
-pub mod fsutil;
-pub mod gitcli;
-pub mod hash;
 pub mod hub;
-pub mod shown;
+pub mod oplog;
+pub mod state;
 pub mod swarm;
+pub mod sys;
 pub mod tasks;
-pub mod workspace;
+pub mod trunk;

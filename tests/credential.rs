@@ -25,8 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bones::hub::coord;
-use bones::hub::credential::{self, Guard};
+use bones::coord;
+use bones::coord::credential;
+use bones::coord::credential::Guard;
 use support::{Impostor, Signal, TestWorkspace, send_signal, stderr, wait_until};
 
 /// Speaks the NATS protocol by hand: reads INFO, sends `CONNECT {options}`
@@ -131,7 +132,7 @@ fn a_connection_another_user_accepted_is_not_answered_after_its_listener_is_gone
     };
     assert!(wait_until(Duration::from_secs(10), || impostor.holds_port()));
     let tmp = tempfile::tempdir().unwrap();
-    let paths = bones::hub::Paths::new(&bones::workspace::Workspace {
+    let paths = bones::state::Paths::new(&bones::state::workspace::Workspace {
         root: tmp.path().to_path_buf(),
         state_dir: tmp.path().to_path_buf(),
     });
@@ -147,7 +148,7 @@ fn a_connection_another_user_accepted_is_not_answered_after_its_listener_is_gone
     assert!(connected.is_err(), "connected to the other user");
     assert_eq!(impostor.accepted(), 1);
     assert!(
-        !bones::hub::ports::loopback_listener_uids(port).contains(&65534),
+        !bones::state::ports::loopback_listener_uids(port).contains(&65534),
         "its listener is gone; only the accepted connection is left"
     );
     assert_eq!(guard.refused(), Some(65534));

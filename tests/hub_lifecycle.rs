@@ -654,7 +654,7 @@ fn hub_log_rotates_by_size() {
     assert!(!dir.join("hub.log.3").exists());
     for name in ["hub.log", "hub.log.1", "hub.log.2"] {
         for line in fs::read_to_string(dir.join(name)).unwrap().lines() {
-            serde_json::from_str::<bones::hub::LogEntry>(line).unwrap();
+            serde_json::from_str::<bones::oplog::LogEntry>(line).unwrap();
         }
     }
 }

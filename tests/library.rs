@@ -2,7 +2,9 @@
 
 mod support;
 
-use bones::hub::{self, HubError, HubRecord, StartOptions, StartOutcome, StopOptions, StopOutcome};
+use bones::hub;
+use bones::hub::{HubError, StartOptions, StartOutcome, StopOptions, StopOutcome};
+use bones::state::HubRecord;
 use support::TestWorkspace;
 
 #[test]
@@ -48,17 +50,17 @@ fn stop_never_signals_the_calling_process() {
     let ws = TestWorkspace::new();
     let me = std::process::id();
     // this process is the hub: it holds the run lock, as a hub does
-    let _run_lock = bones::hub::lock::RunLock::try_acquire(&ws.paths().run_lock)
+    let _run_lock = bones::state::lock::RunLock::try_acquire(&ws.paths().run_lock)
         .unwrap()
         .unwrap();
     let record = HubRecord {
         pid: me,
-        start_time: bones::hub::process::own_start_time(),
+        start_time: bones::sys::process::own_start_time(),
         repo_port: 1,
         coord_port: 2,
         version: "test".into(),
         started_at: "2026-01-01T00:00:00Z".into(),
-        state_dir: Some(bones::hub::record::StateDirId::of(&ws.state_dir()).unwrap()),
+        state_dir: Some(bones::state::record::StateDirId::of(&ws.state_dir()).unwrap()),
     };
     record.write(&ws.paths()).unwrap();
     let err = hub::stop(&ws.root, &StopOptions::default()).unwrap_err();

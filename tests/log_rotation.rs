@@ -90,7 +90,7 @@ fn workload(ws: &TestWorkspace) -> Vec<(String, String)> {
 
 /// Every line of hub.log and its rotated files, oldest file first.
 fn lines_on_disk(ws: &TestWorkspace) -> Vec<String> {
-    bones::hub::logread::files_oldest_first(&ws.state_dir().join("hub.log"))
+    bones::oplog::read::files_oldest_first(&ws.state_dir().join("hub.log"))
         .iter()
         .flat_map(|path| {
             fs::read_to_string(path)

@@ -465,7 +465,7 @@ fn a_port_another_user_holds_is_never_answered() {
     let server = fs::read_link(format!("/proc/{}/exe", ws.nats_pid().unwrap())).unwrap();
     let me = nix::unistd::getuid();
     assert_eq!(
-        bones::hub::ports::loopback_listener_uids(coord),
+        bones::state::ports::loopback_listener_uids(coord),
         [me.as_raw()],
         "the hub's own server is seen as ours"
     );
@@ -500,7 +500,7 @@ fn a_port_another_user_holds_is_never_answered() {
     }
     let mut impostor = support::KillOnDrop(command.spawn().unwrap());
     let listening = support::wait_until(Duration::from_secs(10), || {
-        bones::hub::ports::loopback_listener_uids(coord).contains(&65534)
+        bones::state::ports::loopback_listener_uids(coord).contains(&65534)
     });
     if !listening {
         let _ = impostor.0.kill();

@@ -592,9 +592,9 @@ fn a_hub_killed_between_an_event_and_its_log_entry_writes_the_entry_once() {
             .await
             .unwrap();
             if id == &logged {
-                let mut entry = bones::hub::log::LogEntry::new(
-                    bones::hub::log::LogLevel::Info,
-                    bones::hub::log::EventKind::Rpc,
+                let mut entry = bones::oplog::LogEntry::new(
+                    bones::oplog::LogLevel::Info,
+                    bones::oplog::EventKind::Rpc,
                 );
                 entry.rpc = Some("tasks.create".into());
                 entry.task = Some(id.clone());

@@ -6,13 +6,13 @@
 use std::path::Path;
 
 use async_nats::jetstream;
-use bones::hub::Paths;
+use bones::state::Paths;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// A JetStream context on the running hub's coordination server.
 pub async fn connect(paths: &Paths) -> Result<jetstream::Context, Error> {
-    Ok(jetstream::new(bones::hub::coord::connect(paths).await?))
+    Ok(jetstream::new(bones::coord::connect(paths).await?))
 }
 
 /// The median (the upper one of an even count).

@@ -4,9 +4,9 @@ use clap::Args;
 use serde_json::json;
 
 use super::{exit, report};
-use crate::hub::Paths;
+use crate::state::Paths;
+use crate::state::workspace::Workspace;
 use crate::swarm::apply::{self, ApplyError, ApplyOptions};
-use crate::workspace::Workspace;
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {

@@ -6,15 +6,15 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::{exit, report};
+use crate::coord;
 use crate::feed::cursor::Cursor;
 use crate::feed::prime::{DEFAULT_MAX_CHARS, Digest, MIN_MAX_CHARS};
 use crate::feed::{
     Ended, Feed, FeedError, FollowOptions, Kind, NewEntry, Published, Sink, Start, Stored,
 };
-use crate::hub::Paths;
-use crate::hub::coord;
-use crate::shown::plain;
+use crate::state::Paths;
 use crate::swarm;
+use crate::sys::shown::plain;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \

@@ -8,9 +8,9 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{exit, report};
-use crate::duration;
 use crate::hub::{self, Health, HubError, StartOptions, StartOutcome, StopOptions, StopOutcome};
-use crate::shown;
+use crate::sys::duration;
+use crate::sys::shown;
 
 #[derive(Debug, Subcommand)]
 pub enum HubCommand {
@@ -148,16 +148,16 @@ fn start(cwd: &std::path::Path, args: StartArgs) -> u8 {
             eprintln!(
                 "hub: already running (pid={}) repo={} coord={}",
                 record.pid,
-                hub::ports::repo_url(record.repo_port),
-                hub::ports::nats_url(record.coord_port)
+                crate::state::ports::repo_url(record.repo_port),
+                crate::state::ports::nats_url(record.coord_port)
             );
             exit::OK
         }
         Ok(StartOutcome::Started { pid, ports }) => {
             eprintln!(
                 "hub: ready (pid={pid}) repo={} coord={}",
-                hub::ports::repo_url(ports.repo),
-                hub::ports::nats_url(ports.coord)
+                crate::state::ports::repo_url(ports.repo),
+                crate::state::ports::nats_url(ports.coord)
             );
             warn_of_store_damage(cwd);
             exit::OK
@@ -179,10 +179,11 @@ fn start(cwd: &std::path::Path, args: StartArgs) -> u8 {
 /// The hub runs over a damaged store (so that it can be repaired); a
 /// start says so rather than a plain "ready".
 fn warn_of_store_damage(cwd: &std::path::Path) {
-    let Ok(ws) = crate::workspace::Workspace::discover(cwd) else {
+    let Ok(ws) = crate::state::workspace::Workspace::discover(cwd) else {
         return;
     };
-    let found = hub::damage::read_record(&hub::Paths::new(&ws).coord_dir).unwrap_or_default();
+    let found =
+        hub::damage::read_record(&crate::state::Paths::new(&ws).coord_dir).unwrap_or_default();
     for damage in &found {
         eprintln!("hub: store damage: {}", damage.describe());
     }
@@ -196,11 +197,11 @@ fn warn_of_store_damage(cwd: &std::path::Path) {
 fn repair(cwd: &std::path::Path, what: RepairCommand) -> u8 {
     match what {
         RepairCommand::Trunk => match hub::repair::repair_trunk(cwd) {
-            Ok(hub::repo::TrunkRestore::Present(tip)) => {
+            Ok(crate::trunk::repo::TrunkRestore::Present(tip)) => {
                 eprintln!("hub: trunk is at {tip}; nothing to repair");
                 exit::OK
             }
-            Ok(hub::repo::TrunkRestore::Restored(tip)) => {
+            Ok(crate::trunk::repo::TrunkRestore::Restored(tip)) => {
                 eprintln!("hub: trunk restored at {tip} from its reflog");
                 exit::OK
             }
@@ -240,7 +241,7 @@ fn stop(cwd: &std::path::Path, args: StopArgs) -> u8 {
             if let Some((from, pid)) = copy_of {
                 eprintln!(
                     "hub: this state directory is a copy of {}; the hub its copied hub.json names (pid {pid}) is that directory's and was left alone",
-                    crate::shown::plain(&from.to_string_lossy())
+                    crate::sys::shown::plain(&from.to_string_lossy())
                 );
             }
             if cleaned.is_empty() {
@@ -357,7 +358,7 @@ fn print_status(health: &Health, value: &serde_json::Value) {
                     .unwrap_or_default();
                 println!(
                     "this state directory is a copy of {}: its hub.json names that directory's hub (pid {}), not one of this copy",
-                    crate::shown::plain(&from),
+                    crate::sys::shown::plain(&from),
                     record.pid
                 );
             }

@@ -16,12 +16,13 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 use super::{exit, report};
-use crate::duration;
-use crate::hub::Paths;
-use crate::hub::log::LogLevel;
-use crate::hub::logread::{self, EntryView, Filter, Line, LineReader};
-use crate::shown::shown;
-use crate::workspace::Workspace;
+use crate::oplog::LogLevel;
+use crate::oplog::read;
+use crate::oplog::read::{EntryView, Filter, Line, LineReader};
+use crate::state::Paths;
+use crate::state::workspace::Workspace;
+use crate::sys::duration;
+use crate::sys::shown::shown;
 
 /// How often `--follow` looks for new entries.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
@@ -197,7 +198,7 @@ impl Reader {
         let mut current = None;
         // opened together while no rotation runs; the newest stays open to
         // follow, whatever its name is by then
-        for (_, file) in logread::open_oldest_first(hub_log)? {
+        for (_, file) in read::open_oldest_first(hub_log)? {
             let mut lines = Following::new(file)?;
             self.drain(&mut lines.reader, |raw, entry| match args.last {
                 Some(0) => Ok(()),
@@ -217,7 +218,7 @@ impl Reader {
             current = Some(lines);
         }
         for raw in &ring {
-            if let Some(entry) = logread::parse_line(raw) {
+            if let Some(entry) = read::parse_line(raw) {
                 printer.print(raw, &entry)?;
             }
         }
@@ -237,7 +238,7 @@ impl Reader {
         while let Some(line) = lines.next_line()? {
             match line {
                 Line::Oversized => self.malformed += 1,
-                Line::Complete(raw) => match logread::parse_line(raw) {
+                Line::Complete(raw) => match read::parse_line(raw) {
                     None if raw.iter().all(u8::is_ascii_whitespace) => {}
                     None => self.malformed += 1,
                     Some(entry) if self.filter.matches(&entry) && self.about.matches(&entry) => {
@@ -331,7 +332,7 @@ impl Reader {
         finished: Option<(u64, u64)>,
         printer: &mut Printer<impl Write>,
     ) -> io::Result<Option<Following>> {
-        let files = logread::open_oldest_first(hub_log)?
+        let files = read::open_oldest_first(hub_log)?
             .into_iter()
             .map(|(_, file)| Following::new(file))
             .collect::<io::Result<Vec<_>>>()?;

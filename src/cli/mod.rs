@@ -169,7 +169,7 @@ pub fn main() -> ExitCode {
 /// Whatever a failure said, a full disk under the state directory is the
 /// thing to fix first: say so.
 fn hint_if_disk_full() {
-    if let Ok(ws) = crate::workspace::Workspace::from_cwd()
+    if let Ok(ws) = crate::state::workspace::Workspace::from_cwd()
         && let Some(hint) = crate::hub::storage::full_disk_hint(&ws.state_dir)
     {
         eprintln!("bones: {hint}");
@@ -178,12 +178,12 @@ fn hint_if_disk_full() {
 
 /// The current workspace's paths and a runtime for a verb that talks to
 /// the hub; on failure the error is reported and the exit code returned.
-fn workspace_and_runtime() -> Result<(crate::hub::Paths, tokio::runtime::Runtime), u8> {
+fn workspace_and_runtime() -> Result<(crate::state::Paths, tokio::runtime::Runtime), u8> {
     // slot and task verbs write into the state directory (git objects,
     // checkouts, hub.log): owner-only, like everything the hub writes
-    crate::fsutil::restrict_umask();
-    let paths = match crate::workspace::Workspace::from_cwd() {
-        Ok(ws) => crate::hub::Paths::new(&ws),
+    crate::sys::fsutil::restrict_umask();
+    let paths = match crate::state::workspace::Workspace::from_cwd() {
+        Ok(ws) => crate::state::Paths::new(&ws),
         Err(err) => {
             match crate::swarm::removed_checkout_hint() {
                 Some(hint) => report(&hint),
@@ -214,7 +214,7 @@ pub const NO_AUTOSTART_ENV: &str = "BONES_NO_AUTOSTART";
 /// that needs it (as the Go original does on the first such verb): one
 /// ready line on stderr. `BONES_NO_AUTOSTART=1` turns it off, and the verb
 /// then fails saying how to start one. Errors are reported here.
-fn autostart(paths: &crate::hub::Paths) -> Result<(), u8> {
+fn autostart(paths: &crate::state::Paths) -> Result<(), u8> {
     let off = std::env::var_os(NO_AUTOSTART_ENV).is_some_and(|v| !v.is_empty() && v != "0");
     if off || crate::hub::is_running(&paths.root) {
         return Ok(());
@@ -228,8 +228,8 @@ fn autostart(paths: &crate::hub::Paths) -> Result<(), u8> {
             eprintln!(
                 "hub: no hub was running; started one in the background (pid={pid}) repo={} coord={} \
                  (set {NO_AUTOSTART_ENV}=1 to turn this off)",
-                crate::hub::ports::repo_url(ports.repo),
-                crate::hub::ports::nats_url(ports.coord)
+                crate::state::ports::repo_url(ports.repo),
+                crate::state::ports::nats_url(ports.coord)
             );
             Ok(())
         }
@@ -246,7 +246,7 @@ fn autostart(paths: &crate::hub::Paths) -> Result<(), u8> {
 /// Prints an error the way every verb does: one `bones:` line (or a few,
 /// when it carries a log tail) on stderr.
 ///
-/// Errors quote input by [`crate::shown`]; as a last guard, whatever an
+/// Errors quote input by [`crate::sys::shown`]; as a last guard, whatever an
 /// error carries (an OS message, a path no one thought to escape) reaches
 /// the terminal with control characters escaped and each line cut at
 /// [`MAX_ERROR_LINE`] characters.
@@ -255,7 +255,7 @@ fn report(err: &dyn std::fmt::Display) {
     let lines: Vec<String> = text
         .lines()
         .map(|line| {
-            let mut shown = crate::shown::plain(line).into_owned();
+            let mut shown = crate::sys::shown::plain(line).into_owned();
             if let Some((cut, _)) = shown.char_indices().nth(MAX_ERROR_LINE) {
                 shown.truncate(cut);
                 shown.push('…');

@@ -6,11 +6,11 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::{exit, report};
-use crate::duration;
-use crate::hub::Paths;
-use crate::shown::plain;
+use crate::state::Paths;
 use crate::swarm::lease::LeaseError;
 use crate::swarm::{self, JoinOptions, Swarm, SwarmError};
+use crate::sys::duration;
+use crate::sys::shown::plain;
 use crate::tasks::TaskError;
 use crate::tasks::record::Refusal;
 
@@ -195,13 +195,13 @@ async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError>
     match command {
         SwarmCommand::Join(args) => {
             if let Some(slot) = &args.slot {
-                swarm::name::validate_slot(slot)?;
+                crate::sys::name::validate_slot(slot)?;
             }
             if let Some(task) = &args.task {
-                swarm::name::validate_task_id(task)?;
+                crate::sys::name::validate_task_id(task)?;
             }
             match &args.agent {
-                Some(agent) => swarm::name::validate_agent(agent)?,
+                Some(agent) => crate::sys::name::validate_agent(agent)?,
                 None => {
                     swarm::agent_from_env()?;
                 }

@@ -7,11 +7,12 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::{exit, report};
-use crate::duration;
-use crate::hub::coord;
-use crate::hub::{EventKind, HubLog, LogEntry, LogLevel, Paths};
-use crate::shown::plain;
+use crate::coord;
+use crate::oplog::{EventKind, HubLog, LogEntry, LogLevel};
+use crate::state::Paths;
 use crate::swarm;
+use crate::sys::duration;
+use crate::sys::shown::plain;
 use crate::tasks::record::{self, Refusal};
 use crate::tasks::{Board, NewTask, Status, Task, TaskError, Update};
 
@@ -440,7 +441,7 @@ fn read_body(file: &PathBuf) -> Result<String, Failure> {
         Failure::Other(
             format!(
                 "cannot read the body from {}: {e}",
-                crate::shown::shown(&file.to_string_lossy())
+                crate::sys::shown::shown(&file.to_string_lossy())
             ),
             exit::USAGE,
         )
@@ -449,7 +450,7 @@ fn read_body(file: &PathBuf) -> Result<String, Failure> {
         return Err(Failure::Other(
             format!(
                 "the body in {} is larger than the limit of {} bytes (64 KiB); put long text in a file in the repository",
-                crate::shown::shown(&file.to_string_lossy()),
+                crate::sys::shown::shown(&file.to_string_lossy()),
                 record::MAX_BODY
             ),
             exit::USAGE,
@@ -459,7 +460,7 @@ fn read_body(file: &PathBuf) -> Result<String, Failure> {
         Failure::Other(
             format!(
                 "the body in {} is not UTF-8 text",
-                crate::shown::shown(&file.to_string_lossy())
+                crate::sys::shown::shown(&file.to_string_lossy())
             ),
             exit::USAGE,
         )

@@ -3,8 +3,8 @@
 use clap::Args;
 
 use super::{exit, report};
-use crate::shown;
-use crate::workspace::Workspace;
+use crate::state::workspace::Workspace;
+use crate::sys::shown;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {

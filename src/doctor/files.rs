@@ -7,9 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::{Context, Finding, Report, kill_fix, shell_quote, short_cmdline};
-use crate::fsutil::{self, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
-use crate::hub::lock::{self, Holder};
-use crate::hub::{self, logread, process};
+use crate::hub;
+use crate::oplog::read;
+use crate::state::lock;
+use crate::state::lock::Holder;
+use crate::sys::fsutil;
+use crate::sys::fsutil::{PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
+use crate::sys::process;
 
 /// Git holds a ref lock for milliseconds; one this old was left by a crash.
 const STALE_GIT_LOCK: Duration = Duration::from_secs(60);
@@ -52,7 +56,7 @@ fn permissions(ctx: &Context, report: &mut Report) {
         });
     }
     let plain = [
-        paths.state_dir.join(crate::workspace::MARKER),
+        paths.state_dir.join(crate::state::workspace::MARKER),
         paths.state_dir.join("root"),
         paths.hub_pid.clone(),
         paths.hub_json.clone(),
@@ -63,7 +67,7 @@ fn permissions(ctx: &Context, report: &mut Report) {
         paths.lock.clone(),
         paths.run_lock.clone(),
     ];
-    let logs = logread::files_oldest_first(&paths.hub_log);
+    let logs = read::files_oldest_first(&paths.hub_log);
     for path in plain.into_iter().chain(logs) {
         expected.push(Expect {
             path,

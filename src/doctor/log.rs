@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime};
 use time::OffsetDateTime;
 
 use super::{Context, Finding, Report};
-use crate::hub::log::LogLevel;
-use crate::hub::logread::{self, Filter, Line, LineReader};
+use crate::oplog::LogLevel;
+use crate::oplog::read;
+use crate::oplog::read::{Filter, Line, LineReader};
 
 /// How far back doctor looks.
 const WINDOW: Duration = Duration::from_secs(3600);
@@ -65,7 +66,7 @@ fn errors_since(hub_log: &std::path::Path, since: OffsetDateTime) -> io::Result<
     let cutoff = SystemTime::UNIX_EPOCH
         + Duration::from_secs(u64::try_from(since.unix_timestamp()).unwrap_or(0));
     let mut errors = Errors::default();
-    for path in logread::files_oldest_first(hub_log) {
+    for path in read::files_oldest_first(hub_log) {
         // a file last written before the window holds nothing inside it
         let modified = std::fs::metadata(&path).and_then(|m| m.modified());
         if modified.is_ok_and(|at| at < cutoff) {
@@ -81,7 +82,7 @@ fn errors_since(hub_log: &std::path::Path, since: OffsetDateTime) -> io::Result<
             let Line::Complete(bytes) = line else {
                 continue;
             };
-            let Some(entry) = logread::parse_line(bytes) else {
+            let Some(entry) = read::parse_line(bytes) else {
                 continue;
             };
             if !filter.matches(&entry) {
@@ -103,7 +104,7 @@ fn errors_since(hub_log: &std::path::Path, since: OffsetDateTime) -> io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::log::{LogEntry, format_rfc3339};
+    use crate::oplog::{LogEntry, format_rfc3339};
 
     #[test]
     fn counts_errors_of_the_window_across_rotated_files() {

@@ -28,10 +28,13 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::hub::process::{self, ProcessRow};
-use crate::hub::record::{self, HubState};
-use crate::hub::{Paths, coord};
-use crate::workspace::{BONES_DIR_ENV, Workspace, WorkspaceError};
+use crate::coord;
+use crate::state::Paths;
+use crate::state::record;
+use crate::state::record::HubState;
+use crate::state::workspace::{BONES_DIR_ENV, Workspace, WorkspaceError};
+use crate::sys::process;
+use crate::sys::process::ProcessRow;
 
 /// How much a finding matters. Errors and warnings make doctor fail;
 /// info is said but does not fail it.
@@ -297,14 +300,14 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-pub(crate) use crate::fsutil::shell_word as shell_quote;
+pub(crate) use crate::sys::fsutil::shell_word as shell_quote;
 
 /// A process start time (seconds since the epoch) as UTC RFC 3339.
 pub(crate) fn format_start(start_time: u64) -> String {
     i64::try_from(start_time)
         .ok()
         .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
-        .map(crate::hub::log::format_rfc3339)
+        .map(crate::oplog::format_rfc3339)
         .unwrap_or_else(|| "at an unknown time".to_string())
 }
 

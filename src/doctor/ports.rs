@@ -12,9 +12,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use super::{Context, Finding, Report, shell_quote, short_cmdline};
-use crate::fsutil;
-use crate::hub::ports;
-use crate::hub::record::{self, HubState};
+use crate::state::ports;
+use crate::state::record;
+use crate::state::record::HubState;
+use crate::sys::fsutil;
 
 /// What the hub serves on a recorded port.
 #[derive(Clone, Copy)]
@@ -46,7 +47,7 @@ pub(super) fn check(ctx: &Context, report: &mut Report) {
                 format!(
                     "{} holds {}, not {scheme}://127.0.0.1:PORT",
                     file.display(),
-                    crate::shown::shown(&text)
+                    crate::sys::shown::shown(&text)
                 ),
                 format!(
                     "rm {}  # the next hub start picks a free port and rewrites it",

@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use super::{Context, Finding, Report, kill_fix, short_cmdline};
-use crate::hub::process::ProcessRow;
-use crate::hub::record::HubState;
+use crate::state::record::HubState;
+use crate::sys::process::ProcessRow;
 
 /// A `hub start` process younger than this may be a start in progress (a
 /// detach parent waiting for readiness, a starter waiting for the lock, a
@@ -70,7 +70,7 @@ fn hub_pid(ctx: &Context, report: &mut Report) {
 }
 
 fn nats_pid(ctx: &Context, report: &mut Report) {
-    let Some(pid) = crate::hub::coord::recorded_pid(&ctx.paths) else {
+    let Some(pid) = crate::coord::recorded_pid(&ctx.paths) else {
         report.record("nats-pid", "none recorded", Vec::new());
         return;
     };
@@ -108,7 +108,7 @@ fn nats_pid(ctx: &Context, report: &mut Report) {
 
 fn orphans(ctx: &Context, report: &mut Report) {
     let hub = ctx.hub_pid();
-    let recorded = crate::hub::coord::recorded_pid(&ctx.paths);
+    let recorded = crate::coord::recorded_pid(&ctx.paths);
     // a server whose parent is a hub of ours goes with that hub: killing
     // the hub stops it (it dies with its parent), stopping it alone would
     // only get it restarted
@@ -188,8 +188,9 @@ mod tests {
 
     use time::OffsetDateTime;
 
-    use crate::hub::{Paths, process};
-    use crate::workspace::{BONES_DIR_ENV, MARKER, Workspace};
+    use crate::state::Paths;
+    use crate::state::workspace::{BONES_DIR_ENV, MARKER, Workspace};
+    use crate::sys::process;
 
     /// A process whose command line reads `bones - hub start`: `cat`
     /// blocked on its stdin, named like a hub.

@@ -5,7 +5,8 @@
 
 use super::{Context, Finding, Report, shell_quote};
 use crate::hub::damage::{self, Damage};
-use crate::hub::repo::{self, RepoError};
+use crate::trunk::repo;
+use crate::trunk::repo::RepoError;
 
 pub(super) fn check(ctx: &Context, report: &mut Report) {
     trunk(ctx, report);

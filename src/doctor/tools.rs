@@ -8,8 +8,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{Finding, Report, shell_quote};
-use crate::fsutil;
-use crate::hub::coord::{self, CoordError, NATS_SERVER_ENV};
+use crate::coord;
+use crate::coord::{CoordError, NATS_SERVER_ENV};
+use crate::sys::fsutil;
 
 /// The oldest `nats-server` the hub works with (ARCHITECTURE.md).
 pub const MIN_NATS_SERVER: (u32, u32) = (2, 10);

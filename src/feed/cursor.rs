@@ -16,9 +16,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::entry::Kind;
-use crate::fsutil;
-use crate::hub::Paths;
-use crate::swarm::name;
+use crate::state::Paths;
+use crate::sys::fsutil;
+use crate::sys::name;
 
 /// The directory holding every reader's cursor.
 pub fn dir(paths: &Paths) -> PathBuf {
@@ -129,7 +129,7 @@ fn file_name(who: &str, kind: Option<Kind>) -> String {
     let base = if name::validate_entry_id(who).is_ok() {
         who.to_string()
     } else {
-        format!("id-{:016x}", crate::hash::Fnv1a::of(who.as_bytes()))
+        format!("id-{:016x}", crate::sys::hash::Fnv1a::of(who.as_bytes()))
     };
     match kind {
         Some(kind) => format!("{base}+{kind}"),
@@ -143,7 +143,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn paths(dir: &Path) -> Paths {
-        Paths::new(&crate::workspace::Workspace {
+        Paths::new(&crate::state::workspace::Workspace {
             root: dir.to_path_buf(),
             state_dir: dir.join(".bones"),
         })

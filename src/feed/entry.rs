@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::swarm::name::{self, NameError};
+use crate::sys::name;
+use crate::sys::name::NameError;
 
 /// The schema version this code writes; documented in `docs/feed.md`.
 pub const SCHEMA: u32 = 1;
@@ -53,7 +54,7 @@ impl Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.as_str() == text)
-            .ok_or_else(|| InputError::BadKind(crate::shown::shown(text)))
+            .ok_or_else(|| InputError::BadKind(crate::sys::shown::shown(text)))
     }
 
     /// The plural, for digest headings and counts.
@@ -195,7 +196,7 @@ pub fn validate_tag(tag: &str) -> Result<(), InputError> {
     if ok {
         Ok(())
     } else {
-        Err(InputError::BadTag(crate::shown::shown(tag)))
+        Err(InputError::BadTag(crate::sys::shown::shown(tag)))
     }
 }
 
@@ -209,7 +210,7 @@ pub fn validate_tag(tag: &str) -> Result<(), InputError> {
 /// is a new entry. The recipe is part of the contract in `docs/feed.md`, so
 /// any client computes the same id.
 pub fn content_id(kind: Kind, text: &str) -> String {
-    let mut hash = crate::hash::Fnv1a::default();
+    let mut hash = crate::sys::hash::Fnv1a::default();
     hash.write(kind.as_str().as_bytes());
     hash.write(b"\n");
     for (i, word) in text.split_whitespace().enumerate() {

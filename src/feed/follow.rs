@@ -25,8 +25,8 @@ use time::OffsetDateTime;
 
 use super::cursor::{Cursor, Position};
 use super::store::{self, Feed, FeedError, Start, Stored};
-use crate::hub::Paths;
-use crate::hub::coord;
+use crate::coord;
+use crate::state::Paths;
 
 /// Save the cursor at least this often while catching up on a backlog.
 pub const SAVE_EVERY: usize = 1000;

@@ -145,7 +145,7 @@ fn line(entry: &Entry) -> String {
         one_line
     };
     // entries are written by any token holder: no terminal escapes
-    crate::shown::plain(&format!("- {text}{suffix}")).into_owned()
+    crate::sys::shown::plain(&format!("- {text}{suffix}")).into_owned()
 }
 
 fn capitalised(word: &str) -> String {

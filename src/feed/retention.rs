@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use crate::duration;
+use crate::sys::duration;
 
 /// Environment variable: the oldest entry kept (`365d`, `90d`, `12h`; `0`
 /// keeps entries of any age).

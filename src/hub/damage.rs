@@ -35,11 +35,11 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use serde::{Deserialize, Serialize};
 
-use super::log::{HubLog, utc_now_rfc3339};
-use super::paths::Paths;
 use super::projector::{DURABLE, EVENTS_STREAM};
-use crate::fsutil;
+use crate::oplog::{HubLog, utc_now_rfc3339};
+use crate::state::paths::Paths;
 use crate::swarm::lease::SESSIONS_BUCKET;
+use crate::sys::fsutil;
 use crate::tasks::board::TASKS_BUCKET;
 
 /// What the hub has seen of each stream, under `coord/`.

@@ -19,13 +19,15 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::lock::RunLock;
-use super::log::HubLog;
-use super::paths::Paths;
-use super::ports::Ports;
 use super::probe::{self, Probe};
-use super::{HubError, StartOptions, coord, log_tail, process, run};
-use crate::duration;
+use crate::coord;
+use crate::hub::{HubError, StartOptions, log_tail, run};
+use crate::oplog::HubLog;
+use crate::state::lock::RunLock;
+use crate::state::paths::Paths;
+use crate::state::ports::Ports;
+use crate::sys::duration;
+use crate::sys::process;
 
 /// Spawns the background hub and waits for it; returns its pid.
 pub(super) fn spawn(
@@ -146,5 +148,5 @@ fn stop_spawned_servers(paths: &Paths, log: &HubLog) {
             "hub: coord server (pid={pid}) of the failed start {how}"
         ));
     }
-    let _ = crate::fsutil::remove_if_exists(&paths.nats_pid);
+    let _ = crate::sys::fsutil::remove_if_exists(&paths.nats_pid);
 }

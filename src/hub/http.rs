@@ -29,11 +29,12 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, RwLock, Semaphore, watch};
 
-use super::log::utc_now_rfc3339;
 use super::status::{PartHealth, Parts, STATUS_DEGRADED, STATUS_OK, StatusReport};
 use super::storage::{self, StorageState};
-use super::{damage, repo};
+use crate::hub::damage;
+use crate::oplog::utc_now_rfc3339;
 use crate::swarm::lease;
+use crate::trunk::repo;
 
 /// What `/.status` needs to know about the hub.
 pub struct StatusSource {

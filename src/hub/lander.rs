@@ -3,7 +3,7 @@
 //!
 //! Requests are handled strictly in order on one thread that owns the
 //! repository handle, so landings never race each other inside the hub;
-//! the compare-and-swap in [`super::land`] guards against anyone else who
+//! the compare-and-swap in [`crate::trunk::land`] guards against anyone else who
 //! moves trunk. Each request becomes one `rpc` entry in hub.log.
 
 use std::path::PathBuf;
@@ -14,11 +14,12 @@ use futures::StreamExt;
 use git2::{Oid, Repository};
 use tokio::sync::oneshot;
 
-use super::land::{self, LandError};
-use super::log::{EventKind, HubLog, LogEntry, LogLevel};
-use super::repo::USER_REF;
-use crate::swarm::name;
+use crate::oplog::{EventKind, HubLog, LogEntry, LogLevel};
 use crate::swarm::protocol::{LAND_SUBJECT, LandReply, LandRequest};
+use crate::sys::name;
+use crate::trunk::land;
+use crate::trunk::land::LandError;
+use crate::trunk::repo::USER_REF;
 
 /// A request, and where to send the reply with the subject of the last
 /// landed commit (for hub.log).
@@ -100,7 +101,7 @@ fn land_one(repo: &Repository, request: &LandRequest) -> LandReply {
     let Ok(head) = Oid::from_str(&request.head) else {
         return failed(&format!(
             "not a commit id: {}",
-            crate::shown::shown(&request.head)
+            crate::sys::shown::shown(&request.head)
         ));
     };
     // the slot branch must still be where the client saw it
@@ -125,7 +126,7 @@ fn land_user(repo: &Repository, request: &LandRequest, branch: &str) -> LandRepl
     let Ok(head) = Oid::from_str(&request.head) else {
         return failed(&format!(
             "not a commit id: {}",
-            crate::shown::shown(&request.head)
+            crate::sys::shown::shown(&request.head)
         ));
     };
     match repo.refname_to_id(USER_REF) {
@@ -137,7 +138,7 @@ fn land_user(repo: &Repository, request: &LandRequest, branch: &str) -> LandRepl
         }
         Err(err) => return failed(&format!("{USER_REF}: {}", err.message())),
     }
-    let reflog = format!("bones: land {}", crate::shown::shown(branch));
+    let reflog = format!("bones: land {}", crate::sys::shown::shown(branch));
     reply_of(land::land(repo, head, &reflog))
 }
 
@@ -180,7 +181,7 @@ fn log_rpc(
             Some(landed) => format!(
                 "swarm.commit: landed {} {}",
                 &landed[..landed.len().min(12)],
-                crate::shown::shown(subject.as_deref().unwrap_or_default())
+                crate::sys::shown::shown(subject.as_deref().unwrap_or_default())
             ),
             None => "swarm.commit: already on trunk".to_string(),
         });

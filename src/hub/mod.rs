@@ -7,27 +7,15 @@
 //! [`hub_repo_path`], with options structs so new knobs never break callers.
 
 pub mod backup;
-pub mod coord;
-pub mod credential;
 pub mod damage;
 mod detach;
 pub mod guards;
 pub mod http;
-pub mod land;
 mod lander;
-pub mod lock;
-pub mod log;
-pub mod logread;
-pub mod paths;
-pub mod ports;
 pub mod probe;
-pub mod process;
 pub mod projector;
-pub mod record;
 pub mod repair;
-pub mod repo;
 mod run;
-pub mod sockdiag;
 pub mod status;
 mod stop;
 pub mod storage;
@@ -36,16 +24,22 @@ mod watcher;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use log::{EventKind, HubLog, LogEntry, LogLevel};
+pub use crate::oplog::{EventKind, HubLog, LogEntry, LogLevel};
 pub use paths::Paths;
 pub use ports::Ports;
 pub use record::{HubRecord, HubState};
 pub use status::StatusReport;
 pub use stop::{StopOptions, StopOutcome, stop};
 
-use crate::fsutil;
-use crate::gitcli::Progress;
-use crate::workspace::{Workspace, WorkspaceError};
+use crate::coord;
+use crate::state::lock;
+use crate::state::paths;
+use crate::state::ports;
+use crate::state::record;
+use crate::state::workspace::{Workspace, WorkspaceError};
+use crate::sys::fsutil;
+use crate::sys::gitcli::Progress;
+use crate::trunk::repo;
 
 /// Default bound on a graceful shutdown.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -114,7 +108,7 @@ pub enum HubError {
     #[error(transparent)]
     Coord(#[from] coord::CoordError),
     #[error(transparent)]
-    LogSetting(#[from] log::LogSettingError),
+    LogSetting(#[from] crate::oplog::LogSettingError),
     #[error("{0}")]
     Repo(#[from] repo::RepoError),
     #[error("{what} {path}: {source}")]
@@ -197,12 +191,12 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
     // files with modes of their own, which only the umask makes owner-only
     fsutil::restrict_umask();
     // read once, here, and refused when bad: the hub alone rotates hub.log
-    let log_config = log::LogConfig::from_env(opts.log_level.as_deref())?;
+    let log_config = crate::oplog::LogConfig::from_env(opts.log_level.as_deref())?;
     let ws = Workspace::discover(root)?;
     let paths = Paths::new(&ws);
     // a state directory or key another user made or can reach is refused
     // before anything in it is read, written or run
-    fsutil::check_private(&paths.state_dir, crate::workspace::STATE_DIR)
+    fsutil::check_private(&paths.state_dir, crate::state::workspace::STATE_DIR)
         .map_err(WorkspaceError::from)?;
     for secret in [&paths.nats_seed, &paths.nats_token] {
         fsutil::check_private(secret, SECRET).map_err(WorkspaceError::from)?;

@@ -24,14 +24,16 @@ use async_nats::jetstream::{self, consumer, kv};
 use futures::StreamExt;
 
 use super::damage::{self, Damage};
-use super::log::HubLog;
-use super::paths::Paths;
 use super::projector::{EVENTS_PREFIX, EVENTS_STREAM};
-use super::repo::{self, RepoError, TrunkRestore};
-use super::{HubError, coord};
+use crate::coord;
+use crate::hub::HubError;
+use crate::oplog::HubLog;
+use crate::state::paths::Paths;
+use crate::state::workspace::Workspace;
 use crate::tasks::board::Board;
 use crate::tasks::record;
-use crate::workspace::Workspace;
+use crate::trunk::repo;
+use crate::trunk::repo::{RepoError, TrunkRestore};
 
 /// How long reading the events may pause before it is given up.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);

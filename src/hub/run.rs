@@ -12,16 +12,20 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::RwLock;
 
-use super::coord::{self, Supervisor};
-use super::credential::{self, Key};
 use super::http::{self, StatusSource};
-use super::lock::WorkspaceLock;
-use super::log::HubLog;
-use super::paths::Paths;
-use super::ports::Ports;
-use super::record::{HubRecord, StateDirId};
-use super::{HubError, StartOptions, damage, lander, process, projector, repo, storage, watcher};
-use crate::fsutil;
+use crate::coord;
+use crate::coord::Supervisor;
+use crate::coord::credential;
+use crate::coord::credential::Key;
+use crate::hub::{HubError, StartOptions, damage, lander, projector, storage, watcher};
+use crate::oplog::HubLog;
+use crate::state::lock::WorkspaceLock;
+use crate::state::paths::Paths;
+use crate::state::ports::Ports;
+use crate::state::record::{HubRecord, StateDirId};
+use crate::sys::fsutil;
+use crate::sys::process;
+use crate::trunk::repo;
 
 /// Runs the hub in this process until SIGINT, SIGTERM or SIGHUP.
 ///
@@ -120,7 +124,7 @@ fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubErro
         repo_port: ports.repo,
         coord_port: ports.coord,
         version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at: super::log::utc_now_rfc3339(),
+        started_at: crate::oplog::utc_now_rfc3339(),
         state_dir: Some(
             StateDirId::of(&paths.state_dir)
                 .map_err(HubError::io("cannot read", &paths.state_dir))?,

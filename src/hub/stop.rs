@@ -6,19 +6,22 @@
 //! `--force`, a stop is refused while any slot holds a live lease: agents
 //! mid-task would lose their coordination server (decision 3).
 //!
-//! The hub to stop is the holder of the run lock (see [`super::lock`]),
+//! The hub to stop is the holder of the run lock (see [`crate::state::lock`]),
 //! found even when `hub.pid` is gone; a `hub.json` copied from another
 //! state directory names that directory's hub, which is never signalled.
 
 use std::path::Path;
 use std::time::Duration;
 
-use super::paths::Paths;
-use super::process::{self, Termination};
-use super::record::{self, HubRecord, HubState};
-use super::{HubError, coord, probe};
+use crate::coord;
+use crate::hub::{HubError, probe};
+use crate::state::paths::Paths;
+use crate::state::record;
+use crate::state::record::{HubRecord, HubState};
+use crate::state::workspace::Workspace;
 use crate::swarm::lease;
-use crate::workspace::Workspace;
+use crate::sys::process;
+use crate::sys::process::Termination;
 
 /// Default time a hub gets to drain after SIGTERM before SIGKILL.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);

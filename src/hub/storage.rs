@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::coord::Restarter;
-use super::log::HubLog;
-use super::paths::Paths;
+use crate::coord::Restarter;
+use crate::oplog::HubLog;
+use crate::state::paths::Paths;
 
 /// Below this much free space the disk counts as full: writes are about to
 /// fail, or already do.

@@ -20,8 +20,8 @@ use std::time::Duration;
 use async_nats::jetstream;
 use time::OffsetDateTime;
 
-use super::log::{EventKind, HubLog, LogEntry, LogLevel};
-use super::paths::Paths;
+use crate::oplog::{EventKind, HubLog, LogEntry, LogLevel};
+use crate::state::paths::Paths;
 use crate::swarm::lease;
 use crate::swarm::slot::{self, Reaped, SlotDir};
 use crate::tasks::Board;
@@ -65,7 +65,7 @@ async fn scan(
         if reported.insert(format!("foreign key {key}")) {
             log.warn(format!(
                 "hub: lease watcher: ignoring record {} in {}: its key is not a slot name",
-                crate::shown::shown(&key),
+                crate::sys::shown::shown(&key),
                 lease::SESSIONS_BUCKET
             ));
         }
@@ -142,7 +142,7 @@ async fn reap(
     match retired {
         Ok(Ok(rescue_ref)) => {
             let _ = dir.mark_reaped(&Reaped {
-                reaped_at: super::log::utc_now_rfc3339(),
+                reaped_at: crate::oplog::utc_now_rfc3339(),
                 rescue_ref: rescue_ref.clone(),
                 task_id: task_id.clone(),
                 agent_id: agent_id.clone(),

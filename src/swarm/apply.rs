@@ -17,10 +17,12 @@ use std::path::{Path, PathBuf};
 use git2::{ApplyLocation, Delta, DiffOptions, Oid, Repository, Status};
 use serde::Serialize;
 
-use super::name::{self, NameError};
-use crate::gitcli::{self, GitError, Progress};
-use crate::hub::Paths;
-use crate::hub::repo::{SEED_REF, TRUNK_REF};
+use crate::state::Paths;
+use crate::sys::gitcli;
+use crate::sys::gitcli::{GitError, Progress};
+use crate::sys::name;
+use crate::sys::name::NameError;
+use crate::trunk::repo::{SEED_REF, TRUNK_REF};
 
 /// Where the last applied commit of trunk is recorded in the user's
 /// repository; slots get `refs/bones/applied/slot/<name>`.

@@ -17,7 +17,8 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use crate::gitcli::{self, GitError, Progress};
+use crate::sys::gitcli;
+use crate::sys::gitcli::{GitError, Progress};
 
 /// Why a checkout could not be made.
 #[derive(Debug, thiserror::Error)]

@@ -16,11 +16,14 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::lease::{self, Acquired, Lease, LeaseError};
-use super::name::{self, NameError};
 use super::protocol::{LAND_SUBJECT, LandReply, LandRequest};
 use super::slot::{self, SlotDir, SlotError};
-use crate::hub::coord::{self, CoordError};
-use crate::hub::{HubLog, LogEntry, LogLevel, Paths};
+use crate::coord;
+use crate::coord::CoordError;
+use crate::oplog::{HubLog, LogEntry, LogLevel};
+use crate::state::Paths;
+use crate::sys::name;
+use crate::sys::name::NameError;
 use crate::tasks::record::Refusal;
 use crate::tasks::{Board, Status, TaskError};
 
@@ -309,7 +312,7 @@ impl Swarm {
         if ttl < MIN_TTL {
             return Err(SwarmError::Usage(format!(
                 "a lease's time to live must be at least 1s, not {}; pass --ttl 1s or more (the default is 1h)",
-                crate::duration::format(ttl)
+                crate::sys::duration::format(ttl)
             )));
         }
         // chosen before the checkout is made: making it may save the old
@@ -339,7 +342,7 @@ impl Swarm {
             None => None,
         };
         let process = match opts.pid {
-            Some(pid) => match crate::hub::process::inspect(pid) {
+            Some(pid) => match crate::sys::process::inspect(pid) {
                 Some(info) if !info.zombie => Some((pid, info.start_time)),
                 _ => {
                     return Err(SwarmError::Usage(format!(
@@ -825,7 +828,7 @@ fn collect_status(
         .unwrap_or_default();
     let trunk = repo
         .as_ref()
-        .and_then(|repo| crate::hub::land::trunk(repo).ok());
+        .and_then(|repo| crate::trunk::land::trunk(repo).ok());
     names
         .into_iter()
         .map(|name| {
@@ -883,7 +886,7 @@ fn last_landed(repo: &Repository, slots: &[String]) -> HashMap<String, (String, 
     let Ok(mut walk) = repo.revwalk() else {
         return found;
     };
-    if walk.push_ref(crate::hub::repo::TRUNK_REF).is_err() {
+    if walk.push_ref(crate::trunk::repo::TRUNK_REF).is_err() {
         return found;
     }
     walk.simplify_first_parent().ok();
@@ -1046,7 +1049,7 @@ pub fn auto_slot_name(agent: &str) -> String {
         }
     }
     let slug = slug.trim_end_matches('-');
-    let hash = crate::hash::Fnv1a::of(agent.as_bytes()) & 0xffff_ffff_ffff;
+    let hash = crate::sys::hash::Fnv1a::of(agent.as_bytes()) & 0xffff_ffff_ffff;
     if slug.is_empty() {
         format!("agent-{hash:012x}")
     } else {
@@ -1123,11 +1126,12 @@ fn author_name(agent: &str, slot: &str) -> String {
 fn unlanded(hub_repo: &Path, head: Oid) -> Result<usize, SwarmError> {
     let repo = Repository::open_bare(hub_repo)
         .map_err(|e| SwarmError::Internal(e.message().to_string()))?;
-    let trunk = crate::hub::land::trunk(&repo).map_err(|e| SwarmError::Internal(e.to_string()))?;
+    let trunk =
+        crate::trunk::land::trunk(&repo).map_err(|e| SwarmError::Internal(e.to_string()))?;
     if head == trunk || repo.graph_descendant_of(trunk, head).unwrap_or(false) {
         return Ok(0);
     }
-    crate::hub::land::pending(&repo, trunk, head)
+    crate::trunk::land::pending(&repo, trunk, head)
         .map(|c| c.len())
         .map_err(|e| SwarmError::Internal(e.to_string()))
 }

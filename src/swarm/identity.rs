@@ -8,7 +8,7 @@
 //! task board and in the feed.
 
 use super::client::{SLOT_ENV, SwarmError, agent_from_env, current_slot, env_text};
-use crate::hub::Paths;
+use crate::state::Paths;
 
 /// The acting identity: the slot (`--slot`, `$BONES_SLOT`, or the checkout
 /// the current directory is in), else `$BONES_AGENT_ID`, else
@@ -30,7 +30,7 @@ pub fn identity(paths: &Paths, slot: Option<String>) -> Result<String, SwarmErro
     if let Some(agent) = agent_from_env()? {
         return Ok(agent.trim().to_string());
     }
-    let id = crate::fsutil::read_trimmed(&paths.state_dir.join("agent.id"))
+    let id = crate::sys::fsutil::read_trimmed(&paths.state_dir.join("agent.id"))
         .ok()
         .flatten()
         .unwrap_or_else(|| "operator".to_string());

@@ -77,7 +77,7 @@ const MAX_ATTEMPTS: usize = 8;
 impl Lease {
     /// A fresh lease stamped now.
     pub fn new(slot: &str, agent_id: &str, task_id: Option<String>, ttl: Duration) -> Lease {
-        let now = crate::hub::log::utc_now_rfc3339();
+        let now = crate::oplog::utc_now_rfc3339();
         Lease {
             slot: slot.to_string(),
             agent_id: agent_id.to_string(),
@@ -113,7 +113,7 @@ impl Lease {
     /// [`Lease::is_live_at`], the TTL since the last renewal.
     pub fn is_live(&self, now: OffsetDateTime) -> bool {
         match self.watched_process() {
-            Some((pid, start)) => crate::hub::process::is_same_process(pid, start),
+            Some((pid, start)) => crate::sys::process::is_same_process(pid, start),
             None => self.is_live_at(now),
         }
     }
@@ -216,7 +216,7 @@ pub fn decode(bytes: &[u8]) -> Option<Lease> {
 /// `x/../../elsewhere` must never become a path, so such records are left
 /// out of [`list`] and [`live`] and never reaped.
 pub fn is_slot_key(key: &str) -> bool {
-    super::name::validate_slot(key).is_ok()
+    crate::sys::name::validate_slot(key).is_ok()
 }
 
 /// Reads one slot's record; `None` when there is none (or it was deleted).
@@ -313,7 +313,7 @@ pub async fn renew(store: &kv::Store, slot: &str) -> Result<Lease, LeaseError> {
         else {
             return Err(LeaseError::Gone(slot.to_string()));
         };
-        lease.last_renewed = crate::hub::log::utc_now_rfc3339();
+        lease.last_renewed = crate::oplog::utc_now_rfc3339();
         match store.update(slot, encode(&lease)?, revision).await {
             Ok(_) => return Ok(lease),
             Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,

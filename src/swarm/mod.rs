@@ -9,7 +9,6 @@ mod checkout;
 mod client;
 mod identity;
 pub mod lease;
-pub mod name;
 pub mod protocol;
 pub mod slot;
 pub mod user;

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use git2::{IndexAddOption, Oid, Repository, Signature, WorktreePruneOptions};
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil;
-use crate::hub::Paths;
-use crate::hub::repo::TRUNK_REF;
+use crate::state::Paths;
+use crate::sys::fsutil;
+use crate::trunk::repo::TRUNK_REF;
 
 /// Where rescued work is kept, one ref per rescue.
 pub const RESCUE_PREFIX: &str = "refs/bones/rescued";
@@ -625,7 +625,7 @@ pub fn on_disk(paths: &Paths) -> Vec<String> {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|name| super::name::validate_slot(name).is_ok())
+        .filter(|name| crate::sys::name::validate_slot(name).is_ok())
         .collect();
     names.sort();
     names
@@ -653,7 +653,7 @@ pub fn removed_checkout_hint() -> Option<String> {
     })?;
     let dir = wt.parent()?;
     let name = dir.file_name()?.to_str()?;
-    super::name::validate_slot(name).ok()?;
+    crate::sys::name::validate_slot(name).ok()?;
     let state = dir.parent()?.parent()?;
     let reaped: Option<Reaped> = fs::read(dir.join("reaped.json"))
         .ok()
@@ -665,7 +665,7 @@ pub fn removed_checkout_hint() -> Option<String> {
     let what = match &reaped {
         Some(r) => format!(
             "slot {name} was reaped at {} (its lease expired) and its checkout removed",
-            crate::shown::plain(&r.reaped_at)
+            crate::sys::shown::plain(&r.reaped_at)
         ),
         None => format!("the checkout of slot {name} was removed (the slot was closed or reaped)"),
     };

@@ -12,8 +12,9 @@ use serde::Serialize;
 
 use super::client::{Swarm, SwarmError};
 use super::protocol::{LandReply, LandRequest};
-use crate::gitcli::{self, Progress};
-use crate::hub::repo::{TRUNK_REF, USER_REF};
+use crate::sys::gitcli;
+use crate::sys::gitcli::Progress;
+use crate::trunk::repo::{TRUNK_REF, USER_REF};
 
 /// What [`Swarm::land_user`] did.
 #[derive(Debug, Clone, Serialize)]
@@ -118,7 +119,7 @@ impl Swarm {
 /// Fetches the user's `HEAD` into [`USER_REF`] and checks it can land.
 /// Returns the branch name, the commit to land (`None`: trunk has it
 /// all) and the trunk tip.
-fn prepare(paths: &crate::hub::Paths) -> Result<(String, Option<Oid>, Oid), UserLandError> {
+fn prepare(paths: &crate::state::Paths) -> Result<(String, Option<Oid>, Oid), UserLandError> {
     let user = Repository::open(&paths.root)
         .map_err(|e| UserLandError::Git(format!("{}: {}", paths.root.display(), e.message())))?;
     let branch = match user.head() {

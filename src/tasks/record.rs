@@ -8,7 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::swarm::name::{self, NameError};
+use crate::sys::name;
+use crate::sys::name::NameError;
 
 /// The schema version this code writes; documented in `docs/tasks.md`.
 pub const SCHEMA: u32 = 1;
@@ -144,7 +145,7 @@ pub enum InputError {
     SelfReference(&'static str),
     #[error("at most {MAX_LABELS} labels")]
     TooManyLabels,
-    #[error("invalid label {}: use 1-64 characters without spaces or control characters", crate::shown::shown(.0))]
+    #[error("invalid label {}: use 1-64 characters without spaces or control characters", crate::sys::shown::shown(.0))]
     BadLabel(String),
     #[error(
         "priority {0} is out of range; use -{MAX_PRIORITY} to {MAX_PRIORITY} (higher is claimed first)"
@@ -231,8 +232,8 @@ pub fn decode(key: &str, bytes: &[u8]) -> Result<Task, String> {
     if task.id != key || validate_id(&task.id).is_err() {
         return Err(format!(
             "its id {} is not its key {} (or not a task id)",
-            crate::shown::shown(&task.id),
-            crate::shown::shown(key)
+            crate::sys::shown::shown(&task.id),
+            crate::sys::shown::shown(key)
         ));
     }
     Ok(task)

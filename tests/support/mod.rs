@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use bones::hub::Paths;
-use bones::workspace::Workspace;
+use bones::state::Paths;
+use bones::state::workspace::Workspace;
 pub use nix::sys::signal::Signal;
 
 pub const BONES: &str = env!("CARGO_BIN_EXE_bones");
@@ -194,17 +194,17 @@ impl TestWorkspace {
 
     /// The port recorded in `hub-repo-url`.
     pub fn repo_port(&self) -> u16 {
-        bones::hub::ports::parse_loopback_url(&self.read_state("hub-repo-url"), "http").unwrap()
+        bones::state::ports::parse_loopback_url(&self.read_state("hub-repo-url"), "http").unwrap()
     }
 
     /// The port recorded in `hub-nats-url`.
     pub fn coord_port(&self) -> u16 {
-        bones::hub::ports::parse_loopback_url(&self.read_state("hub-nats-url"), "nats").unwrap()
+        bones::state::ports::parse_loopback_url(&self.read_state("hub-nats-url"), "nats").unwrap()
     }
 
     /// A JetStream context on this workspace's coordination server.
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
-        let client = bones::hub::coord::connect(&self.paths()).await.unwrap();
+        let client = bones::coord::connect(&self.paths()).await.unwrap();
         async_nats::jetstream::new(client)
     }
 

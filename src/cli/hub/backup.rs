@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::super::{exit, report};
 use crate::hub::backup::{self, RestoreOptions};
-use crate::shown;
+use crate::sys::shown;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \

@@ -13,7 +13,7 @@ use std::process::Command;
 use git2::Repository;
 
 use super::BackupError;
-use crate::hub::repo::TRUNK_REF;
+use crate::trunk::repo::TRUNK_REF;
 
 fn git(what: &'static str) -> impl Fn(String) -> BackupError {
     move |message| BackupError::Git { what, message }
@@ -66,8 +66,9 @@ pub fn create(hub_repo: &Path, file: &Path) -> Result<BTreeMap<String, String>, 
 
 /// The refs listed in a bundle's header (`HEAD` excluded).
 pub fn heads(file: &Path) -> Result<BTreeMap<String, String>, BackupError> {
-    let unreadable =
-        |why: String| git("cannot read the bundle")(format!("{}: {why}", crate::shown::path(file)));
+    let unreadable = |why: String| {
+        git("cannot read the bundle")(format!("{}: {why}", crate::sys::shown::path(file)))
+    };
     let reader =
         BufReader::new(std::fs::File::open(file).map_err(BackupError::io("cannot read", file))?);
     let mut lines = reader.split(b'\n');

@@ -13,7 +13,7 @@ use git2::{ObjectType, Oid};
 use serde::{Deserialize, Serialize};
 
 use super::BackupError;
-use crate::fsutil;
+use crate::sys::fsutil;
 
 /// The manifest's file name inside a backup directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -218,7 +218,7 @@ impl Manifest {
                 return Err(format!("{} has a malformed checksum", file.path));
             }
         }
-        if self.refs.get(crate::hub::repo::TRUNK_REF) != Some(&self.trunk) {
+        if self.refs.get(crate::trunk::repo::TRUNK_REF) != Some(&self.trunk) {
             return Err("its trunk is not among its refs".to_string());
         }
         Ok(())

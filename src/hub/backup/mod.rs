@@ -30,13 +30,15 @@ use manifest::{FileEntry, StreamEntry};
 pub use manifest::{Manifest, absolute};
 pub use restore::{RestoreOptions, Restored, restore};
 
-use super::coord::{self, CoordError};
-use super::lock::{LockError, WorkspaceLock};
-use super::paths::Paths;
-use super::record::{self, HubState};
-use crate::fsutil;
-use crate::shown;
-use crate::workspace::{Workspace, WorkspaceError};
+use crate::coord;
+use crate::coord::CoordError;
+use crate::state::lock::{LockError, WorkspaceLock};
+use crate::state::paths::Paths;
+use crate::state::record;
+use crate::state::record::HubState;
+use crate::state::workspace::{Workspace, WorkspaceError};
+use crate::sys::fsutil;
+use crate::sys::shown;
 
 /// How long derived streams' consumers get to finish what they hold.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -192,7 +194,7 @@ async fn take(
     let js = jetstream::new(client.clone());
     let names = snapshot::stream_names(&js).await?;
     // the backup's point in time: the streams are copied from here on
-    let created_at = crate::hub::log::utc_now_rfc3339();
+    let created_at = crate::oplog::utc_now_rfc3339();
     let mut paused = Vec::new();
     let streams = match snapshot::pause_durables(&js, &names, &mut paused).await {
         Ok(()) => {
@@ -219,7 +221,7 @@ async fn take(
     let refs = bundle::create(&paths.hub_repo, &bundle_path)?;
     restrict(&bundle_path)?;
     let trunk = refs
-        .get(crate::hub::repo::TRUNK_REF)
+        .get(crate::trunk::repo::TRUNK_REF)
         .cloned()
         .ok_or_else(|| BackupError::Git {
             what: "cannot bundle the hub repository",

@@ -18,13 +18,14 @@ use async_nats::jetstream;
 use super::manifest::{self, BUNDLE_FILE, Manifest};
 use super::scratch::Scratch;
 use super::{BackupError, bundle, lock, runtime, snapshot, sync_dir};
-use crate::fsutil;
-use crate::hub::log::HubLog;
-use crate::hub::paths::Paths;
-use crate::hub::process;
-use crate::hub::record::{self, HubState};
-use crate::shown;
-use crate::workspace::Workspace;
+use crate::oplog::HubLog;
+use crate::state::paths::Paths;
+use crate::state::record;
+use crate::state::record::HubState;
+use crate::state::workspace::Workspace;
+use crate::sys::fsutil;
+use crate::sys::process;
+use crate::sys::shown;
 
 /// How long a restore waits for a `hub start` in progress to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
@@ -71,7 +72,7 @@ pub fn restore(
     if let HubState::Running(record) = record::hub_state(&paths) {
         return Err(BackupError::Running(record.pid));
     }
-    if let Some(pid) = crate::hub::coord::recorded_server(&paths) {
+    if let Some(pid) = crate::coord::recorded_server(&paths) {
         return Err(BackupError::OrphanServer(pid));
     }
     let found = existing_state(&paths);

@@ -10,11 +10,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::BackupError;
-use crate::hub::coord::{self, Supervisor};
-use crate::hub::credential::{self, Guard, Key};
-use crate::hub::log::{HubLog, LogConfig};
-use crate::hub::paths::Paths;
-use crate::workspace::Workspace;
+use crate::coord;
+use crate::coord::Supervisor;
+use crate::coord::credential;
+use crate::coord::credential::{Guard, Key};
+use crate::oplog::{HubLog, LogConfig};
+use crate::state::paths::Paths;
+use crate::state::workspace::Workspace;
 
 /// How long the scratch server gets to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -39,7 +41,7 @@ impl Scratch {
             state_dir: stage.to_path_buf(),
         });
         let binary = coord::find_nats_server()?;
-        crate::fsutil::ensure_private_dir(&paths.coord_dir)
+        crate::sys::fsutil::ensure_private_dir(&paths.coord_dir)
             .map_err(BackupError::io("cannot create", &paths.coord_dir))?;
         let port = free_port()?;
         let (key, _) = credential::ensure(&paths)?;

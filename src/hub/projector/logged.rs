@@ -42,7 +42,7 @@ impl Logged {
         let mut logged = Logged::default();
         // opened together, so a rotation meanwhile cannot make the two
         // newest files seen here the wrong two
-        let files = super::super::logread::open_oldest_first(hub_log).unwrap_or_default();
+        let files = crate::oplog::read::open_oldest_first(hub_log).unwrap_or_default();
         for (_, file) in files.into_iter().rev().take(2).rev() {
             let Some(tail) = read_tail(file, READ_BACK) else {
                 continue;
@@ -104,7 +104,7 @@ fn read_tail(mut file: std::fs::File, limit: u64) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::log::{EventKind, LogEntry, LogLevel};
+    use crate::oplog::{EventKind, LogEntry, LogLevel};
 
     fn rpc(task: &str, revision: u64) -> String {
         let mut entry = LogEntry::new(LogLevel::Info, EventKind::Rpc);

@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use logged::Logged;
 
-use super::log::{EventKind, HubLog, LogEntry, LogLevel};
+use crate::oplog::{EventKind, HubLog, LogEntry, LogLevel};
 use crate::tasks::board::{Board, TASKS_BUCKET, is_deletion, key_of};
 use crate::tasks::record::{self, Task};
 

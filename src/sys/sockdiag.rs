@@ -3,7 +3,7 @@
 //!
 //! Every client checks the owner of the coordination port before it
 //! connects and again before it answers the server's challenge (see
-//! [`super::ports::foreign_peer`]). Reading `/proc/net/tcp` for that walks
+//! [`crate::state::ports::foreign_peer`]). Reading `/proc/net/tcp` for that walks
 //! the kernel's whole connection table, and so does any dump of connected
 //! sockets (the kernel walks every bucket of its connection hash, about a
 //! millisecond per address family on a large machine, however few sockets

@@ -15,7 +15,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::fsutil;
+use crate::sys::fsutil;
 
 /// Name of the state directory inside a workspace root.
 pub const STATE_DIR_NAME: &str = ".bones";
@@ -44,7 +44,7 @@ pub enum WorkspaceError {
     NotFound { start: PathBuf },
     #[error(
         "BONES_DIR is set to {}, which {why}; fix or unset BONES_DIR",
-        crate::shown::shown(&.path.to_string_lossy())
+        crate::sys::shown::shown(&.path.to_string_lossy())
     )]
     BadBonesDir { path: PathBuf, why: &'static str },
     #[error(transparent)]

@@ -9,13 +9,13 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 
-use super::log::HubLog;
-use super::paths::Paths;
-use super::sockdiag::{Socket, TCP_LISTEN, UNOWNED_STATES};
+use crate::oplog::HubLog;
+use crate::state::paths::Paths;
+use crate::sys::sockdiag::{Socket, TCP_LISTEN, UNOWNED_STATES};
 
 /// `TCP_ESTABLISHED` in the kernel's state numbering.
 const TCP_ESTABLISHED: u8 = 1;
-use crate::fsutil;
+use crate::sys::fsutil;
 
 /// The two ports a hub listens on, both on 127.0.0.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +76,7 @@ pub fn parse_loopback_url(url: &str, scheme: &str) -> Option<u16> {
 /// diagnostics (else read from `/proc/net/tcp{,6}`). Empty when nothing
 /// listens there or neither can be read.
 pub fn loopback_listener_uids(port: u16) -> Vec<u32> {
-    let sockets = match super::sockdiag::listeners() {
+    let sockets = match crate::sys::sockdiag::listeners() {
         Ok(all) => all,
         // no netlink (a sandbox may forbid it): the slower tables
         Err(_) => proc_sockets(),
@@ -128,7 +128,7 @@ fn far_ends(port: u16, own: &[std::net::SocketAddrV4], me: u32) -> std::io::Resu
     let mut sockets = Vec::new();
     for &local in own {
         let server = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
-        if let Some(far) = super::sockdiag::find_one(server, local)? {
+        if let Some(far) = crate::sys::sockdiag::find_one(server, local)? {
             sockets.push(far);
         }
         let mut addr = [0u8; 16];

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::fsutil;
+use crate::sys::fsutil;
 
 /// Held while a start is in progress; dropping it releases the lock.
 pub struct WorkspaceLock {

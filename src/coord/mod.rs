@@ -3,7 +3,7 @@
 //!
 //! * It listens on 127.0.0.1 only and admits only the holder of the
 //!   workspace's nkey, whose seed is kept in a 0600 file (decision 11, see
-//!   [`super::credential`]).
+//!   [`crate::coord::credential`]).
 //! * It dies with the hub: the child gets `PR_SET_PDEATHSIG`. The death
 //!   signal fires when the *thread* that forked the child exits, so the
 //!   child is spawned from [`Supervisor`]'s own thread, which lives exactly
@@ -13,6 +13,8 @@
 //! * "Ready" means the JetStream API answers ([`wait_ready`]), not that the
 //!   port accepts: peers' servers that were "reachable but not ready" lost
 //!   writes.
+
+pub mod credential;
 
 use std::fs::OpenOptions;
 use std::io;
@@ -27,12 +29,12 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::credential::{self, Guard, Key};
-use super::log::HubLog;
-use super::paths::Paths;
-use super::ports;
-use super::process;
-use crate::fsutil;
+use crate::oplog::HubLog;
+use crate::state::paths::Paths;
+use crate::state::ports;
+use crate::sys::fsutil;
+use crate::sys::process;
+use credential::{Guard, Key};
 
 /// Environment variable naming the `nats-server` binary to run.
 pub const NATS_SERVER_ENV: &str = "BONES_NATS_SERVER";
@@ -288,8 +290,8 @@ pub async fn connect_running(paths: &Paths) -> Result<async_nats::Client, CoordE
         }
         Err(_)
             if matches!(
-                super::record::hub_state(paths),
-                super::record::HubState::Stopped { .. }
+                crate::state::record::hub_state(paths),
+                crate::state::record::HubState::Stopped { .. }
             ) =>
         {
             Err(CoordError::HubNotRunning)
@@ -318,20 +320,20 @@ pub async fn connect_with(
     };
     let port = ports::parse_loopback_url(&recorded, "nats").ok_or_else(|| CoordError::BadUrl {
         path: paths.nats_url_file.clone(),
-        found: crate::shown::shown(&recorded),
+        found: crate::sys::shown::shown(&recorded),
     })?;
     // a copied state directory (`cp -a`) holds the original's URL and key
     // until its own hub starts: its clients must not reach the original's
     // server (one read of hub.json and one stat, microseconds)
-    if let Some(record) = super::record::HubRecord::read(paths)
+    if let Some(record) = crate::state::record::HubRecord::read(paths)
         && record.belongs_to(paths) == Some(false)
     {
         return Err(CoordError::CopiedState {
-            state_dir: crate::shown::path(&paths.state_dir),
+            state_dir: crate::sys::shown::path(&paths.state_dir),
             original: record
                 .state_dir
                 .as_ref()
-                .map(|id| crate::shown::path(&id.path))
+                .map(|id| crate::sys::shown::path(&id.path))
                 .unwrap_or_default(),
         });
     }
@@ -718,7 +720,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn paths_in(dir: &Path) -> Paths {
-        Paths::new(&crate::workspace::Workspace {
+        Paths::new(&crate::state::workspace::Workspace {
             root: dir.to_path_buf(),
             state_dir: dir.to_path_buf(),
         })

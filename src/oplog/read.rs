@@ -16,7 +16,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::log::{FileLock, LogLevel};
+use crate::oplog::{FileLock, LogLevel};
 
 /// Longest line considered; longer ones are counted as malformed.
 pub const MAX_LINE: usize = 1 << 20;
@@ -53,7 +53,7 @@ pub fn files_oldest_first(hub_log: &Path) -> Vec<PathBuf> {
 /// The log files of one `hub.log`, oldest first as [`files_oldest_first`]
 /// lists them, each opened. They are listed and opened under the shared
 /// lock on the current hub.log, so no rotation runs meanwhile (see
-/// [`super::log`]): a rename chain half done would show one file under two
+/// [`crate::oplog`]): a rename chain half done would show one file under two
 /// names, or hide one. Once open, a file reads the same whatever is renamed
 /// later. Files that vanish before they are opened are left out.
 pub fn open_oldest_first(hub_log: &Path) -> io::Result<Vec<(PathBuf, File)>> {

@@ -7,7 +7,7 @@
 //! `hub stop` once the process is confirmed dead.
 //!
 //! Neither file decides whether a hub runs: the hub's run lock does (see
-//! [`super::lock`]), so a deleted or garbled `hub.pid` never hides a live
+//! [`crate::state::lock`]), so a deleted or garbled `hub.pid` never hides a live
 //! hub, and a `hub.json` copied along with the whole directory (`cp -a`)
 //! is recognised by the state directory it names and never taken for this
 //! directory's hub.
@@ -18,10 +18,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::lock::{self, Holder};
-use super::paths::Paths;
-use super::process;
-use crate::fsutil;
+use crate::state::lock;
+use crate::state::lock::Holder;
+use crate::state::paths::Paths;
+use crate::sys::fsutil;
+use crate::sys::process;
 
 /// The contents of `hub.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,7 +241,7 @@ fn port_from_url_file(path: &std::path::Path, scheme: &str) -> u16 {
     fsutil::read_trimmed(path)
         .ok()
         .flatten()
-        .and_then(|url| super::ports::parse_loopback_url(&url, scheme))
+        .and_then(|url| crate::state::ports::parse_loopback_url(&url, scheme))
         .unwrap_or(0)
 }
 
@@ -258,7 +259,7 @@ mod tests {
     }
 
     fn paths_in(dir: &std::path::Path) -> Paths {
-        Paths::new(&crate::workspace::Workspace {
+        Paths::new(&crate::state::workspace::Workspace {
             root: dir.to_path_buf(),
             state_dir: dir.to_path_buf(),
         })

@@ -24,11 +24,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::coord::CoordError;
-use super::log::HubLog;
-use super::paths::Paths;
-use super::ports;
-use crate::fsutil;
+use crate::coord::CoordError;
+use crate::oplog::HubLog;
+use crate::state::paths::Paths;
+use crate::state::ports;
+use crate::sys::fsutil;
 
 /// The workspace's coordination key: an nkey user key pair.
 #[derive(Clone)]
@@ -277,7 +277,7 @@ mod tests {
     use std::path::Path;
 
     fn paths_in(dir: &Path) -> Paths {
-        Paths::new(&crate::workspace::Workspace {
+        Paths::new(&crate::state::workspace::Workspace {
             root: dir.to_path_buf(),
             state_dir: dir.to_path_buf(),
         })

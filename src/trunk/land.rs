@@ -11,7 +11,7 @@
 
 use git2::{Oid, Repository, Signature};
 
-use super::repo::TRUNK_REF;
+use crate::trunk::repo::TRUNK_REF;
 
 /// Who trunk commits name as committer when a replay rewrites them.
 pub const LANDER: &str = "bones hub";

@@ -30,7 +30,7 @@
 //!   size). The hub also checks the size every second, which rotates what
 //!   CLIs appended while the hub itself wrote nothing.
 //! - Readers list and open the files under the shared lock
-//!   ([`super::logread::open_oldest_first`]), so no rename chain runs while
+//!   ([`crate::oplog::read::open_oldest_first`]), so no rename chain runs while
 //!   they look: a chain half done would show one file under two names.
 //!
 //! hub.log is opened with `O_NOFOLLOW` (and must be a regular file): a
@@ -40,6 +40,8 @@
 //! through it and prints its entry on stderr instead, until the hub's next
 //! entry replaces the link. Only the hub removes anything, so two writers
 //! never race to replace the same link.
+
+pub mod read;
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions, TryLockError};
@@ -233,7 +235,7 @@ impl Default for LogConfig {
 /// fall back to the default in silence (the operator who asked for 100 files
 /// got 5); like a bad `BONES_FEED_MAX_AGE`, it now stops the start instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{var}={} is not accepted: {why}; unset it for the default ({default})", crate::shown::shown(.value))]
+#[error("{var}={} is not accepted: {why}; unset it for the default ({default})", crate::sys::shown::shown(.value))]
 pub struct LogSettingError {
     /// The variable (or flag) that holds the value.
     pub var: &'static str,
@@ -511,7 +513,7 @@ impl HubLog {
                 "hub: {} was a symbolic link to {}; replaced it with a regular file \
                  (bones never writes through a link)",
                 self.path.display(),
-                crate::shown::shown(target)
+                crate::sys::shown::shown(target)
             ),
         );
         match line_of(&warning) {
@@ -831,7 +833,7 @@ mod tests {
             }
         });
         assert!(tmp.path().join("hub.log.3").exists(), "it rotated");
-        let files = crate::hub::logread::open_oldest_first(&path).unwrap();
+        let files = crate::oplog::read::open_oldest_first(&path).unwrap();
         let mut seen = std::collections::HashSet::new();
         for (_, mut file) in files {
             let mut text = String::new();

@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 
 use git2::{Delta, DiffOptions, Oid, Repository, Signature};
 
-use crate::gitcli::{self, GitError, Progress};
+use crate::sys::gitcli;
+use crate::sys::gitcli::{GitError, Progress};
 
 /// The one branch slots land on.
 pub const TRUNK: &str = "trunk";
@@ -351,7 +352,7 @@ fn count_files(tree: &git2::Tree) -> Result<usize, git2::Error> {
 /// Removes `trunk.lock` left by a hub killed mid-update. Only the hub
 /// writes trunk, and this runs before it serves, so the lock is stale.
 pub fn clear_stale_trunk_lock(hub_repo: &Path) {
-    let _ = crate::fsutil::remove_if_exists(&hub_repo.join(format!("{TRUNK_REF}.lock")));
+    let _ = crate::sys::fsutil::remove_if_exists(&hub_repo.join(format!("{TRUNK_REF}.lock")));
 }
 
 /// Makes git log every move of trunk in `hub.git`: bare repositories do

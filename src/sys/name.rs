@@ -5,7 +5,7 @@
 //! four: no path traversal, nothing git or NATS would reject. Refusing early,
 //! before anything is created, keeps bad input from leaving half-made state.
 
-use crate::shown::shown;
+use crate::sys::shown::shown;
 
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

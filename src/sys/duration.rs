@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::shown::shown;
+use crate::sys::shown::shown;
 
 /// The longest duration accepted: 3650 days.
 pub const MAX: Duration = Duration::from_secs(3650 * 86400);

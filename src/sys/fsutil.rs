@@ -157,7 +157,7 @@ pub fn check_private(path: &Path, kind: StatePath) -> Result<(), NotPrivate> {
             what: kind.what,
             path: path.to_path_buf(),
             shown: shown_path(path),
-            quoted: crate::shown::plain(&shell_word(path)).into_owned(),
+            quoted: crate::sys::shown::plain(&shell_word(path)).into_owned(),
             mode,
             want: if kind.dir {
                 PRIVATE_DIR_MODE
@@ -171,7 +171,7 @@ pub fn check_private(path: &Path, kind: StatePath) -> Result<(), NotPrivate> {
 
 /// `path` as it is safe to print: control characters escaped.
 fn shown_path(path: &Path) -> String {
-    crate::shown::plain(&path.to_string_lossy()).into_owned()
+    crate::sys::shown::plain(&path.to_string_lossy()).into_owned()
 }
 
 /// `path` as one shell word, so a printed fix can be pasted as it is.

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::workspace::Workspace;
+use crate::state::workspace::Workspace;
 
 /// Absolute paths of the hub's state files for one workspace.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,13 @@
+//! Facts about the operating system and plain values that every layer
+//! uses: processes with their start time, listening sockets, durable file
+//! writes, durations, hashing, the display of untrusted text, and the
+//! validation of ids and names.
+
+pub mod duration;
+pub mod fsutil;
+pub mod gitcli;
+pub mod hash;
+pub mod name;
+pub mod process;
+pub mod shown;
+pub mod sockdiag;
