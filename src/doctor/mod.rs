@@ -28,7 +28,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::coord;
 use crate::state::Paths;
 use crate::state::record;
 use crate::state::record::HubState;
@@ -192,7 +191,7 @@ impl Context {
 
     /// True for a coordination server started with this workspace's config.
     pub fn is_our_server(&self, row: &ProcessRow) -> bool {
-        coord::runs_our_config(&self.paths, &row.info)
+        crate::hub::server::runs_our_config(&self.paths, &row.info)
     }
 
     /// True for a `bones hub start` process working for this workspace,

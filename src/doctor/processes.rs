@@ -70,7 +70,7 @@ fn hub_pid(ctx: &Context, report: &mut Report) {
 }
 
 fn nats_pid(ctx: &Context, report: &mut Report) {
-    let Some(pid) = crate::coord::recorded_pid(&ctx.paths) else {
+    let Some(pid) = crate::hub::server::recorded_pid(&ctx.paths) else {
         report.record("nats-pid", "none recorded", Vec::new());
         return;
     };
@@ -108,7 +108,7 @@ fn nats_pid(ctx: &Context, report: &mut Report) {
 
 fn orphans(ctx: &Context, report: &mut Report) {
     let hub = ctx.hub_pid();
-    let recorded = crate::coord::recorded_pid(&ctx.paths);
+    let recorded = crate::hub::server::recorded_pid(&ctx.paths);
     // a server whose parent is a hub of ours goes with that hub: killing
     // the hub stops it (it dies with its parent), stopping it alone would
     // only get it restarted

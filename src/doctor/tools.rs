@@ -8,8 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{Finding, Report, shell_quote};
-use crate::coord;
-use crate::coord::{CoordError, NATS_SERVER_ENV};
+use crate::coord::CoordError;
+use crate::hub::server::NATS_SERVER_ENV;
 use crate::sys::fsutil;
 
 /// The oldest `nats-server` the hub works with (ARCHITECTURE.md).
@@ -25,11 +25,11 @@ pub(super) fn check(report: &mut Report) {
 }
 
 fn nats_server(report: &mut Report) {
-    let binary = match coord::find_nats_server() {
+    let binary = match crate::hub::server::find_nats_server() {
         Ok(binary) => binary,
         Err(CoordError::NotAt(path)) => {
             // the variable is wrong; say whether PATH would do instead
-            let fix = match coord::nats_server_on_path() {
+            let fix = match crate::hub::server::nats_server_on_path() {
                 Some(found) => format!(
                     "unset {NATS_SERVER_ENV}  # {} would be used instead",
                     found.display()

@@ -20,7 +20,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::probe::{self, Probe};
-use crate::coord;
 use crate::hub::{HubError, StartOptions, log_tail, run};
 use crate::oplog::HubLog;
 use crate::state::lock::RunLock;
@@ -129,11 +128,13 @@ fn stop_spawned_servers(paths: &Paths, log: &HubLog) {
     let Ok(Some(_held)) = RunLock::try_acquire(&paths.run_lock) else {
         return;
     };
-    let mut pids: Vec<u32> = coord::recorded_server(paths).into_iter().collect();
+    let mut pids: Vec<u32> = crate::hub::server::recorded_server(paths)
+        .into_iter()
+        .collect();
     pids.extend(
         process::scan()
             .into_iter()
-            .filter(|row| coord::runs_our_config(paths, &row.info))
+            .filter(|row| crate::hub::server::runs_our_config(paths, &row.info))
             .map(|row| row.pid),
     );
     pids.sort_unstable();

@@ -16,6 +16,7 @@ pub mod probe;
 pub mod projector;
 pub mod repair;
 mod run;
+pub mod server;
 pub mod status;
 mod stop;
 pub mod storage;
@@ -241,7 +242,7 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
     // a hub without trunk can land nothing: it once waited out the whole
     // ready timeout to say only "degraded"; name the missing ref at once
     repo::require_trunk(&paths.hub_repo)?;
-    coord::find_nats_server()?;
+    crate::hub::server::find_nats_server()?;
     // nats.conf must name the store; refuse before anything is written
     if paths.coord_dir.to_str().is_none() {
         return Err(coord::CoordError::NonUtf8Path(paths.state_dir.clone()).into());
@@ -376,7 +377,7 @@ fn clear_leftovers(paths: &Paths, hub_log: &HubLog) {
         }
         _ => {}
     }
-    if let Some(pid) = coord::stop_orphan(paths) {
+    if let Some(pid) = crate::hub::server::stop_orphan(paths) {
         hub_log.warn(format!(
             "hub: stopped orphaned coord server (pid={pid}) left by a previous hub"
         ));

@@ -14,9 +14,9 @@ use tokio::sync::RwLock;
 
 use super::http::{self, StatusSource};
 use crate::coord;
-use crate::coord::Supervisor;
 use crate::coord::credential;
 use crate::coord::credential::Key;
+use crate::hub::server::Supervisor;
 use crate::hub::{HubError, StartOptions, damage, lander, projector, storage, watcher};
 use crate::oplog::HubLog;
 use crate::state::lock::WorkspaceLock;
@@ -106,7 +106,7 @@ struct Server {
 /// Prepares state, records this process as the hub, spawns the
 /// coordination server and opens (or seeds) the repository.
 fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubError> {
-    let binary = coord::find_nats_server()?;
+    let binary = crate::hub::server::find_nats_server()?;
     fsutil::ensure_private_dir(&paths.coord_dir)
         .map_err(HubError::io("cannot create", &paths.coord_dir))?;
     let (key, origin) = credential::ensure(paths)?;
@@ -117,7 +117,7 @@ fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubErro
             paths.nats_token.display()
         ));
     }
-    coord::write_config(paths, ports.coord, &key)?;
+    crate::hub::server::write_config(paths, ports.coord, &key)?;
     let record = HubRecord {
         pid: std::process::id(),
         start_time: process::own_start_time(),

@@ -73,7 +73,7 @@ pub fn stop(root: &Path, opts: &StopOptions) -> Result<StopOutcome, HubError> {
                 HubRecord::remove(&paths).map_err(HubError::io("cannot remove", &paths.hub_pid))?;
                 cleaned.push(format!("stale hub.pid (pid {pid} is gone)"));
             }
-            if let Some(pid) = coord::stop_orphan(&paths) {
+            if let Some(pid) = crate::hub::server::stop_orphan(&paths) {
                 cleaned.push(format!("orphaned coord server (pid {pid})"));
             }
             return Ok(StopOutcome::NotRunning { cleaned, copy_of });
@@ -95,7 +95,7 @@ pub fn stop(root: &Path, opts: &StopOptions) -> Result<StopOutcome, HubError> {
     if !matches!(record::hub_state(&paths), HubState::Running(_)) {
         let _ = HubRecord::remove(&paths);
     }
-    coord::stop_orphan(&paths);
+    crate::hub::server::stop_orphan(&paths);
     Ok(StopOutcome::Stopped {
         pid: record.pid,
         killed,

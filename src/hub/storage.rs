@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::coord::Restarter;
+use crate::hub::server::Restarter;
 use crate::oplog::HubLog;
 use crate::state::paths::Paths;
 

@@ -72,7 +72,7 @@ pub fn restore(
     if let HubState::Running(record) = record::hub_state(&paths) {
         return Err(BackupError::Running(record.pid));
     }
-    if let Some(pid) = crate::coord::recorded_server(&paths) {
+    if let Some(pid) = crate::hub::server::recorded_server(&paths) {
         return Err(BackupError::OrphanServer(pid));
     }
     let found = existing_state(&paths);

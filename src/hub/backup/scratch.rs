@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use super::BackupError;
 use crate::coord;
-use crate::coord::Supervisor;
 use crate::coord::credential;
 use crate::coord::credential::{Guard, Key};
+use crate::hub::server::Supervisor;
 use crate::oplog::{HubLog, LogConfig};
 use crate::state::paths::Paths;
 use crate::state::workspace::Workspace;
@@ -40,12 +40,12 @@ impl Scratch {
             root: root.to_path_buf(),
             state_dir: stage.to_path_buf(),
         });
-        let binary = coord::find_nats_server()?;
+        let binary = crate::hub::server::find_nats_server()?;
         crate::sys::fsutil::ensure_private_dir(&paths.coord_dir)
             .map_err(BackupError::io("cannot create", &paths.coord_dir))?;
         let port = free_port()?;
         let (key, _) = credential::ensure(&paths)?;
-        coord::write_config(&paths, port, &key)?;
+        crate::hub::server::write_config(&paths, port, &key)?;
         let log = HubLog::open(stage.join("scratch.log"), LogConfig::default());
         let supervisor = Supervisor::start(binary, &paths, log)?;
         Ok(Scratch {
