@@ -281,7 +281,7 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
             repo: opts.repo_port,
             coord: opts.coord_port,
         },
-        &hub_log,
+        |line| hub_log.warn(line),
     )?;
     // the first start seeds here, under the lock: its progress reaches the
     // terminal, and a big repository's seed is not counted against the

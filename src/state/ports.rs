@@ -9,7 +9,6 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 
-use crate::oplog::HubLog;
 use crate::state::paths::Paths;
 use crate::sys::sockdiag::{Socket, TCP_LISTEN, UNOWNED_STATES};
 
@@ -293,8 +292,14 @@ fn bind(port: u16) -> io::Result<TcpListener> {
 /// Chooses both ports and rewrites both URL files.
 ///
 /// Each chosen port is held by a listener until both are chosen, so the two
-/// can never be the same port.
-pub fn resolve(paths: &Paths, request: PortRequest, log: &HubLog) -> Result<Ports, PortError> {
+/// can never be the same port. A recorded port found taken is replaced, and
+/// `moved` is told in one line for the operator log (this layer sits below
+/// the log).
+pub fn resolve(
+    paths: &Paths,
+    request: PortRequest,
+    mut moved: impl FnMut(String),
+) -> Result<Ports, PortError> {
     if let (Some(r), Some(c)) = (request.repo, request.coord)
         && r == c
     {
@@ -322,7 +327,7 @@ pub fn resolve(paths: &Paths, request: PortRequest, log: &HubLog) -> Result<Port
         let port = listener.local_addr().map_err(PortError::NoFreePort)?.port();
         held.push(listener);
         if let Some(old) = recorded {
-            log.warn(format!(
+            moved(format!(
                 "hub: recorded {what} port {old} is in use by another process; using {port} instead"
             ));
         }
