@@ -1,8 +1,18 @@
 //! bones: run many AI coding agents on one repository without them
 //! trampling each other.
 //!
-//! The dependency direction is `cli -> {hub, swarm} -> workspace`, never
-//! back: the binary is a thin layer and everything is testable as a library.
+//! The binary is a thin layer over this library. The modules are layered,
+//! lowest first; a module uses only modules on its own layer or below, never
+//! above (`tests/layers.rs` checks it from the source, reading this table):
+//!
+//! | layer | modules | what they hold |
+//! |---|---|---|
+//! | 1 | `sys` | OS facts and plain values: processes, sockets, durable writes, durations, names |
+//! | 2 | `state` | the workspace and its state directory: paths, the hub record, locks, ports |
+//! | 3 | `oplog`, `coord`, `trunk` | hub.log; the coordination client; the hub repository and landing |
+//! | 4 | `swarm`, `tasks`, `feed` | the domain as clients see it: slots, the task board, the feed |
+//! | 5 | `hub`, `doctor` | the hub server; read-only checks judged by the hub's rules |
+//! | 6 | `cli` | parse, call the library, print |
 
 pub mod cli;
 pub mod coord;
