@@ -12,18 +12,7 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use support::{TestWorkspace, stderr, stdout, wait_until};
-
-fn join(ws: &TestWorkspace, slot: &str, agent: &str, extra: &[&str]) -> PathBuf {
-    let mut args = vec!["swarm", "join", "--slot", slot, "--agent", agent];
-    args.extend_from_slice(extra);
-    let out = ws.ok(&args);
-    PathBuf::from(stdout(&out).trim())
-}
-
-fn commit(ws: &TestWorkspace, slot: &str, message: &str) -> Output {
-    ws.run(&["swarm", "commit", "--slot", slot, "-m", message])
-}
+use support::{TestWorkspace, commit, join, stderr, stdout, wait_until};
 
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)

@@ -18,7 +18,7 @@
 mod support;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,29 +29,6 @@ use bones::coord;
 use bones::coord::credential;
 use bones::coord::credential::Guard;
 use support::{Impostor, Signal, TestWorkspace, send_signal, stderr, wait_until};
-
-/// Speaks the NATS protocol by hand: reads INFO, sends `CONNECT {options}`
-/// and a PING, and returns the server's first answer line.
-fn handshake(port: u16, connect_line: &str) -> String {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut info = String::new();
-    reader.read_line(&mut info).unwrap();
-    assert!(info.starts_with("INFO "), "not a NATS server: {info}");
-    let mut writer = stream;
-    write!(writer, "{connect_line}\r\nPING\r\n").unwrap();
-    let mut answer = String::new();
-    while answer.trim().is_empty() {
-        answer.clear();
-        if reader.read_line(&mut answer).unwrap_or(0) == 0 {
-            break;
-        }
-    }
-    answer.trim().to_string()
-}
 
 /// hub.log's WARN that the hub's client found its port held.
 fn held_warnings(ws: &TestWorkspace) -> usize {
@@ -115,7 +92,7 @@ fn a_crashed_servers_port_taken_by_another_user_is_never_answered() {
     assert!(support::stdout(&listed).contains("before the crash"));
     // and nothing it received opens the real server
     for line in impostor.connects() {
-        let answer = handshake(coord, &line);
+        let answer = support::nats_handshake(coord, &line);
         assert_ne!(answer, "PONG", "{line} opened the server");
     }
 }
@@ -245,7 +222,7 @@ fn a_captured_answer_does_not_open_the_server_again() {
 
     // replayed, it answers a challenge the server no longer asks
     for _ in 0..2 {
-        let answer = handshake(coord, connect);
+        let answer = support::nats_handshake(coord, connect);
         assert!(
             answer.contains("Authorization Violation"),
             "a replayed answer was let in: {answer}"
@@ -300,7 +277,7 @@ fn a_workspace_of_an_older_bones_moves_from_its_token_to_a_key() {
     // on everything the workspace held
     assert_eq!(ws.coord_port(), coord);
     let base = r#""verbose":false,"pedantic":false,"protocol":1"#;
-    let answer = handshake(
+    let answer = support::nats_handshake(
         coord,
         &format!(r#"CONNECT {{{base},"auth_token":"{token}"}}"#),
     );

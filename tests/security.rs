@@ -8,36 +8,13 @@ mod support;
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::{TestWorkspace, stderr, stdout};
-
-/// Speaks the NATS protocol by hand: reads INFO, sends CONNECT with
-/// `options` and a PING, and returns the server's first answer line.
-fn nats_handshake(port: u16, options: &str) -> String {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut info = String::new();
-    reader.read_line(&mut info).unwrap();
-    assert!(info.starts_with("INFO "), "not a NATS server: {info}");
-    let mut writer = stream;
-    write!(writer, "CONNECT {options}\r\nPING\r\n").unwrap();
-    let mut answer = String::new();
-    while answer.trim().is_empty() {
-        answer.clear();
-        if reader.read_line(&mut answer).unwrap_or(0) == 0 {
-            break;
-        }
-    }
-    answer.trim().to_string()
-}
 
 fn ports(ws: &TestWorkspace) -> (u16, u16) {
     let (code, status) = ws.status();
@@ -73,7 +50,7 @@ fn the_coordination_server_refuses_clients_without_the_key() {
         format!(r#"{{{base},"nkey":"{public}","sig":"AAAA"}}"#),
     ];
     for options in &refused {
-        let answer = nats_handshake(coord, options);
+        let answer = support::nats_handshake(coord, &format!("CONNECT {options}"));
         assert!(
             answer.contains("Authorization Violation"),
             "{options}: {answer}"
@@ -302,7 +279,7 @@ fn an_edited_nats_conf_or_seed_cannot_open_the_server_beyond_loopback() {
             "port {port}"
         );
     }
-    let anonymous = nats_handshake(coord, r#"{"verbose":false,"pedantic":false}"#);
+    let anonymous = support::nats_handshake(coord, r#"CONNECT {"verbose":false,"pedantic":false}"#);
     assert!(anonymous.contains("Authorization Violation"), "{anonymous}");
     ws.ok(&["tasks", "list"]);
 }
@@ -417,7 +394,10 @@ fn the_seed_is_never_printed_or_logged() {
         outputs.push(http_get(repo, path, "127.0.0.1").1);
     }
     // a client that fails authentication makes the server log the attempt
-    outputs.push(nats_handshake(coord, r#"{"verbose":false}"#));
+    outputs.push(support::nats_handshake(
+        coord,
+        r#"CONNECT {"verbose":false}"#,
+    ));
     for pid in [ws.hub_pid().unwrap(), ws.nats_pid().unwrap()] {
         // anyone on the machine can read a command line
         outputs.push(fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap());

@@ -6,21 +6,9 @@ mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
-use support::{Signal, TestWorkspace, send_signal, stderr, stdout, wait_until};
-
-fn join(ws: &TestWorkspace, slot: &str, agent: &str, extra: &[&str]) -> PathBuf {
-    let mut args = vec!["swarm", "join", "--slot", slot, "--agent", agent];
-    args.extend_from_slice(extra);
-    let out = ws.ok(&args);
-    PathBuf::from(stdout(&out).trim())
-}
-
-fn commit(ws: &TestWorkspace, slot: &str, message: &str) -> Output {
-    ws.run(&["swarm", "commit", "--slot", slot, "-m", message])
-}
+use support::{Signal, TestWorkspace, commit, join, send_signal, stderr, stdout, wait_until};
 
 fn trunk_files(ws: &TestWorkspace) -> Vec<String> {
     ws.hub_git(&["ls-tree", "-r", "--name-only", "trunk"])

@@ -274,19 +274,11 @@ impl Guard {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
-    use std::path::Path;
-
-    fn paths_in(dir: &Path) -> Paths {
-        Paths::new(&crate::state::workspace::Workspace {
-            root: dir.to_path_buf(),
-            state_dir: dir.to_path_buf(),
-        })
-    }
 
     #[test]
     fn a_key_is_made_once_owner_only_and_kept() {
         let tmp = tempfile::tempdir().unwrap();
-        let paths = paths_in(tmp.path());
+        let paths = Paths::in_dir(tmp.path());
         let (made, origin) = ensure(&paths).unwrap();
         assert_eq!(origin, Origin::Made);
         let mode = std::fs::metadata(&paths.nats_seed)
@@ -306,7 +298,7 @@ mod tests {
     #[test]
     fn a_token_workspace_gets_a_key_and_loses_its_token() {
         let tmp = tempfile::tempdir().unwrap();
-        let paths = paths_in(tmp.path());
+        let paths = Paths::in_dir(tmp.path());
         std::fs::write(&paths.nats_token, "0123456789abcdef0123456789abcdef\n").unwrap();
         let (_, origin) = ensure(&paths).unwrap();
         assert_eq!(origin, Origin::ReplacedToken);
@@ -317,7 +309,7 @@ mod tests {
     #[test]
     fn a_seed_file_without_a_user_seed_is_replaced() {
         let tmp = tempfile::tempdir().unwrap();
-        let paths = paths_in(tmp.path());
+        let paths = Paths::in_dir(tmp.path());
         let account = nkeys::KeyPair::new_account().seed().unwrap();
         for bad in ["not a seed", account.as_str(), "SU\n}\nlisten: 0.0.0.0:1"] {
             std::fs::write(&paths.nats_seed, bad).unwrap();
@@ -334,7 +326,7 @@ mod tests {
     #[test]
     fn an_answer_verifies_against_the_public_key_for_that_challenge_only() {
         let tmp = tempfile::tempdir().unwrap();
-        let (key, _) = ensure(&paths_in(tmp.path())).unwrap();
+        let (key, _) = ensure(&Paths::in_dir(tmp.path())).unwrap();
         // a port nobody holds
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

@@ -437,17 +437,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn paths_in(dir: &Path) -> Paths {
-        Paths::new(&crate::state::workspace::Workspace {
-            root: dir.to_path_buf(),
-            state_dir: dir.to_path_buf(),
-        })
-    }
-
     #[test]
     fn the_config_names_the_public_key_only_and_listens_on_loopback() {
         let tmp = tempfile::tempdir().unwrap();
-        let paths = paths_in(tmp.path());
+        let paths = Paths::in_dir(tmp.path());
         std::fs::write(&paths.nats_seed, "x\"\n}\nlisten: 0.0.0.0:4222\n").unwrap();
         let (key, _) = crate::coord::credential::ensure(&paths).unwrap();
         write_config(&paths, 4222, &key).unwrap();

@@ -17,7 +17,7 @@ pub struct Paths {
     pub repo_url_file: PathBuf,
     pub nats_url_file: PathBuf,
     pub nats_conf: PathBuf,
-    /// The coordination key's seed (see `hub::credential`).
+    /// The coordination key's seed (see `coord::credential`).
     pub nats_seed: PathBuf,
     /// The shared token of an older bones, deleted at the next start.
     pub nats_token: PathBuf,
@@ -36,6 +36,16 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// The paths of a workspace whose root is its own state directory: for
+    /// unit tests that need state files in a temp dir.
+    #[cfg(test)]
+    pub(crate) fn in_dir(dir: &std::path::Path) -> Paths {
+        Paths::new(&Workspace {
+            root: dir.to_path_buf(),
+            state_dir: dir.to_path_buf(),
+        })
+    }
+
     pub fn new(ws: &Workspace) -> Paths {
         let dir = &ws.state_dir;
         Paths {

@@ -258,17 +258,10 @@ mod tests {
         assert!(!looks_like_hub("/usr/bin/bones hub stop"));
     }
 
-    fn paths_in(dir: &std::path::Path) -> Paths {
-        Paths::new(&crate::state::workspace::Workspace {
-            root: dir.to_path_buf(),
-            state_dir: dir.to_path_buf(),
-        })
-    }
-
     #[test]
     fn a_corrupt_record_next_to_a_stranger_is_not_a_hub() {
         let tmp = tempfile::tempdir().unwrap();
-        let paths = paths_in(tmp.path());
+        let paths = Paths::in_dir(tmp.path());
         // this test process is alive but is not `bones hub start`
         let me = std::process::id();
         std::fs::write(&paths.hub_pid, format!("{me}\n")).unwrap();
@@ -301,7 +294,7 @@ mod tests {
     fn a_record_written_for_another_state_directory_marks_a_copy() {
         let original = tempfile::tempdir().unwrap();
         let copy = tempfile::tempdir().unwrap();
-        let paths = paths_in(copy.path());
+        let paths = Paths::in_dir(copy.path());
         // the original's hub is alive: this very process
         let me = std::process::id();
         let mut record = record_for(original.path(), me);
@@ -316,7 +309,7 @@ mod tests {
         }
         // the same record in its own directory, with nobody holding the
         // run lock: a hub whose lock file was deleted under it
-        let own = paths_in(original.path());
+        let own = Paths::in_dir(original.path());
         record.write(&own).unwrap();
         assert_eq!(hub_state(&own), HubState::Running(record.clone()));
         // and once its process is not the one recorded, a stale pid
@@ -332,7 +325,7 @@ mod tests {
             json in proptest::collection::vec(any::<u8>(), 0..256),
         ) {
             let tmp = tempfile::tempdir().unwrap();
-            let paths = paths_in(tmp.path());
+            let paths = Paths::in_dir(tmp.path());
             std::fs::write(&paths.hub_pid, &pid).unwrap();
             std::fs::write(&paths.hub_json, &json).unwrap();
             std::fs::write(&paths.repo_url_file, &json).unwrap();

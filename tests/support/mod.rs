@@ -562,3 +562,41 @@ impl Drop for Impostor {
         self.stop();
     }
 }
+
+/// `bones swarm join --slot SLOT --agent AGENT EXTRA...`, which must
+/// succeed; returns the checkout it prints.
+pub fn join(ws: &TestWorkspace, slot: &str, agent: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec!["swarm", "join", "--slot", slot, "--agent", agent];
+    args.extend_from_slice(extra);
+    let out = ws.ok(&args);
+    PathBuf::from(stdout(&out).trim())
+}
+
+/// `bones swarm commit --slot SLOT -m MESSAGE`, whatever it answers.
+pub fn commit(ws: &TestWorkspace, slot: &str, message: &str) -> Output {
+    ws.run(&["swarm", "commit", "--slot", slot, "-m", message])
+}
+
+/// Speaks the NATS protocol by hand: reads INFO, sends `connect_line`
+/// (`CONNECT {...}`) and a PING, and returns the server's first answer line.
+pub fn nats_handshake(port: u16, connect_line: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut info = String::new();
+    reader.read_line(&mut info).unwrap();
+    assert!(info.starts_with("INFO "), "not a NATS server: {info}");
+    let mut writer = stream;
+    write!(writer, "{connect_line}\r\nPING\r\n").unwrap();
+    let mut answer = String::new();
+    while answer.trim().is_empty() {
+        answer.clear();
+        if reader.read_line(&mut answer).unwrap_or(0) == 0 {
+            break;
+        }
+    }
+    answer.trim().to_string()
+}
