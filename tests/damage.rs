@@ -6,8 +6,8 @@
 mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 
 use serde_json::Value;
 use support::{TestWorkspace, stderr, stdout};
@@ -28,28 +28,9 @@ fn finding<'a>(report: &'a Value, id: &str) -> Option<&'a Value> {
         .find(|f| f["id"] == id)
 }
 
-/// Runs a printed fix through `sh` in the workspace, with `bones` on PATH.
 fn run_fix(ws: &TestWorkspace, fix: &str) -> String {
-    let bin_dir = Path::new(support::BONES).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut command = Command::new("sh");
-    command
-        .args(["-c", fix])
-        .current_dir(&ws.root)
-        .env("HOME", &ws.home)
-        .env("PATH", path)
-        .env_remove("BONES_DIR")
-        .stdin(Stdio::null());
-    if let Some(nats) = support::nats_server() {
-        command.env("BONES_NATS_SERVER", nats);
-    }
-    let out = command.output().unwrap();
-    assert!(out.status.success(), "fix `{fix}` failed: {}", stderr(&out));
-    format!("{}{}", stdout(&out), stderr(&out))
+    let (out, err) = support::run_fix(ws, fix);
+    format!("{out}{err}")
 }
 
 /// Every task as `(id, status, claimed_by)`, sorted by id.

@@ -75,33 +75,8 @@ fn text(value: &Value) -> &str {
     value.as_str().unwrap_or_default()
 }
 
-/// Runs a printed fix through `sh` in the workspace, with `bones` on PATH,
-/// and returns its stdout.
 fn run_fix(ws: &TestWorkspace, fix: &str) -> String {
-    let bin_dir = Path::new(support::BONES).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut command = Command::new("sh");
-    command
-        .args(["-c", fix])
-        .current_dir(&ws.root)
-        .env("HOME", &ws.home)
-        .env("PATH", path)
-        .env_remove("BONES_DIR")
-        .stdin(Stdio::null());
-    if let Some(nats) = support::nats_server() {
-        command.env("BONES_NATS_SERVER", nats);
-    }
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "fix `{fix}` failed: {}",
-        support::stderr(&out)
-    );
-    stdout(&out)
+    support::run_fix(ws, fix).0
 }
 
 fn assert_clean(ws: &TestWorkspace) -> Value {

@@ -336,24 +336,7 @@ fn rpc_entries_match_events(ws: &TestWorkspace) -> Vec<String> {
     let (revisions, events): (Vec<Revision>, Vec<Revision>) = runtime().block_on(async {
         let js = ws.jetstream().await;
         let board = Board::open(&js).await.unwrap();
-        let caught_up = async {
-            loop {
-                let info = board
-                    .store()
-                    .stream
-                    .clone()
-                    .consumer_info(bones::hub::projector::DURABLE)
-                    .await
-                    .unwrap();
-                if info.num_pending == 0 && info.num_ack_pending == 0 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(60), caught_up)
-            .await
-            .expect("the projector caught up");
+        support::projector_caught_up(&js).await;
         let events = support::task_events(&js)
             .await
             .iter()

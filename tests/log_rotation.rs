@@ -14,7 +14,6 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use bones::tasks::Board;
 use support::{Signal, TestWorkspace, runtime, send_signal, stderr, stdout, wait_until};
 
 /// The hub's rotation settings in these tests: a file per entry of the
@@ -107,25 +106,7 @@ fn lines_on_disk(ws: &TestWorkspace) -> Vec<String> {
 fn events_once_caught_up(ws: &TestWorkspace) -> Vec<(String, u64)> {
     runtime().block_on(async {
         let js = ws.jetstream().await;
-        let board = Board::open(&js).await.unwrap();
-        let caught_up = async {
-            loop {
-                let info = board
-                    .store()
-                    .stream
-                    .clone()
-                    .consumer_info(bones::hub::projector::DURABLE)
-                    .await
-                    .unwrap();
-                if info.num_pending == 0 && info.num_ack_pending == 0 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(60), caught_up)
-            .await
-            .expect("the projector caught up");
+        support::projector_caught_up(&js).await;
         support::task_events(&js)
             .await
             .iter()

@@ -600,3 +600,52 @@ pub fn nats_handshake(port: u16, connect_line: &str) -> String {
     }
     answer.trim().to_string()
 }
+
+/// Waits (up to a minute) until the hub's task projector has handled every
+/// revision of the task bucket: nothing pending, nothing unacknowledged.
+pub async fn projector_caught_up(js: &async_nats::jetstream::Context) {
+    let board = bones::tasks::board::Board::open(js).await.unwrap();
+    let caught_up = async {
+        loop {
+            let info = board
+                .store()
+                .stream
+                .clone()
+                .consumer_info(bones::hub::projector::DURABLE)
+                .await
+                .unwrap();
+            if info.num_pending == 0 && info.num_ack_pending == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), caught_up)
+        .await
+        .expect("the projector caught up");
+}
+
+/// Runs a fix `bones doctor` printed through `sh` in the workspace, with
+/// `bones` on PATH; it must succeed. Returns its stdout and stderr.
+pub fn run_fix(ws: &TestWorkspace, fix: &str) -> (String, String) {
+    let bin_dir = Path::new(BONES).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", fix])
+        .current_dir(&ws.root)
+        .env("HOME", &ws.home)
+        .env("PATH", path)
+        .env_remove("BONES_DIR")
+        .stdin(Stdio::null());
+    if let Some(nats) = nats_server() {
+        command.env("BONES_NATS_SERVER", nats);
+    }
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "fix `{fix}` failed: {}", stderr(&out));
+    (stdout(&out), stderr(&out))
+}
