@@ -518,12 +518,41 @@ fn a_new_follower_resumes_after_the_cursor_and_a_new_feed_starts_afresh() {
 }
 
 #[test]
+fn share_starts_the_hub_when_none_runs() {
+    let ws = TestWorkspace::new();
+    let out = share_as(
+        &ws,
+        "a",
+        &["--type", "learning", "--id", "early", "no hub yet"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("started one in the background"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ws.run(&["feed", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"early\""));
+}
+
+#[test]
 fn a_follower_started_before_the_hub_waits_for_it() {
     let ws = TestWorkspace::new();
-    let out = share_as(&ws, "a", &["--type", "learning", "no hub"]);
+    // with starting on demand turned off, the verbs that need a hub say so
+    let out = ws
+        .command(&["share", "--type", "learning", "no hub"])
+        .env("BONES_AGENT_ID", "a")
+        .env("BONES_NO_AUTOSTART", "1")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("bones hub start"), "{}", stderr(&out));
-    let out = ws.run(&["feed"]);
+    let out = ws
+        .command(&["feed"])
+        .env("BONES_NO_AUTOSTART", "1")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
 
     let follower = Follower::start(&ws, "early-bird", &[]);

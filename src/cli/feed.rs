@@ -135,7 +135,10 @@ where
     match runtime.block_on(verb(paths)) {
         Ok(()) => exit::OK,
         Err(Failure(message, code)) => {
-            report(&message);
+            // an empty message: already reported where it happened
+            if !message.is_empty() {
+                report(&message);
+            }
             code
         }
     }
@@ -145,7 +148,13 @@ fn who(paths: &Paths, slot: Option<String>) -> Result<String, Failure> {
     swarm::identity(paths, slot).map_err(|e| Failure(e.to_string(), exit::USAGE))
 }
 
+/// Opens the feed of the running hub, starting the hub first when none
+/// runs (`BONES_NO_AUTOSTART=1` turns that off). `feed --follow` does not
+/// come here: it waits for a hub instead.
 async fn open(paths: &Paths) -> Result<Feed, Failure> {
+    if let Err(code) = super::autostart(paths) {
+        return Err(Failure(String::new(), code));
+    }
     let client = coord::connect_running(paths)
         .await
         .map_err(|e| Failure(e.to_string(), exit::FAILURE))?;
