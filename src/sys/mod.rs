@@ -8,6 +8,7 @@ pub mod fsutil;
 pub mod gitcli;
 pub mod hash;
 pub mod name;
+pub mod proc_net;
 pub mod process;
 pub mod shown;
 pub mod sockdiag;

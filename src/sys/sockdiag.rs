@@ -27,8 +27,8 @@ const NLMSG_DONE: u16 = 3;
 const NLMSG_HEADER: usize = 16;
 /// `struct inet_diag_req_v2`.
 const REQUEST_LEN: usize = 56;
-/// `struct inet_diag_msg` up to and including `idiag_uid`.
-const MESSAGE_MIN: usize = 68;
+/// `struct inet_diag_msg` up to and including `idiag_inode`.
+const MESSAGE_MIN: usize = 72;
 
 /// A TCP socket: its family, state, both ends and owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,33 @@ pub struct Socket {
     /// The user that created the socket; an accepted connection inherits
     /// its listener's.
     pub uid: u32,
+    /// The socket's inode: `socket:[INODE]` in its holders' `/proc/PID/fd`.
+    pub inode: u64,
+}
+
+impl Socket {
+    /// Whether a connection to 127.0.0.1 may reach this socket (or, for a
+    /// listener, whether it keeps anyone else from binding
+    /// `127.0.0.1:port`): bound to 127.0.0.1 or the wildcard address, as
+    /// IPv4, or as IPv6 `::` or IPv4-mapped (`::ffff:127.0.0.1`,
+    /// `::ffff:0.0.0.0`). IPv6 loopback `::1` is another address.
+    pub fn reaches_loopback_v4(&self) -> bool {
+        self.addr == [0; 16] || is_loopback_v4(&self.addr, self.v6) || {
+            let mapped_any = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0];
+            self.v6 && self.addr == mapped_any
+        }
+    }
+}
+
+/// Whether `addr` (as [`Socket`] holds it) is 127.0.0.1, as IPv4 or as
+/// IPv4-mapped IPv6.
+pub fn is_loopback_v4(addr: &[u8; 16], v6: bool) -> bool {
+    const MAPPED_LOOPBACK: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
+    if v6 {
+        *addr == MAPPED_LOOPBACK
+    } else {
+        addr[..4] == [127, 0, 0, 1]
+    }
 }
 
 /// Every listening TCP socket (IPv4 and IPv6) in this network namespace.
@@ -217,6 +244,7 @@ fn parse(mut data: &[u8], family: u8, found: &mut Vec<Socket>) -> io::Result<boo
                     peer_addr,
                     peer_port: u16::from_be_bytes([id[2], id[3]]),
                     uid: u32::from_ne_bytes(body[64..68].try_into().map_err(|_| short())?),
+                    inode: u32::from_ne_bytes(body[68..72].try_into().map_err(|_| short())?).into(),
                 });
             }
             _ => {}
