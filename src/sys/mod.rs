@@ -11,4 +11,5 @@ pub mod name;
 pub mod proc_net;
 pub mod process;
 pub mod shown;
+pub mod signals;
 pub mod sockdiag;
