@@ -325,29 +325,12 @@ async fn follow(paths: &Paths, args: FeedArgs) -> Result<(), Failure> {
         start: args.since,
         cursor: Some(cursor),
     };
-    // a reader of stdout that went away (`| head`) ends the follow too:
-    // not an error
-    let _ended: Ended = crate::feed::follow(paths, options, &mut printer, stop_signal()).await?;
+    // SIGINT, SIGTERM or SIGHUP end the follow, which then saves its
+    // cursor and exits 0; a reader of stdout that went away (`| head`)
+    // ends it too: not an error
+    let _ended: Ended =
+        crate::feed::follow(paths, options, &mut printer, crate::sys::signals::stopped()).await?;
     Ok(())
-}
-
-/// Completes on SIGINT, SIGTERM or SIGHUP: the follower then saves its
-/// cursor and exits 0.
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        // without handlers the default action (exit) applies
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-        _ = hup.recv() => {}
-    }
 }
 
 fn note_unreadable(count: usize) {

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::io::{self, IsTerminal, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Args;
@@ -262,8 +262,12 @@ impl Reader {
         mut current: Option<Following>,
         printer: &mut Printer<impl Write>,
     ) -> io::Result<()> {
-        install_stop_handler();
-        while !STOP.load(Ordering::Relaxed) {
+        // without the flag, a stop signal's default action ends the follow
+        let stop = crate::sys::signals::stop_flag();
+        while !stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(Ordering::Relaxed))
+        {
             let Some(lines) = current.as_mut() else {
                 // nothing to follow yet: take whatever appears, from its start
                 current = self.catch_up(hub_log, None, printer)?;
@@ -346,27 +350,6 @@ impl Reader {
             newest = Some(lines);
         }
         Ok(newest)
-    }
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: nix::libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_stop_handler() {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let action = SigAction::new(
-        SigHandler::Handler(on_stop_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for signal in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic.
-        unsafe {
-            let _ = sigaction(signal, &action);
-        }
     }
 }
 

@@ -4,11 +4,11 @@
 //! (the next start picks a fresh one, decision 5), but every cached URL
 //! then leads nowhere: doctor says so before the restart does.
 //!
-//! Listeners are read from `/proc/net/tcp{,6}` rather than probed by
-//! binding, so doctor never holds a port a starting hub wants.
+//! Listeners are asked of the kernel (socket diagnostics, else
+//! `/proc/net/tcp{,6}`) rather than probed by binding, so doctor never
+//! holds a port a starting hub wants.
 
 use std::fs;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use super::{Context, Finding, Report, shell_quote, short_cmdline};
@@ -16,6 +16,8 @@ use crate::state::ports;
 use crate::state::record;
 use crate::state::record::HubState;
 use crate::sys::fsutil;
+use crate::sys::proc_net;
+use crate::sys::sockdiag::{self, Socket, TCP_LISTEN};
 
 /// What the hub serves on a recorded port.
 #[derive(Clone, Copy)]
@@ -136,60 +138,22 @@ fn is_bones(cmdline: &str, args: &[String]) -> bool {
 /// Inodes of the TCP sockets listening on `port` on an address that keeps
 /// the hub from binding `127.0.0.1:port`.
 fn listening_sockets(port: u16) -> Vec<u64> {
-    let mut inodes = Vec::new();
-    for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
-        if let Ok(table) = fs::read_to_string(file) {
-            inodes.extend(parse_listeners(&table, v6, port));
-        }
-    }
-    inodes
+    let sockets = sockdiag::listeners().unwrap_or_else(|_| proc_net::sockets());
+    blocking_listeners(&sockets, port)
 }
 
-/// Parses `/proc/net/tcp` (or `tcp6`): `sl local rem st ... uid timeout
-/// inode`, addresses as hex words in host byte order, state `0A` = LISTEN.
+/// [`listening_sockets`] for one `/proc/net/tcp{,6}` table's text.
+#[cfg(test)]
 fn parse_listeners(table: &str, v6: bool, port: u16) -> Vec<u64> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            let (addr, local_port) = words.get(1)?.split_once(':')?;
-            if words.get(3) != Some(&"0A") || u16::from_str_radix(local_port, 16).ok()? != port {
-                return None;
-            }
-            let blocks = if v6 {
-                blocks_loopback_v6(addr)?
-            } else {
-                blocks_loopback_v4(addr)?
-            };
-            blocks.then(|| words.get(9)?.parse::<u64>().ok())?
-        })
+    blocking_listeners(&proc_net::parse(table, v6), port)
+}
+
+fn blocking_listeners(sockets: &[Socket], port: u16) -> Vec<u64> {
+    sockets
+        .iter()
+        .filter(|s| s.state == TCP_LISTEN && s.port == port && s.reaches_loopback_v4())
+        .map(|s| s.inode)
         .collect()
-}
-
-fn blocks_loopback_v4(hex: &str) -> Option<bool> {
-    let word = u32::from_str_radix(hex, 16).ok()?;
-    let addr = Ipv4Addr::from(word.to_ne_bytes());
-    Some(addr == Ipv4Addr::LOCALHOST || addr.is_unspecified())
-}
-
-fn blocks_loopback_v6(hex: &str) -> Option<bool> {
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut bytes = [0u8; 16];
-    for (i, chunk) in bytes.chunks_mut(4).enumerate() {
-        let word = u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16).ok()?;
-        chunk.copy_from_slice(&word.to_ne_bytes());
-    }
-    let addr = Ipv6Addr::from(bytes);
-    // a dual-stack wildcard, or an IPv4-mapped loopback/wildcard
-    Some(
-        addr.is_unspecified()
-            || addr
-                .to_ipv4_mapped()
-                .is_some_and(|v4| v4 == Ipv4Addr::LOCALHOST || v4.is_unspecified()),
-    )
 }
 
 /// The pids with a descriptor on one of these sockets, lowest first.

@@ -56,7 +56,11 @@ pub(super) fn spawn(
     if let Some(level) = &opts.log_level {
         command.args(["--log-level", level]);
     }
-    // SAFETY: setsid is async-signal-safe.
+    // SAFETY: setsid is async-signal-safe, and the closure touches no
+    // memory of the parent. Why not safe code: std's `CommandExt::setsid`
+    // is unstable, and calling setsid in the child after exec leaves it in
+    // the starter's process group (a Ctrl-C there reaches it) until then,
+    // while `process_group(0)` makes it a group leader, which setsid refuses.
     unsafe {
         command.pre_exec(|| {
             nix::unistd::setsid()

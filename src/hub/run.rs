@@ -9,7 +9,6 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::RwLock;
 
 use super::http::{self, StatusSource};
@@ -188,7 +187,7 @@ fn serve(
         .build()
         .map_err(HubError::Runtime)?;
     runtime.block_on(async {
-        let mut stop = StopSignals::install().map_err(HubError::Runtime)?;
+        let mut stop = crate::sys::signals::StopSignals::install().map_err(HubError::Runtime)?;
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, ports.repo))
             .await
             .map_err(|source| HubError::Bind {
@@ -324,31 +323,6 @@ async fn rotate_log_when_due(log: HubLog) {
         // a stat, and rarely a rename chain of at most 100 files: no
         // slower than the entries every task writes inline
         log.rotate_if_due();
-    }
-}
-
-/// SIGINT, SIGTERM and SIGHUP all mean "drain and stop".
-struct StopSignals {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    fn install() -> std::io::Result<StopSignals> {
-        Ok(StopSignals {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.int.recv() => {}
-            _ = self.term.recv() => {}
-            _ = self.hup.recv() => {}
-        }
     }
 }
 

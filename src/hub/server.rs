@@ -414,7 +414,11 @@ fn spawn_child(binary: &Path, paths: &Paths) -> Result<std::process::Child, Coor
         // its own process group: a Ctrl-C aimed at a foreground hub reaches
         // the hub, which then stops the server in order
         .process_group(0);
-    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork
+    // and exec, on no memory of the parent. Why not safe code: the parent
+    // death signal must be set in the server's own process before it runs
+    // nats-server, and neither std nor a maintained crate sets it for a
+    // spawned command.
     unsafe {
         command.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(io::Error::from)?;

@@ -10,7 +10,8 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 
 use crate::state::paths::Paths;
-use crate::sys::sockdiag::{Socket, TCP_LISTEN, UNOWNED_STATES};
+use crate::sys::proc_net;
+use crate::sys::sockdiag::{Socket, TCP_LISTEN, UNOWNED_STATES, is_loopback_v4};
 
 /// `TCP_ESTABLISHED` in the kernel's state numbering.
 const TCP_ESTABLISHED: u8 = 1;
@@ -78,11 +79,16 @@ pub fn loopback_listener_uids(port: u16) -> Vec<u32> {
     let sockets = match crate::sys::sockdiag::listeners() {
         Ok(all) => all,
         // no netlink (a sandbox may forbid it): the slower tables
-        Err(_) => proc_sockets(),
+        Err(_) => proc_net::sockets(),
     };
+    listener_uids(&sockets, port)
+}
+
+/// [`loopback_listener_uids`] over a list of sockets.
+fn listener_uids(sockets: &[Socket], port: u16) -> Vec<u32> {
     sockets
         .iter()
-        .filter(|s| s.state == TCP_LISTEN && s.port == port && reaches_loopback(s))
+        .filter(|s| s.state == TCP_LISTEN && s.port == port && s.reaches_loopback_v4())
         .map(|s| s.uid)
         .collect()
 }
@@ -112,7 +118,7 @@ pub fn foreign_peer(port: u16) -> Option<u32> {
         // no descriptor to go by (/proc unreadable, say): the listener
         return foreign_holder(port);
     }
-    let sockets = far_ends(port, &own, me).unwrap_or_else(|_| proc_sockets());
+    let sockets = far_ends(port, &own, me).unwrap_or_else(|_| proc_net::sockets());
     foreign_holder_in(&sockets, port, me)
 }
 
@@ -142,6 +148,8 @@ fn far_ends(port: u16, own: &[std::net::SocketAddrV4], me: u32) -> std::io::Resu
             peer_addr,
             peer_port: port,
             uid: me,
+            // not looked up: only the far end's owner matters
+            inode: 0,
         });
     }
     Ok(sockets)
@@ -193,86 +201,14 @@ pub fn foreign_holder_in(sockets: &[Socket], port: u16, me: u32) -> Option<u32> 
         .map(|s| s.port)
         .collect();
     owned()
-        .filter(|s| s.uid != me && s.port == port && reaches_loopback(s))
+        .filter(|s| s.uid != me && s.port == port && s.reaches_loopback_v4())
         .find(|s| s.state == TCP_LISTEN || ours.contains(&s.peer_port))
         .map(|s| s.uid)
 }
 
-/// Whether a connection to 127.0.0.1 may reach this socket: a listener or
-/// an accepted connection on 127.0.0.1 or the wildcard address.
-fn reaches_loopback(s: &Socket) -> bool {
-    is_loopback_v4(&s.addr, s.v6) || s.addr == [0; 16]
-}
-
-/// 127.0.0.1, as IPv4 or IPv4-mapped IPv6.
-fn is_loopback_v4(addr: &[u8; 16], v6: bool) -> bool {
-    const MAPPED_LOOPBACK: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
-    if v6 {
-        *addr == MAPPED_LOOPBACK
-    } else {
-        addr[..4] == [127, 0, 0, 1]
-    }
-}
-
-/// Every socket in `/proc/net/tcp{,6}`.
-fn proc_sockets() -> Vec<Socket> {
-    let mut sockets = Vec::new();
-    for (table, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
-        if let Ok(text) = std::fs::read_to_string(table) {
-            sockets.extend(sockets_in(&text, v6));
-        }
-    }
-    sockets
-}
-
-/// The sockets of one `/proc/net/tcp{,6}` table's text; lines that do not
-/// parse are skipped.
-pub fn sockets_in(table: &str, v6: bool) -> Vec<Socket> {
-    // addresses are printed as 32-bit words in host order
-    fn address(hex: &str, v6: bool) -> Option<[u8; 16]> {
-        let words = if v6 { 4 } else { 1 };
-        if hex.len() != words * 8 {
-            return None;
-        }
-        let mut addr = [0u8; 16];
-        for i in 0..words {
-            let word = u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
-            addr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
-        }
-        Some(addr)
-    }
-    fn end(field: &str, v6: bool) -> Option<([u8; 16], u16)> {
-        let (addr, port) = field.split_once(':')?;
-        Some((address(addr, v6)?, u16::from_str_radix(port, 16).ok()?))
-    }
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            // sl local rem st tx:rx tr:when retrnsmt uid ...
-            let (addr, port) = end(fields.get(1)?, v6)?;
-            let (peer_addr, peer_port) = end(fields.get(2)?, v6)?;
-            Some(Socket {
-                v6,
-                state: u8::from_str_radix(fields.get(3)?, 16).ok()?,
-                addr,
-                port,
-                peer_addr,
-                peer_port,
-                uid: fields.get(7)?.parse().ok()?,
-            })
-        })
-        .collect()
-}
-
 /// [`loopback_listener_uids`] for one `/proc/net/tcp{,6}` table's text.
 pub fn listener_uids_in(table: &str, v6: bool, port: u16) -> Vec<u32> {
-    sockets_in(table, v6)
-        .iter()
-        .filter(|s| s.state == TCP_LISTEN && s.port == port && reaches_loopback(s))
-        .map(|s| s.uid)
-        .collect()
+    listener_uids(&proc_net::parse(table, v6), port)
 }
 
 /// `http://127.0.0.1:PORT`
@@ -421,6 +357,7 @@ garbage line
             },
             peer_port,
             uid,
+            inode: 0,
         }
     }
 
@@ -471,7 +408,7 @@ garbage line
         let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    3: 0100007F:1F90 0100007F:9999 01 00000000:00000000 00:00000000 00000000    8        0 4 1
 ";
-        let found = sockets_in(v4, false);
+        let found = proc_net::parse(v4, false);
         assert_eq!(found, [v4_socket()]);
         fn v4_socket() -> Socket {
             let mut loopback = [0u8; 16];
@@ -484,12 +421,13 @@ garbage line
                 peer_addr: loopback,
                 peer_port: 0x9999,
                 uid: 8,
+                inode: 4,
             }
         }
         let v6 = "  sl  local_address remote_address st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000100007F:C350 01 00000000:00000000 00:00000000 00000000    42        0 1 1
 ";
-        let found = sockets_in(v6, true);
+        let found = proc_net::parse(v6, true);
         assert_eq!(found.len(), 1);
         assert!(is_loopback_v4(&found[0].addr, true), "{found:?}");
         assert_eq!((found[0].port, found[0].peer_port), (8080, 50000));
@@ -500,7 +438,6 @@ garbage line
         fn any_table_text_is_read_without_panic(text in "(?s).{0,400}", port in proptest::prelude::any::<u16>()) {
             let _ = listener_uids_in(&text, false, port);
             let _ = listener_uids_in(&text, true, port);
-            let _ = sockets_in(&text, true);
         }
 
         #[test]

@@ -188,10 +188,14 @@ pub fn shell_word(path: &Path) -> String {
     }
 }
 
-/// Writes `contents` to `path` atomically with mode 0600.
+/// Writes `contents` to `path` atomically and durably, with mode 0600.
 ///
-/// The temp file lives next to the target so the rename never crosses a
-/// filesystem; its name carries the pid so concurrent writers never share one.
+/// The contents go to a temp file next to the target (so the rename never
+/// crosses a filesystem), which is flushed to disk, renamed over `path`, and
+/// then the directory is flushed too: without that last step a machine crash
+/// can lose the rename and bring back the old file, or none. The temp name is
+/// unique to the write ([`temp_name`]), so two threads or processes writing
+/// the same file never share one; the last rename wins, whole.
 pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     write_atomic(path, contents, true)
 }
@@ -214,27 +218,43 @@ pub fn write_private_if_changed(path: &Path, contents: &[u8]) -> io::Result<()> 
     write_private(path, contents)
 }
 
-/// Like [`write_private`] without the flush to disk: for records of a
+/// Like [`write_private`] without the flushes to disk: for records of a
 /// running process (pid files), which a machine crash makes stale anyway and
 /// which every reader validates. A process crash still leaves the old or
-/// the new content, never half.
+/// the new content, never half, and concurrent writers still never share a
+/// temp file.
 pub fn write_ephemeral(path: &Path, contents: &[u8]) -> io::Result<()> {
     write_atomic(path, contents, false)
 }
 
-fn write_atomic(path: &Path, contents: &[u8], sync: bool) -> io::Result<()> {
+/// The temp file one write of `path` goes through: `.NAME.tmp.PID.N`, with
+/// `N` counted per process. The pid keeps processes apart and the counter
+/// keeps the threads of one process apart, so a name is never in use by
+/// another live write; whatever sits at it was left by a crashed process
+/// that had this pid, and is removed.
+fn temp_name(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.tmp.{}", std::process::id()));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{file_name}.tmp.{}.{n}", std::process::id()))
+}
+
+fn write_atomic(path: &Path, contents: &[u8], sync: bool) -> io::Result<()> {
+    write_through(path, &temp_name(path), contents, sync)
+}
+
+fn write_through(path: &Path, tmp: &Path, contents: &[u8], sync: bool) -> io::Result<()> {
     // the rename replaces a link at `path` rather than writing through it;
-    // the temp file is made anew (what a crash of an earlier process with
-    // this pid left, or a link planted at its predictable name, is removed)
-    remove_if_exists(&tmp)?;
+    // the temp file is made anew (`create_new` refuses a link planted at
+    // its name, and what a crashed process with this pid left is removed)
+    remove_if_exists(tmp)?;
     let result = (|| {
         let mut file = open_state(
-            &tmp,
+            tmp,
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -244,12 +264,26 @@ fn write_atomic(path: &Path, contents: &[u8], sync: bool) -> io::Result<()> {
         if sync {
             file.sync_all()?;
         }
-        fs::rename(&tmp, path)
+        fs::rename(tmp, path)
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(tmp);
+        return result;
     }
-    result
+    if sync {
+        sync_parent(path)?;
+    }
+    Ok(())
+}
+
+/// Flushes the directory holding `path` to disk, so a rename into it
+/// survives a machine crash.
+fn sync_parent(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
 }
 
 /// Largest state file [`read_trimmed`] reads: pid, URL, token and marker
@@ -434,10 +468,11 @@ mod tests {
         assert!(!fs::symlink_metadata(&url).unwrap().file_type().is_symlink());
         // at the temp file's predictable name
         let pid = state.join("hub.pid");
-        let tmp_name = state.join(format!(".hub.pid.tmp.{}", std::process::id()));
+        let tmp_name = temp_name(&pid);
         std::os::unix::fs::symlink(&outside, &tmp_name).unwrap();
-        write_ephemeral(&pid, b"1\n").unwrap();
+        write_through(&pid, &tmp_name, b"1\n", false).unwrap();
         assert_eq!(read_trimmed(&pid).unwrap().as_deref(), Some("1"));
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "precious\n");
         // a link with the same bytes as the new content is replaced too
         let same = state.join("same");
         fs::write(tmp.path().join("same-target"), "x").unwrap();
@@ -461,5 +496,52 @@ mod tests {
         assert!(err.to_string().contains("remove the link"), "{err}");
         assert!(read_trimmed(&log).is_err());
         assert_eq!(fs::read_to_string(&outside).unwrap(), "precious\n");
+    }
+
+    /// Many threads replacing one file at once: each write has its own temp
+    /// file, so every rename moves a whole content into place and none is
+    /// left behind. With one temp name per process, the threads truncated
+    /// and renamed each other's files (a write failing with "not found", or
+    /// a file mixing two contents).
+    #[test]
+    fn concurrent_writers_of_one_file_leave_one_whole_content() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("hub-repo-url");
+        let contents: Vec<Vec<u8>> = (0..16u8).map(|i| vec![b'a' + i; 64 * 1024]).collect();
+        let barrier = std::sync::Barrier::new(contents.len());
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = contents
+                .iter()
+                .enumerate()
+                .map(|(i, content)| {
+                    let (path, barrier) = (&path, &barrier);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        for _ in 0..20 {
+                            if i % 2 == 0 {
+                                write_private(path, content)?;
+                            } else {
+                                write_ephemeral(path, content)?;
+                            }
+                        }
+                        io::Result::Ok(())
+                    })
+                })
+                .collect();
+            for writer in writers {
+                writer.join().unwrap().unwrap();
+            }
+        });
+        let written = fs::read(&path).unwrap();
+        assert!(
+            contents.contains(&written),
+            "the file holds no one write whole ({} bytes)",
+            written.len()
+        );
+        let names: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["hub-repo-url"], "temp files were left behind");
     }
 }

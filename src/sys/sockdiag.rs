@@ -11,7 +11,7 @@
 //! its four addresses, is a few microseconds.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::libc;
 
@@ -27,8 +27,8 @@ const NLMSG_DONE: u16 = 3;
 const NLMSG_HEADER: usize = 16;
 /// `struct inet_diag_req_v2`.
 const REQUEST_LEN: usize = 56;
-/// `struct inet_diag_msg` up to and including `idiag_uid`.
-const MESSAGE_MIN: usize = 68;
+/// `struct inet_diag_msg` up to and including `idiag_inode`.
+const MESSAGE_MIN: usize = 72;
 
 /// A TCP socket: its family, state, both ends and owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,33 @@ pub struct Socket {
     /// The user that created the socket; an accepted connection inherits
     /// its listener's.
     pub uid: u32,
+    /// The socket's inode: `socket:[INODE]` in its holders' `/proc/PID/fd`.
+    pub inode: u64,
+}
+
+impl Socket {
+    /// Whether a connection to 127.0.0.1 may reach this socket (or, for a
+    /// listener, whether it keeps anyone else from binding
+    /// `127.0.0.1:port`): bound to 127.0.0.1 or the wildcard address, as
+    /// IPv4, or as IPv6 `::` or IPv4-mapped (`::ffff:127.0.0.1`,
+    /// `::ffff:0.0.0.0`). IPv6 loopback `::1` is another address.
+    pub fn reaches_loopback_v4(&self) -> bool {
+        self.addr == [0; 16] || is_loopback_v4(&self.addr, self.v6) || {
+            let mapped_any = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0];
+            self.v6 && self.addr == mapped_any
+        }
+    }
+}
+
+/// Whether `addr` (as [`Socket`] holds it) is 127.0.0.1, as IPv4 or as
+/// IPv4-mapped IPv6.
+pub fn is_loopback_v4(addr: &[u8; 16], v6: bool) -> bool {
+    const MAPPED_LOOPBACK: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
+    if v6 {
+        *addr == MAPPED_LOOPBACK
+    } else {
+        addr[..4] == [127, 0, 0, 1]
+    }
 }
 
 /// Every listening TCP socket (IPv4 and IPv6) in this network namespace.
@@ -86,38 +113,24 @@ pub fn find_one(
     }
 }
 
+/// A netlink socket to the kernel's socket diagnostics, through `nix`'s
+/// safe wrappers, with a receive timeout so that no command hangs on the
+/// kernel's answer.
 fn open() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the descriptor is owned at once.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            libc::NETLINK_SOCK_DIAG,
-        )
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockProtocol, SockType, setsockopt, socket, sockopt,
     };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor nobody else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    // never hang a command on the kernel's answer
-    let timeout = libc::timeval {
-        tv_sec: 1,
-        tv_usec: 0,
-    };
-    // SAFETY: setsockopt with a timeval of the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&timeout as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let socket = socket(
+        AddressFamily::Netlink,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
+    )?;
+    setsockopt(
+        &socket,
+        sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(1, 0),
+    )?;
     Ok(socket)
 }
 
@@ -153,33 +166,22 @@ fn dump(socket: &OwnedFd, request: &[u8]) -> io::Result<Vec<Socket>> {
 
 /// Receives one datagram of answers into `buf`.
 fn recv(socket: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: recv into a buffer of the length given.
-    let n = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
+    Ok(nix::sys::socket::recv(
+        socket.as_raw_fd(),
+        buf,
+        nix::sys::socket::MsgFlags::empty(),
+    )?)
 }
 
-/// Sends `request` to the kernel.
+/// Sends `request` to the kernel (netlink port 0).
 fn send(socket: &OwnedFd, request: &[u8]) -> io::Result<()> {
-    // SAFETY: an all-zero sockaddr_nl is valid; the kernel is pid 0.
-    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    // SAFETY: sendto with a buffer and address of the sizes given.
-    let sent = unsafe {
-        libc::sendto(
-            socket.as_raw_fd(),
-            request.as_ptr().cast(),
-            request.len(),
-            0,
-            (&kernel as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    use nix::sys::socket::{MsgFlags, NetlinkAddr, sendto};
+    sendto(
+        socket.as_raw_fd(),
+        request,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )?;
     Ok(())
 }
 
@@ -217,6 +219,7 @@ fn parse(mut data: &[u8], family: u8, found: &mut Vec<Socket>) -> io::Result<boo
                     peer_addr,
                     peer_port: u16::from_be_bytes([id[2], id[3]]),
                     uid: u32::from_ne_bytes(body[64..68].try_into().map_err(|_| short())?),
+                    inode: u32::from_ne_bytes(body[68..72].try_into().map_err(|_| short())?).into(),
                 });
             }
             _ => {}
@@ -242,6 +245,44 @@ mod tests {
         assert!(!ours[0].v6);
         assert_eq!(&ours[0].addr[..4], &[127, 0, 0, 1]);
         assert_eq!(ours[0].uid, nix::unistd::getuid().as_raw());
+    }
+
+    /// The two readers of the kernel's sockets agree, field by field (both
+    /// ends, byte order, owner, inode), on a listener and on both ends of a
+    /// connection.
+    #[test]
+    fn netlink_and_the_proc_tables_report_the_same_sockets() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = match listener.local_addr().unwrap() {
+            std::net::SocketAddr::V4(addr) => addr,
+            other => panic!("{other}"),
+        };
+        let client = std::net::TcpStream::connect(server).unwrap();
+        let (_accepted, _) = listener.accept().unwrap();
+        let local = match client.local_addr().unwrap() {
+            std::net::SocketAddr::V4(addr) => addr,
+            other => panic!("{other}"),
+        };
+        let table = crate::sys::proc_net::sockets();
+        let in_table = |socket: &Socket| {
+            assert!(table.contains(socket), "{socket:?} is not in {table:?}");
+        };
+        let listening = listeners().unwrap();
+        let ours: Vec<&Socket> = listening
+            .iter()
+            .filter(|s| s.port == server.port())
+            .collect();
+        assert_eq!(ours.len(), 1, "{listening:?}");
+        assert_ne!(ours[0].inode, 0);
+        in_table(ours[0]);
+        let far = find_one(server, local)
+            .unwrap()
+            .expect("the accepted socket");
+        in_table(&far);
+        let near = find_one(local, server).unwrap().expect("the client socket");
+        in_table(&near);
+        assert_eq!(&near.peer_addr[..4], &[127, 0, 0, 1]);
+        assert_eq!(near.peer_port, server.port());
     }
 
     #[test]
