@@ -367,12 +367,23 @@ fn a_reaped_slot_gives_its_tasks_back() {
     let ws = TestWorkspace::new();
     ws.start();
     let id = create(&ws, &["slot work"]);
+    // the slot lives as long as this process (ADR 0011): it is reaped when
+    // the test says so, not when a short TTL runs out on a busy machine
+    let mut agent = support::KillOnDrop(
+        std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap(),
+    );
+    let pid = agent.0.id().to_string();
     ws.ok(&[
-        "swarm", "join", "--slot", "short", "--agent", "s", "--ttl", "1s",
+        "swarm", "join", "--slot", "short", "--agent", "s", "--pid", &pid,
     ]);
     let out = ws.ok(&["tasks", "claim", &id, "--slot", "short", "--json"]);
     let task: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(task["claimed_by"], "short");
+    agent.0.kill().unwrap();
+    agent.0.wait().unwrap();
     assert!(
         wait_until(Duration::from_secs(20), || {
             let out = ws.run(&["tasks", "show", &id, "--json"]);
