@@ -41,6 +41,7 @@
 //! entry replaces the link. Only the hub removes anything, so two writers
 //! never race to replace the same link.
 
+pub mod forward;
 pub mod read;
 pub(crate) mod schema;
 
