@@ -392,6 +392,7 @@ impl<W: Write> Printer<W> {
             ("slot", entry.slot.as_deref()),
             ("session", entry.session.as_deref()),
             ("hook", entry.hook.as_deref()),
+            ("commit", entry.commit.as_deref()),
         ];
         for (key, value) in fields {
             if let Some(value) = value {
@@ -401,6 +402,7 @@ impl<W: Write> Printer<W> {
         for (key, value) in [
             ("took_ms", entry.took_ms),
             ("result_count", entry.result_count),
+            ("revision", entry.revision),
         ] {
             if let Some(value) = value {
                 write!(self.out, "  {key}={value}")?;

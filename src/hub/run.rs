@@ -43,6 +43,9 @@ pub(super) fn foreground(
         ports.repo, ports.coord
     ));
     install_panic_hook(log.clone());
+    // the libraries' own reports (a lost coordination server, a slow
+    // consumer) go to hub.log; only the hub installs this, never a CLI
+    crate::oplog::forward::Forward::install(log.clone());
     let started = Instant::now();
     let result = bring_up(paths, ports, &log).and_then(|server| {
         let served = serve(paths, ports, opts, lock, &log, started, &server);

@@ -41,7 +41,9 @@
 //! entry replaces the link. Only the hub removes anything, so two writers
 //! never race to replace the same link.
 
+pub mod forward;
 pub mod read;
+pub(crate) mod schema;
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions, TryLockError};
@@ -118,65 +120,50 @@ pub enum EventKind {
     Error,
 }
 
-/// One line of `hub.log`. Optional fields are omitted when empty so that
-/// `jq 'has("err")'` means something.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogEntry {
-    pub ts: String,
-    pub level: LogLevel,
-    pub event: EventKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub msg: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rpc: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slot: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hook: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub took_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result_count: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub err: Option<String>,
-    /// On a task event's `rpc` entry, the record's revision in
-    /// `bones-tasks`: a restarted hub reads it back to know which events it
-    /// has already logged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revision: Option<u64>,
-    /// On a `swarm.commit` entry, the trunk commit the landing made.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
+/// Generates [`LogEntry`] and its constructor from [`schema::entry_fields!`].
+macro_rules! log_entry {
+    (
+        text { $($(#[$text_doc:meta])* $text:ident,)* }
+        number { $($(#[$number_doc:meta])* $number:ident,)* }
+    ) => {
+        /// One line of `hub.log`. Optional fields are omitted when empty so
+        /// that `jq 'has("err")'` means something. The optional fields are
+        /// listed in [`schema`], which the reader's view shares.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub struct LogEntry {
+            pub ts: String,
+            pub level: LogLevel,
+            pub event: EventKind,
+            $(
+                $(#[$text_doc])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $text: Option<String>,
+            )*
+            $(
+                $(#[$number_doc])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $number: Option<u64>,
+            )*
+        }
+
+        impl LogEntry {
+            /// A new entry stamped now.
+            pub fn new(level: LogLevel, event: EventKind) -> LogEntry {
+                LogEntry {
+                    ts: utc_now_rfc3339(),
+                    level,
+                    event,
+                    $($text: None,)*
+                    $($number: None,)*
+                }
+            }
+        }
+    };
 }
 
-impl LogEntry {
-    /// A new entry stamped now.
-    pub fn new(level: LogLevel, event: EventKind) -> LogEntry {
-        LogEntry {
-            ts: utc_now_rfc3339(),
-            level,
-            event,
-            msg: None,
-            rpc: None,
-            agent: None,
-            task: None,
-            slot: None,
-            session: None,
-            hook: None,
-            took_ms: None,
-            result_count: None,
-            err: None,
-            revision: None,
-            commit: None,
-        }
-    }
+schema::entry_fields!(log_entry);
 
+impl LogEntry {
     /// A lifecycle entry with a message.
     pub fn lifecycle(level: LogLevel, msg: impl Into<String>) -> LogEntry {
         LogEntry {

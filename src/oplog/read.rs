@@ -12,7 +12,7 @@ use std::io::{self, BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -94,57 +94,117 @@ fn open_listed(hub_log: &Path, current: Option<&File>) -> Vec<(PathBuf, File)> {
         .collect()
 }
 
-/// One entry, borrowed from its raw line where possible.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct EntryView<'a> {
-    #[serde(borrow)]
-    pub ts: Cow<'a, str>,
-    #[serde(borrow)]
-    pub level: Cow<'a, str>,
-    #[serde(borrow)]
-    pub event: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub msg: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub rpc: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub agent: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub task: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub slot: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub session: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub hook: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub took_ms: Option<u64>,
-    #[serde(default)]
-    pub result_count: Option<u64>,
-    #[serde(borrow, default)]
-    pub err: Option<Cow<'a, str>>,
+/// Generates [`EntryView`] and the fast parser's key table ([`Key`]) from
+/// [`crate::oplog::schema::entry_fields!`], the list the writer's
+/// [`crate::oplog::LogEntry`] comes from too.
+macro_rules! entry_view {
+    (
+        text { $($(#[$text_doc:meta])* $text:ident,)* }
+        number { $($(#[$number_doc:meta])* $number:ident,)* }
+    ) => {
+        /// One entry, borrowed from its raw line where possible. It
+        /// serializes back to the entry the writer wrote (the schema's test
+        /// relies on that).
+        #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+        pub struct EntryView<'a> {
+            #[serde(borrow)]
+            pub ts: Cow<'a, str>,
+            #[serde(borrow)]
+            pub level: Cow<'a, str>,
+            #[serde(borrow)]
+            pub event: Cow<'a, str>,
+            $(
+                $(#[$text_doc])*
+                #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+                pub $text: Option<Cow<'a, str>>,
+            )*
+            $(
+                $(#[$number_doc])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $number: Option<u64>,
+            )*
+        }
+
+        impl<'a> EntryView<'a> {
+            /// An entry with every field empty, for [`parse_compact`] to fill.
+            fn blank() -> EntryView<'static> {
+                EntryView {
+                    ts: Cow::Borrowed(""),
+                    level: Cow::Borrowed(""),
+                    event: Cow::Borrowed(""),
+                    $($text: None,)*
+                    $($number: None,)*
+                }
+            }
+
+            /// Stores a string value; false when `key` holds a number.
+            #[inline(always)]
+            fn set_text(&mut self, key: Key, value: &'a str) -> bool {
+                let value = Cow::Borrowed(value);
+                match key {
+                    Key::ts => self.ts = value,
+                    Key::level => self.level = value,
+                    Key::event => self.event = value,
+                    $(Key::$text => self.$text = Some(value),)*
+                    _ => return false,
+                }
+                true
+            }
+
+            /// Stores a number; false when `key` holds a string.
+            #[inline(always)]
+            fn set_number(&mut self, key: Key, value: u64) -> bool {
+                match key {
+                    $(Key::$number => self.$number = Some(value),)*
+                    _ => return false,
+                }
+                true
+            }
+        }
+
+        /// The fast parser's key table: every field of an entry, each
+        /// variant named as its key and numbered for its bit in the set of
+        /// keys seen on a line.
+        #[allow(non_camel_case_types)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Key {
+            ts,
+            level,
+            event,
+            $($text,)*
+            $($number,)*
+        }
+
+        impl Key {
+            /// The field a key names; `None` for keys an entry does not have.
+            #[inline(always)]
+            fn of(name: &str) -> Option<Key> {
+                match name {
+                    "ts" => Some(Key::ts),
+                    "level" => Some(Key::level),
+                    "event" => Some(Key::event),
+                    $(stringify!($text) => Some(Key::$text),)*
+                    $(stringify!($number) => Some(Key::$number),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+crate::oplog::schema::entry_fields!(entry_view);
+
+impl Key {
+    /// The keys every entry has.
+    const REQUIRED: u32 = Key::ts.bit() | Key::level.bit() | Key::event.bit();
+
+    #[inline(always)]
+    const fn bit(self) -> u32 {
+        1 << self as u32
+    }
 }
 
 impl EntryView<'_> {
-    /// An entry with every field empty, for [`parse_compact`] to fill.
-    fn blank() -> EntryView<'static> {
-        EntryView {
-            ts: Cow::Borrowed(""),
-            level: Cow::Borrowed(""),
-            event: Cow::Borrowed(""),
-            msg: None,
-            rpc: None,
-            agent: None,
-            task: None,
-            slot: None,
-            session: None,
-            hook: None,
-            took_ms: None,
-            result_count: None,
-            err: None,
-        }
-    }
-
     /// The level, read leniently (unknown names count as INFO, as the
     /// writer of an older or newer version may spell them differently).
     pub fn level(&self) -> LogLevel {
@@ -204,52 +264,26 @@ fn compact_into<'a>(line: &'a [u8], entry: &mut EntryView<'a>) -> Option<()> {
         .strip_prefix('{')?
         .strip_suffix('}')?;
     // one bit per known field: a duplicate is serde_json's to judge
-    let mut seen = 0u16;
+    let mut seen = 0u32;
     loop {
-        let (key, after) = compact_str(rest.strip_prefix('"')?)?;
+        let (name, after) = compact_str(rest.strip_prefix('"')?)?;
         rest = after.strip_prefix(':')?;
-        let bit = match key {
-            "ts" => 0,
-            "level" => 1,
-            "event" => 2,
-            "msg" => 3,
-            "rpc" => 4,
-            "agent" => 5,
-            "task" => 6,
-            "slot" => 7,
-            "session" => 8,
-            "hook" => 9,
-            "err" => 10,
-            "took_ms" => 11,
-            "result_count" => 12,
-            _ => 16,
-        };
-        if bit < 16 {
-            if seen & (1 << bit) != 0 {
+        let key = Key::of(name);
+        if let Some(key) = key {
+            if seen & key.bit() != 0 {
                 return None;
             }
-            seen |= 1 << bit;
+            seen |= key.bit();
         }
         match rest.as_bytes().first()? {
             b'"' => {
                 let (value, after) = compact_str(&rest[1..])?;
                 rest = after;
-                let value = Cow::Borrowed(value);
-                match bit {
-                    0 => entry.ts = value,
-                    1 => entry.level = value,
-                    2 => entry.event = value,
-                    3 => entry.msg = Some(value),
-                    4 => entry.rpc = Some(value),
-                    5 => entry.agent = Some(value),
-                    6 => entry.task = Some(value),
-                    7 => entry.slot = Some(value),
-                    8 => entry.session = Some(value),
-                    9 => entry.hook = Some(value),
-                    10 => entry.err = Some(value),
-                    16 => {}
-                    // a string where a number belongs
-                    _ => return None,
+                // a string where a number belongs
+                if let Some(key) = key
+                    && !entry.set_text(key, value)
+                {
+                    return None;
                 }
             }
             b'0'..=b'9' => {
@@ -266,12 +300,11 @@ fn compact_into<'a>(line: &'a [u8], entry: &mut EntryView<'a>) -> Option<()> {
                     .iter()
                     .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
                 rest = &rest[digits..];
-                match bit {
-                    11 => entry.took_ms = Some(value),
-                    12 => entry.result_count = Some(value),
-                    16 => {}
-                    // a number where a string belongs
-                    _ => return None,
+                // a number where a string belongs
+                if let Some(key) = key
+                    && !entry.set_number(key, value)
+                {
+                    return None;
                 }
             }
             // null, booleans, negative or fractional numbers, arrays,
@@ -283,8 +316,7 @@ fn compact_into<'a>(line: &'a [u8], entry: &mut EntryView<'a>) -> Option<()> {
         }
         rest = rest.strip_prefix(',')?;
     }
-    // ts, level and event are required
-    (seen & 0b111 == 0b111).then_some(())
+    (seen & Key::REQUIRED == Key::REQUIRED).then_some(())
 }
 
 /// A string's content up to its closing quote (which `text` starts after),
@@ -596,6 +628,45 @@ mod tests {
     fn parse_with_serde(line: &[u8]) -> Option<EntryView<'_>> {
         let entry: EntryView = serde_json::from_slice(line).ok()?;
         (entry.ts.len() >= 20 && entry.ts.as_bytes().get(10) == Some(&b'T')).then_some(entry)
+    }
+
+    /// The writer, the view and the fast parser agree on the schema: an
+    /// entry with every field set, as the writer writes it, is read by the
+    /// fast path (no field unknown to its key table, no field deferred to
+    /// serde_json) into a view that serializes back to the same entry. The
+    /// literal names every field, so a field added to the schema fails to
+    /// compile here until it is tested too.
+    #[test]
+    fn every_field_the_writer_writes_is_read_back_by_the_fast_path() {
+        use crate::oplog::{EventKind, LogEntry};
+        let entry = LogEntry {
+            ts: "2026-11-23T09:43:10Z".to_string(),
+            level: LogLevel::Warn,
+            event: EventKind::Rpc,
+            msg: Some("swarm.commit landed".to_string()),
+            rpc: Some("swarm.commit".to_string()),
+            agent: Some("agent-1".to_string()),
+            task: Some("bn-7".to_string()),
+            slot: Some("alice".to_string()),
+            session: Some("s-1".to_string()),
+            hook: Some("stop".to_string()),
+            took_ms: Some(12),
+            result_count: Some(3),
+            err: Some("claimed by agent 2".to_string()),
+            revision: Some(41),
+            commit: Some("0123456789abcdef0123456789abcdef01234567".to_string()),
+        };
+        let line = serde_json::to_vec(&entry).unwrap();
+        let written: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        for key in written.as_object().unwrap().keys() {
+            assert!(
+                Key::of(key).is_some(),
+                "the fast parser does not know {key}"
+            );
+        }
+        let view = compact(&line).expect("the fast path reads what the writer writes");
+        assert_eq!(serde_json::to_value(&view).unwrap(), written);
+        assert_eq!(parse_line(&line), Some(view));
     }
 
     #[test]
