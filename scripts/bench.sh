@@ -14,6 +14,8 @@
 #                            bare async-nats JetStream publish and consume loop
 #   scripts/bench.sh wait    a waiting `bones tasks claim --next --wait`: time from its
 #                            blocker closing to the claim returning
+#   scripts/bench.sh reap    a slot whose lease expires with nothing else happening:
+#                            time from its expiry to its reap entry in hub.log
 #   scripts/bench.sh bigrepo the round trip on a >= 20,000-file repository: first
 #                            `bones hub start --detach` vs `git clone --no-local`;
 #                            `bones swarm join` vs `git worktree add`; 4 concurrent joins
@@ -33,13 +35,14 @@
 #     ids_ratio=<anchor with message ids/anchor> bones_per_s=<n> anchor_per_s=<n>
 #     ids_per_s=<n> protocol_per_s=<n> entries=<n> rounds=<n>
 #   bench wait ms=<median ms> max_ms=<ms> runs=<n>
+#   bench reap latency_ms=<median ms> max_ms=<ms> runs=<n>
 #   bench bigrepo seed_ratio=<bones/git> join_ratio=<bones/git> join4_ratio=<bones/git>
 #     apply_ratio=<bones/git> seed_ms=<ms> clone_ms=<ms> ... files=<n> runs=<n>
 #     (ratios: the median of each run's ratio; times: medians of each side)
 # Progress goes to stderr. Targets: start ratio <= 2.0, stop ratio <= 1.5,
 # logs ratio >= 10 with rss_mb < 32 at both sizes, commits ratio >= 1.0,
 # claims ratio >= 0.8 and cli_ratio <= 4, feed protocol_ratio >= 0.8 and
-# ratio >= 0.5, wait ms <= 100, every bigrepo ratio <= 1.5.
+# ratio >= 0.5, wait ms <= 100, reap latency_ms <= 1000, every bigrepo ratio <= 1.5.
 #
 # Environment: BENCH_RUNS (start/stop runs of each side, default 7),
 # BENCH_LOG_RUNS (timed runs of each side for logs, default 3),
@@ -47,6 +50,7 @@
 # 25), BENCH_CLAIM_TASKS (tasks per claims round, default 300),
 # BENCH_CLAIM_ROUNDS (default 3), BENCH_FEED_ENTRIES (entries per feed round,
 # default 20000), BENCH_FEED_ROUNDS (default 3), BENCH_WAIT_RUNS (default 21),
+# BENCH_REAP_RUNS (default 9),
 # BENCH_BIGREPO_FILES (tracked
 # files of the big repository, default 21000; at least 20000), BENCH_BIGREPO_RUNS
 # (default 3), BENCH_CACHE (where the generated repository is kept between runs,
@@ -63,7 +67,7 @@ case "${1:-}" in
     usage
     exit 0
     ;;
-start | stop | logs | commits | claims | feed | wait | bigrepo | all) mode="$1" ;;
+start | stop | logs | commits | claims | feed | wait | reap | bigrepo | all) mode="$1" ;;
 *)
     usage >&2
     exit 2
@@ -151,6 +155,9 @@ build() {
     fi
     if [ "$mode" = wait ] || [ "$mode" = all ]; then
         run_bg cargo build --release --quiet --example bench_wait
+    fi
+    if [ "$mode" = reap ] || [ "$mode" = all ]; then
+        run_bg cargo build --release --quiet --example bench_reap
     fi
 }
 
@@ -400,6 +407,17 @@ bench_wait() {
     (cd "$ws" && "$BONES" hub stop --force >/dev/null 2>&1)
 }
 
+# A lease expiring with nothing else happening: from its expiry to its
+# slot's reap entry in hub.log (examples/bench_reap.rs).
+bench_reap() {
+    local ws="$TMP/ws-reap"
+    new_workspace ws-reap
+    (cd "$ws" && "$BONES" hub start --detach 2>/dev/null)
+    log "reap: a lease expiring untouched, from its expiry to its slot's reap"
+    run_bg target/release/examples/bench_reap "$ws" "${BENCH_REAP_RUNS:-9}"
+    (cd "$ws" && "$BONES" hub stop --force >/dev/null 2>&1)
+}
+
 # Prints the path of a generated repository of $1 tracked files (about
 # 2 KiB of source text each, in 2,000 directories, three commits, packed),
 # made once under $BENCH_CACHE and reused by later runs.
@@ -571,6 +589,7 @@ commits) bench_commits ;;
 claims) bench_claims ;;
 feed) bench_feed ;;
 wait) bench_wait ;;
+reap) bench_reap ;;
 bigrepo) bench_bigrepo ;;
 all)
     bench_start_stop both
@@ -579,6 +598,7 @@ all)
     bench_claims
     bench_feed
     bench_wait
+    bench_reap
     bench_bigrepo
     ;;
 esac

@@ -131,16 +131,20 @@ impl Lease {
     /// beyond the calendar (a `ttl_s` near `u64::MAX` written by another
     /// client): the sum is checked, never left to panic the watcher.
     pub fn is_live_at(&self, now: OffsetDateTime) -> bool {
-        let Ok(renewed) = OffsetDateTime::parse(&self.last_renewed, &Rfc3339) else {
-            return true;
-        };
-        let expiry = i64::try_from(self.ttl_s)
-            .ok()
-            .and_then(|secs| renewed.checked_add(time::Duration::seconds(secs)));
-        match expiry {
+        match self.expires_at() {
             Some(expiry) => now < expiry,
             None => true,
         }
+    }
+
+    /// When the TTL since the last renewal runs out: `None` when the time
+    /// cannot be read or the sum overflows (such a lease never expires, see
+    /// [`Lease::is_live_at`]).
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        let renewed = OffsetDateTime::parse(&self.last_renewed, &Rfc3339).ok()?;
+        i64::try_from(self.ttl_s)
+            .ok()
+            .and_then(|secs| renewed.checked_add(time::Duration::seconds(secs)))
     }
 }
 
