@@ -271,19 +271,15 @@ fn serve(
                 *source.coord.write().await = Some(js);
                 drop(lock);
                 stop.recv().await;
-                // these finish their work with the coordination server up: a
-                // landing under way publishes its answer, a reap releases
-                // its tasks
-                let first = vec![("landing service", lander), ("lease watcher", watcher)];
-                // these only stop looking (the projector's unacknowledged
-                // revisions are offered to the next hub)
-                let rest = vec![
+                let services = vec![
+                    ("landing service", lander),
+                    ("lease watcher", watcher),
                     ("task projector", projector),
                     ("store damage watch", store),
                     ("disk watch", disk),
                     ("log rotation", rotation),
                 ];
-                Some((client, first, rest))
+                Some((client, services))
             }
             Some(Err(err)) => {
                 stop_http.cancel();
@@ -295,14 +291,14 @@ fn serve(
 
         log.info("hub: stopping");
         let stopping = Instant::now();
-        if let Some((_, first, rest)) = client.as_mut() {
+        if let Some((_, services)) = client.as_mut() {
+            // before the coordination server goes: a landing under way
+            // still publishes its answer
             stop_services.cancel();
-            drain(std::mem::take(first), opts.drain_timeout, log).await;
+            drain(std::mem::take(services), opts.drain_timeout, log).await;
             // the coordination server takes longest to shut down: start it
-            // now, and let the rest and the HTTP server drain meanwhile
+            // now, and let the HTTP server drain meanwhile
             supervisor.begin_stop();
-            let left = opts.drain_timeout.saturating_sub(stopping.elapsed());
-            drain(std::mem::take(rest), left, log).await;
         }
         stop_http.cancel();
         let left = opts.drain_timeout.saturating_sub(stopping.elapsed());
@@ -310,7 +306,7 @@ fn serve(
             return Err(HubError::DrainTimeout(opts.drain_timeout));
         }
         let ready = client.is_some();
-        if let Some((client, _, _)) = client {
+        if let Some((client, _)) = client {
             // the services were stopped above; nothing is left to deliver
             // but what is already written, so a flush (one round trip) is
             // enough before the coordination server goes
