@@ -10,8 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::RwLock;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use super::http::{self, StatusSource};
 use crate::coord;
@@ -210,14 +208,14 @@ fn serve(
             state_dir: paths.state_dir.clone(),
             coord_dir: paths.coord_dir.clone(),
         });
-        // the HTTP server stops last: `/.status` answers while the rest drains
-        let stop_http = CancellationToken::new();
-        let stop_services = CancellationToken::new();
+        let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(http::serve(
             listener,
             http::router(source.clone()),
             http_limits,
-            stop_http.clone().cancelled_owned(),
+            async move {
+                let _ = shutdown_rx.wait_for(|stop| *stop).await;
+            },
         ));
 
         // the hub's own client, lander included: its reconnects after a
@@ -227,18 +225,13 @@ fn serve(
             ready = coord::wait_ready(key, &guard, opts.ready_timeout, &paths.nats_log, || supervisor.first_exit()) => Some(ready),
             _ = stop.recv() => None,
         };
-        let mut client = match ready {
+        let client = match ready {
             Some(Ok(client)) => {
                 let js = async_nats::jetstream::new(client.clone());
                 // set up side by side: each is a few round trips to the server
                 let (lander, projector, feed) = tokio::join!(
-                    lander::spawn(
-                        client.clone(),
-                        paths.hub_repo.clone(),
-                        log.clone(),
-                        stop_services.clone()
-                    ),
-                    projector::spawn(js.clone(), log.clone(), stop_services.clone()),
+                    lander::spawn(client.clone(), paths.hub_repo.clone(), log.clone()),
+                    projector::spawn(js.clone(), log.clone()),
                     ensure_feed(&js, log),
                 );
                 feed.map_err(|e| HubError::Service(format!("knowledge feed: {e}")))?;
@@ -246,43 +239,37 @@ fn serve(
                     lander.map_err(|e| HubError::Service(format!("landing service: {e}")))?;
                 let projector =
                     projector.map_err(|e| HubError::Service(format!("task projector: {e}")))?;
-                let watcher = watcher::spawn(
-                    js.clone(),
-                    paths.clone(),
-                    log.clone(),
-                    stop_services.clone(),
-                );
-                let rotation =
-                    tokio::spawn(rotate_log_when_due(log.clone(), stop_services.clone()));
+                let watcher = watcher::spawn(js.clone(), paths.clone(), log.clone());
+                let rotation = tokio::spawn(rotate_log_when_due(log.clone()));
                 let disk = storage::spawn(
                     paths,
                     log.clone(),
                     source.storage.clone(),
                     supervisor.restarter(),
                     js.clone(),
-                    stop_services.clone(),
                 );
                 // before ready: a start over a damaged store says so at once
                 let mut store = damage::Watch::new(paths, js.clone(), log.clone());
                 store.check().await;
-                let store = store.spawn(stop_services.clone());
+                let store = store.spawn();
                 log.info("hub: ready");
                 // only now may /.status say ok: a detached start returns on it
                 *source.coord.write().await = Some(js);
                 drop(lock);
                 stop.recv().await;
-                let services = vec![
-                    ("landing service", lander),
-                    ("lease watcher", watcher),
-                    ("task projector", projector),
-                    ("store damage watch", store),
-                    ("disk watch", disk),
-                    ("log rotation", rotation),
-                ];
-                Some((client, services))
+                // the coordination server takes longest to shut down: start
+                // it now, and wind down the rest meanwhile
+                supervisor.begin_stop();
+                watcher.abort();
+                rotation.abort();
+                disk.abort();
+                store.abort();
+                lander.abort();
+                projector.abort();
+                Some(client)
             }
             Some(Err(err)) => {
-                stop_http.cancel();
+                let _ = shutdown_tx.send(true);
                 let _ = server.await;
                 return Err(err.into());
             }
@@ -291,22 +278,12 @@ fn serve(
 
         log.info("hub: stopping");
         let stopping = Instant::now();
-        if let Some((_, services)) = client.as_mut() {
-            // before the coordination server goes: a landing under way
-            // still publishes its answer
-            stop_services.cancel();
-            drain(std::mem::take(services), opts.drain_timeout, log).await;
-            // the coordination server takes longest to shut down: start it
-            // now, and let the HTTP server drain meanwhile
-            supervisor.begin_stop();
-        }
-        stop_http.cancel();
-        let left = opts.drain_timeout.saturating_sub(stopping.elapsed());
-        if tokio::time::timeout(left, server).await.is_err() {
+        let _ = shutdown_tx.send(true);
+        if tokio::time::timeout(opts.drain_timeout, server).await.is_err() {
             return Err(HubError::DrainTimeout(opts.drain_timeout));
         }
         let ready = client.is_some();
-        if let Some((client, _)) = client {
+        if let Some(client) = client {
             // the services were stopped above; nothing is left to deliver
             // but what is already written, so a flush (one round trip) is
             // enough before the coordination server goes
@@ -335,57 +312,17 @@ async fn ensure_feed(
     Ok(())
 }
 
-/// Waits up to `timeout` for the hub's background tasks, each told to stop
-/// already; one still running then is aborted and logged, so a stuck task
-/// costs the drain timeout, never the stop.
-async fn drain(services: Vec<(&'static str, JoinHandle<()>)>, timeout: Duration, log: &HubLog) {
-    let aborts: Vec<_> = services
-        .iter()
-        .map(|(name, handle)| (*name, handle.abort_handle()))
-        .collect();
-    let joined = futures::future::join_all(
-        services
-            .into_iter()
-            .map(|(name, handle)| async move { (name, handle.await) }),
-    );
-    match tokio::time::timeout(timeout, joined).await {
-        Ok(results) => {
-            for (name, result) in results {
-                if let Err(err) = result {
-                    log.error(
-                        format!("hub: the {name} failed while stopping"),
-                        err.to_string(),
-                    );
-                }
-            }
-        }
-        Err(_) => {
-            for (name, abort) in aborts {
-                if !abort.is_finished() {
-                    abort.abort();
-                    log.warn(format!(
-                        "hub: the {name} did not stop within {timeout:?}; aborted"
-                    ));
-                }
-            }
-        }
-    }
-}
-
 /// How often the hub checks hub.log's size between its own entries.
 const LOG_SIZE_CHECK: Duration = Duration::from_secs(1);
 
 /// CLIs append to hub.log but never rotate it (only the hub does, see
 /// `hub::log`); the hub's own entries rotate it, and this check rotates
 /// what CLIs appended while the hub wrote nothing.
-async fn rotate_log_when_due(log: HubLog, stop: CancellationToken) {
+async fn rotate_log_when_due(log: HubLog) {
     let mut tick = tokio::time::interval(LOG_SIZE_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+        tick.tick().await;
         // a stat, and rarely a rename chain of at most 100 files: no
         // slower than the entries every task writes inline
         log.rotate_if_due();

@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::hub::server::Restarter;
 use crate::oplog::HubLog;
 use crate::state::paths::Paths;
@@ -83,14 +81,13 @@ impl StorageState {
     }
 }
 
-/// Watches the disk until `stop` is cancelled (a look under way finishes).
+/// Watches the disk until aborted.
 pub fn spawn(
     paths: &Paths,
     log: HubLog,
     state: Arc<StorageState>,
     restarter: Restarter,
     js: async_nats::jetstream::Context,
-    stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let mut watch = Watch {
         state_dir: paths.state_dir.clone(),
@@ -106,10 +103,8 @@ pub fn spawn(
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => watch.look().await,
-            }
+            tick.tick().await;
+            watch.look().await;
         }
     })
 }

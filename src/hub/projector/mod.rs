@@ -24,7 +24,6 @@ use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 use logged::Logged;
 
@@ -75,14 +74,10 @@ pub struct TaskEvent<'a> {
     pub record: &'a Task,
 }
 
-/// Starts the projector; runs until `stop` is cancelled. A revision being
-/// projected then is published first; one published but not yet
-/// acknowledged is offered again to the next hub, which knows it from
-/// hub.log's entries.
+/// Starts the projector; runs until aborted.
 pub async fn spawn(
     js: jetstream::Context,
     log: HubLog,
-    stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let board = match Board::ensure(&js).await {
         Ok(board) => board,
@@ -165,12 +160,7 @@ pub async fn spawn(
         let mut warned = false;
         // publishes in flight, oldest first
         let mut in_flight: VecDeque<(PublishAckFuture, Pending)> = VecDeque::new();
-        loop {
-            let message = tokio::select! {
-                () = stop.cancelled() => break,
-                message = messages.next() => message,
-            };
-            let Some(message) = message else { break };
+        while let Some(message) = messages.next().await {
             let Ok(message) = message else { continue };
             match prepare(&message) {
                 Ok(Some(pending)) => {
@@ -197,11 +187,6 @@ pub async fn spawn(
                 // this one acknowledges them all
                 let _ = message.ack().await;
             }
-        }
-        // what was published is waited for, so it is in hub.log's
-        // entries the next hub reads back
-        if !in_flight.is_empty() {
-            settle(&js, &log, &mut in_flight, &mut logged).await;
         }
     }))
 }
