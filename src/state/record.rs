@@ -187,15 +187,26 @@ fn judge(paths: &Paths, holder: Holder) -> HubState {
 /// URL files. `None` when the holder is already gone.
 pub fn holder_record(paths: &Paths, pid: u32) -> Option<HubRecord> {
     let info = process::inspect(pid).filter(|p| !p.zombie)?;
-    Some(HubRecord {
+    Some(rebuilt(
+        paths,
         pid,
-        start_time: info.start_time,
+        info.start_time,
+        StateDirId::of(&paths.state_dir).ok(),
+    ))
+}
+
+/// A record for a live hub whose `hub.json` cannot be used: what the
+/// process table and the URL files say (no version, no start stamp).
+fn rebuilt(paths: &Paths, pid: u32, start_time: u64, state_dir: Option<StateDirId>) -> HubRecord {
+    HubRecord {
+        pid,
+        start_time,
         repo_port: port_from_url_file(&paths.repo_url_file, "http"),
         coord_port: port_from_url_file(&paths.nats_url_file, "nats"),
         version: String::new(),
         started_at: String::new(),
-        state_dir: StateDirId::of(&paths.state_dir).ok(),
-    })
+        state_dir,
+    }
 }
 
 /// The judgement by pid files alone: `hub.pid` must name a live process
@@ -213,15 +224,9 @@ fn judge_pid_file(paths: &Paths, pid: Option<u32>, record: Option<HubRecord>) ->
     match record {
         Some(record) if record.start_time == info.start_time => HubState::Running(record),
         Some(_) => HubState::stopped(Some(pid)),
-        None if looks_like_hub(&info.cmdline) => HubState::Running(HubRecord {
-            pid,
-            start_time: info.start_time,
-            repo_port: port_from_url_file(&paths.repo_url_file, "http"),
-            coord_port: port_from_url_file(&paths.nats_url_file, "nats"),
-            version: String::new(),
-            started_at: String::new(),
-            state_dir: None,
-        }),
+        None if looks_like_hub(&info.cmdline) => {
+            HubState::Running(rebuilt(paths, pid, info.start_time, None))
+        }
         None => HubState::stopped(Some(pid)),
     }
 }

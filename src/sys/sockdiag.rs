@@ -235,6 +235,29 @@ fn parse(mut data: &[u8], family: u8, found: &mut Vec<Socket>) -> io::Result<boo
 mod tests {
     use super::*;
 
+    /// A loopback connection: the listener's address, the client's, and the
+    /// sockets that keep it open.
+    fn connected_pair() -> (
+        std::net::SocketAddrV4,
+        std::net::SocketAddrV4,
+        (
+            std::net::TcpListener,
+            std::net::TcpStream,
+            std::net::TcpStream,
+        ),
+    ) {
+        let v4 = |addr: std::net::SocketAddr| match addr {
+            std::net::SocketAddr::V4(addr) => addr,
+            other => panic!("{other}"),
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = v4(listener.local_addr().unwrap());
+        let client = std::net::TcpStream::connect(server).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let local = v4(client.local_addr().unwrap());
+        (server, local, (listener, client, accepted))
+    }
+
     #[test]
     fn a_listener_of_ours_is_found_with_our_uid() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -252,17 +275,7 @@ mod tests {
     /// connection.
     #[test]
     fn netlink_and_the_proc_tables_report_the_same_sockets() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = match listener.local_addr().unwrap() {
-            std::net::SocketAddr::V4(addr) => addr,
-            other => panic!("{other}"),
-        };
-        let client = std::net::TcpStream::connect(server).unwrap();
-        let (_accepted, _) = listener.accept().unwrap();
-        let local = match client.local_addr().unwrap() {
-            std::net::SocketAddr::V4(addr) => addr,
-            other => panic!("{other}"),
-        };
+        let (server, local, _held) = connected_pair();
         let table = crate::sys::proc_net::sockets();
         let in_table = |socket: &Socket| {
             assert!(table.contains(socket), "{socket:?} is not in {table:?}");
@@ -298,17 +311,7 @@ mod tests {
 
     #[test]
     fn the_far_end_of_a_connection_is_found_by_its_addresses() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = match listener.local_addr().unwrap() {
-            std::net::SocketAddr::V4(addr) => addr,
-            other => panic!("{other}"),
-        };
-        let client = std::net::TcpStream::connect(server).unwrap();
-        let (_accepted, _) = listener.accept().unwrap();
-        let local = match client.local_addr().unwrap() {
-            std::net::SocketAddr::V4(addr) => addr,
-            other => panic!("{other}"),
-        };
+        let (server, local, _held) = connected_pair();
         let far = find_one(server, local)
             .unwrap()
             .expect("the accepted socket");
