@@ -1,6 +1,7 @@
 //! `bones hub start | stop | status | backup | restore | repair`.
 
 mod backup;
+mod registry;
 
 use std::time::Duration;
 
@@ -61,6 +62,18 @@ pub enum HubCommand {
     /// are safe to run again.
     #[command(subcommand)]
     Repair(RepairCommand),
+    /// Stop the hubs whose workspace or state directory is gone.
+    ///
+    /// Every hub registers itself in a per-user registry
+    /// ($XDG_STATE_HOME/bones/hubs, default ~/.local/state/bones/hubs) and
+    /// leaves it when it stops. A hub whose .bones/ was deleted under it is
+    /// found there and stopped: SIGTERM, --grace, then SIGKILL, and its
+    /// nats-server with it. Each process is verified first (your uid, the
+    /// start time it registered, a `bones hub start` command line): a pid
+    /// now used by another process, another user's process and a hub that
+    /// still serves its workspace are never touched. Entries of hubs that
+    /// are gone are removed. `bones hub status --all` lists them all.
+    Reap(registry::ReapArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,10 +121,18 @@ pub struct StopArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    bones hub status            this workspace's hub\n  \
+    bones hub status --all      every hub you run: serving, orphaned (its .bones/ is gone) or stale\n  \
+    bones hub status --all --json | jq '.hubs[] | select(.condition == \"orphaned\")'")]
 pub struct StatusArgs {
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Every hub you run, from the per-user registry (exit 3 when one is
+    /// degraded or orphaned); works outside a workspace.
+    #[arg(long)]
+    all: bool,
 }
 
 pub fn run(command: HubCommand) -> u8 {
@@ -129,6 +150,7 @@ pub fn run(command: HubCommand) -> u8 {
         HubCommand::Backup(args) => backup::backup(&cwd, args),
         HubCommand::Restore(args) => backup::restore(&cwd, args),
         HubCommand::Repair(what) => repair(&cwd, what),
+        HubCommand::Reap(args) => registry::reap(args),
     }
 }
 
@@ -274,6 +296,9 @@ fn stop(cwd: &std::path::Path, args: StopArgs) -> u8 {
 }
 
 fn status(cwd: &std::path::Path, args: StatusArgs) -> u8 {
+    if args.all {
+        return registry::status_all(args.json);
+    }
     let (paths, health) = match hub::status(cwd) {
         Ok(found) => found,
         Err(err) => {

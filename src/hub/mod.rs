@@ -14,6 +14,7 @@ pub mod http;
 mod lander;
 pub mod probe;
 pub mod projector;
+pub mod registry;
 pub mod repair;
 mod run;
 pub mod server;
@@ -459,6 +460,12 @@ pub fn status(root: &Path) -> Result<(Paths, Health), HubError> {
         HubState::Running(record) => record,
         HubState::Stopped { copy_of, .. } => return Ok((paths, Health::NotRunning { copy_of })),
     };
+    Ok((paths, health(record)))
+}
+
+/// What the status endpoint of the live hub `record` names says: the
+/// judgement of `bones hub status`, and of each hub `--all` lists.
+pub fn health(record: HubRecord) -> Health {
     let (report, problem) = match probe::status(record.repo_port, Duration::from_secs(3)) {
         probe::Probe::Answered { report, .. } if report.pid != record.pid => {
             let problem = format!(
@@ -495,14 +502,11 @@ pub fn status(root: &Path) -> Result<(Paths, Health), HubError> {
             )),
         ),
     };
-    Ok((
-        paths,
-        Health::Running {
-            record,
-            report,
-            problem,
-        },
-    ))
+    Health::Running {
+        record,
+        report,
+        problem,
+    }
 }
 
 /// The last `max_lines` entries of hub.log as readable lines, for error

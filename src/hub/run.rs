@@ -22,6 +22,7 @@ use crate::state::lock::WorkspaceLock;
 use crate::state::paths::Paths;
 use crate::state::ports::Ports;
 use crate::state::record::{HubRecord, StateDirId};
+use crate::state::registry;
 use crate::sys::fsutil;
 use crate::sys::process;
 use crate::trunk::repo;
@@ -38,6 +39,7 @@ pub(super) fn foreground(
     log: HubLog,
 ) -> Result<(), HubError> {
     let pid = std::process::id();
+    let start_time = process::own_start_time();
     log.info(format!(
         "hub: starting (pid={pid}, repo-port={}, coord-port={})",
         ports.repo, ports.coord
@@ -47,7 +49,7 @@ pub(super) fn foreground(
     // consumer) go to hub.log; only the hub installs this, never a CLI
     crate::oplog::forward::Forward::install(log.clone());
     let started = Instant::now();
-    let result = bring_up(paths, ports, &log).and_then(|server| {
+    let result = bring_up(paths, ports, start_time, &log).and_then(|server| {
         let served = serve(paths, ports, opts, lock, &log, started, &server);
         let Server { supervisor, .. } = server;
         // a hub that never became ready has no one to drain for: a server
@@ -64,6 +66,7 @@ pub(super) fn foreground(
         };
         let coord_clean = supervisor.stop(grace);
         let _ = HubRecord::remove(paths);
+        registry::unregister(pid, start_time);
         match served {
             Ok(Served { ready: true, .. }) if !coord_clean => {
                 Err(HubError::DrainTimeout(opts.drain_timeout))
@@ -81,6 +84,7 @@ pub(super) fn foreground(
         ),
         Err(err) => {
             let _ = HubRecord::remove(paths);
+            registry::unregister(pid, start_time);
             log.error("hub: bring-up failed", err.to_string())
         }
     }
@@ -107,7 +111,12 @@ struct Server {
 
 /// Prepares state, records this process as the hub, spawns the
 /// coordination server and opens (or seeds) the repository.
-fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubError> {
+fn bring_up(
+    paths: &Paths,
+    ports: Ports,
+    start_time: u64,
+    log: &HubLog,
+) -> Result<Server, HubError> {
     let binary = crate::hub::server::find_nats_server()?;
     fsutil::ensure_private_dir(&paths.coord_dir)
         .map_err(HubError::io("cannot create", &paths.coord_dir))?;
@@ -122,7 +131,7 @@ fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubErro
     crate::hub::server::write_config(paths, ports.coord, &key)?;
     let record = HubRecord {
         pid: std::process::id(),
-        start_time: process::own_start_time(),
+        start_time,
         repo_port: ports.repo,
         coord_port: ports.coord,
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -135,6 +144,11 @@ fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubErro
     record
         .write(paths)
         .map_err(HubError::io("cannot write", &paths.hub_pid))?;
+    // so that it can be found (`bones hub status --all`) and stopped
+    // (`bones hub reap`) once its state directory is gone
+    if let Err(err) = registry::register(paths, &record) {
+        log.warn(format!("hub: not in the registry of hubs: {err}"));
+    }
     let supervisor = Supervisor::start(binary, paths, log.clone())?;
     tighten_old_state(paths, log);
     repo::clear_stale_trunk_lock(&paths.hub_repo);

@@ -94,6 +94,7 @@ pub fn stop(root: &Path, opts: &StopOptions) -> Result<StopOutcome, HubError> {
     // cannot, and neither can it stop its coordination server gracefully.
     if !matches!(record::hub_state(&paths), HubState::Running(_)) {
         let _ = HubRecord::remove(&paths);
+        crate::state::registry::unregister(record.pid, record.start_time);
     }
     crate::hub::server::stop_orphan(&paths);
     Ok(StopOutcome::Stopped {

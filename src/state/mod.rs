@@ -6,6 +6,7 @@ pub mod lock;
 pub mod paths;
 pub mod ports;
 pub mod record;
+pub mod registry;
 pub mod workspace;
 
 pub use paths::Paths;

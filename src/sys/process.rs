@@ -25,6 +25,18 @@ pub struct ProcessInfo {
     pub args: Vec<String>,
     /// True for a zombie: exited but not yet reaped by its parent.
     pub zombie: bool,
+    /// Its real and effective user ids, when the table shows them.
+    pub uids: Option<(u32, u32)>,
+}
+
+impl ProcessInfo {
+    /// True when the process runs as the calling user, really and
+    /// effectively: the only processes bones ever stops on the strength
+    /// of a record outside a workspace (`hub reap`).
+    pub fn is_own(&self) -> bool {
+        let me = nix::unistd::geteuid().as_raw();
+        self.uids == Some((me, me))
+    }
 }
 
 /// Looks a pid up in the process table.
@@ -37,7 +49,9 @@ pub fn inspect(pid: u32) -> Option<ProcessInfo> {
     system.refresh_processes_specifics(
         ProcessesToUpdate::Some(&[spid]),
         true,
-        ProcessRefreshKind::nothing().with_cmd(UpdateKind::Always),
+        ProcessRefreshKind::nothing()
+            .with_cmd(UpdateKind::Always)
+            .with_user(UpdateKind::Always),
     );
     system.process(spid).map(info_of)
 }
@@ -53,6 +67,10 @@ fn info_of(process: &sysinfo::Process) -> ProcessInfo {
         cmdline: args.join(" "),
         args,
         zombie: matches!(process.status(), sysinfo::ProcessStatus::Zombie),
+        uids: process
+            .user_id()
+            .zip(process.effective_user_id())
+            .map(|(real, effective)| (**real, **effective)),
     }
 }
 
@@ -113,6 +131,40 @@ pub fn scan() -> Vec<ProcessRow> {
         .collect();
     rows.sort_by_key(|row| row.pid);
     rows
+}
+
+/// A file a process holds open, as `/proc/<pid>/fd` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenFile {
+    /// The path it was opened by (where it is now, if it was renamed).
+    pub path: PathBuf,
+    /// Its link count now: 0 once every name of it was deleted, while the
+    /// process still holds it.
+    pub links: u64,
+}
+
+/// The files `pid` holds open under the file name `name`, deleted ones
+/// included. Only the user's own processes (or every one, as root) show
+/// their descriptors; another's show none.
+pub fn open_files_named(pid: u32, name: &str) -> Vec<OpenFile> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| {
+            let target = std::fs::read_link(fd.path()).ok()?;
+            let text = target.to_string_lossy();
+            // the kernel marks a descriptor whose file has no name left
+            let path = PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(&text));
+            if path.file_name()? != name {
+                return None;
+            }
+            // the magic link leads to the open file itself, named or not
+            let links = std::fs::metadata(fd.path()).ok()?.nlink();
+            Some(OpenFile { path, links })
+        })
+        .collect()
 }
 
 /// True while `pid` runs and started at `start_time` (seconds since epoch).
@@ -213,6 +265,29 @@ mod tests {
         assert!(is_same_process(me, info.start_time));
         assert!(!is_same_process(me, info.start_time + 1000));
         assert!(!is_alive(0));
+        assert!(info.is_own());
+    }
+
+    #[test]
+    fn open_files_show_a_deleted_file_with_no_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().canonicalize().unwrap().join("held.lock");
+        let _held = std::fs::File::create(&path).unwrap();
+        let me = std::process::id();
+        let open = open_files_named(me, "held.lock");
+        assert_eq!(
+            open,
+            [OpenFile {
+                path: path.clone(),
+                links: 1
+            }]
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            open_files_named(me, "held.lock"),
+            [OpenFile { path, links: 0 }]
+        );
+        assert!(open_files_named(me, "other.lock").is_empty());
     }
 
     #[test]

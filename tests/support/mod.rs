@@ -107,6 +107,8 @@ impl TestWorkspace {
             .args(args)
             .current_dir(dir)
             .env("HOME", &self.home)
+            // the registry of hubs goes under the temp HOME
+            .env_remove("XDG_STATE_HOME")
             .env("NO_COLOR", "1")
             .env_remove("BONES_DIR")
             .env_remove("BONES_HUB_LOG_LEVEL")
