@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what bones needs on a fresh Debian machine that has Rust:
-# git, jq and nats-server >= 2.11 (the hub runs on 2.10; `bones hub backup`,
-# and so the test suite, needs 2.11 to pause a consumer).
+# git, jq, groff (a test renders the man page) and nats-server >= 2.11 (the hub
+# runs on 2.10; `bones hub backup`, and so the test suite, needs 2.11 to pause a
+# consumer).
 #
 # Source it (`. scripts/setup.sh`) to get BONES_NATS_SERVER exported, or run it
 # to install and print the export line. Idempotent: installs only what is missing.
@@ -11,6 +12,8 @@ _bones_setup() {
     command -v git >/dev/null 2>&1 || need_apt+=(git)
     command -v jq >/dev/null 2>&1 || need_apt+=(jq)
     command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+    # the man page test renders `bones man` with groff
+    command -v groff >/dev/null 2>&1 || need_apt+=(groff-base)
     if ((${#need_apt[@]})); then
         echo "setup: installing ${need_apt[*]} with apt-get" >&2
         local sudo=""

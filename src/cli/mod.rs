@@ -4,6 +4,7 @@
 //! stderr).
 
 mod apply;
+mod completions;
 mod doctor;
 mod feed;
 mod hub;
@@ -140,6 +141,13 @@ enum Command {
     ///   bones share --type learning "The parser tests need LANG=C"
     #[command(verbatim_doc_comment)]
     Feed(feed::FeedArgs),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    ///
+    /// Generated from the same definitions that parse the command line.
+    /// `source <(bones completions bash)` enables it in the current shell.
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (roff), or write every page into a directory.
+    Man(completions::ManArgs),
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -159,6 +167,8 @@ pub fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Share(args) => feed::share(args),
         Command::Feed(args) => feed::feed(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     };
     if code == exit::FAILURE {
         hint_if_disk_full();
