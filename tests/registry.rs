@@ -100,6 +100,34 @@ fn hub_with(doc: &Value, pid: u32) -> &Value {
         .unwrap_or_else(|| panic!("no hub with pid {pid} in {doc}"))
 }
 
+/// An entry for `pid` at `start_time`, of a workspace that does not exist.
+fn planted(pid: u32, start_time: u64) -> Entry {
+    Entry {
+        workspace: PathBuf::from("/nonexistent/workspace"),
+        hub: HubRecord {
+            pid,
+            start_time,
+            repo_port: 1,
+            coord_port: 2,
+            version: "0.0.0".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            state_dir: Some(StateDirId {
+                path: PathBuf::from("/nonexistent/workspace/.bones"),
+                dev: 1,
+                ino: 1,
+            }),
+        },
+    }
+}
+
+/// The entry of `pid` in `doc` is stale, for a reason that says `why`.
+fn assert_stale(doc: &Value, pid: u32, why: &str) {
+    let entry = hub_with(doc, pid);
+    assert_eq!(entry["condition"], "stale", "{entry}");
+    let reason = entry["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(why), "{entry}");
+}
+
 fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -191,47 +219,15 @@ fn reap_leaves_alone_a_process_that_reuses_an_old_pid() {
     let reused = sleeper("600");
     // and one that names a live process at its start time, but no hub
     let stranger = sleeper("601");
-    let entry_of = |pid: u32, start_time: u64| Entry {
-        workspace: PathBuf::from("/nonexistent/workspace"),
-        hub: HubRecord {
-            pid,
-            start_time,
-            repo_port: 1,
-            coord_port: 2,
-            version: "0.0.0".into(),
-            started_at: "2026-01-01T00:00:00Z".into(),
-            state_dir: Some(StateDirId {
-                path: PathBuf::from("/nonexistent/workspace/.bones"),
-                dev: 1,
-                ino: 1,
-            }),
-        },
-    };
     let start_time = |pid: u32| bones::sys::process::inspect(pid).unwrap().start_time;
     let (reused_pid, stranger_pid) = (reused.0.id(), stranger.0.id());
-    registry.plant(&entry_of(reused_pid, start_time(reused_pid) - 1000));
-    registry.plant(&entry_of(stranger_pid, start_time(stranger_pid)));
+    registry.plant(&planted(reused_pid, start_time(reused_pid) - 1000));
+    registry.plant(&planted(stranger_pid, start_time(stranger_pid)));
 
     let (code, doc) = registry.json(&ws, &["hub", "status", "--all", "--json"]);
     assert_eq!(code, 0, "stale entries are no trouble: {doc}");
-    let reused_entry = hub_with(&doc, reused_pid);
-    assert_eq!(reused_entry["condition"], "stale", "{reused_entry}");
-    assert!(
-        reused_entry["reason"]
-            .as_str()
-            .unwrap()
-            .contains("another process"),
-        "{reused_entry}"
-    );
-    let stranger_entry = hub_with(&doc, stranger_pid);
-    assert_eq!(stranger_entry["condition"], "stale", "{stranger_entry}");
-    assert!(
-        stranger_entry["reason"]
-            .as_str()
-            .unwrap()
-            .contains("not a bones hub"),
-        "{stranger_entry}"
-    );
+    assert_stale(&doc, reused_pid, "another process");
+    assert_stale(&doc, stranger_pid, "not a bones hub");
 
     let (code, doc) = registry.json(&ws, &["hub", "reap", "--json"]);
     assert_eq!(code, 0, "{doc}");
@@ -240,6 +236,41 @@ fn reap_leaves_alone_a_process_that_reuses_an_old_pid() {
     // the processes live on; only their entries are gone
     assert!(alive(reused_pid) && alive(stranger_pid));
     assert!(registry.entry_files().is_empty());
+}
+
+#[test]
+fn reap_never_signals_another_users_process() {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("SKIPPED: not root, so no process can run as another user here");
+        return;
+    }
+    let registry = Registry::new();
+    let ws = TestWorkspace::bare_dir();
+    // `nobody` runs it; setpriv execs in place, so the pid and start time stay
+    let other = KillOnDrop(
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sleep",
+                "600",
+            ])
+            .spawn()
+            .unwrap(),
+    );
+    let pid = other.0.id();
+    let runs_as_nobody = support::wait_until(std::time::Duration::from_secs(10), || {
+        bones::sys::process::inspect(pid).is_some_and(|p| p.uids == Some((65534, 65534)))
+    });
+    assert!(runs_as_nobody, "setpriv did not switch to nobody");
+    let start_time = bones::sys::process::inspect(pid).unwrap().start_time;
+    registry.plant(&planted(pid, start_time));
+    let (code, doc) = registry.json(&ws, &["hub", "reap", "--json"]);
+    assert_eq!(code, 0, "{doc}");
+    assert_stale(&doc, pid, "another user");
+    assert_eq!(hub_with(&doc, pid)["action"], "removed", "{doc}");
+    assert!(alive(pid), "another user's process was signalled");
 }
 
 #[test]
