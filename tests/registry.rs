@@ -294,3 +294,43 @@ fn a_hub_whose_workspace_was_moved_is_not_an_orphan() {
     assert_eq!(hub_with(&doc, hub)["action"], "kept", "{doc}");
     assert!(alive(hub) && alive(nats));
 }
+
+#[test]
+fn reap_stops_the_hub_of_a_deleted_workspace_whose_bones_dir_lives_on() {
+    let registry = Registry::new();
+    let mut ws = TestWorkspace::new();
+    let outside = tempfile::tempdir().unwrap();
+    let state = outside.path().join("state");
+    let with_dir = |args: &[&str]| {
+        let out = registry
+            .command(&ws, args)
+            .env("BONES_DIR", &state)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    with_dir(&["up"]);
+    with_dir(&["hub", "start", "--detach"]);
+    let hub = support::read_pid(&state.join("hub.pid")).unwrap();
+    let nats = support::read_pid(&state.join("nats.pid")).unwrap();
+    // the drop guard finds processes by the workspace's paths: name them
+    ws.track(hub);
+    ws.track(nats);
+    let elsewhere = TestWorkspace::bare_dir();
+    let (_, doc) = registry.json(&elsewhere, &["hub", "status", "--all", "--json"]);
+    assert_eq!(hub_with(&doc, hub)["condition"], "serving", "{doc}");
+
+    fs::remove_dir_all(&ws.root).unwrap();
+    let (code, doc) = registry.json(&elsewhere, &["hub", "reap", "--json"]);
+    assert_eq!(code, 0, "{doc}");
+    let reaped = hub_with(&doc, hub);
+    assert!(
+        reaped["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("workspace")),
+        "{reaped}"
+    );
+    assert!(!alive(hub) && !alive(nats), "{doc}");
+    // its state directory is kept: nothing in it is deleted
+    assert!(state.join("hub.git").is_dir());
+}
