@@ -1,4 +1,4 @@
-//! `bones hub start | stop | status | backup | restore | repair`.
+//! `bones hub start | stop | status | backup | restore | repair | reap`.
 
 mod backup;
 mod registry;

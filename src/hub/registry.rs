@@ -227,6 +227,10 @@ const SERVER_GRACE: Duration = Duration::from_secs(2);
 /// it outlived it.
 fn stop_orphan(entry: &Entry, grace: Duration) -> Reaped {
     let pid = entry.hub.pid;
+    if pid == std::process::id() {
+        // a hub run as a library, reaping: it stops through its own signals
+        return Reaped::Failed(format!("pid {pid} is this very process; send it SIGTERM"));
+    }
     // judged again at the last moment: the hub may have exited meanwhile,
     // and its pid been taken by another process
     match judge(entry) {
