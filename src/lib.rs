@@ -14,6 +14,7 @@
 //! | 5 | `hub`, `doctor` | the hub server; read-only checks judged by the hub's rules |
 //! | 6 | `cli` | parse, call the library, print |
 
+pub mod agent;
 pub mod cli;
 pub mod coord;
 pub mod doctor;

@@ -4,11 +4,13 @@
 //! stderr).
 
 mod apply;
+mod codes;
 mod doctor;
 mod feed;
 mod hub;
 mod land;
 mod logs;
+mod prime;
 mod swarm;
 mod tasks;
 mod up;
@@ -140,6 +142,13 @@ enum Command {
     ///   bones share --type learning "The parser tests need LANG=C"
     #[command(verbatim_doc_comment)]
     Feed(feed::FeedArgs),
+    /// Print the primer for an agent's first turn: who it is, its slot, the loop, ready tasks, the feed.
+    ///
+    /// A bounded digest to paste into the agent's context at session start
+    /// (harness hooks print it): the agent id, its slot and checkout, the
+    /// loop in five commands with their exit codes, the ready tasks it
+    /// could claim, and the feed digest of `bones feed --prime`.
+    Prime(prime::PrimeArgs),
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -159,6 +168,7 @@ pub fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Share(args) => feed::share(args),
         Command::Feed(args) => feed::feed(args),
+        Command::Prime(args) => prime::run(args),
     };
     if code == exit::FAILURE {
         hint_if_disk_full();
