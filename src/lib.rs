@@ -20,6 +20,7 @@ pub mod coord;
 pub mod doctor;
 pub mod feed;
 pub mod hub;
+pub mod mcp;
 pub mod oplog;
 pub mod state;
 pub mod swarm;

@@ -4,13 +4,14 @@
 //! stderr).
 
 mod apply;
-mod codes;
+pub(crate) mod codes;
 mod doctor;
 mod feed;
 mod hub;
 mod land;
 mod logs;
-mod prime;
+mod mcp;
+pub(crate) mod prime;
 mod swarm;
 mod tasks;
 mod up;
@@ -149,6 +150,13 @@ enum Command {
     /// loop in five commands with their exit codes, the ready tasks it
     /// could claim, and the feed digest of `bones feed --prime`.
     Prime(prime::PrimeArgs),
+    /// Serve the agent's loop as Model Context Protocol tools on stdio.
+    ///
+    /// For agent harnesses that speak MCP: join, status, sync, commit,
+    /// close, restore, the task verbs, share, feed and prime, with typed
+    /// JSON inputs and outputs. One server per agent session; its slot's
+    /// lease lives while the session is connected.
+    Mcp(mcp::McpArgs),
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -169,6 +177,7 @@ pub fn main() -> ExitCode {
         Command::Share(args) => feed::share(args),
         Command::Feed(args) => feed::feed(args),
         Command::Prime(args) => prime::run(args),
+        Command::Mcp(args) => mcp::run(args),
     };
     if code == exit::FAILURE {
         hint_if_disk_full();
@@ -224,7 +233,7 @@ pub const NO_AUTOSTART_ENV: &str = "BONES_NO_AUTOSTART";
 /// that needs it (as the Go original does on the first such verb): one
 /// ready line on stderr. `BONES_NO_AUTOSTART=1` turns it off, and the verb
 /// then fails saying how to start one. Errors are reported here.
-fn autostart(paths: &crate::state::Paths) -> Result<(), u8> {
+pub(crate) fn autostart(paths: &crate::state::Paths) -> Result<(), u8> {
     let off = std::env::var_os(NO_AUTOSTART_ENV).is_some_and(|v| !v.is_empty() && v != "0");
     if off || crate::hub::is_running(&paths.root) {
         return Ok(());
