@@ -193,9 +193,10 @@ pub struct JoinOutput {
     pub checkout: PathBuf,
 }
 
-type Answer<T> = Result<Json<T>, ToolError>;
-
 /// The MCP server of one agent session.
+///
+/// Tools return `Result<Json<T>, ToolError>` spelled out: the `#[tool]`
+/// macro finds a tool's output schema from that return type as written.
 #[derive(Clone)]
 pub struct BonesServer {
     session: Session,
@@ -210,21 +211,27 @@ impl BonesServer {
     /// Take a slot: your own checkout of trunk, held by a lease while this
     /// session is connected. Work and commit in the checkout it returns.
     #[tool]
-    async fn join(&self, Parameters(input): Parameters<JoinInput>) -> Answer<JoinOutput> {
+    async fn join(
+        &self,
+        Parameters(input): Parameters<JoinInput>,
+    ) -> Result<Json<JoinOutput>, ToolError> {
         self.join_slot(input.slot, input.task, false).await
     }
 
     /// Take a slot and bring its newest rescued work (saved when it was
     /// reaped or closed) back into the new checkout as uncommitted edits.
     #[tool]
-    async fn restore(&self, Parameters(input): Parameters<RestoreInput>) -> Answer<JoinOutput> {
+    async fn restore(
+        &self,
+        Parameters(input): Parameters<RestoreInput>,
+    ) -> Result<Json<JoinOutput>, ToolError> {
         self.join_slot(Some(input.slot), None, true).await
     }
 
     /// Every slot of the workspace (state, agent, tasks, uncommitted files,
     /// commits ahead of and behind trunk), and which one this session holds.
     #[tool]
-    async fn status(&self) -> Answer<StatusOutput> {
+    async fn status(&self) -> Result<Json<StatusOutput>, ToolError> {
         let slots = self.session.swarm().await?.status().await?;
         Ok(Json(StatusOutput {
             agent_id: self.session.agent().to_string(),
@@ -237,7 +244,7 @@ impl BonesServer {
     /// where trunk changed the same lines are left with conflict markers
     /// (listed in `conflicts`): resolve them, then commit.
     #[tool]
-    async fn sync(&self) -> Answer<Synced> {
+    async fn sync(&self) -> Result<Json<Synced>, ToolError> {
         let slot = self.session.held_slot().await?;
         Ok(Json(self.session.swarm().await?.sync(&slot).await?))
     }
@@ -245,7 +252,10 @@ impl BonesServer {
     /// Commit everything changed in your slot and land it on trunk. A
     /// conflict (code 5) leaves trunk unchanged: sync, fix, commit again.
     #[tool]
-    async fn commit(&self, Parameters(input): Parameters<CommitInput>) -> Answer<CommitOutput> {
+    async fn commit(
+        &self,
+        Parameters(input): Parameters<CommitInput>,
+    ) -> Result<Json<CommitOutput>, ToolError> {
         crate::swarm::validate_message(&input.message)?;
         let slot = self.session.held_slot().await?;
         match self
@@ -272,7 +282,10 @@ impl BonesServer {
     /// removed, the lease freed; the tasks it holds are released (or
     /// closed with close_tasks).
     #[tool]
-    async fn close(&self, Parameters(input): Parameters<CloseInput>) -> Answer<Closed> {
+    async fn close(
+        &self,
+        Parameters(input): Parameters<CloseInput>,
+    ) -> Result<Json<Closed>, ToolError> {
         let slot = self.session.held_slot().await?;
         let abandon = matches!(input.result, CloseResult::Abandon);
         let closed = self
@@ -287,7 +300,10 @@ impl BonesServer {
 
     /// Add a task to the board.
     #[tool]
-    async fn tasks_create(&self, Parameters(input): Parameters<TaskCreateInput>) -> Answer<Task> {
+    async fn tasks_create(
+        &self,
+        Parameters(input): Parameters<TaskCreateInput>,
+    ) -> Result<Json<Task>, ToolError> {
         let new = NewTask {
             title: input.title,
             body: input.body,
@@ -304,14 +320,17 @@ impl BonesServer {
     /// The tasks that can be claimed now, in claim order (highest priority,
     /// then oldest).
     #[tool]
-    async fn tasks_ready(&self) -> Answer<TasksOutput> {
+    async fn tasks_ready(&self) -> Result<Json<TasksOutput>, ToolError> {
         let tasks = self.session.board().await?.ready().await?;
         Ok(Json(TasksOutput { tasks }))
     }
 
     /// One task with all its fields.
     #[tool]
-    async fn tasks_show(&self, Parameters(input): Parameters<TaskIdInput>) -> Answer<Task> {
+    async fn tasks_show(
+        &self,
+        Parameters(input): Parameters<TaskIdInput>,
+    ) -> Result<Json<Task>, ToolError> {
         record::validate_id(&input.id).map_err(crate::tasks::TaskError::from)?;
         let (task, _) = self.session.board().await?.get(&input.id).await?;
         Ok(Json(task))
@@ -323,7 +342,7 @@ impl BonesServer {
     async fn tasks_claim_next(
         &self,
         Parameters(input): Parameters<TaskClaimNextInput>,
-    ) -> Answer<Task> {
+    ) -> Result<Json<Task>, ToolError> {
         if let Some(label) = &input.label {
             record::validate_label(label).map_err(crate::tasks::TaskError::from)?;
         }
@@ -344,7 +363,10 @@ impl BonesServer {
 
     /// Close a task you hold: it is done (or will not be done: say why).
     #[tool]
-    async fn tasks_close(&self, Parameters(input): Parameters<TaskCloseInput>) -> Answer<Task> {
+    async fn tasks_close(
+        &self,
+        Parameters(input): Parameters<TaskCloseInput>,
+    ) -> Result<Json<Task>, ToolError> {
         record::validate_id(&input.id).map_err(crate::tasks::TaskError::from)?;
         if let Some(reason) = &input.reason {
             record::validate_reason(reason).map_err(crate::tasks::TaskError::from)?;
@@ -358,7 +380,10 @@ impl BonesServer {
 
     /// Give a task you hold back to the board (open again).
     #[tool]
-    async fn tasks_release(&self, Parameters(input): Parameters<TaskIdInput>) -> Answer<Task> {
+    async fn tasks_release(
+        &self,
+        Parameters(input): Parameters<TaskIdInput>,
+    ) -> Result<Json<Task>, ToolError> {
         record::validate_id(&input.id).map_err(crate::tasks::TaskError::from)?;
         let by = self.session.acting_as().await;
         let board = self.session.board().await?;
@@ -368,7 +393,10 @@ impl BonesServer {
     /// Share what you decided or learned with every agent of the workspace
     /// (decision, learning, convention or task). The same id is stored once.
     #[tool]
-    async fn share(&self, Parameters(input): Parameters<ShareInput>) -> Answer<Published> {
+    async fn share(
+        &self,
+        Parameters(input): Parameters<ShareInput>,
+    ) -> Result<Json<Published>, ToolError> {
         let mut entry = NewEntry::new(input.kind, input.text);
         entry.id = input.id;
         entry.tags = input.tags;
@@ -381,7 +409,10 @@ impl BonesServer {
 
     /// Read the knowledge feed after a sequence, oldest first, in pages.
     #[tool]
-    async fn feed(&self, Parameters(input): Parameters<FeedInput>) -> Answer<FeedOutput> {
+    async fn feed(
+        &self,
+        Parameters(input): Parameters<FeedInput>,
+    ) -> Result<Json<FeedOutput>, ToolError> {
         let limit = input.limit.unwrap_or(DEFAULT_FEED_LIMIT);
         if limit == 0 || limit > MAX_FEED_LIMIT {
             return Err(ToolError::usage(format!(
@@ -413,7 +444,10 @@ impl BonesServer {
     /// The primer for your first turn: who you are, your slot and checkout,
     /// the loop and its exit codes, the ready tasks, the feed digest.
     #[tool]
-    async fn prime(&self, Parameters(input): Parameters<PrimeInput>) -> Answer<PrimeOutput> {
+    async fn prime(
+        &self,
+        Parameters(input): Parameters<PrimeInput>,
+    ) -> Result<Json<PrimeOutput>, ToolError> {
         let max_chars = input
             .max_chars
             .unwrap_or(crate::agent::prime::DEFAULT_MAX_CHARS);
@@ -444,7 +478,7 @@ impl BonesServer {
         slot: Option<String>,
         task: Option<String>,
         restore: bool,
-    ) -> Answer<JoinOutput> {
+    ) -> Result<Json<JoinOutput>, ToolError> {
         if let Some(slot) = &slot {
             name::validate_slot(slot).map_err(SwarmError::from)?;
         }
