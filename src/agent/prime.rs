@@ -67,6 +67,26 @@ pub struct Step {
     pub exit_codes: Vec<ExitCode>,
 }
 
+impl ExitCode {
+    pub fn new(code: u8, kind: &str, meaning: &str) -> ExitCode {
+        ExitCode {
+            code,
+            kind: kind.to_string(),
+            meaning: meaning.to_string(),
+        }
+    }
+}
+
+impl Step {
+    pub fn new(command: &str, does: &str, exit_codes: Vec<ExitCode>) -> Step {
+        Step {
+            command: command.to_string(),
+            does: does.to_string(),
+            exit_codes,
+        }
+    }
+}
+
 /// The slot the agent is in (by `--slot`, `$BONES_SLOT` or its current
 /// directory).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -212,6 +232,7 @@ impl Primer {
             parts.agent_id.as_deref(),
             &parts.acting_as,
             parts.slot.as_ref(),
+            parts.steps.first(),
         );
         text.push_str(&the_loop(&parts.steps));
         match &hub_error {
@@ -273,6 +294,7 @@ fn who(
     agent: Option<&str>,
     acting_as: &str,
     slot: Option<&SlotView>,
+    join: Option<&Step>,
 ) -> String {
     let shown = |s: &str| cut(&plain(s), MAX_SHOWN);
     let mut text = format!(
@@ -298,9 +320,10 @@ fn who(
         Some(SlotView { slot, .. }) => text.push_str(&format!(
             "Slot: {slot}, with no checkout on this machine: take it with `bones swarm join --slot {slot}`.\n"
         )),
-        None => text.push_str(
-            "Slot: none yet. Take one with `cd \"$(bones swarm join --auto)\"` before editing.\n",
-        ),
+        None => text.push_str(&format!(
+            "Slot: none yet. Take one before editing: {}\n",
+            join.map_or("`bones swarm join --auto`", |step| step.command.as_str())
+        )),
     }
     text.push_str(&format!(
         "Task claims and feed entries are recorded as {}.\n",
@@ -310,9 +333,8 @@ fn who(
 }
 
 fn the_loop(steps: &[Step]) -> String {
-    let mut text = String::from(
-        "\nThe loop (every command: exit 0 success, 1 failure, 2 usage; other codes below):\n",
-    );
+    let mut text =
+        String::from("\nThe loop (exit codes: 0 success, 1 failure, 2 usage, and those below):\n");
     for (n, step) in steps.iter().enumerate() {
         text.push_str(&format!("{}. {}  {}", n + 1, step.command, step.does));
         if !step.exit_codes.is_empty() {
@@ -391,18 +413,11 @@ mod tests {
     use crate::feed::{Kind, NewEntry};
 
     fn step(command: &str, codes: &[(u8, &str)]) -> Step {
-        Step {
-            command: command.to_string(),
-            does: "does something".to_string(),
-            exit_codes: codes
-                .iter()
-                .map(|(code, kind)| ExitCode {
-                    code: *code,
-                    kind: kind.to_string(),
-                    meaning: "meaning".to_string(),
-                })
-                .collect(),
-        }
+        let codes = codes
+            .iter()
+            .map(|(code, kind)| ExitCode::new(*code, kind, "meaning"))
+            .collect();
+        Step::new(command, "does something", codes)
     }
 
     fn task(n: usize, title: &str) -> Task {

@@ -3,6 +3,7 @@
 //! server's tool errors).
 
 use super::exit;
+use crate::agent::ExitCode;
 
 /// The name of exit code `code`: `ok`, `failure`, `usage`, `degraded`,
 /// `live_leases`, `conflict`, `held`, `nothing_ready` or `unresolved`
@@ -19,6 +20,11 @@ pub fn kind(code: u8) -> &'static str {
         exit::UNRESOLVED => "unresolved",
         _ => "failure",
     }
+}
+
+/// Exit code `code` with its name, and what it means where it is used.
+pub fn exit_code(code: u8, meaning: &str) -> ExitCode {
+    ExitCode::new(code, kind(code), meaning)
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@ use std::io::Write;
 
 use clap::Args;
 
-use super::{codes, exit, report};
-use crate::agent::prime::{DEFAULT_MAX_CHARS, ExitCode, MIN_MAX_CHARS, Primer, Step};
+use super::codes::exit_code;
+use super::{exit, report};
+use crate::agent::prime::{DEFAULT_MAX_CHARS, MIN_MAX_CHARS, Primer, Step};
 use crate::coord;
 
 #[derive(Debug, Args)]
@@ -69,47 +70,37 @@ pub fn run(args: PrimeArgs) -> u8 {
 /// The agent's loop in five commands, with the exit codes each can end
 /// with besides 0, 1 and 2.
 pub(crate) fn the_loop() -> Vec<Step> {
-    let code = |code: u8, meaning: &str| ExitCode {
-        code,
-        kind: codes::kind(code).to_string(),
-        meaning: meaning.to_string(),
-    };
-    let step = |command: &str, does: &str, exit_codes: Vec<ExitCode>| Step {
-        command: command.to_string(),
-        does: does.to_string(),
-        exit_codes,
-    };
     vec![
-        step(
+        Step::new(
             "cd \"$(bones swarm join --auto --pid $PPID)\"",
             "take a slot (your own checkout of trunk) and work in it",
-            vec![code(exit::HELD, "another agent holds that slot")],
+            vec![exit_code(exit::HELD, "another agent holds that slot")],
         ),
-        step(
+        Step::new(
             "bones tasks claim --next",
             "claim the next ready task (prints its id); `bones tasks close ID --reason done` when it is done",
-            vec![code(exit::NOTHING_READY, "no task is ready")],
+            vec![exit_code(exit::NOTHING_READY, "no task is ready")],
         ),
-        step(
+        Step::new(
             "bones swarm sync",
             "bring the slot onto trunk (others' work); resolve any conflict markers it leaves",
             Vec::new(),
         ),
-        step(
+        Step::new(
             "bones swarm commit -m MSG",
             "commit everything changed and land it on trunk",
             vec![
-                code(
+                exit_code(
                     exit::CONFLICT,
                     "conflicts with trunk: trunk unchanged; `bones swarm sync`, fix, commit again",
                 ),
-                code(
+                exit_code(
                     exit::UNRESOLVED,
                     "conflict markers are still in files; nothing committed",
                 ),
             ],
         ),
-        step(
+        Step::new(
             "bones swarm close",
             "release the slot when your work has landed (its tasks are released, or closed with --close-tasks)",
             Vec::new(),

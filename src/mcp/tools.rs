@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ToolError;
 use super::session::Session;
-use crate::agent::Primer;
+use crate::agent::{Primer, Step};
+use crate::cli::codes::exit_code;
 use crate::cli::exit;
 use crate::feed::{Kind, NewEntry, Published, Start, Stored};
 use crate::swarm::slot::Synced;
@@ -455,7 +456,7 @@ impl BonesServer {
         let mut primer = Primer::gather(
             self.session.paths(),
             self.session.slot().await,
-            crate::cli::prime::the_loop(),
+            the_loop(),
             hub,
             max_chars,
         )
@@ -513,6 +514,47 @@ impl BonesServer {
             joined,
         }))
     }
+}
+
+/// The agent's loop in five tool calls, with the error kinds each can end
+/// with besides `failure` and `usage`.
+fn the_loop() -> Vec<Step> {
+    vec![
+        Step::new(
+            "join",
+            "take a slot (your own checkout of trunk); edit files only in its `checkout`",
+            vec![exit_code(exit::HELD, "another agent holds that slot")],
+        ),
+        Step::new(
+            "tasks_claim_next",
+            "claim the next ready task; tasks_close with its id when it is done",
+            vec![exit_code(exit::NOTHING_READY, "no task is ready")],
+        ),
+        Step::new(
+            "sync",
+            "bring the slot onto trunk (others' work); resolve the conflict markers it lists",
+            Vec::new(),
+        ),
+        Step::new(
+            "commit",
+            "commit everything changed in the checkout and land it on trunk",
+            vec![
+                exit_code(
+                    exit::CONFLICT,
+                    "conflicts with trunk: trunk unchanged; sync, fix, commit again",
+                ),
+                exit_code(
+                    exit::UNRESOLVED,
+                    "conflict markers are still in files; nothing committed",
+                ),
+            ],
+        ),
+        Step::new(
+            "close",
+            "release the slot when your work has landed (its tasks are released, or closed with close_tasks)",
+            Vec::new(),
+        ),
+    ]
 }
 
 #[tool_handler(

@@ -125,7 +125,11 @@ async def main():
         primer = await a.ok("prime")
         assert primer["agent_id"] == "agent-a", primer
         assert primer["slot"] is None and "The loop" in primer["text"], primer
-        assert [s["command"] for s in primer["steps"]][0].startswith("cd "), primer
+        # the loop in tool calls, with the error kinds each can end with
+        assert [s["command"] for s in primer["steps"]] == [
+            "join", "tasks_claim_next", "sync", "commit", "close"], primer
+        assert primer["steps"][3]["exit_codes"][0]["kind"] == "conflict", primer
+        assert "Take one before editing: join" in primer["text"], primer["text"]
 
         first = await a.ok("tasks_create", {"title": "Write a.txt", "priority": 2})
         second = await a.ok("tasks_create", {"title": "Write b.txt", "priority": 1})
