@@ -425,12 +425,13 @@ impl BonesServer {
         let mut next_since = input.since;
         let mut more = false;
         feed.read(Start::After(input.since), |stored| {
-            if entries.len() == limit {
-                more = true;
+            let wanted = input.kind.is_none_or(|k| k == stored.entry.kind);
+            if more || (wanted && entries.len() == limit) {
+                more |= wanted;
                 return;
             }
             next_since = stored.seq;
-            if input.kind.is_none_or(|k| k == stored.entry.kind) {
+            if wanted {
                 entries.push(stored);
             }
         })

@@ -107,12 +107,14 @@ def trunk_files():
 
 
 async def board(agent):
-    """The board and the slots as comparable values."""
+    """The board, the slots and the feed as comparable values."""
     ready = await agent.ok("tasks_ready")
     status = await agent.ok("status")
+    feed = await agent.ok("feed", {"limit": 1000})
     return (
         [(t["id"], t["status"], t.get("claimed_by")) for t in ready["tasks"]],
         [(s["slot"], s["state"]) for s in status["slots"]],
+        [e["id"] for e in feed["entries"]],
     )
 
 
