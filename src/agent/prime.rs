@@ -27,9 +27,9 @@ use crate::tasks::{Board, Task};
 pub const SCHEMA: u32 = 1;
 /// Default bound on the primer, in characters: about two thousand tokens.
 pub const DEFAULT_MAX_CHARS: usize = 8000;
-/// Smallest bound accepted: the fixed parts at their longest, and the
-/// smallest feed digest.
-pub const MIN_MAX_CHARS: usize = FIXED_PARTS_MAX + MIN_FEED_CHARS;
+/// Smallest bound accepted: the fixed parts at their longest, a blank
+/// line, and the smallest feed digest.
+pub const MIN_MAX_CHARS: usize = FIXED_PARTS_MAX + 1 + MIN_FEED_CHARS;
 /// Most ready tasks listed.
 pub const MAX_READY: usize = 10;
 /// Longest line a ready task gets.
@@ -247,7 +247,8 @@ impl Primer {
         // rather than ever break the bound
         text = cut_text(&text, FIXED_PARTS_MAX);
         let feed = feed.map(|all| {
-            let room = max_chars - text.chars().count();
+            // one character for the blank line before the digest
+            let room = max_chars - text.chars().count() - 1;
             let digest = Digest::build(all, room);
             text.push('\n');
             text.push_str(&digest.text);
