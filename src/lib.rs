@@ -11,14 +11,16 @@
 //! | 2 | `state` | the workspace and its state directory: paths, the hub record, locks, ports |
 //! | 3 | `oplog`, `coord`, `trunk` | hub.log; the coordination client; the hub repository and landing |
 //! | 4 | `swarm`, `tasks`, `feed` | the domain as clients see it: slots, the task board, the feed |
-//! | 5 | `hub`, `doctor` | the hub server; read-only checks judged by the hub's rules |
-//! | 6 | `cli` | parse, call the library, print |
+//! | 5 | `hub`, `doctor`, `agent` | the hub server; read-only checks judged by the hub's rules; an agent's session as a whole (its primer) |
+//! | 6 | `cli`, `mcp` | the interfaces: parse, call the library, print (`cli`); the same verbs as MCP tools on stdio (`mcp`) |
 
+pub mod agent;
 pub mod cli;
 pub mod coord;
 pub mod doctor;
 pub mod feed;
 pub mod hub;
+pub mod mcp;
 pub mod oplog;
 pub mod state;
 pub mod swarm;

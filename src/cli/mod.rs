@@ -5,11 +5,14 @@
 
 mod apply;
 mod completions;
+pub(crate) mod codes;
 mod doctor;
 mod feed;
 mod hub;
 mod land;
 mod logs;
+mod mcp;
+pub(crate) mod prime;
 mod swarm;
 mod tasks;
 mod up;
@@ -148,6 +151,20 @@ enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the manual page (roff), or write every page into a directory.
     Man(completions::ManArgs),
+    /// Print the primer for an agent's first turn: who it is, its slot, the loop, ready tasks, the feed.
+    ///
+    /// A bounded digest to paste into the agent's context at session start
+    /// (harness hooks print it): the agent id, its slot and checkout, the
+    /// loop in five commands with their exit codes, the ready tasks it
+    /// could claim, and the feed digest of `bones feed --prime`.
+    Prime(prime::PrimeArgs),
+    /// Serve the agent's loop as Model Context Protocol tools on stdio.
+    ///
+    /// For agent harnesses that speak MCP: join, status, sync, commit,
+    /// close, restore, the task verbs, share, feed and prime, with typed
+    /// JSON inputs and outputs. One server per agent session; its slot's
+    /// lease lives while the session is connected.
+    Mcp(mcp::McpArgs),
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -169,6 +186,8 @@ pub fn main() -> ExitCode {
         Command::Feed(args) => feed::feed(args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
+        Command::Prime(args) => prime::run(args),
+        Command::Mcp(args) => mcp::run(args),
     };
     if code == exit::FAILURE {
         hint_if_disk_full();
@@ -224,7 +243,7 @@ pub const NO_AUTOSTART_ENV: &str = "BONES_NO_AUTOSTART";
 /// that needs it (as the Go original does on the first such verb): one
 /// ready line on stderr. `BONES_NO_AUTOSTART=1` turns it off, and the verb
 /// then fails saying how to start one. Errors are reported here.
-fn autostart(paths: &crate::state::Paths) -> Result<(), u8> {
+pub(crate) fn autostart(paths: &crate::state::Paths) -> Result<(), u8> {
     let off = std::env::var_os(NO_AUTOSTART_ENV).is_some_and(|v| !v.is_empty() && v != "0");
     if off || crate::hub::is_running(&paths.root) {
         return Ok(());

@@ -23,7 +23,19 @@ pub const MAX_ORIGIN: usize = 128;
 
 /// What an entry records. The order is the order of `bones feed --prime`:
 /// the rules agents must follow come before what they may find useful.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A rule of the codebase everyone follows ("errors go through thiserror").
@@ -92,7 +104,7 @@ pub enum InputError {
 }
 
 /// One entry as stored in the stream `bones-feed`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Entry {
     pub schema: u32,
     /// Unique in the feed; also the message id and the subject's last token.

@@ -23,7 +23,7 @@ pub const MIN_MAX_CHARS: usize = 1000;
 pub const MAX_ENTRY_CHARS: usize = 400;
 
 /// A digest of the feed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Digest {
     pub schema: u32,
     /// Entries in the feed, by type.

@@ -96,7 +96,7 @@ pub enum Start {
 }
 
 /// The outcome of sharing one entry.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Published {
     pub id: String,
     /// The entry's sequence: the new one, or the first copy's.
@@ -107,7 +107,7 @@ pub struct Published {
 
 /// An entry read back, with its place in the feed. Serialised as the
 /// entry's fields plus `seq`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Stored {
     pub seq: u64,
     #[serde(flatten)]

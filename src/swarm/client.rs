@@ -127,7 +127,7 @@ pub struct JoinOptions {
 }
 
 /// What [`Swarm::join`] did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Joined {
     pub slot: String,
     pub path: PathBuf,
@@ -150,7 +150,7 @@ pub struct Joined {
 }
 
 /// What [`Swarm::commit`] did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CommitOutcome {
     pub slot: String,
     /// The commit made in the checkout (absent when only earlier commits
@@ -166,7 +166,7 @@ pub struct CommitOutcome {
 }
 
 /// What [`Swarm::close`] did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Closed {
     pub slot: String,
     /// Where uncommitted work was saved, if there was any.
@@ -178,7 +178,7 @@ pub struct Closed {
 }
 
 /// One line of `bones swarm status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SlotStatus {
     pub slot: String,
     /// `active`, `stale` (lease expired or missing, not yet reaped) or `reaped`.

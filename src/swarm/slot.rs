@@ -95,7 +95,7 @@ pub struct Reaped {
 }
 
 /// What [`SlotDir::sync`] did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Synced {
     /// The trunk commit the checkout now stands on.
     pub trunk: String,

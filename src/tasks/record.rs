@@ -39,7 +39,7 @@ pub fn precise_now() -> String {
 }
 
 /// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Open,
@@ -59,7 +59,7 @@ impl Status {
 
 /// The mutation that produced a revision: the hub turns it into the event
 /// on `tasks-events` and the `rpc` entry in hub.log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LastOp {
     /// `create`, `claim`, `release`, `update` or `close`.
     pub op: String,
@@ -74,7 +74,7 @@ pub struct LastOp {
 }
 
 /// One task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Task {
     pub schema: u32,
     pub id: String,

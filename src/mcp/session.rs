@@ -1,0 +1,177 @@
+//! One agent session: the agent's id, the slot it holds, and the hub
+//! connections its tool calls use.
+//!
+//! One `bones mcp` process serves one agent session, so the session is the
+//! process: the agent id is fixed when it starts (`$BONES_AGENT_ID`, else
+//! generated), and the slot it joins is leased to the server's own process
+//! (`join --pid`, ADR 0011). The lease is therefore live exactly while the
+//! session is connected; when the client closes stdin the server ends, and
+//! the hub's lease watcher reaps the slot within seconds, saving its
+//! uncommitted work and giving its tasks back (`restore` brings the work
+//! into a new checkout). A slot taken by someone else for this session (a
+//! harness hook) is only renewed while connected, never tied to this
+//! process: it is left to whoever took it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use tokio::sync::Mutex;
+
+use super::error::ToolError;
+use crate::cli::exit;
+use crate::coord;
+use crate::feed::Feed;
+use crate::state::Paths;
+use crate::swarm::{self, Swarm};
+use crate::tasks::Board;
+
+/// How often the session renews its slot's lease while connected: well
+/// within the shortest TTL anyone sets by hand for an agent (1 minute is
+/// the default floor of hooks), and cheap (one KV update).
+pub const RENEW_EVERY: Duration = Duration::from_secs(20);
+
+/// The state of one agent session.
+#[derive(Clone)]
+pub struct Session {
+    paths: Paths,
+    agent: String,
+    slot: Arc<Mutex<Option<String>>>,
+    /// The slot a hook took for this session: its lease is not retied to
+    /// this process.
+    hook_slot: Option<String>,
+}
+
+impl Session {
+    /// A session for the workspace `paths` describes, as the agent
+    /// `$BONES_AGENT_ID` (else a generated id), holding the slot a harness
+    /// hook took for it, if any ([`slot_taken_by_hook`]).
+    pub fn new(paths: Paths) -> Result<Session, ToolError> {
+        let agent = swarm::agent_from_env()?
+            .unwrap_or_else(|| format!("mcp-{}", uuid::Uuid::new_v4().simple()));
+        let slot = slot_taken_by_hook(&paths)?;
+        Ok(Session {
+            paths,
+            agent,
+            slot: Arc::new(Mutex::new(slot.clone())),
+            hook_slot: slot,
+        })
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    pub fn agent(&self) -> &str {
+        &self.agent
+    }
+
+    /// The slot this session holds, if it joined one.
+    pub async fn slot(&self) -> Option<String> {
+        self.slot.lock().await.clone()
+    }
+
+    /// The slot this session holds, or a usage error saying to join.
+    pub async fn held_slot(&self) -> Result<String, ToolError> {
+        self.slot().await.ok_or_else(|| {
+            ToolError::usage("this session holds no slot yet; call the join tool first")
+        })
+    }
+
+    /// The process the lease of `slot` should follow when this session
+    /// joins it: this server's own, unless a hook took the slot for the
+    /// session (its lease then keeps the process the hook gave it).
+    pub fn lease_pid(&self, slot: Option<&str>) -> Option<u32> {
+        match (slot, &self.hook_slot) {
+            (Some(slot), Some(hook)) if slot == hook => None,
+            _ => Some(std::process::id()),
+        }
+    }
+
+    pub async fn set_slot(&self, slot: Option<String>) {
+        *self.slot.lock().await = slot;
+    }
+
+    /// The name task claims and feed entries are recorded under: the
+    /// slot (claims outlive the process), else the agent id; as
+    /// [`swarm::identity`] decides on the command line.
+    pub async fn acting_as(&self) -> String {
+        self.slot().await.unwrap_or_else(|| self.agent.clone())
+    }
+
+    /// Starts the hub when none runs (as every CLI verb does; see
+    /// `BONES_NO_AUTOSTART`).
+    fn ensure_hub(&self) -> Result<(), ToolError> {
+        crate::cli::autostart(&self.paths)
+            .map_err(|code| ToolError::new(code, "no hub runs and none could be started"))
+    }
+
+    /// The slot verbs, acting as this session's agent.
+    pub async fn swarm(&self) -> Result<Swarm, ToolError> {
+        self.ensure_hub()?;
+        Ok(Swarm::connect(self.paths.clone())
+            .await?
+            .acting_as(Some(self.agent.clone()), false))
+    }
+
+    /// The running hub's JetStream.
+    pub async fn jetstream(&self) -> Result<jetstream::Context, ToolError> {
+        self.ensure_hub()?;
+        let client = coord::connect_running(&self.paths)
+            .await
+            .map_err(|e| ToolError::new(exit::FAILURE, e.to_string()))?;
+        Ok(jetstream::new(client))
+    }
+
+    pub async fn board(&self) -> Result<Board, ToolError> {
+        Ok(Board::open(&self.jetstream().await?).await?)
+    }
+
+    pub async fn feed(&self) -> Result<Feed, ToolError> {
+        Ok(Feed::open(&self.jetstream().await?).await?)
+    }
+
+    /// Renews the session's slot lease every [`RENEW_EVERY`] until the
+    /// returned task is aborted (when the client disconnects). Failures
+    /// are reported on stderr and retried: the next tool call says what
+    /// is wrong.
+    pub fn keep_renewing(&self) -> tokio::task::JoinHandle<()> {
+        let session = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RENEW_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(slot) = session.slot().await else {
+                    continue;
+                };
+                let renewed = match session.swarm().await {
+                    Ok(hub) => hub.renew(&slot).await.map(|_| ()).map_err(ToolError::from),
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = renewed {
+                    eprintln!(
+                        "mcp: cannot renew slot {slot}: {}",
+                        crate::sys::shown::plain(&err.message)
+                    );
+                }
+            }
+        })
+    }
+}
+
+/// The slot a harness hook already took for this session, which the
+/// session then holds instead of joining one of its own.
+///
+/// Integration point: today this is `$BONES_SLOT` (a hook or the user
+/// exports it into the harness's environment, which the harness passes
+/// to the servers it starts), else the slot whose checkout the server was
+/// started in. A session-start hook that records its slot elsewhere
+/// plugs its lookup in here.
+pub fn slot_taken_by_hook(paths: &Paths) -> Result<Option<String>, ToolError> {
+    if swarm::env_text(swarm::SLOT_ENV)?.is_some() {
+        // named on purpose: an invalid name is an error, not "no slot"
+        return Ok(Some(swarm::current_slot(paths, None)?));
+    }
+    Ok(swarm::current_slot(paths, None).ok())
+}
