@@ -11,13 +11,14 @@
 //! | 2 | `state` | the workspace and its state directory: paths, the hub record, locks, ports |
 //! | 3 | `oplog`, `coord`, `trunk` | hub.log; the coordination client; the hub repository and landing |
 //! | 4 | `swarm`, `tasks`, `feed` | the domain as clients see it: slots, the task board, the feed |
-//! | 5 | `hub`, `doctor` | the hub server; read-only checks judged by the hub's rules |
+//! | 5 | `hub`, `doctor`, `harness` | the hub server; read-only checks judged by the hub's rules; agent harnesses' configuration and hook input |
 //! | 6 | `cli` | parse, call the library, print |
 
 pub mod cli;
 pub mod coord;
 pub mod doctor;
 pub mod feed;
+pub mod harness;
 pub mod hub;
 pub mod oplog;
 pub mod state;
