@@ -6,7 +6,9 @@
 mod apply;
 mod doctor;
 mod feed;
+mod hook;
 mod hub;
+mod integrate;
 mod land;
 mod logs;
 mod swarm;
@@ -140,6 +142,23 @@ enum Command {
     ///   bones share --type learning "The parser tests need LANG=C"
     #[command(verbatim_doc_comment)]
     Feed(feed::FeedArgs),
+    /// Set up an agent harness for this project: MCP server, session hooks, instructions.
+    ///
+    /// Writes Claude Code's .mcp.json, .claude/settings.json and CLAUDE.md;
+    /// Codex's .codex/config.toml, .codex/hooks.json and AGENTS.md; or
+    /// Gemini CLI's .gemini/settings.json and GEMINI.md. Only bones' own
+    /// entries are added or updated; your other entries keep their place
+    /// and value, and a second run changes nothing. --dry-run prints the
+    /// diff instead.
+    Integrate(integrate::IntegrateArgs),
+    /// What an agent harness's session hooks run (written by `bones integrate`).
+    ///
+    /// session-start takes a slot for the session (starting the hub when
+    /// none runs) and prints the primer for the agent's context;
+    /// session-end closes that slot. Reads the harness's JSON on stdin.
+    /// Never fails the session: on any problem it warns on stderr and
+    /// exits 0, within 10 seconds.
+    Hook(hook::HookArgs),
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -159,6 +178,8 @@ pub fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Share(args) => feed::share(args),
         Command::Feed(args) => feed::feed(args),
+        Command::Integrate(args) => integrate::run(args),
+        Command::Hook(args) => hook::run(args),
     };
     if code == exit::FAILURE {
         hint_if_disk_full();
