@@ -649,3 +649,57 @@ pub fn run_fix(ws: &TestWorkspace, fix: &str) -> (String, String) {
     assert!(out.status.success(), "fix `{fix}` failed: {}", stderr(&out));
     (stdout(&out), stderr(&out))
 }
+
+/// Runs `command` with `input` on its stdin and returns its output.
+pub fn run_with_stdin(mut command: Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // a hook may stop reading once it has a whole JSON value
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// An agent harness's CLI (`claude`, `codex`, `gemini`) as
+/// `scripts/setup.sh` installs it: in `$BONES_HARNESS_BIN`, else
+/// `~/.cache/bones-harness/node_modules/.bin` of the user running the tests.
+pub fn harness_cli(name: &str) -> PathBuf {
+    let dir = std::env::var_os("BONES_HARNESS_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|home| PathBuf::from(home).join(".cache/bones-harness/node_modules/.bin"))
+        })
+        .unwrap_or_default();
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/setup.sh (it installs the harness CLIs with npm) or set BONES_HARNESS_BIN",
+        path.display()
+    );
+    path
+}
+
+/// `PATH` with the directory of the `bones` under test first, so a harness
+/// finds `bones hook` and `bones mcp`.
+pub fn path_with_bones() -> std::ffi::OsString {
+    let bones_dir = Path::new(BONES).parent().unwrap().to_path_buf();
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(bones_dir).chain(std::env::split_paths(&rest))).unwrap()
+}
+
+/// Every hub.log entry of one event kind, parsed.
+pub fn log_entries(ws: &TestWorkspace, event: &str) -> Vec<serde_json::Value> {
+    ws.hub_log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["event"] == event)
+        .collect()
+}
