@@ -80,6 +80,7 @@ pub fn run(args: IntegrateArgs) -> u8 {
         println!(
             "{}",
             json!({
+                "schema": 1,
                 "harness": harness.name(),
                 "root": root,
                 "dry_run": args.dry_run,

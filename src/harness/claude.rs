@@ -21,7 +21,8 @@ use std::path::Path;
 use super::files::{self, Change, IntegrateError};
 use super::json::Json;
 use super::{
-    HOOK_TIMEOUT_S, Harness, MCP_COMMAND, hook_command, mcp_args, set_hook, set_mcp_server, snippet,
+    HOOK_TIMEOUT_S, Harness, MCP_COMMAND, hook_command, mcp_args, set_hooks, set_mcp_server,
+    snippet,
 };
 
 pub(super) const NEXT_STEPS: &[&str] = &[
@@ -41,18 +42,16 @@ pub(super) fn plan(root: &Path) -> Result<Vec<Change>, IntegrateError> {
         )
     })?;
     let settings = files::json_file(root, ".claude/settings.json", |settings| {
-        for &event in Harness::ClaudeCode.events() {
-            let handler = Json::of(vec![
+        set_hooks(settings, Harness::ClaudeCode, |event| {
+            Json::of(vec![
                 ("type", Json::text("command")),
                 (
                     "command",
                     Json::String(hook_command(Harness::ClaudeCode, event)),
                 ),
                 ("timeout", Json::Number(HOOK_TIMEOUT_S.into())),
-            ]);
-            set_hook(settings, event, handler)?;
-        }
-        Ok(())
+            ])
+        })
     })?;
     let memory = files::text_file(
         root,

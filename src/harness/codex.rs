@@ -27,7 +27,7 @@ use toml_edit::{Array, DocumentMut, Item, Table, value};
 use super::files::{self, Change, IntegrateError};
 use super::json::Json;
 use super::{
-    HOOK_TIMEOUT_S, Harness, MCP_ARGS, MCP_COMMAND, MCP_SERVER_NAME, hook_command, set_hook,
+    HOOK_TIMEOUT_S, Harness, MCP_ARGS, MCP_COMMAND, MCP_SERVER_NAME, hook_command, set_hooks,
     snippet,
 };
 
@@ -41,8 +41,8 @@ pub(super) fn plan(root: &Path) -> Result<Vec<Change>, IntegrateError> {
         with_mcp_server(before.unwrap_or_default(), path)
     })?;
     let hooks = files::json_file(root, ".codex/hooks.json", |settings| {
-        for &event in Harness::Codex.events() {
-            let handler = Json::of(vec![
+        set_hooks(settings, Harness::Codex, |event| {
+            Json::of(vec![
                 ("type", Json::text("command")),
                 ("command", Json::String(hook_command(Harness::Codex, event))),
                 ("timeout", Json::Number(HOOK_TIMEOUT_S.into())),
@@ -50,10 +50,8 @@ pub(super) fn plan(root: &Path) -> Result<Vec<Change>, IntegrateError> {
                     "statusMessage",
                     Json::text("bones: taking a slot for this session"),
                 ),
-            ]);
-            set_hook(settings, event, handler)?;
-        }
-        Ok(())
+            ])
+        })
     })?;
     let agents = files::text_file(root, Harness::Codex.instructions_file(), snippet::merge)?;
     Ok(vec![config, hooks, agents])

@@ -19,7 +19,8 @@ use std::path::Path;
 use super::files::{self, Change, IntegrateError};
 use super::json::Json;
 use super::{
-    HOOK_TIMEOUT_S, Harness, MCP_COMMAND, hook_command, mcp_args, set_hook, set_mcp_server, snippet,
+    HOOK_TIMEOUT_S, Harness, HookEvent, MCP_COMMAND, hook_command, mcp_args, set_hooks,
+    set_mcp_server, snippet,
 };
 
 pub(super) const NEXT_STEPS: &[&str] = &[
@@ -33,8 +34,8 @@ pub(super) fn plan(root: &Path) -> Result<Vec<Change>, IntegrateError> {
             settings,
             vec![("command", Json::text(MCP_COMMAND)), ("args", mcp_args())],
         )?;
-        for &event in Harness::Gemini.events() {
-            let handler = Json::of(vec![
+        set_hooks(settings, Harness::Gemini, |event| {
+            Json::of(vec![
                 ("name", Json::String(format!("bones-{}", event.name()))),
                 ("type", Json::text("command")),
                 (
@@ -45,16 +46,14 @@ pub(super) fn plan(root: &Path) -> Result<Vec<Change>, IntegrateError> {
                 (
                     "description",
                     Json::text(match event {
-                        super::HookEvent::SessionStart => {
+                        HookEvent::SessionStart => {
                             "bones: take a slot for this session and print the primer"
                         }
-                        super::HookEvent::SessionEnd => "bones: close this session's slot",
+                        HookEvent::SessionEnd => "bones: close this session's slot",
                     }),
                 ),
-            ]);
-            set_hook(settings, event, handler)?;
-        }
-        Ok(())
+            ])
+        })
     })?;
     let context = files::text_file(root, Harness::Gemini.instructions_file(), snippet::merge)?;
     Ok(vec![settings, context])

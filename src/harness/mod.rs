@@ -212,6 +212,18 @@ fn set_hook(
     Ok(())
 }
 
+/// [`set_hook`] for each event `harness` has, with `handler(event)`.
+fn set_hooks(
+    settings: &mut Json,
+    harness: Harness,
+    handler: impl Fn(HookEvent) -> Json,
+) -> Result<(), (String, &'static str)> {
+    for &event in harness.events() {
+        set_hook(settings, event, handler(event))?;
+    }
+    Ok(())
+}
+
 /// Adds or updates the `bones` server in a settings object's `mcpServers`
 /// map (Claude Code's `.mcp.json`, Gemini CLI's `settings.json`), keeping
 /// any field the user added to it.

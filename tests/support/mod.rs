@@ -628,18 +628,12 @@ pub async fn projector_caught_up(js: &async_nats::jetstream::Context) {
 /// Runs a fix `bones doctor` printed through `sh` in the workspace, with
 /// `bones` on PATH; it must succeed. Returns its stdout and stderr.
 pub fn run_fix(ws: &TestWorkspace, fix: &str) -> (String, String) {
-    let bin_dir = Path::new(BONES).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let mut command = Command::new("sh");
     command
         .args(["-c", fix])
         .current_dir(&ws.root)
         .env("HOME", &ws.home)
-        .env("PATH", path)
+        .env("PATH", path_with_bones())
         .env_remove("BONES_DIR")
         .stdin(Stdio::null());
     if let Some(nats) = nats_server() {
@@ -650,7 +644,10 @@ pub fn run_fix(ws: &TestWorkspace, fix: &str) -> (String, String) {
     (stdout(&out), stderr(&out))
 }
 
-/// Runs `command` with `input` on its stdin and returns its output.
+/// Runs `command` with `input` on its stdin and returns its output. The
+/// input is written from a thread of its own, so a command that stops
+/// reading early (a bound on its input, a whole JSON value read) never
+/// deadlocks the test; the broken pipe it leaves is expected.
 pub fn run_with_stdin(mut command: Command, input: &[u8]) -> Output {
     use std::io::Write;
     let mut child = command
@@ -660,10 +657,13 @@ pub fn run_with_stdin(mut command: Command, input: &[u8]) -> Output {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    // a hook may stop reading once it has a whole JSON value
-    let _ = stdin.write_all(input);
-    drop(stdin);
-    child.wait_with_output().unwrap()
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
 }
 
 /// An agent harness's CLI (`claude`, `codex`, `gemini`) as
