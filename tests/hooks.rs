@@ -238,3 +238,33 @@ fn codex_and_gemini_get_the_primer_as_one_json_object() {
     }
     assert_eq!(swarm_status(&ws).len(), 2);
 }
+
+#[test]
+fn a_frozen_hub_still_lets_the_session_start_with_a_warning() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let hub = ws.hub_pid().unwrap();
+    let nats = ws.nats_pid().unwrap();
+    freeze(nats);
+    freeze(hub);
+    let out = hook(
+        &ws,
+        &["session-start", "--harness", "claude-code"],
+        &claude_input(&ws, "SessionStart", SESSION),
+    );
+    send_signal(hub, Signal::SIGCONT);
+    send_signal(nats, Signal::SIGCONT);
+    assert!(stderr(&out).contains("warning"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("no slot"), "{}", stdout(&out));
+    let entries = hook_entries(&ws, "session-start");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(
+        matches!(entries[0]["result"].as_str(), Some("failed" | "timeout")),
+        "{entries:?}"
+    );
+    assert!(
+        !ws.state_dir()
+            .join(format!("sessions/{SESSION}.json"))
+            .exists()
+    );
+}

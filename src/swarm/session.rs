@@ -173,6 +173,16 @@ pub fn for_harness(paths: &Paths, pid: u32) -> Option<Session> {
         .max_by(|a, b| a.started_at.cmp(&b.started_at))
 }
 
+/// The session of the harness that launched this process: what `bones
+/// mcp` calls to find the slot it acts on. `None` until the session's start
+/// hook has recorded it (the harness runs the hook and starts its MCP
+/// servers concurrently), or when this process runs outside a harness
+/// session: ask again later rather than once at start.
+pub fn for_this_process(paths: &Paths) -> Option<Session> {
+    let (harness, _) = harness_process(std::process::id())?;
+    for_harness(paths, harness)
+}
+
 /// The harness process above `pid`: its nearest ancestor that is not a
 /// shell or `env` (a harness runs a hook command through `sh -c`, and may
 /// launch an MCP server directly), with that process's start time. `None`
