@@ -58,7 +58,12 @@ fn hook_entries(ws: &TestWorkspace, hook: &str) -> Vec<Value> {
 fn a_session_takes_a_slot_is_primed_and_gives_the_slot_back() {
     let ws = TestWorkspace::new();
     let start = claude_input(&ws, "SessionStart", SESSION);
-    let out = hook(&ws, &["session-start", "--harness", "claude-code"], &start);
+    // Claude Code names a file whose exports reach the session's shell
+    let env_file = ws.home.join("session-env.sh");
+    let mut command = ws.command(&["hook", "session-start", "--harness", "claude-code"]);
+    command.env("CLAUDE_ENV_FILE", &env_file);
+    let out = run_with_stdin(command, &start);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     // the hub was started for it, and the session holds a slot
     assert!(ws.hub_pid().is_some(), "no hub: {}", stderr(&out));
@@ -89,6 +94,14 @@ fn a_session_takes_a_slot_is_primed_and_gives_the_slot_back() {
     );
     assert!(primer.contains("bones tasks claim --next"), "{primer}");
     assert!(primer.contains("Knowledge feed"), "{primer}");
+    assert!(
+        primer.contains("are set for your shell commands"),
+        "{primer}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&env_file).unwrap(),
+        format!("export BONES_SLOT='{slot}'\nexport BONES_AGENT_ID='{agent}'\n")
+    );
 
     // hub.log says so, with every field the log schema promises
     let entries = hook_entries(&ws, "session-start");
