@@ -152,15 +152,20 @@ pub fn run(args: HookArgs) -> u8 {
         };
         let _ = send.send(outcome);
     });
-    let outcome = receive
-        .recv_timeout(HOOK_BOUND.saturating_sub(began.elapsed()))
-        .unwrap_or_else(|_| Outcome {
+    let outcome = match receive.recv_timeout(HOOK_BOUND.saturating_sub(began.elapsed())) {
+        Ok(outcome) => outcome,
+        Err(mpsc::RecvTimeoutError::Timeout) => Outcome {
             err: Some(format!(
                 "gave up after {}s; whatever it started goes on in the background",
                 HOOK_BOUND.as_secs()
             )),
             ..Outcome::done("timeout", String::new())
-        });
+        },
+        // the worker panicked (a bug): the session still goes on
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Outcome::failed("the hook stopped unexpectedly (see above)")
+        }
+    };
     finish(&call, outcome, began.elapsed());
     exit::OK
 }
