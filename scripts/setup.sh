@@ -63,6 +63,30 @@ _bones_setup() {
     export BONES_NATS_SERVER="$bin"
 }
 
+# The agent harnesses' CLIs the integration tests drive (tests/integrate.rs:
+# `claude mcp list`, `claude -p`, `codex mcp list`, `gemini mcp list`, all
+# offline, without an account), from npm into a cache of their own, pinned
+# to the versions the tests were written against. Exports BONES_HARNESS_BIN.
+_bones_setup_harnesses() {
+    local prefix="${BONES_HARNESS_PREFIX:-$HOME/.cache/bones-harness}"
+    local bin="$prefix/node_modules/.bin"
+    local packages=(@anthropic-ai/claude-code@2.1.197 @openai/codex@0.171.0 @google/gemini-cli@0.61.0)
+    if ! [ -x "$bin/claude" ] || ! [ -x "$bin/codex" ] || ! [ -x "$bin/gemini" ]; then
+        if ! command -v npm >/dev/null 2>&1; then
+            echo "setup: installing nodejs and npm with apt-get" >&2
+            local sudo=""
+            [ "$(id -u)" -ne 0 ] && sudo="sudo"
+            $sudo apt-get update -qq >&2 || return 1
+            $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2 || return 1
+        fi
+        echo "setup: installing ${packages[*]} with npm into $prefix" >&2
+        mkdir -p "$prefix" &&
+            npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "${packages[@]}" >&2 ||
+            return 1
+    fi
+    export BONES_HARNESS_BIN="$bin"
+}
+
 _bones_check_version() {
     local version major minor
     version="$("$1" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1)"
@@ -77,8 +101,10 @@ _bones_check_version() {
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     set -euo pipefail
     _bones_setup
+    _bones_setup_harnesses
     echo "setup: git $(git --version | cut -d' ' -f3), jq $(jq --version), nats-server at $BONES_NATS_SERVER" >&2
     echo "export BONES_NATS_SERVER=$BONES_NATS_SERVER"
+    echo "export BONES_HARNESS_BIN=$BONES_HARNESS_BIN"
 else
-    _bones_setup
+    _bones_setup && _bones_setup_harnesses
 fi

@@ -11,7 +11,7 @@
 //! | 2 | `state` | the workspace and its state directory: paths, the hub record, locks, ports |
 //! | 3 | `oplog`, `coord`, `trunk` | hub.log; the coordination client; the hub repository and landing |
 //! | 4 | `swarm`, `tasks`, `feed` | the domain as clients see it: slots, the task board, the feed |
-//! | 5 | `hub`, `doctor`, `agent` | the hub server; read-only checks judged by the hub's rules; an agent's session as a whole (its primer) |
+//! | 5 | `hub`, `doctor`, `agent`, `harness` | the hub server; read-only checks judged by the hub's rules; an agent's session as a whole (its primer); agent harnesses' configuration and hook input |
 //! | 6 | `cli`, `mcp` | the interfaces: parse, call the library, print (`cli`); the same verbs as MCP tools on stdio (`mcp`) |
 
 pub mod agent;
@@ -19,6 +19,7 @@ pub mod cli;
 pub mod coord;
 pub mod doctor;
 pub mod feed;
+pub mod harness;
 pub mod hub;
 pub mod mcp;
 pub mod oplog;

@@ -8,17 +8,16 @@ mod support;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use bones::swarm::lease::{Lease, SESSIONS_BUCKET};
 use bones::tasks::board::TASKS_BUCKET;
-use support::{TestWorkspace, alive, runtime, stderr, stdout, wait_until};
+use support::{TestWorkspace, alive, run_with_stdin, runtime, stderr, stdout, wait_until};
 
 /// Linux's limit on one argument or environment string (MAX_ARG_STRLEN,
 /// 32 pages) including its NUL: the largest argument exec can pass.
@@ -348,20 +347,11 @@ fn ten_megabytes_through_stdin_or_a_body_file_are_refused_cleanly() {
     assert_refused("--body-file <10 MB>", &out);
     assert!(stderr(&out).contains("64 KiB"), "{}", stderr(&out));
 
-    let mut child = ws
-        .command(&["tasks", "create", "t", "--body-file", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        // bones stops reading at the limit: a broken pipe here is expected
-        let _ = stdin.write_all(&vec![b'x'; TEN_MB]);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
+    // bones stops reading at the limit
+    let out = run_with_stdin(
+        ws.command(&["tasks", "create", "t", "--body-file", "-"]),
+        &vec![b'x'; TEN_MB],
+    );
     assert_refused("--body-file - <10 MB on stdin>", &out);
     assert!(stderr(&out).contains("64 KiB"), "{}", stderr(&out));
 

@@ -393,6 +393,7 @@ impl<W: Write> Printer<W> {
             ("session", entry.session.as_deref()),
             ("hook", entry.hook.as_deref()),
             ("commit", entry.commit.as_deref()),
+            ("result", entry.result.as_deref()),
         ];
         for (key, value) in fields {
             if let Some(value) = value {

@@ -41,9 +41,10 @@ pub fn run(_args: McpArgs) -> u8 {
             return exit::FAILURE;
         }
     };
+    let agent = runtime.block_on(session.agent());
     eprintln!(
         "mcp: serving agent {} on stdio (workspace {})",
-        crate::sys::shown::plain(session.agent()),
+        crate::sys::shown::plain(&agent),
         session.paths().root.display()
     );
     match runtime.block_on(mcp::serve(session)) {

@@ -4,11 +4,13 @@
 //! stderr).
 
 mod apply;
-mod completions;
 pub(crate) mod codes;
+mod completions;
 mod doctor;
 mod feed;
+mod hook;
 mod hub;
+mod integrate;
 mod land;
 mod logs;
 mod mcp;
@@ -151,7 +153,7 @@ enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the manual page (roff), or write every page into a directory.
     Man(completions::ManArgs),
-    /// Print the primer for an agent's first turn: who it is, its slot, the loop, ready tasks, the feed.
+    /// Print the primer for an agent's first turn: who, slot, loop, ready tasks, feed.
     ///
     /// A bounded digest to paste into the agent's context at session start
     /// (harness hooks print it): the agent id, its slot and checkout, the
@@ -165,6 +167,23 @@ enum Command {
     /// JSON inputs and outputs. One server per agent session; its slot's
     /// lease lives while the session is connected.
     Mcp(mcp::McpArgs),
+    /// Set up an agent harness for this project: MCP server, session hooks, instructions.
+    ///
+    /// Writes Claude Code's .mcp.json, .claude/settings.json and CLAUDE.md;
+    /// Codex's .codex/config.toml, .codex/hooks.json and AGENTS.md; or
+    /// Gemini CLI's .gemini/settings.json and GEMINI.md. Only bones' own
+    /// entries are added or updated; your other entries keep their place
+    /// and value, and a second run changes nothing. --dry-run prints the
+    /// diff instead.
+    Integrate(integrate::IntegrateArgs),
+    /// What an agent harness's session hooks run (written by `bones integrate`).
+    ///
+    /// session-start takes a slot for the session (starting the hub when
+    /// none runs) and prints the primer for the agent's context;
+    /// session-end closes that slot. Reads the harness's JSON on stdin.
+    /// Never fails the session: on any problem it warns on stderr and
+    /// exits 0, within 10 seconds.
+    Hook(hook::HookArgs),
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -188,6 +207,8 @@ pub fn main() -> ExitCode {
         Command::Man(args) => completions::man(args),
         Command::Prime(args) => prime::run(args),
         Command::Mcp(args) => mcp::run(args),
+        Command::Integrate(args) => integrate::run(args),
+        Command::Hook(args) => hook::run(args),
     };
     if code == exit::FAILURE {
         hint_if_disk_full();

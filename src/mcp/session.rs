@@ -3,14 +3,17 @@
 //!
 //! One `bones mcp` process serves one agent session, so the session is the
 //! process: the agent id is fixed when it starts (`$BONES_AGENT_ID`, else
-//! generated), and the slot it joins is leased to the server's own process
+//! generated; or the agent of the harness session whose slot it adopts,
+//! see below), and the slot it joins is leased to the server's own process
 //! (`join --pid`, ADR 0011). The lease is therefore live exactly while the
 //! session is connected; when the client closes stdin the server ends, and
 //! the hub's lease watcher reaps the slot within seconds, saving its
 //! uncommitted work and giving its tasks back (`restore` brings the work
 //! into a new checkout). A slot taken by someone else for this session (a
-//! harness hook) is only renewed while connected, never tied to this
-//! process: it is left to whoever took it.
+//! harness's session-start hook, ADR 0015, found through the harness
+//! process both were started by) is adopted with its agent, only renewed
+//! while connected, never tied to this process: it is left to whoever
+//! took it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,11 +38,22 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(20);
 #[derive(Clone)]
 pub struct Session {
     paths: Paths,
+    held: Arc<Mutex<Held>>,
+}
+
+/// Who the session acts as and what it holds; one lock, so a tool call
+/// never sees the agent of one slot with another slot.
+struct Held {
     agent: String,
-    slot: Arc<Mutex<Option<String>>>,
+    slot: Option<String>,
     /// The slot a hook took for this session: its lease is not retied to
     /// this process.
     hook_slot: Option<String>,
+    /// Whether the harness session's record may still be adopted: until
+    /// the session holds a slot by any means (the harness runs its start
+    /// hook and starts this server concurrently, so the record may come
+    /// after the server's start).
+    may_adopt: bool,
 }
 
 impl Session {
@@ -52,9 +66,12 @@ impl Session {
         let slot = slot_taken_by_hook(&paths)?;
         Ok(Session {
             paths,
-            agent,
-            slot: Arc::new(Mutex::new(slot.clone())),
-            hook_slot: slot,
+            held: Arc::new(Mutex::new(Held {
+                agent,
+                may_adopt: slot.is_none(),
+                slot: slot.clone(),
+                hook_slot: slot,
+            })),
         })
     }
 
@@ -62,13 +79,32 @@ impl Session {
         &self.paths
     }
 
-    pub fn agent(&self) -> &str {
-        &self.agent
+    /// What the session holds, after adopting the slot its harness's
+    /// session-start hook took (`bones hook session-start` records it
+    /// under the harness process: [`swarm::session::for_this_process`]),
+    /// as that session's agent, the first time it is found.
+    async fn held(&self) -> tokio::sync::MutexGuard<'_, Held> {
+        let mut held = self.held.lock().await;
+        if held.may_adopt
+            && held.slot.is_none()
+            && let Some(record) = swarm::session::for_this_process(&self.paths)
+        {
+            held.agent = record.agent;
+            held.slot = Some(record.slot.clone());
+            held.hook_slot = Some(record.slot);
+            held.may_adopt = false;
+        }
+        held
+    }
+
+    /// The agent id this session acts as.
+    pub async fn agent(&self) -> String {
+        self.held().await.agent.clone()
     }
 
     /// The slot this session holds, if it joined one.
     pub async fn slot(&self) -> Option<String> {
-        self.slot.lock().await.clone()
+        self.held().await.slot.clone()
     }
 
     /// The slot this session holds, or a usage error saying to join.
@@ -81,22 +117,25 @@ impl Session {
     /// The process the lease of `slot` should follow when this session
     /// joins it: this server's own, unless a hook took the slot for the
     /// session (its lease then keeps the process the hook gave it).
-    pub fn lease_pid(&self, slot: Option<&str>) -> Option<u32> {
-        match (slot, &self.hook_slot) {
+    pub async fn lease_pid(&self, slot: Option<&str>) -> Option<u32> {
+        match (slot, &self.held().await.hook_slot) {
             (Some(slot), Some(hook)) if slot == hook => None,
             _ => Some(std::process::id()),
         }
     }
 
     pub async fn set_slot(&self, slot: Option<String>) {
-        *self.slot.lock().await = slot;
+        let mut held = self.held.lock().await;
+        held.may_adopt = false;
+        held.slot = slot;
     }
 
     /// The name task claims and feed entries are recorded under: the
     /// slot (claims outlive the process), else the agent id; as
     /// [`swarm::identity`] decides on the command line.
     pub async fn acting_as(&self) -> String {
-        self.slot().await.unwrap_or_else(|| self.agent.clone())
+        let held = self.held().await;
+        held.slot.clone().unwrap_or_else(|| held.agent.clone())
     }
 
     /// Starts the hub when none runs (as every CLI verb does; see
@@ -111,7 +150,7 @@ impl Session {
         self.ensure_hub()?;
         Ok(Swarm::connect(self.paths.clone())
             .await?
-            .acting_as(Some(self.agent.clone()), false))
+            .acting_as(Some(self.agent().await), false))
     }
 
     /// The running hub's JetStream.
@@ -160,14 +199,13 @@ impl Session {
     }
 }
 
-/// The slot a harness hook already took for this session, which the
-/// session then holds instead of joining one of its own.
-///
-/// Integration point: today this is `$BONES_SLOT` (a hook or the user
-/// exports it into the harness's environment, which the harness passes
-/// to the servers it starts), else the slot whose checkout the server was
-/// started in. A session-start hook that records its slot elsewhere
-/// plugs its lookup in here.
+/// The slot already taken for this session when the server starts:
+/// `$BONES_SLOT` (a hook or the user exports it into the harness's
+/// environment, which the harness passes to the servers it starts), else
+/// the slot whose checkout the server was started in. The slot a
+/// session-start hook records under the harness process is looked up later,
+/// on each tool call until found (`Session::held`), as the hook may finish
+/// after the server starts.
 pub fn slot_taken_by_hook(paths: &Paths) -> Result<Option<String>, ToolError> {
     if swarm::env_text(swarm::SLOT_ENV)?.is_some() {
         // named on purpose: an invalid name is an error, not "no slot"

@@ -235,7 +235,7 @@ impl BonesServer {
     async fn status(&self) -> Result<Json<StatusOutput>, ToolError> {
         let slots = self.session.swarm().await?.status().await?;
         Ok(Json(StatusOutput {
-            agent_id: self.session.agent().to_string(),
+            agent_id: self.session.agent().await,
             slot: self.session.slot().await,
             slots,
         }))
@@ -464,9 +464,9 @@ impl BonesServer {
         .await?;
         // the primer knows the agent from the lease; before a join, this
         // session's own id is the one it will join as
-        primer
-            .agent_id
-            .get_or_insert_with(|| self.session.agent().to_string());
+        if primer.agent_id.is_none() {
+            primer.agent_id = Some(self.session.agent().await);
+        }
         let text = std::mem::take(&mut primer.text);
         Ok(Json(PrimeOutput { primer, text }))
     }
@@ -501,9 +501,9 @@ impl BonesServer {
             .swarm()
             .await?
             .join(JoinOptions {
-                pid: self.session.lease_pid(slot.as_deref()),
+                pid: self.session.lease_pid(slot.as_deref()).await,
                 slot,
-                agent: Some(self.session.agent().to_string()),
+                agent: Some(self.session.agent().await),
                 task,
                 ttl: None,
                 restore,

@@ -31,6 +31,9 @@ macro_rules! entry_fields {
                 err,
                 /// On a `swarm.commit` entry, the trunk commit the landing made.
                 commit,
+                /// On a `hook` entry, how the hook ended: `ok`, `skipped`
+                /// (nothing to do), `failed` or `timeout`.
+                result,
             }
             number {
                 took_ms,

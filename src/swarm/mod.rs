@@ -10,6 +10,7 @@ mod client;
 mod identity;
 pub mod lease;
 pub mod protocol;
+pub mod session;
 pub mod slot;
 pub mod user;
 

@@ -68,6 +68,15 @@ fn validate(
     }
 }
 
+/// Checks an agent harness's session id (Claude Code's `session_id`, a
+/// UUID): the task id rules. The id names a file in the state directory
+/// (`sessions/<id>.json`), so nothing that could climb out of it passes.
+pub fn validate_session_id(id: &str) -> Result<(), NameError> {
+    validate(id, "session id", TASK_RULE, 64, |b| {
+        b.is_ascii_alphanumeric()
+    })
+}
+
 /// Longest agent id accepted, in bytes.
 pub const MAX_AGENT: usize = 128;
 

@@ -247,6 +247,24 @@ pub fn terminate(pid: u32, grace: Duration) -> Termination {
     }
 }
 
+/// The parent of `pid`, from `/proc/<pid>/stat` (its fourth field, after
+/// the command in parentheses, which may itself hold a `)`); `None` when the
+/// process is gone or has no parent (pid 1's is 0).
+pub fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(stat.get(after + 2..)?).ok()?;
+    let ppid: u32 = rest.split_ascii_whitespace().nth(1)?.parse().ok()?;
+    (ppid != 0).then_some(ppid)
+}
+
+/// The short command name of `pid` (`/proc/<pid>/comm`: at most 15 bytes,
+/// e.g. `sh`, `node`, `claude`).
+pub fn command_name(pid: u32) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim_end_matches('\n').to_string())
+}
+
 /// Start time of the calling process (seconds since the epoch).
 pub fn own_start_time() -> u64 {
     inspect(std::process::id())
@@ -352,5 +370,20 @@ mod tests {
         );
         reaper.join().unwrap().unwrap();
         assert!(!is_alive(pid));
+    }
+
+    #[test]
+    fn parent_and_command_name_read_the_process_table() {
+        let me = std::process::id();
+        assert_eq!(parent(me), Some(std::os::unix::process::parent_id()));
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert_eq!(parent(child.id()), Some(me));
+        assert_eq!(command_name(child.id()).as_deref(), Some("sleep"));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(parent(child.id()), None);
     }
 }

@@ -630,18 +630,12 @@ pub async fn projector_caught_up(js: &async_nats::jetstream::Context) {
 /// Runs a fix `bones doctor` printed through `sh` in the workspace, with
 /// `bones` on PATH; it must succeed. Returns its stdout and stderr.
 pub fn run_fix(ws: &TestWorkspace, fix: &str) -> (String, String) {
-    let bin_dir = Path::new(BONES).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let mut command = Command::new("sh");
     command
         .args(["-c", fix])
         .current_dir(&ws.root)
         .env("HOME", &ws.home)
-        .env("PATH", path)
+        .env("PATH", path_with_bones())
         .env_remove("BONES_DIR")
         .stdin(Stdio::null());
     if let Some(nats) = nats_server() {
@@ -650,4 +644,64 @@ pub fn run_fix(ws: &TestWorkspace, fix: &str) -> (String, String) {
     let out = command.output().unwrap();
     assert!(out.status.success(), "fix `{fix}` failed: {}", stderr(&out));
     (stdout(&out), stderr(&out))
+}
+
+/// Runs `command` with `input` on its stdin and returns its output. The
+/// input is written from a thread of its own, so a command that stops
+/// reading early (a bound on its input, a whole JSON value read) never
+/// deadlocks the test; the broken pipe it leaves is expected.
+pub fn run_with_stdin(mut command: Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+/// An agent harness's CLI (`claude`, `codex`, `gemini`) as
+/// `scripts/setup.sh` installs it: in `$BONES_HARNESS_BIN`, else
+/// `~/.cache/bones-harness/node_modules/.bin` of the user running the tests.
+pub fn harness_cli(name: &str) -> PathBuf {
+    let dir = std::env::var_os("BONES_HARNESS_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|home| PathBuf::from(home).join(".cache/bones-harness/node_modules/.bin"))
+        })
+        .unwrap_or_default();
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/setup.sh (it installs the harness CLIs with npm) or set BONES_HARNESS_BIN",
+        path.display()
+    );
+    path
+}
+
+/// `PATH` with the directory of the `bones` under test first, so a harness
+/// finds `bones hook` and `bones mcp`.
+pub fn path_with_bones() -> std::ffi::OsString {
+    let bones_dir = Path::new(BONES).parent().unwrap().to_path_buf();
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(bones_dir).chain(std::env::split_paths(&rest))).unwrap()
+}
+
+/// Every hub.log entry of one event kind, parsed.
+pub fn log_entries(ws: &TestWorkspace, event: &str) -> Vec<serde_json::Value> {
+    ws.hub_log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["event"] == event)
+        .collect()
 }
