@@ -3,7 +3,7 @@
 use clap::Args;
 use serde_json::json;
 
-use super::{exit, report};
+use super::Failure;
 use crate::swarm::Swarm;
 use crate::swarm::user::UserLandError;
 
@@ -14,25 +14,12 @@ pub struct LandArgs {
     json: bool,
 }
 
-pub fn run(args: LandArgs) -> u8 {
-    let (paths, runtime) = match super::workspace_and_runtime() {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
-    let result = runtime.block_on(async move {
+pub fn run(args: LandArgs) -> Result<(), Failure> {
+    let (paths, runtime) = super::workspace_and_runtime()?;
+    let landed = runtime.block_on(async move {
         let hub = Swarm::connect(paths).await.map_err(UserLandError::from)?;
         hub.land_user().await
-    });
-    let landed = match result {
-        Ok(landed) => landed,
-        Err(err) => {
-            report(&err);
-            return match err {
-                UserLandError::Conflict { .. } => exit::CONFLICT,
-                _ => exit::FAILURE,
-            };
-        }
-    };
+    })?;
     if landed.landed.is_empty() {
         eprintln!(
             "land: trunk already has every commit of {}; trunk is {}",
@@ -59,5 +46,5 @@ pub fn run(args: LandArgs) -> u8 {
     } else {
         println!("{}", landed.trunk);
     }
-    exit::OK
+    Ok(())
 }

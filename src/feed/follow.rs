@@ -245,10 +245,7 @@ impl State {
         let Some(cursor) = &self.cursor else {
             return Ok(Start::After(0));
         };
-        match cursor
-            .load()
-            .map_err(|e| FeedError::Stream(e.to_string()))?
-        {
+        match cursor.load().map_err(super::store::stream_err)? {
             Some(position) if position.belongs_to(created) => Ok(Start::After(position.seq)),
             Some(_) => {
                 sink.notice(&format!(
@@ -320,7 +317,7 @@ impl State {
         };
         cursor
             .save(&Position::new(seq, created))
-            .map_err(|e| FeedError::Stream(e.to_string()))
+            .map_err(super::store::stream_err)
     }
 }
 

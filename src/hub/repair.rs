@@ -61,6 +61,17 @@ pub enum RepairError {
     },
 }
 
+impl crate::sys::error::Kinded for RepairError {
+    fn kind(&self) -> crate::sys::error::ErrorKind {
+        use crate::sys::error::ErrorKind;
+        match self {
+            RepairError::Hub(err) => err.kind(),
+            RepairError::Coord(err) => err.kind(),
+            _ => ErrorKind::Io,
+        }
+    }
+}
+
 fn paths_of(root: &Path) -> Result<Paths, RepairError> {
     let ws = Workspace::discover(root).map_err(HubError::from)?;
     Ok(Paths::new(&ws))

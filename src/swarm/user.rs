@@ -64,6 +64,20 @@ pub enum UserLandError {
     Git(String),
 }
 
+impl crate::sys::error::Kinded for UserLandError {
+    fn kind(&self) -> crate::sys::error::ErrorKind {
+        use crate::sys::error::ErrorKind;
+        match self {
+            UserLandError::Swarm(err) => err.kind(),
+            UserLandError::Conflict { .. } => ErrorKind::Conflict,
+            UserLandError::NoCommit | UserLandError::Merge(_) | UserLandError::Unrelated => {
+                ErrorKind::Refused
+            }
+            UserLandError::Git(_) => ErrorKind::Io,
+        }
+    }
+}
+
 impl From<git2::Error> for UserLandError {
     fn from(err: git2::Error) -> UserLandError {
         UserLandError::Git(err.message().to_string())

@@ -126,6 +126,18 @@ pub enum Refusal {
     Invalid(#[from] InputError),
 }
 
+impl Refusal {
+    /// Held by another, or refused by the task's state, or bad input.
+    pub fn kind(&self) -> crate::sys::error::ErrorKind {
+        use crate::sys::error::ErrorKind;
+        match self {
+            Refusal::ClaimedBy { .. } => ErrorKind::Held,
+            Refusal::Closed { .. } | Refusal::NotYours { .. } => ErrorKind::Refused,
+            Refusal::Invalid(_) => ErrorKind::Usage,
+        }
+    }
+}
+
 /// Input that can never be stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
@@ -227,16 +239,25 @@ pub fn validate_id(id: &str) -> Result<(), InputError> {
 /// Decodes the record stored under `key`. A record whose `id` is not its
 /// key (another client wrote it) is refused: the id becomes a subject, a
 /// message id and the key of the next compare-and-swap.
-pub fn decode(key: &str, bytes: &[u8]) -> Result<Task, String> {
-    let task: Task = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+pub fn decode(key: &str, bytes: &[u8]) -> Result<Task, DecodeError> {
+    let task: Task = serde_json::from_slice(bytes)?;
     if task.id != key || validate_id(&task.id).is_err() {
-        return Err(format!(
-            "its id {} is not its key {} (or not a task id)",
-            crate::sys::shown::shown(&task.id),
-            crate::sys::shown::shown(key)
-        ));
+        return Err(DecodeError::WrongKey {
+            id: crate::sys::shown::shown(&task.id),
+            key: crate::sys::shown::shown(key),
+        });
     }
     Ok(task)
+}
+
+/// Why a stored record is not a task bones can use.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// Both shown quoted (see [`crate::sys::shown`]).
+    #[error("its id {id} is not its key {key} (or not a task id)")]
+    WrongKey { id: String, key: String },
 }
 
 impl Task {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::json;
 
-use super::super::{exit, report};
+use super::super::Failure;
 use crate::hub::backup::{self, RestoreOptions};
 use crate::sys::shown;
 
@@ -44,9 +44,10 @@ fn progress(line: &str) {
     eprintln!("{line}");
 }
 
-pub fn backup(cwd: &Path, args: BackupArgs) -> u8 {
-    match backup::backup(cwd, &args.dir, &progress) {
-        Ok(manifest) => {
+pub fn backup(cwd: &Path, args: BackupArgs) -> Result<(), Failure> {
+    let manifest = backup::backup(cwd, &args.dir, &progress)?;
+    {
+        {
             // now that it exists, the canonical path
             let dir = backup::absolute(&args.dir);
             if args.json {
@@ -62,19 +63,16 @@ pub fn backup(cwd: &Path, args: BackupArgs) -> u8 {
                     manifest.bytes()
                 );
             }
-            exit::OK
-        }
-        Err(err) => {
-            report(&err);
-            exit::FAILURE
         }
     }
+    Ok(())
 }
 
-pub fn restore(cwd: &Path, args: RestoreArgs) -> u8 {
+pub fn restore(cwd: &Path, args: RestoreArgs) -> Result<(), Failure> {
     let opts = RestoreOptions { force: args.force };
-    match backup::restore(cwd, &args.dir, &opts, &progress) {
-        Ok(restored) => {
+    let restored = backup::restore(cwd, &args.dir, &opts, &progress)?;
+    {
+        {
             let manifest = &restored.manifest;
             if args.json {
                 let mut value = manifest.summary(&restored.dir);
@@ -98,13 +96,9 @@ pub fn restore(cwd: &Path, args: RestoreArgs) -> u8 {
                 "restore: slot checkouts are not part of a backup; agents get theirs back with `bones swarm join --slot NAME`"
             );
             eprintln!("restore: start the hub with `bones hub start --detach`");
-            exit::OK
-        }
-        Err(err) => {
-            report(&err);
-            exit::FAILURE
         }
     }
+    Ok(())
 }
 
 fn short(oid: &str) -> &str {
