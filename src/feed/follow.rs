@@ -333,7 +333,7 @@ async fn sleep_until(due: Option<Instant>) {
 async fn connect(
     paths: &Paths,
     lost: tokio::sync::mpsc::UnboundedSender<()>,
-) -> Result<Feed, String> {
+) -> Result<Feed, FeedError> {
     let client = coord::connect_with(paths, |options| {
         options
             // reconnecting is done here, with a fresh look at the URL; the
@@ -354,11 +354,8 @@ async fn connect(
                 }
             })
     })
-    .await
-    .map_err(|e| e.to_string())?;
-    Feed::open(&jetstream::new(client))
-        .await
-        .map_err(|e| e.to_string())
+    .await?;
+    Feed::open(&jetstream::new(client)).await
 }
 
 async fn open_consumer(

@@ -45,6 +45,8 @@ pub enum FeedError {
     Invalid(#[from] InputError),
     #[error("feed retention: {0}")]
     Retention(#[from] RetentionError),
+    #[error(transparent)]
+    Coord(#[from] crate::coord::CoordError),
     #[error("knowledge feed ({STREAM}): {0}")]
     Stream(#[source] crate::coord::ServerError),
     #[error(
@@ -61,6 +63,7 @@ impl crate::sys::error::Kinded for FeedError {
     fn kind(&self) -> crate::sys::error::ErrorKind {
         use crate::sys::error::ErrorKind;
         match self {
+            FeedError::Coord(err) => err.kind(),
             FeedError::Invalid(_) => ErrorKind::Usage,
             FeedError::Retention(_) => ErrorKind::Usage,
             FeedError::Stream(err) | FeedError::Publish { source: err, .. } => err.kind(),
