@@ -298,7 +298,7 @@ async fn reap(
     match retired {
         Ok(Ok(rescue_ref)) => {
             let _ = dir.mark_reaped(&Reaped {
-                reaped_at: crate::oplog::utc_now_rfc3339(),
+                reaped_at: crate::sys::clock::utc_now_rfc3339(),
                 rescue_ref: rescue_ref.clone(),
                 task_id: task_id.clone(),
                 agent_id: agent_id.clone(),

@@ -95,7 +95,7 @@ const MAX_ATTEMPTS: usize = 8;
 impl Lease {
     /// A fresh lease stamped now.
     pub fn new(slot: &str, agent_id: &str, task_id: Option<String>, ttl: Duration) -> Lease {
-        let now = crate::oplog::utc_now_rfc3339();
+        let now = crate::sys::clock::utc_now_rfc3339();
         Lease {
             slot: slot.to_string(),
             agent_id: agent_id.to_string(),
@@ -335,7 +335,7 @@ pub async fn renew(store: &kv::Store, slot: &str) -> Result<Lease, LeaseError> {
         else {
             return Err(LeaseError::Gone(slot.to_string()));
         };
-        lease.last_renewed = crate::oplog::utc_now_rfc3339();
+        lease.last_renewed = crate::sys::clock::utc_now_rfc3339();
         match store.update(slot, encode(&lease)?, revision).await {
             Ok(_) => return Ok(lease),
             Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,

@@ -4,6 +4,7 @@
 //! file writes, durations, hashing, the display of untrusted text, and the
 //! validation of ids and names.
 
+pub mod clock;
 pub mod duration;
 pub mod error;
 pub mod fsutil;

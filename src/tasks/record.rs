@@ -27,17 +27,6 @@ pub const MAX_REASON: usize = 1024;
 /// before it is written.
 pub const MAX_RECORD: usize = 2 * MAX_BODY;
 
-/// Now, UTC, RFC 3339 with microseconds: tasks created in a tight loop
-/// still sort in creation order, and the text sorts like the time.
-pub fn precise_now() -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_default()
-}
-
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -418,7 +407,12 @@ impl Task {
 mod tests {
     #[test]
     fn a_record_is_read_only_under_its_own_key() {
-        let task = Task::new("t-abc12345".into(), "x".into(), "me", &precise_now());
+        let task = Task::new(
+            "t-abc12345".into(),
+            "x".into(),
+            "me",
+            &crate::sys::clock::precise_now(),
+        );
         let bytes = serde_json::to_vec(&task).unwrap();
         assert_eq!(decode("t-abc12345", &bytes).unwrap().id, "t-abc12345");
         assert!(decode("t-other000", &bytes).is_err());

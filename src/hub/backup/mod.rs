@@ -210,7 +210,7 @@ async fn take(
     let js = jetstream::new(client.clone());
     let names = snapshot::stream_names(&js).await?;
     // the backup's point in time: the streams are copied from here on
-    let created_at = crate::oplog::utc_now_rfc3339();
+    let created_at = crate::sys::clock::utc_now_rfc3339();
     let mut paused = Vec::new();
     let streams = match snapshot::pause_durables(&js, &names, &mut paused).await {
         Ok(()) => {
