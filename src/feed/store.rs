@@ -203,7 +203,7 @@ impl Feed {
     /// stores nothing and returns the first copy's sequence.
     pub async fn share(&self, new: NewEntry, origin: &str) -> Result<Published, FeedError> {
         new.validate()?;
-        let entry = new.into_entry(origin, &crate::sys::clock::precise_now());
+        let entry = new.into_entry(origin, &crate::sys::clock::utc_now_rfc3339());
         let sent = self.send(&entry).await?;
         self.settle(entry.id, sent).await
     }
@@ -222,7 +222,7 @@ impl Feed {
         for new in &entries {
             new.validate()?;
         }
-        let now = crate::sys::clock::precise_now();
+        let now = crate::sys::clock::utc_now_rfc3339();
         let mut results = Vec::with_capacity(entries.len());
         let mut in_flight = std::collections::VecDeque::with_capacity(PIPELINE);
         for new in entries {

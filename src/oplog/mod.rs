@@ -670,7 +670,7 @@ mod tests {
         assert_eq!(object["level"], "INFO");
         assert_eq!(object["event"], "lifecycle");
         let ts = object["ts"].as_str().unwrap();
-        assert!(ts.ends_with('Z') && ts.len() == 20, "{ts}");
+        assert!(ts.ends_with('Z') && ts.len() == 27, "{ts}");
     }
 
     #[test]

@@ -1,30 +1,43 @@
 //! The clock: the one home of bones's timestamps.
+//!
+//! Every time bones writes (hub.log's `ts`, task and feed records, leases,
+//! hub.json, backups) is UTC RFC 3339 with microseconds and a `Z` suffix,
+//! `2026-11-23T09:00:00.123456Z`: one format everywhere (docs/json.md).
+//! Microseconds, not whole seconds, because records made in one second
+//! must still sort in the order they were made (tasks are claimed oldest
+//! first), and fixed-width text sorts like the time it names. jq reads it
+//! with `sub("\\.[0-9]+Z$"; "Z") | fromdate`; readers of times written
+//! by older versions (whole seconds) keep working: both are RFC 3339.
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-/// Current UTC time as RFC 3339 with second precision and a `Z` suffix,
-/// the one timestamp format bones persists (jq's `fromdate` reads it).
+/// Now, in the one format.
 pub fn utc_now_rfc3339() -> String {
     format_rfc3339(OffsetDateTime::now_utc())
 }
 
-/// Formats a time as UTC RFC 3339, seconds precision, `Z` suffix.
+/// A time in the one format: UTC, RFC 3339, six fraction digits, `Z`.
 pub fn format_rfc3339(at: OffsetDateTime) -> String {
-    let at = at
-        .to_offset(time::UtcOffset::UTC)
-        .replace_nanosecond(0)
-        .unwrap_or(at);
-    at.format(&Rfc3339).unwrap_or_default()
-}
-
-/// Now, UTC, RFC 3339 with microseconds: tasks created in a tight loop
-/// still sort in creation order, and the text sorts like the time.
-pub fn precise_now() -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
     );
-    time::OffsetDateTime::now_utc()
+    at.to_offset(time::UtcOffset::UTC)
         .format(&format)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::format_description::well_known::Rfc3339;
+
+    #[test]
+    fn fixed_width_utc_with_microseconds_that_parses_back() {
+        let at = OffsetDateTime::parse("2026-11-23T10:00:00.1234567+01:00", &Rfc3339).unwrap();
+        let text = format_rfc3339(at);
+        assert_eq!(text, "2026-11-23T09:00:00.123456Z");
+        let back = OffsetDateTime::parse(&text, &Rfc3339).unwrap();
+        assert_eq!(back.unix_timestamp(), at.unix_timestamp());
+        assert_eq!(utc_now_rfc3339().len(), text.len());
+    }
 }

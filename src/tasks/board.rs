@@ -222,7 +222,7 @@ impl Board {
             self.get(id).await?;
         }
         loop {
-            let now = crate::sys::clock::precise_now();
+            let now = crate::sys::clock::utc_now_rfc3339();
             let mut task = Task::new(new_id(), new.title.clone(), by, &now);
             task.body = new.body.clone();
             task.parent = new.parent.clone();
@@ -330,7 +330,7 @@ impl Board {
     ) -> Result<(Task, bool), TaskError> {
         for _ in 0..MAX_ATTEMPTS {
             let (mut task, revision) = self.get(id).await?;
-            let now = crate::sys::clock::precise_now();
+            let now = crate::sys::clock::utc_now_rfc3339();
             if !rule(&mut task, &now)? {
                 return Ok((task, false));
             }

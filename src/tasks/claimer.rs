@@ -87,7 +87,7 @@ impl<'a> Claimer<'a> {
                 self.queue.remove(self.spread.pick(self.queue.len()))
             {
                 if task
-                    .claim(&self.who, &crate::sys::clock::precise_now())
+                    .claim(&self.who, &crate::sys::clock::utc_now_rfc3339())
                     .is_err()
                 {
                     continue;

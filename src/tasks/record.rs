@@ -411,7 +411,7 @@ mod tests {
             "t-abc12345".into(),
             "x".into(),
             "me",
-            &crate::sys::clock::precise_now(),
+            &crate::sys::clock::utc_now_rfc3339(),
         );
         let bytes = serde_json::to_vec(&task).unwrap();
         assert_eq!(decode("t-abc12345", &bytes).unwrap().id, "t-abc12345");
