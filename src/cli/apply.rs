@@ -1,7 +1,6 @@
 //! `bones apply [--slot NAME] [--worktree [--unstaged] [--dry-run]]`.
 
 use clap::Args;
-use serde_json::json;
 
 use super::Failure;
 use crate::state::Paths;
@@ -86,7 +85,7 @@ pub fn run(args: ApplyArgs) -> Result<(), Failure> {
         }
     }
     if args.json {
-        println!("{}", json!(applied));
+        super::json::print(applied);
     } else if opts.worktree {
         for change in &applied.changed {
             println!("{}\t{}", change.status, change.path);

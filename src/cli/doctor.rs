@@ -35,7 +35,7 @@ pub fn run(args: DoctorArgs) -> Result<(), Failure> {
     let cwd = super::current_dir()?;
     let found = doctor::run(&cwd);
     let printed = if args.json {
-        serde_json::to_string(&found)
+        serde_json::to_string(&super::json::document(&found))
             .map_err(std::io::Error::other)
             .and_then(|json| writeln!(std::io::stdout(), "{json}"))
     } else {

@@ -161,7 +161,7 @@ async fn share_entries(paths: &Paths, args: ShareArgs) -> Result<(), Failure> {
     let mut counts = (0usize, 0usize);
     let show = |published: &Published, out: &mut io::StdoutLock| {
         let line = if args.json {
-            serde_json::to_string(published).unwrap_or_default()
+            super::json::document(published).to_string()
         } else {
             published.id.clone()
         };
@@ -260,7 +260,7 @@ async fn read_feed(paths: &Paths, args: FeedArgs) -> Result<(), Failure> {
         note_unreadable(summary.unreadable);
         let digest = Digest::build(all, usize::try_from(args.max_chars).unwrap_or(usize::MAX));
         let text = if args.json {
-            format!("{}\n", serde_json::to_string(&digest).unwrap_or_default())
+            format!("{}\n", super::json::document(&digest))
         } else {
             digest.text
         };
@@ -345,7 +345,7 @@ impl Sink for Printer {
             return Ok(());
         }
         let written = if self.json {
-            serde_json::to_writer(&mut self.out, stored)
+            serde_json::to_writer(&mut self.out, &super::json::document(stored))
                 .map_err(io::Error::from)
                 .and_then(|()| self.out.write_all(b"\n"))
         } else {

@@ -303,7 +303,7 @@ fn status(cwd: &std::path::Path, args: StatusArgs) -> Result<(), Failure> {
         }
     };
     if args.json {
-        println!("{value}");
+        super::json::print(&value);
     } else {
         print_status(&health, &value);
     }

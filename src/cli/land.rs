@@ -1,7 +1,6 @@
 //! `bones land`: your branch's new commits onto trunk.
 
 use clap::Args;
-use serde_json::json;
 
 use super::Failure;
 use crate::swarm::Swarm;
@@ -42,7 +41,7 @@ pub fn run(args: LandArgs) -> Result<(), Failure> {
         );
     }
     if args.json {
-        println!("{}", json!(landed));
+        super::json::print(landed);
     } else {
         println!("{}", landed.trunk);
     }

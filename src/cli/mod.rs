@@ -26,6 +26,7 @@ mod doctor;
 mod failure;
 mod feed;
 mod hub;
+mod json;
 mod land;
 mod logs;
 mod swarm;

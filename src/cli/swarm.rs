@@ -228,7 +228,7 @@ async fn join(paths: Paths, args: JoinArgs) -> Result<(), Failure> {
         );
     }
     if args.json {
-        println!("{}", json!(joined));
+        super::json::print(joined);
     } else {
         println!("{}", joined.path.display());
     }
@@ -239,7 +239,7 @@ async fn cwd(paths: Paths, args: SlotArgs) -> Result<(), Failure> {
     let (slot, hub) = slot_and_hub(paths, &args).await?;
     let path = hub.checkout(&slot).await?;
     if args.json {
-        println!("{}", json!({ "slot": slot, "path": path }));
+        super::json::print(json!({ "slot": slot, "path": path }));
     } else {
         println!("{}", path.display());
     }
@@ -250,7 +250,7 @@ async fn renew(paths: Paths, args: SlotArgs) -> Result<(), Failure> {
     let (slot, hub) = slot_and_hub(paths, &args).await?;
     let lease = hub.renew(&slot).await?;
     if args.json {
-        println!("{}", json!(lease));
+        super::json::print(lease);
     } else {
         eprintln!("swarm: renewed slot {slot} until {}s from now", lease.ttl_s);
     }
@@ -265,7 +265,7 @@ async fn commit(paths: Paths, args: CommitArgs) -> Result<(), Failure> {
             // nothing changed is an answer, not a failure
             eprintln!("swarm: slot {slot}: nothing to commit");
             if args.slot.json {
-                println!("{}", json!({ "landed": [] }));
+                super::json::print(json!({ "landed": [] }));
             }
             return Ok(());
         }
@@ -282,7 +282,7 @@ async fn commit(paths: Paths, args: CommitArgs) -> Result<(), Failure> {
         }
     );
     if args.slot.json {
-        println!("{}", json!(outcome));
+        super::json::print(outcome);
     } else {
         println!("{}", outcome.trunk);
     }
@@ -306,7 +306,7 @@ async fn sync(paths: Paths, args: SlotArgs) -> Result<(), Failure> {
         );
     }
     if args.json {
-        println!("{}", json!(synced));
+        super::json::print(synced);
     }
     Ok(())
 }
@@ -330,7 +330,7 @@ async fn close(paths: Paths, args: CloseArgs) -> Result<(), Failure> {
         eprintln!("swarm: closed task(s) {}", closed.closed_tasks.join(", "));
     }
     if args.slot.json {
-        println!("{}", json!(closed));
+        super::json::print(closed);
     }
     Ok(())
 }
@@ -339,7 +339,7 @@ async fn status(paths: Paths, args: StatusArgs) -> Result<(), Failure> {
     let hub = connect(paths).await?;
     let slots = hub.status().await?;
     if args.json {
-        println!("{}", json!(slots));
+        super::json::print(slots);
     } else if slots.is_empty() {
         println!("no slots (take one with `bones swarm join --slot NAME`)");
     } else {

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::json;
 
 use super::Failure;
 use crate::coord;
@@ -299,7 +298,7 @@ async fn show(paths: &Paths, args: ShowArgs) -> Result<(), Failure> {
     let board = connect(paths).await?;
     let (task, revision) = board.get(&args.id).await?;
     if args.out.json {
-        println!("{}", json!(task));
+        super::json::print(task);
     } else {
         print_one(&task, revision);
     }
@@ -454,6 +453,8 @@ fn log_refusal(paths: &Paths, rpc: &str, by: &str, task: &str, started: Instant,
     let mut entry = LogEntry::new(LogLevel::Warn, EventKind::Rpc).with_err(err.to_string());
     entry.msg = Some(rpc.to_string());
     entry.rpc = Some(rpc.to_string());
+    entry.by = Some(by.to_string());
+    // deprecated for task entries, kept one release (docs/json.md)
     entry.agent = Some(by.to_string());
     entry.task = Some(task.to_string());
     entry.took_ms = Some(started.elapsed().as_millis() as u64);
@@ -462,7 +463,7 @@ fn log_refusal(paths: &Paths, rpc: &str, by: &str, task: &str, started: Instant,
 
 fn print_task_result(task: &Task, as_json: bool) {
     if as_json {
-        println!("{}", json!(task));
+        super::json::print(task);
     } else {
         eprintln!(
             "tasks: {} {} ({})",
@@ -476,7 +477,7 @@ fn print_task_result(task: &Task, as_json: bool) {
 
 fn print_list(tasks: &[&Task], as_json: bool) {
     if as_json {
-        println!("{}", json!(tasks));
+        super::json::print(tasks);
         return;
     }
     if tasks.is_empty() {

@@ -18,14 +18,11 @@ pub fn run(args: UpArgs) -> Result<(), Failure> {
     match Workspace::init(&cwd) {
         Ok((ws, created)) => {
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "root": ws.root.to_string_lossy(),
-                        "state_dir": ws.state_dir.to_string_lossy(),
-                        "created": created,
-                    })
-                );
+                super::json::print(serde_json::json!({
+                    "root": ws.root.to_string_lossy(),
+                    "state_dir": ws.state_dir.to_string_lossy(),
+                    "created": created,
+                }));
             }
             let verb = if created { "created" } else { "already set up" };
             eprintln!(

@@ -31,6 +31,10 @@ macro_rules! entry_fields {
                 err,
                 /// On a `swarm.commit` entry, the trunk commit the landing made.
                 commit,
+                /// On a task entry, who acted: the board's identity (the slot
+                /// an agent acts in, else its agent id); `agent` always holds
+                /// an agent id (docs/json.md).
+                by,
             }
             number {
                 took_ms,

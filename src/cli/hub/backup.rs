@@ -51,7 +51,7 @@ pub fn backup(cwd: &Path, args: BackupArgs) -> Result<(), Failure> {
             // now that it exists, the canonical path
             let dir = backup::absolute(&args.dir);
             if args.json {
-                println!("{}", manifest.summary(&dir));
+                super::super::json::print(manifest.summary(&dir));
             } else {
                 let messages: u64 = manifest.streams.iter().map(|s| s.messages).sum();
                 println!(
@@ -78,7 +78,7 @@ pub fn restore(cwd: &Path, args: RestoreArgs) -> Result<(), Failure> {
                 let mut value = manifest.summary(&restored.dir);
                 value["source_workspace_id"] = json!(manifest.workspace_id);
                 value["previous_state"] = json!(restored.previous);
-                println!("{value}");
+                super::super::json::print(&value);
             } else {
                 println!(
                     "restored the backup of {} from {}: trunk {}, {} ref(s), {} stream(s)",
