@@ -197,3 +197,37 @@ fn every_field_of_a_whole_agent_loop_is_in_docs_json_md() {
         unknown.join("\n")
     );
 }
+
+/// The `kind` of a `--json` failure of `bones tasks list`, without
+/// starting a hub on demand.
+fn failure_kind(ws: &TestWorkspace) -> (Option<i32>, String) {
+    let out = ws
+        .command(&["tasks", "list", "--json"])
+        .env("BONES_NO_AUTOSTART", "1")
+        .output()
+        .unwrap();
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr)
+        .unwrap_or_else(|e| panic!("not one JSON error ({e}): {}", stderr(&out)));
+    (
+        out.status.code(),
+        error["error"]["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+/// Issue 14: a caller tells a coordination server that does not answer
+/// (`timeout`) from no hub at all (`no_hub`); both exit 1.
+#[test]
+fn a_script_tells_a_silent_hub_from_no_hub() {
+    let ws = TestWorkspace::new();
+    ws.start();
+    let nats = ws.nats_pid().unwrap();
+    support::freeze(nats);
+    let silent = failure_kind(&ws);
+    support::send_signal(nats, support::Signal::SIGCONT);
+    assert_eq!(silent, (Some(1), "timeout".to_string()));
+    ws.stop();
+    assert_eq!(failure_kind(&ws), (Some(1), "no_hub".to_string()));
+}
