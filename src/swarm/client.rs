@@ -154,6 +154,8 @@ impl Kinded for SwarmError {
             SwarmError::Lease(err) => err.kind(),
             SwarmError::Task(err) => err.kind(),
             SwarmError::Name(_) | SwarmError::Input(_) => ErrorKind::Usage,
+            SwarmError::Slot(SlotError::Uncommitted { .. }) => ErrorKind::Refused,
+            SwarmError::Slot(SlotError::ConflictRecord { .. }) => ErrorKind::Corrupt,
             SwarmError::Slot(_) | SwarmError::Git(_) | SwarmError::Land(_) => ErrorKind::Io,
             SwarmError::Unresolved { .. } => ErrorKind::Unresolved,
             SwarmError::Conflict { .. } => ErrorKind::Conflict,
