@@ -18,8 +18,30 @@
 //!   line), or with `--json` one line `{"schema":1,"error":{"code","kind",
 //!   "message","hint"}}` on stderr (docs/json.md). A verb whose own output
 //!   already said what went wrong (doctor's findings, `hub status`)
-//!   returns `Failure::quiet(kind)` for the exit code alone.
+//!   returns `Failure::quiet(kind, message)`: the exit code, and the
+//!   message only in the `--json` error document.
+//! * A new kind of failure scripts must tell apart gets a variant in
+//!   [`ErrorKind`] and a row in [`failure::exit_code`] (and, for a new exit
+//!   code, a constant in [`exit`] and a line in `--help`).
 //! * Results go to stdout; progress to stderr with the verb's prefix.
+//!   `--json` documents are printed with `json::print` (or made with
+//!   `json::document`), which adds `schema` and the vocabulary of
+//!   docs/json.md.
+//!
+//! ```ignore
+//! // a new verb, from argument struct to exit code
+//! pub fn run(args: PrimeArgs) -> Result<(), Failure> {
+//!     let (paths, runtime) = super::workspace_and_runtime()?;
+//!     let digest = runtime.block_on(crate::feed::prime(&paths))?; // Kinded error: `?`
+//!     if digest.is_empty() {
+//!         return Err(Failure::new(ErrorKind::NotFound, "nothing to prime yet"));
+//!     }
+//!     if args.json {
+//!         super::json::print(&digest);
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
 mod apply;
 mod doctor;
