@@ -114,7 +114,8 @@ fn nothing_to_commit_is_not_a_failure() {
         "still nothing",
         "--json",
     ]);
-    assert_eq!(json(&out), serde_json::json!({ "landed": [] }));
+    // every JSON document carries its vocabulary's version (docs/json.md)
+    assert_eq!(json(&out), serde_json::json!({ "landed": [], "schema": 1 }));
 }
 
 #[test]

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use bones::oplog::{LogEntry, LogLevel, format_rfc3339};
+use bones::oplog::{LogEntry, LogLevel};
+use bones::sys::clock::format_rfc3339;
 use serde_json::Value;
 use support::{KillOnDrop, TestWorkspace, alive, stdout, wait_until};
 use time::OffsetDateTime;

@@ -120,14 +120,14 @@ fn start_status_stop_round_trip() {
 }
 
 #[test]
-fn log_entries_are_ndjson_with_utc_second_timestamps() {
+fn log_entries_are_ndjson_with_utc_microsecond_timestamps() {
     let ws = TestWorkspace::new();
     ws.start();
     ws.stop();
     for line in ws.hub_log().lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let ts = v["ts"].as_str().unwrap();
-        assert!(ts.ends_with('Z') && ts.len() == 20, "{ts}");
+        assert!(ts.ends_with('Z') && ts.len() == 27, "{ts}");
         assert!(["DEBUG", "INFO", "WARN", "ERROR"].contains(&v["level"].as_str().unwrap()));
         assert_eq!(v["event"], "lifecycle");
         for key in v.as_object().unwrap().keys() {

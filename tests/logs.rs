@@ -8,7 +8,8 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use bones::oplog::{HubLog, LogConfig, LogLevel, format_rfc3339};
+use bones::oplog::{HubLog, LogConfig, LogLevel};
+use bones::sys::clock::format_rfc3339;
 use support::{Signal, TestWorkspace, send_signal, stderr, stdout};
 use time::OffsetDateTime;
 

@@ -165,7 +165,7 @@ fn prime_gives_an_agent_its_slot_the_loop_its_tasks_and_the_feed() {
         .unwrap();
     let primer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(primer["slot"]["slot"], "fix-parser");
-    assert_eq!(primer["agent_id"], "agent-7");
+    assert_eq!(primer["agent"], "agent-7");
     assert_eq!(primer["ready"][0]["title"], "Fix the parser");
     assert_eq!(primer["feed"]["counts"]["convention"], 1);
     assert_eq!(primer["steps"].as_array().map(Vec::len), Some(5));

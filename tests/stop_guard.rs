@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 fn write_lease(ws: &TestWorkspace, slot: &str, renewed: OffsetDateTime, ttl_s: u64) {
     support::runtime().block_on(async {
         let js = ws.jetstream().await;
-        let at = bones::oplog::format_rfc3339(renewed);
+        let at = bones::sys::clock::format_rfc3339(renewed);
         lease::put(
             &js,
             &Lease {

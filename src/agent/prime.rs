@@ -47,6 +47,14 @@ pub enum PrimeError {
     Swarm(#[from] SwarmError),
 }
 
+impl crate::sys::error::Kinded for PrimeError {
+    fn kind(&self) -> crate::sys::error::ErrorKind {
+        match self {
+            PrimeError::Swarm(err) => err.kind(),
+        }
+    }
+}
+
 /// One exit code of a step of the loop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ExitCode {
@@ -97,6 +105,7 @@ pub struct SlotView {
     pub path: Option<PathBuf>,
     /// The agent holding its lease; `None` when it has no lease (never
     /// joined, closed or reaped) or the hub could not be asked.
+    #[serde(rename = "agent")]
     pub agent_id: Option<String>,
 }
 
@@ -117,6 +126,7 @@ pub struct Primer {
     pub workspace: PathBuf,
     /// The agent: the holder of its slot's lease, else `$BONES_AGENT_ID`;
     /// `None` when neither is known (`join` then generates one).
+    #[serde(rename = "agent")]
     pub agent_id: Option<String>,
     /// The name task claims and feed entries are recorded under: the
     /// slot, else the agent id, else the workspace's own.

@@ -1,12 +1,11 @@
 //! `bones apply [--slot NAME] [--worktree [--unstaged] [--dry-run]]`.
 
 use clap::Args;
-use serde_json::json;
 
-use super::{exit, report};
+use super::Failure;
 use crate::state::Paths;
 use crate::state::workspace::Workspace;
-use crate::swarm::apply::{self, ApplyError, ApplyOptions};
+use crate::swarm::apply::{self, ApplyOptions};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -30,31 +29,15 @@ pub struct ApplyArgs {
     json: bool,
 }
 
-pub fn run(args: ApplyArgs) -> u8 {
-    let paths = match Workspace::from_cwd() {
-        Ok(ws) => Paths::new(&ws),
-        Err(err) => {
-            report(&err);
-            return exit::FAILURE;
-        }
-    };
+pub fn run(args: ApplyArgs) -> Result<(), Failure> {
+    let paths = Paths::new(&Workspace::from_cwd()?);
     let opts = ApplyOptions {
         slot: args.slot,
         worktree: args.worktree,
         unstaged: args.unstaged,
         dry_run: args.dry_run,
     };
-    let applied = match apply::apply(&paths, &opts) {
-        Ok(applied) => applied,
-        Err(err) => {
-            report(&err);
-            return match err {
-                ApplyError::Name(_) => exit::USAGE,
-                ApplyError::Conflict { .. } => exit::CONFLICT,
-                _ => exit::FAILURE,
-            };
-        }
-    };
+    let applied = apply::apply(&paths, &opts)?;
     let tip = &applied.tip[..12];
     if !applied.related {
         eprintln!(
@@ -102,7 +85,7 @@ pub fn run(args: ApplyArgs) -> u8 {
         }
     }
     if args.json {
-        println!("{}", json!(applied));
+        super::json::print(applied);
     } else if opts.worktree {
         for change in &applied.changed {
             println!("{}\t{}", change.status, change.path);
@@ -110,5 +93,5 @@ pub fn run(args: ApplyArgs) -> u8 {
     } else {
         println!("{}", applied.branch);
     }
-    exit::OK
+    Ok(())
 }

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
-use super::{Cli, exit, report};
+use super::{Cli, Failure};
+use crate::sys::error::ErrorKind;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Install (see the README for more):\n  \
@@ -34,52 +35,54 @@ pub struct ManArgs {
 }
 
 /// Prints the completion script for `args.shell`.
-pub fn completions(args: CompletionsArgs) -> u8 {
+pub fn completions(args: CompletionsArgs) -> Result<(), Failure> {
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut Cli::command(), "bones", &mut script);
     print(&script)
 }
 
 /// Prints the manual page of `bones`, or writes every page into a directory.
-pub fn man(args: ManArgs) -> u8 {
+pub fn man(args: ManArgs) -> Result<(), Failure> {
     let Some(dir) = args.dir else {
         let mut page = Vec::new();
         // as `generate_to` does: `bones help` has no page of its own
         let command = Cli::command().disable_help_subcommand(true);
-        if let Err(err) = clap_mangen::Man::new(command).render(&mut page) {
-            report(&format!("cannot render the manual page: {err}"));
-            return exit::FAILURE;
-        }
+        clap_mangen::Man::new(command)
+            .render(&mut page)
+            .map_err(|err| {
+                Failure::new(
+                    ErrorKind::Internal,
+                    format!("cannot render the manual page: {err}"),
+                )
+            })?;
         return print(&page);
     };
     let written =
         std::fs::create_dir_all(&dir).and_then(|()| clap_mangen::generate_to(Cli::command(), &dir));
-    match written {
-        Ok(()) => {
-            eprintln!(
-                "man: wrote bones.1 and a page per subcommand into {}",
-                crate::sys::shown::path(&dir)
-            );
-            exit::OK
-        }
-        Err(err) => {
-            report(&format!(
+    written.map_err(|err| {
+        Failure::new(
+            ErrorKind::Io,
+            format!(
                 "cannot write the manual pages into {}: {err}",
                 crate::sys::shown::path(&dir)
-            ));
-            exit::FAILURE
-        }
-    }
+            ),
+        )
+    })?;
+    eprintln!(
+        "man: wrote bones.1 and a page per subcommand into {}",
+        crate::sys::shown::path(&dir)
+    );
+    Ok(())
 }
 
 /// Writes `bytes` on stdout; a reader that went away (`| head`) is no error.
-fn print(bytes: &[u8]) -> u8 {
+fn print(bytes: &[u8]) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
-        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
-            report(&format!("cannot write to stdout: {err}"));
-            exit::FAILURE
-        }
-        _ => exit::OK,
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::new(
+            ErrorKind::Io,
+            format!("cannot write to stdout: {err}"),
+        )),
+        _ => Ok(()),
     }
 }

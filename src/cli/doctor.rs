@@ -4,8 +4,9 @@ use std::io::Write;
 
 use clap::Args;
 
-use super::{exit, report};
+use super::Failure;
 use crate::doctor::{self, Report};
+use crate::sys::error::ErrorKind;
 
 #[derive(Debug, Args)]
 #[command(
@@ -30,17 +31,11 @@ pub struct DoctorArgs {
     json: bool,
 }
 
-pub fn run(args: DoctorArgs) -> u8 {
-    let cwd = match std::env::current_dir() {
-        Ok(cwd) => cwd,
-        Err(err) => {
-            report(&format!("cannot read the current directory: {err}"));
-            return exit::FAILURE;
-        }
-    };
+pub fn run(args: DoctorArgs) -> Result<(), Failure> {
+    let cwd = super::current_dir()?;
     let found = doctor::run(&cwd);
     let printed = if args.json {
-        serde_json::to_string(&found)
+        serde_json::to_string(&super::json::document(&found))
             .map_err(std::io::Error::other)
             .and_then(|json| writeln!(std::io::stdout(), "{json}"))
     } else {
@@ -49,11 +44,21 @@ pub fn run(args: DoctorArgs) -> u8 {
     if let Err(err) = printed
         && err.kind() != std::io::ErrorKind::BrokenPipe
     {
-        report(&format!("cannot write the report: {err}"));
-        return exit::FAILURE;
+        return Err(Failure::new(
+            ErrorKind::Io,
+            format!("cannot write the report: {err}"),
+        ));
     }
     eprintln!("{}", summary(&found));
-    if found.ok { exit::OK } else { exit::FAILURE }
+    if found.ok {
+        Ok(())
+    } else {
+        // the report said what to fix
+        Err(Failure::quiet(
+            ErrorKind::Unhealthy,
+            "doctor found something to fix",
+        ))
+    }
 }
 
 /// One line per finding, its fix indented under it, on stdout.

@@ -5,7 +5,7 @@ use std::io::{self, BufWriter, Read, Write};
 use clap::Args;
 use serde::Deserialize;
 
-use super::{exit, report};
+use super::Failure;
 use crate::coord;
 use crate::feed::cursor::Cursor;
 use crate::feed::prime::{DEFAULT_MAX_CHARS, Digest, MIN_MAX_CHARS};
@@ -14,6 +14,7 @@ use crate::feed::{
 };
 use crate::state::Paths;
 use crate::swarm;
+use crate::sys::error::ErrorKind;
 use crate::sys::shown::plain;
 
 #[derive(Debug, Args)]
@@ -102,62 +103,26 @@ fn parse_since(text: &str) -> Result<Start, String> {
     super::logs::parse_since(text).map(Start::Since)
 }
 
-/// What a verb can fail with: a message and its exit code.
-struct Failure(String, u8);
-
-impl From<FeedError> for Failure {
-    fn from(err: FeedError) -> Failure {
-        let code = match err {
-            FeedError::Invalid(_) => exit::USAGE,
-            _ => exit::FAILURE,
-        };
-        Failure(err.to_string(), code)
-    }
+pub fn share(args: ShareArgs) -> Result<(), Failure> {
+    let (paths, runtime) = super::workspace_and_runtime()?;
+    runtime.block_on(share_entries(&paths, args))
 }
 
-pub fn share(args: ShareArgs) -> u8 {
-    run(|paths| async move { share_entries(&paths, args).await })
-}
-
-pub fn feed(args: FeedArgs) -> u8 {
-    run(|paths| async move { read_feed(&paths, args).await })
-}
-
-fn run<F, Fut>(verb: F) -> u8
-where
-    F: FnOnce(Paths) -> Fut,
-    Fut: std::future::Future<Output = Result<(), Failure>>,
-{
-    let (paths, runtime) = match super::workspace_and_runtime() {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
-    match runtime.block_on(verb(paths)) {
-        Ok(()) => exit::OK,
-        Err(Failure(message, code)) => {
-            // an empty message: already reported where it happened
-            if !message.is_empty() {
-                report(&message);
-            }
-            code
-        }
-    }
+pub fn feed(args: FeedArgs) -> Result<(), Failure> {
+    let (paths, runtime) = super::workspace_and_runtime()?;
+    runtime.block_on(read_feed(&paths, args))
 }
 
 fn who(paths: &Paths, slot: Option<String>) -> Result<String, Failure> {
-    swarm::identity(paths, slot).map_err(|e| Failure(e.to_string(), exit::USAGE))
+    swarm::identity(paths, slot).map_err(|e| Failure::usage(e.to_string()))
 }
 
 /// Opens the feed of the running hub, starting the hub first when none
 /// runs (`BONES_NO_AUTOSTART=1` turns that off). `feed --follow` does not
 /// come here: it waits for a hub instead.
 async fn open(paths: &Paths) -> Result<Feed, Failure> {
-    if let Err(code) = super::autostart(paths) {
-        return Err(Failure(String::new(), code));
-    }
-    let client = coord::connect_running(paths)
-        .await
-        .map_err(|e| Failure(e.to_string(), exit::FAILURE))?;
+    super::autostart(paths)?;
+    let client = coord::connect_running(paths).await?;
     Ok(Feed::open(&async_nats::jetstream::new(client)).await?)
 }
 
@@ -179,9 +144,8 @@ async fn share_entries(paths: &Paths, args: ShareArgs) -> Result<(), Failure> {
         read_stdin_entries(args.kind, &args.tags)?
     } else {
         let Some(kind) = args.kind else {
-            return Err(Failure(
-                "say what the entry records with --type decision|learning|convention|task".into(),
-                exit::USAGE,
+            return Err(Failure::usage(
+                "say what the entry records with --type decision|learning|convention|task",
             ));
         };
         let mut entry = NewEntry::new(kind, args.text.unwrap_or_default());
@@ -197,7 +161,7 @@ async fn share_entries(paths: &Paths, args: ShareArgs) -> Result<(), Failure> {
     let mut counts = (0usize, 0usize);
     let show = |published: &Published, out: &mut io::StdoutLock| {
         let line = if args.json {
-            serde_json::to_string(published).unwrap_or_default()
+            super::json::document(published).to_string()
         } else {
             published.id.clone()
         };
@@ -245,7 +209,7 @@ fn read_stdin_entries(
     let mut input = String::new();
     io::stdin()
         .read_to_string(&mut input)
-        .map_err(|e| Failure(format!("cannot read entries from stdin: {e}"), exit::USAGE))?;
+        .map_err(|e| Failure::usage(format!("cannot read entries from stdin: {e}")))?;
     let mut entries = Vec::new();
     for (number, line) in input.lines().enumerate() {
         let line = line.trim();
@@ -253,10 +217,10 @@ fn read_stdin_entries(
             continue;
         }
         let bad = |why: String| {
-            Failure(
-                format!("stdin line {}: {why}; nothing was shared", number + 1),
-                exit::USAGE,
-            )
+            Failure::usage(format!(
+                "stdin line {}: {why}; nothing was shared",
+                number + 1
+            ))
         };
         let parsed: InputLine = serde_json::from_str(line).map_err(|e| {
             bad(format!(
@@ -276,9 +240,8 @@ fn read_stdin_entries(
         entries.push(entry);
     }
     if entries.is_empty() {
-        return Err(Failure(
-            "no entries on stdin; give one JSON object per line".to_string(),
-            exit::USAGE,
+        return Err(Failure::usage(
+            "no entries on stdin; give one JSON object per line",
         ));
     }
     Ok(entries)
@@ -297,7 +260,7 @@ async fn read_feed(paths: &Paths, args: FeedArgs) -> Result<(), Failure> {
         note_unreadable(summary.unreadable);
         let digest = Digest::build(all, usize::try_from(args.max_chars).unwrap_or(usize::MAX));
         let text = if args.json {
-            format!("{}\n", serde_json::to_string(&digest).unwrap_or_default())
+            format!("{}\n", super::json::document(&digest))
         } else {
             digest.text
         };
@@ -343,9 +306,9 @@ fn note_unreadable(count: usize) {
 fn write_all(bytes: &[u8]) -> Result<(), Failure> {
     let mut out = io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Failure(
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Failure::new(
+            ErrorKind::Io,
             format!("cannot write to stdout: {e}"),
-            exit::FAILURE,
         )),
         _ => Ok(()),
     }
@@ -382,7 +345,7 @@ impl Sink for Printer {
             return Ok(());
         }
         let written = if self.json {
-            serde_json::to_writer(&mut self.out, stored)
+            serde_json::to_writer(&mut self.out, &super::json::document(stored))
                 .map_err(io::Error::from)
                 .and_then(|()| self.out.write_all(b"\n"))
         } else {

@@ -24,7 +24,6 @@ use clap::Args;
 use clap::builder::PossibleValuesParser;
 use serde_json::json;
 
-use super::{exit, report};
 use crate::harness::input::{self, INPUT_WAIT, Input};
 use crate::harness::{Harness, HookEvent, HookOutput};
 use crate::oplog::{EventKind, HubLog, LogEntry, LogLevel};
@@ -105,7 +104,7 @@ impl Outcome {
     }
 }
 
-pub fn run(args: HookArgs) -> u8 {
+pub fn run(args: HookArgs) -> Result<(), super::Failure> {
     let began = Instant::now();
     let event = HookEvent::parse(&args.event).unwrap_or(HookEvent::SessionStart);
     let harness = args.harness.as_deref().and_then(Harness::parse);
@@ -133,7 +132,7 @@ pub fn run(args: HookArgs) -> u8 {
                 &format!("{err}; nothing done (run `bones up` in the repository to use bones)"),
             );
             print_primer(harness, event, None);
-            return exit::OK;
+            return Ok(());
         }
     };
     crate::sys::fsutil::restrict_umask();
@@ -167,7 +166,7 @@ pub fn run(args: HookArgs) -> u8 {
         }
     };
     finish(&call, outcome, began.elapsed());
-    exit::OK
+    Ok(())
 }
 
 /// Logs the outcome, warns when it failed, prints the primer.
@@ -208,10 +207,11 @@ fn finish(call: &Call, outcome: Outcome, took: Duration) {
 
 /// One warning line on stderr, saying the session goes on.
 fn warn(event: HookEvent, why: &str) {
-    report(&format!(
-        "hook {} (warning, the session goes on): {why}",
-        event.name()
-    ));
+    eprintln!(
+        "bones: hook {} (warning, the session goes on): {}",
+        event.name(),
+        crate::sys::shown::plain(why)
+    );
 }
 
 /// Prints session-start's output the way the harness reads it: the text
@@ -335,7 +335,7 @@ async fn take_slot(call: &Call, id: &str) -> Result<(Session, String), String> {
         harness_start: harness_process.map(|(_, start)| start),
         started_at: earlier
             .map(|s| s.started_at)
-            .unwrap_or_else(crate::oplog::utc_now_rfc3339),
+            .unwrap_or_else(crate::sys::clock::utc_now_rfc3339),
     };
     session::write(&call.paths, &record).map_err(|e| e.to_string())?;
     Ok((record, joined.how.replace('_', " ")))

@@ -8,9 +8,10 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{exit, report};
-use crate::hub::{self, Health, HubError, StartOptions, StartOutcome, StopOptions, StopOutcome};
+use super::Failure;
+use crate::hub::{self, Health, StartOptions, StartOutcome, StopOptions, StopOutcome};
 use crate::sys::duration;
+use crate::sys::error::ErrorKind;
 use crate::sys::shown;
 
 #[derive(Debug, Subcommand)]
@@ -135,14 +136,8 @@ pub struct StatusArgs {
     all: bool,
 }
 
-pub fn run(command: HubCommand) -> u8 {
-    let cwd = match std::env::current_dir() {
-        Ok(cwd) => cwd,
-        Err(err) => {
-            report(&format!("cannot read the current directory: {err}"));
-            return exit::FAILURE;
-        }
-    };
+pub fn run(command: HubCommand) -> Result<(), Failure> {
+    let cwd = super::current_dir()?;
     match command {
         HubCommand::Start(args) => start(&cwd, args),
         HubCommand::Stop(args) => stop(&cwd, args),
@@ -154,7 +149,7 @@ pub fn run(command: HubCommand) -> u8 {
     }
 }
 
-fn start(cwd: &std::path::Path, args: StartArgs) -> u8 {
+fn start(cwd: &std::path::Path, args: StartArgs) -> Result<(), Failure> {
     let opts = StartOptions {
         detach: args.detach,
         repo_port: args.repo_port,
@@ -165,37 +160,26 @@ fn start(cwd: &std::path::Path, args: StartArgs) -> u8 {
         program: None,
         detached_child: args.detached_child,
     };
-    match hub::start(cwd, &opts) {
-        Ok(StartOutcome::AlreadyRunning(record)) => {
+    match hub::start(cwd, &opts)? {
+        StartOutcome::AlreadyRunning(record) => {
             eprintln!(
                 "hub: already running (pid={}) repo={} coord={}",
                 record.pid,
                 crate::state::ports::repo_url(record.repo_port),
                 crate::state::ports::nats_url(record.coord_port)
             );
-            exit::OK
         }
-        Ok(StartOutcome::Started { pid, ports }) => {
+        StartOutcome::Started { pid, ports } => {
             eprintln!(
                 "hub: ready (pid={pid}) repo={} coord={}",
                 crate::state::ports::repo_url(ports.repo),
                 crate::state::ports::nats_url(ports.coord)
             );
             warn_of_store_damage(cwd);
-            exit::OK
         }
-        Ok(StartOutcome::Exited) => exit::OK,
-        // a bad BONES_LOG_* or BONES_HUB_LOG_LEVEL is a usage error, like
-        // a bad --log-level
-        Err(err @ HubError::LogSetting(_)) => {
-            report(&err);
-            exit::USAGE
-        }
-        Err(err) => {
-            report(&err);
-            exit::FAILURE
-        }
+        StartOutcome::Exited => {}
     }
+    Ok(())
 }
 
 /// The hub runs over a damaged store (so that it can be repaired); a
@@ -216,24 +200,19 @@ fn warn_of_store_damage(cwd: &std::path::Path) {
     }
 }
 
-fn repair(cwd: &std::path::Path, what: RepairCommand) -> u8 {
+fn repair(cwd: &std::path::Path, what: RepairCommand) -> Result<(), Failure> {
     match what {
-        RepairCommand::Trunk => match hub::repair::repair_trunk(cwd) {
-            Ok(crate::trunk::repo::TrunkRestore::Present(tip)) => {
+        RepairCommand::Trunk => match hub::repair::repair_trunk(cwd)? {
+            crate::trunk::repo::TrunkRestore::Present(tip) => {
                 eprintln!("hub: trunk is at {tip}; nothing to repair");
-                exit::OK
             }
-            Ok(crate::trunk::repo::TrunkRestore::Restored(tip)) => {
+            crate::trunk::repo::TrunkRestore::Restored(tip) => {
                 eprintln!("hub: trunk restored at {tip} from its reflog");
-                exit::OK
-            }
-            Err(err) => {
-                report(&err);
-                exit::FAILURE
             }
         },
-        RepairCommand::Store => match hub::repair::repair_store(cwd) {
-            Ok(done) => {
+        RepairCommand::Store => {
+            let done = hub::repair::repair_store(cwd)?;
+            {
                 for damage in &done.cleared {
                     eprintln!("hub: damage found: {}", damage.describe());
                 }
@@ -243,23 +222,19 @@ fn repair(cwd: &std::path::Path, what: RepairCommand) -> u8 {
                     done.updated.len(),
                     done.examined
                 );
-                exit::OK
             }
-            Err(err) => {
-                report(&err);
-                exit::FAILURE
-            }
-        },
+        }
     }
+    Ok(())
 }
 
-fn stop(cwd: &std::path::Path, args: StopArgs) -> u8 {
+fn stop(cwd: &std::path::Path, args: StopArgs) -> Result<(), Failure> {
     let opts = StopOptions {
         force: args.force,
         grace: args.grace,
     };
-    match hub::stop(cwd, &opts) {
-        Ok(StopOutcome::NotRunning { cleaned, copy_of }) => {
+    match hub::stop(cwd, &opts)? {
+        StopOutcome::NotRunning { cleaned, copy_of } => {
             if let Some((from, pid)) = copy_of {
                 eprintln!(
                     "hub: this state directory is a copy of {}; the hub its copied hub.json names (pid {pid}) is that directory's and was left alone",
@@ -271,9 +246,8 @@ fn stop(cwd: &std::path::Path, args: StopArgs) -> u8 {
             } else {
                 eprintln!("hub: not running; cleaned up {}", cleaned.join(", "));
             }
-            exit::OK
         }
-        Ok(StopOutcome::Stopped { pid, killed }) => {
+        StopOutcome::Stopped { pid, killed } => {
             if killed {
                 eprintln!(
                     "hub: stopped (pid={pid}); it ignored SIGTERM for {} and was killed",
@@ -282,35 +256,21 @@ fn stop(cwd: &std::path::Path, args: StopArgs) -> u8 {
             } else {
                 eprintln!("hub: stopped (pid={pid})");
             }
-            exit::OK
-        }
-        Err(err @ HubError::ActiveSlots(_)) => {
-            report(&err);
-            exit::LIVE_LEASES
-        }
-        Err(err) => {
-            report(&err);
-            exit::FAILURE
         }
     }
+    Ok(())
 }
 
-fn status(cwd: &std::path::Path, args: StatusArgs) -> u8 {
+fn status(cwd: &std::path::Path, args: StatusArgs) -> Result<(), Failure> {
     if args.all {
         return registry::status_all(args.json);
     }
-    let (paths, health) = match hub::status(cwd) {
-        Ok(found) => found,
-        Err(err) => {
-            report(&err);
-            return exit::FAILURE;
-        }
-    };
+    let (paths, health) = hub::status(cwd)?;
     let repo_url = hub::repo_url(cwd);
     let nats_url = hub::nats_url(cwd);
     let (code, value) = match &health {
         Health::NotRunning { copy_of } => (
-            exit::FAILURE,
+            Err(Failure::quiet(ErrorKind::NoHub, "no hub is running")),
             json!({
                 "running": false,
                 "healthy": false,
@@ -330,7 +290,14 @@ fn status(cwd: &std::path::Path, args: StatusArgs) -> u8 {
             problem,
         } => {
             let healthy = problem.is_none();
-            let code = if healthy { exit::OK } else { exit::DEGRADED };
+            let code = if healthy {
+                Ok(())
+            } else {
+                Err(Failure::quiet(
+                    ErrorKind::Degraded,
+                    "the hub runs but is not healthy",
+                ))
+            };
             (
                 code,
                 json!({
@@ -361,7 +328,7 @@ fn status(cwd: &std::path::Path, args: StatusArgs) -> u8 {
         }
     };
     if args.json {
-        println!("{value}");
+        super::json::print(&value);
     } else {
         print_status(&health, &value);
     }

@@ -8,7 +8,7 @@ use clap::Args;
 use clap::builder::PossibleValuesParser;
 use serde_json::json;
 
-use super::{exit, report};
+use super::Failure;
 use crate::harness::Harness;
 use crate::state::workspace::Workspace;
 
@@ -35,10 +35,12 @@ pub struct IntegrateArgs {
     json: bool,
 }
 
-pub fn run(args: IntegrateArgs) -> u8 {
+pub fn run(args: IntegrateArgs) -> Result<(), Failure> {
     let Some(harness) = Harness::parse(&args.harness) else {
-        report(&format!("unknown harness {}", args.harness));
-        return exit::USAGE;
+        return Err(Failure::usage(format!(
+            "unknown harness {}",
+            crate::sys::shown::plain(&args.harness)
+        )));
     };
     let workspace = Workspace::from_cwd().ok();
     let root = match args
@@ -47,28 +49,13 @@ pub fn run(args: IntegrateArgs) -> u8 {
         .or_else(|| workspace.as_ref().map(|w| w.root.clone()))
     {
         Some(dir) => dir,
-        None => match std::env::current_dir() {
-            Ok(dir) => dir,
-            Err(err) => {
-                report(&format!("cannot read the current directory: {err}"));
-                return exit::FAILURE;
-            }
-        },
+        None => super::current_dir()?,
     };
-    let changes = match harness.plan(&root) {
-        Ok(changes) => changes,
-        Err(err) => {
-            report(&err);
-            return exit::FAILURE;
-        }
-    };
+    let changes = harness.plan(&root)?;
     let changed: Vec<_> = changes.iter().filter(|c| c.changed()).collect();
     if !args.dry_run {
         for change in &changed {
-            if let Err(err) = change.write() {
-                report(&err);
-                return exit::FAILURE;
-            }
+            change.write()?;
         }
     }
     let diff: String = changed.iter().map(|c| c.diff()).collect();
@@ -77,17 +64,13 @@ pub fn run(args: IntegrateArgs) -> u8 {
             .iter()
             .map(|c| json!({"path": c.shown, "changed": c.changed()}))
             .collect();
-        println!(
-            "{}",
-            json!({
-                "schema": 1,
-                "harness": harness.name(),
-                "root": root,
-                "dry_run": args.dry_run,
-                "files": files,
-                "diff": diff,
-            })
-        );
+        super::json::print(json!({
+            "harness": harness.name(),
+            "root": root,
+            "dry_run": args.dry_run,
+            "files": files,
+            "diff": diff,
+        }));
     } else if args.dry_run {
         print!("{diff}");
     }
@@ -123,7 +106,7 @@ pub fn run(args: IntegrateArgs) -> u8 {
              (`cargo install --path .`) or put it on PATH"
         );
     }
-    exit::OK
+    Ok(())
 }
 
 /// True when `program` is an executable in a `PATH` directory.

@@ -1,9 +1,8 @@
 //! `bones land`: your branch's new commits onto trunk.
 
 use clap::Args;
-use serde_json::json;
 
-use super::{exit, report};
+use super::Failure;
 use crate::swarm::Swarm;
 use crate::swarm::user::UserLandError;
 
@@ -14,25 +13,12 @@ pub struct LandArgs {
     json: bool,
 }
 
-pub fn run(args: LandArgs) -> u8 {
-    let (paths, runtime) = match super::workspace_and_runtime() {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
-    let result = runtime.block_on(async move {
+pub fn run(args: LandArgs) -> Result<(), Failure> {
+    let (paths, runtime) = super::workspace_and_runtime()?;
+    let landed = runtime.block_on(async move {
         let hub = Swarm::connect(paths).await.map_err(UserLandError::from)?;
         hub.land_user().await
-    });
-    let landed = match result {
-        Ok(landed) => landed,
-        Err(err) => {
-            report(&err);
-            return match err {
-                UserLandError::Conflict { .. } => exit::CONFLICT,
-                _ => exit::FAILURE,
-            };
-        }
-    };
+    })?;
     if landed.landed.is_empty() {
         eprintln!(
             "land: trunk already has every commit of {}; trunk is {}",
@@ -55,9 +41,9 @@ pub fn run(args: LandArgs) -> u8 {
         );
     }
     if args.json {
-        println!("{}", json!(landed));
+        super::json::print(landed);
     } else {
         println!("{}", landed.trunk);
     }
-    exit::OK
+    Ok(())
 }

@@ -15,13 +15,14 @@ use clap::Args;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
-use super::{exit, report};
+use super::Failure;
 use crate::oplog::LogLevel;
 use crate::oplog::read;
 use crate::oplog::read::{EntryView, Filter, Line, LineReader};
 use crate::state::Paths;
 use crate::state::workspace::Workspace;
 use crate::sys::duration;
+use crate::sys::error::ErrorKind;
 use crate::sys::shown::shown;
 
 /// How often `--follow` looks for new entries.
@@ -107,14 +108,8 @@ pub(super) fn parse_since(text: &str) -> Result<OffsetDateTime, String> {
     Ok(OffsetDateTime::now_utc() - ago)
 }
 
-pub fn run(args: LogsArgs) -> u8 {
-    let ws = match Workspace::from_cwd() {
-        Ok(ws) => ws,
-        Err(err) => {
-            report(&err);
-            return exit::FAILURE;
-        }
-    };
+pub fn run(args: LogsArgs) -> Result<(), Failure> {
+    let ws = Workspace::from_cwd()?;
     let paths = Paths::new(&ws);
     let filter = Filter {
         min_level: args.level,
@@ -154,12 +149,12 @@ pub fn run(args: LogsArgs) -> u8 {
         eprintln!("bones: skipped {} malformed line{s}", reader.malformed);
     }
     match result {
-        Ok(()) => exit::OK,
-        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => exit::OK,
-        Err(err) => {
-            report(&format!("cannot read {}: {err}", paths.hub_log.display()));
-            exit::FAILURE
-        }
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(err) => Err(Failure::new(
+            ErrorKind::Io,
+            format!("cannot read {}: {err}", paths.hub_log.display()),
+        )),
     }
 }
 

@@ -2,8 +2,9 @@
 
 use clap::Args;
 
-use super::{exit, report};
+use super::Failure;
 use crate::mcp::{self, Session};
+use crate::sys::error::ErrorKind;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Add it to Claude Code (run in the repository):\n  \
@@ -17,41 +18,25 @@ use crate::mcp::{self, Session};
     tasks_claim_next, tasks_close, tasks_release, share, feed, prime (docs/mcp.md).")]
 pub struct McpArgs {}
 
-pub fn run(_args: McpArgs) -> u8 {
-    let (paths, _) = match super::workspace_and_runtime() {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
-    let session = match Session::new(paths) {
-        Ok(session) => session,
-        Err(err) => {
-            report(&err.message);
-            return err.code;
-        }
-    };
+pub fn run(_args: McpArgs) -> Result<(), Failure> {
+    let (paths, _) = super::workspace_and_runtime()?;
+    let session = Session::new(paths).map_err(|err| Failure::new(err.kind, err.message))?;
     // tool calls run side by side; stdin is read on the blocking pool
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            report(&format!("cannot start the async runtime: {err}"));
-            return exit::FAILURE;
-        }
-    };
+        .map_err(|err| {
+            Failure::new(
+                ErrorKind::Internal,
+                format!("cannot start the async runtime: {err}"),
+            )
+        })?;
     let agent = runtime.block_on(session.agent());
     eprintln!(
         "mcp: serving agent {} on stdio (workspace {})",
         crate::sys::shown::plain(&agent),
         session.paths().root.display()
     );
-    match runtime.block_on(mcp::serve(session)) {
-        Ok(()) => exit::OK,
-        Err(err) => {
-            report(&err);
-            exit::FAILURE
-        }
-    }
+    Ok(runtime.block_on(mcp::serve(session))?)
 }

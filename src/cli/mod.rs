@@ -2,15 +2,57 @@
 //! output and exit codes. Behaviour lives in the library modules; this layer
 //! only parses, calls, and prints (results on stdout, everything else on
 //! stderr).
+//!
+//! # How a verb is written
+//!
+//! * One handler per verb: `fn NAME(args: NameArgs) -> Result<(), Failure>`
+//!   (async ones run inside [`workspace_and_runtime`]'s runtime), called
+//!   from the one `match` in [`main`]. A verb with subcommands has a `run`
+//!   that only dispatches to one handler per subcommand.
+//! * Errors are returned, never printed by the verb: a library error
+//!   converts with `?` into a [`Failure`] (every library error implements
+//!   [`crate::sys::error::Kinded`]); a failure the verb finds itself is
+//!   `Failure::new(ErrorKind::..., message)`. Its kind picks the exit code
+//!   in [`failure::exit_code`], the only table of them.
+//! * [`main`] prints the failure once: `bones: <message>` (and a hint
+//!   line), or with `--json` one line `{"schema":1,"error":{"code","kind",
+//!   "message","hint"}}` on stderr (docs/json.md). A verb whose own output
+//!   already said what went wrong (doctor's findings, `hub status`)
+//!   returns `Failure::quiet(kind, message)`: the exit code, and the
+//!   message only in the `--json` error document.
+//! * A new kind of failure scripts must tell apart gets a variant in
+//!   [`ErrorKind`] and a row in [`failure::exit_code`] (and, for a new exit
+//!   code, a constant in [`exit`] and a line in `--help`).
+//! * Results go to stdout; progress to stderr with the verb's prefix.
+//!   `--json` documents are printed with `json::print` (or made with
+//!   `json::document`), which adds `schema` and the vocabulary of
+//!   docs/json.md.
+//!
+//! ```ignore
+//! // a new verb, from argument struct to exit code
+//! pub fn run(args: PrimeArgs) -> Result<(), Failure> {
+//!     let (paths, runtime) = super::workspace_and_runtime()?;
+//!     let digest = runtime.block_on(crate::feed::prime(&paths))?; // Kinded error: `?`
+//!     if digest.is_empty() {
+//!         return Err(Failure::new(ErrorKind::NotFound, "nothing to prime yet"));
+//!     }
+//!     if args.json {
+//!         super::json::print(&digest);
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
 mod apply;
 pub(crate) mod codes;
 mod completions;
 mod doctor;
+pub(crate) mod failure;
 mod feed;
 mod hook;
 mod hub;
 mod integrate;
+mod json;
 mod land;
 mod logs;
 mod mcp;
@@ -23,6 +65,9 @@ mod usage;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::sys::error::ErrorKind;
+pub use failure::Failure;
 
 /// Exit codes scripts can rely on.
 pub mod exit {
@@ -186,13 +231,30 @@ enum Command {
     Hook(hook::HookArgs),
 }
 
-/// Parses the command line, runs the command, and returns its exit code.
+/// Parses the command line, runs the command, and returns its exit code:
+/// the one place a verb's [`Failure`] is printed and becomes the exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(err) => return ExitCode::from(usage::report(&err)),
+    let json = wants_json(std::env::args_os());
+    let result = match Cli::try_parse() {
+        Ok(cli) => run(cli.command),
+        Err(err) => match usage::failure(&err) {
+            Ok(code) => return ExitCode::from(code),
+            Err(failure) => Err(failure),
+        },
     };
-    let code = match cli.command {
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(failure) => {
+            let failure = with_disk_hint(failure);
+            failure.print(json);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// One handler per verb.
+fn run(command: Command) -> Result<(), Failure> {
+    match command {
         Command::Up(args) => up::run(args),
         Command::Hub(command) => hub::run(command),
         Command::Logs(args) => logs::run(args),
@@ -209,53 +271,70 @@ pub fn main() -> ExitCode {
         Command::Mcp(args) => mcp::run(args),
         Command::Integrate(args) => integrate::run(args),
         Command::Hook(args) => hook::run(args),
-    };
-    if code == exit::FAILURE {
-        hint_if_disk_full();
     }
-    ExitCode::from(code)
+}
+
+/// Whether the command line asks for JSON: a `--json` before any `--`.
+/// Read from the raw arguments so that a command line clap refuses gets
+/// its error as JSON too.
+fn wants_json(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    args.into_iter()
+        .skip(1)
+        .take_while(|arg| arg != "--")
+        .any(|arg| arg == "--json")
 }
 
 /// Whatever a failure said, a full disk under the state directory is the
 /// thing to fix first: say so.
-fn hint_if_disk_full() {
-    if let Ok(ws) = crate::state::workspace::Workspace::from_cwd()
-        && let Some(hint) = crate::hub::storage::full_disk_hint(&ws.state_dir)
+fn with_disk_hint(failure: Failure) -> Failure {
+    if failure.code != exit::FAILURE || failure.hint.is_some() {
+        return failure;
+    }
+    match crate::state::workspace::Workspace::from_cwd()
+        .ok()
+        .and_then(|ws| crate::hub::storage::full_disk_hint(&ws.state_dir))
     {
-        eprintln!("bones: {hint}");
+        Some(hint) => failure.with_hint(hint),
+        None => failure,
     }
 }
 
 /// The current workspace's paths and a runtime for a verb that talks to
-/// the hub; on failure the error is reported and the exit code returned.
-fn workspace_and_runtime() -> Result<(crate::state::Paths, tokio::runtime::Runtime), u8> {
+/// the hub.
+fn workspace_and_runtime() -> Result<(crate::state::Paths, tokio::runtime::Runtime), Failure> {
     // slot and task verbs write into the state directory (git objects,
     // checkouts, hub.log): owner-only, like everything the hub writes
     crate::sys::fsutil::restrict_umask();
     let paths = match crate::state::workspace::Workspace::from_cwd() {
         Ok(ws) => crate::state::Paths::new(&ws),
         Err(err) => {
-            match crate::swarm::removed_checkout_hint() {
-                Some(hint) => report(&hint),
-                None => report(&err),
-            }
-            return Err(exit::FAILURE);
+            return Err(match crate::swarm::removed_checkout_hint() {
+                Some(hint) => Failure::new(ErrorKind::NotFound, hint),
+                None => err.into(),
+            });
         }
     };
-    match tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => Ok((paths, runtime)),
-        Err(err) => {
-            report(&format!("cannot start the async runtime: {err}"));
-            Err(exit::FAILURE)
-        }
-    }
+        .map(|runtime| (paths, runtime))
+        .map_err(|err| {
+            Failure::new(
+                ErrorKind::Internal,
+                format!("cannot start the async runtime: {err}"),
+            )
+        })
 }
 
-/// Longest line of an error [`report`] prints, in characters.
-const MAX_ERROR_LINE: usize = 1000;
+/// The current directory, which every verb starts from.
+fn current_dir() -> Result<std::path::PathBuf, Failure> {
+    std::env::current_dir().map_err(|err| {
+        Failure::new(
+            ErrorKind::Io,
+            format!("cannot read the current directory: {err}"),
+        )
+    })
+}
 
 /// Environment variable that turns off starting the hub on demand.
 pub const NO_AUTOSTART_ENV: &str = "BONES_NO_AUTOSTART";
@@ -263,8 +342,8 @@ pub const NO_AUTOSTART_ENV: &str = "BONES_NO_AUTOSTART";
 /// Starts the workspace hub in the background when none runs, for a verb
 /// that needs it (as the Go original does on the first such verb): one
 /// ready line on stderr. `BONES_NO_AUTOSTART=1` turns it off, and the verb
-/// then fails saying how to start one. Errors are reported here.
-pub(crate) fn autostart(paths: &crate::state::Paths) -> Result<(), u8> {
+/// then fails saying how to start one.
+pub(crate) fn autostart(paths: &crate::state::Paths) -> Result<(), Failure> {
     let off = std::env::var_os(NO_AUTOSTART_ENV).is_some_and(|v| !v.is_empty() && v != "0");
     if off || crate::hub::is_running(&paths.root) {
         return Ok(());
@@ -284,34 +363,6 @@ pub(crate) fn autostart(paths: &crate::state::Paths) -> Result<(), u8> {
             Ok(())
         }
         Ok(_) => Ok(()),
-        Err(err) => {
-            report(&format!(
-                "no hub was running and starting one failed: {err}"
-            ));
-            Err(exit::FAILURE)
-        }
+        Err(err) => Err(Failure::from(err).context("no hub was running and starting one failed")),
     }
-}
-
-/// Prints an error the way every verb does: one `bones:` line (or a few,
-/// when it carries a log tail) on stderr.
-///
-/// Errors quote input by [`crate::sys::shown`]; as a last guard, whatever an
-/// error carries (an OS message, a path no one thought to escape) reaches
-/// the terminal with control characters escaped and each line cut at
-/// [`MAX_ERROR_LINE`] characters.
-fn report(err: &dyn std::fmt::Display) {
-    let text = err.to_string();
-    let lines: Vec<String> = text
-        .lines()
-        .map(|line| {
-            let mut shown = crate::sys::shown::plain(line).into_owned();
-            if let Some((cut, _)) = shown.char_indices().nth(MAX_ERROR_LINE) {
-                shown.truncate(cut);
-                shown.push('…');
-            }
-            shown
-        })
-        .collect();
-    eprintln!("bones: {}", lines.join("\n"));
 }

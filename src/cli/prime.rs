@@ -4,10 +4,11 @@ use std::io::Write;
 
 use clap::Args;
 
+use super::Failure;
 use super::codes::exit_code;
-use super::{exit, report};
 use crate::agent::prime::{DEFAULT_MAX_CHARS, MIN_MAX_CHARS, Primer, Step};
 use crate::coord;
+use crate::sys::error::ErrorKind;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -32,11 +33,8 @@ pub struct PrimeArgs {
     json: bool,
 }
 
-pub fn run(args: PrimeArgs) -> u8 {
-    let (paths, runtime) = match super::workspace_and_runtime() {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+pub fn run(args: PrimeArgs) -> Result<(), Failure> {
+    let (paths, runtime) = super::workspace_and_runtime()?;
     let max_chars = usize::try_from(args.max_chars).unwrap_or(usize::MAX);
     let primer = runtime.block_on(async {
         let hub = match super::autostart(&paths) {
@@ -48,23 +46,17 @@ pub fn run(args: PrimeArgs) -> u8 {
         };
         Primer::gather(&paths, args.slot, the_loop(), hub, max_chars).await
     });
-    match primer {
-        Ok(primer) => {
-            let text = if args.json {
-                format!("{}\n", serde_json::to_string(&primer).unwrap_or_default())
-            } else {
-                primer.text
-            };
-            // a reader that went away (`| head`) is not an error
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-            exit::OK
-        }
-        Err(err) => {
-            report(&err);
-            exit::USAGE
-        }
+    let primer = primer?;
+    if args.json {
+        super::json::print(&primer);
+        return Ok(());
     }
+    // a reader that went away (`| head`) is not an error
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_all(primer.text.as_bytes())
+        .and_then(|()| out.flush());
+    Ok(())
 }
 
 /// The agent's loop in five commands, with the exit codes each can end
@@ -74,12 +66,12 @@ pub(crate) fn the_loop() -> Vec<Step> {
         Step::new(
             "cd \"$(bones swarm join --auto --pid $PPID)\"",
             "take a slot (your own checkout of trunk) and work in it",
-            vec![exit_code(exit::HELD, "another agent holds that slot")],
+            vec![exit_code(ErrorKind::Held, "another agent holds that slot")],
         ),
         Step::new(
             "bones tasks claim --next",
             "claim the next ready task (prints its id); `bones tasks close ID --reason done` when it is done",
-            vec![exit_code(exit::NOTHING_READY, "no task is ready")],
+            vec![exit_code(ErrorKind::NothingReady, "no task is ready")],
         ),
         Step::new(
             "bones swarm sync",
@@ -91,11 +83,11 @@ pub(crate) fn the_loop() -> Vec<Step> {
             "commit everything changed and land it on trunk",
             vec![
                 exit_code(
-                    exit::CONFLICT,
+                    ErrorKind::Conflict,
                     "conflicts with trunk: trunk unchanged; `bones swarm sync`, fix, commit again",
                 ),
                 exit_code(
-                    exit::UNRESOLVED,
+                    ErrorKind::Unresolved,
                     "conflict markers are still in files; nothing committed",
                 ),
             ],

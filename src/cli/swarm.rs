@@ -5,14 +5,11 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
-use super::{exit, report};
+use super::Failure;
 use crate::state::Paths;
-use crate::swarm::lease::LeaseError;
 use crate::swarm::{self, JoinOptions, Swarm, SwarmError};
 use crate::sys::duration;
 use crate::sys::shown::plain;
-use crate::tasks::TaskError;
-use crate::tasks::record::Refusal;
 
 #[derive(Debug, Subcommand)]
 pub enum SwarmCommand {
@@ -148,214 +145,205 @@ pub struct StatusArgs {
     json: bool,
 }
 
-pub fn run(command: SwarmCommand) -> u8 {
-    let (paths, runtime) = match super::workspace_and_runtime() {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+pub fn run(command: SwarmCommand) -> Result<(), Failure> {
+    let (paths, runtime) = super::workspace_and_runtime()?;
     runtime.block_on(async move {
-        match dispatch(paths, command).await {
-            Ok(()) => exit::OK,
-            // already reported
-            Err(SwarmError::NotStarted(code)) => code,
-            Err(err) => {
-                report(&err);
-                code_for(&err)
-            }
+        match command {
+            SwarmCommand::Join(args) => join(paths, args).await,
+            SwarmCommand::Cwd(args) => cwd(paths, args).await,
+            SwarmCommand::Renew(args) => renew(paths, args).await,
+            SwarmCommand::Commit(args) => commit(paths, args).await,
+            SwarmCommand::Sync(args) => sync(paths, args).await,
+            SwarmCommand::Close(args) => close(paths, args).await,
+            SwarmCommand::Status(args) => status(paths, args).await,
         }
     })
 }
 
 /// Connects to the hub, starting it first when none runs.
-async fn connect(paths: Paths) -> Result<Swarm, SwarmError> {
-    if let Err(code) = super::autostart(&paths) {
-        return Err(SwarmError::NotStarted(code));
-    }
-    Swarm::connect(paths).await
+async fn connect(paths: Paths) -> Result<Swarm, Failure> {
+    super::autostart(&paths)?;
+    Ok(Swarm::connect(paths).await?)
 }
 
-fn code_for(err: &SwarmError) -> u8 {
-    match err {
-        SwarmError::Conflict { .. } => exit::CONFLICT,
-        SwarmError::Unresolved { .. } => exit::UNRESOLVED,
-        SwarmError::Lease(LeaseError::Held { .. })
-        | SwarmError::NotHolder { .. }
-        | SwarmError::Task(TaskError::Refused(Refusal::ClaimedBy { .. })) => exit::HELD,
-        SwarmError::Name(_) | SwarmError::Usage(_) => exit::USAGE,
-        _ => exit::FAILURE,
-    }
+/// The slot a verb acts on, validated before the hub is touched, and the
+/// connection acting as `$BONES_AGENT_ID`.
+async fn slot_and_hub(paths: Paths, args: &SlotArgs) -> Result<(String, Swarm), Failure> {
+    let slot = swarm::current_slot(&paths, args.slot.clone())?;
+    let agent = swarm::agent_from_env()?;
+    let hub = connect(paths).await?;
+    Ok((slot, hub.acting_as(agent, args.force)))
 }
 
-async fn dispatch(paths: Paths, command: SwarmCommand) -> Result<(), SwarmError> {
+async fn join(paths: Paths, args: JoinArgs) -> Result<(), Failure> {
     // validate what the user typed before touching the hub
-    let slot_flag = |args: &SlotArgs| swarm::current_slot(&paths, args.slot.clone());
-    let acting = |hub: Swarm, args: &SlotArgs| -> Result<Swarm, SwarmError> {
-        Ok(hub.acting_as(swarm::agent_from_env()?, args.force))
+    if let Some(slot) = &args.slot {
+        crate::sys::name::validate_slot(slot)?;
+    }
+    if let Some(task) = &args.task {
+        crate::sys::name::validate_task_id(task)?;
+    }
+    match &args.agent {
+        Some(agent) => crate::sys::name::validate_agent(agent)?,
+        None => {
+            swarm::agent_from_env()?;
+        }
+    }
+    let hub = connect(paths).await?;
+    let joined = hub
+        .join(JoinOptions {
+            slot: args.slot,
+            agent: args.agent,
+            task: args.task,
+            ttl: Some(args.ttl),
+            restore: args.restore,
+            pid: args.pid,
+        })
+        .await?;
+    eprintln!(
+        "swarm: slot {} {} (branch {}, lease {}s)",
+        joined.slot,
+        joined.how.replace('_', " "),
+        joined.branch,
+        joined.ttl_s
+    );
+    if joined.generated_agent && joined.how == "created" {
+        eprintln!(
+            "swarm: agent id {} (export {}={} to join this slot again)",
+            joined.agent_id,
+            swarm::AGENT_ENV,
+            joined.agent_id
+        );
+    }
+    for saved in &joined.rescued {
+        eprintln!("swarm: earlier work in this slot was saved to {saved}");
+    }
+    if let Some(restored) = &joined.restored {
+        eprintln!("swarm: restored the work saved at {restored} as uncommitted edits");
+    }
+    if !joined.conflicts.is_empty() {
+        eprintln!(
+            "swarm: resolve the conflict markers in {}, then `bones swarm commit`",
+            joined.conflicts.join(", ")
+        );
+    }
+    if args.json {
+        super::json::print(joined);
+    } else {
+        println!("{}", joined.path.display());
+    }
+    Ok(())
+}
+
+async fn cwd(paths: Paths, args: SlotArgs) -> Result<(), Failure> {
+    let (slot, hub) = slot_and_hub(paths, &args).await?;
+    let path = hub.checkout(&slot).await?;
+    if args.json {
+        super::json::print(json!({ "slot": slot, "path": path }));
+    } else {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+async fn renew(paths: Paths, args: SlotArgs) -> Result<(), Failure> {
+    let (slot, hub) = slot_and_hub(paths, &args).await?;
+    let lease = hub.renew(&slot).await?;
+    if args.json {
+        super::json::print(lease);
+    } else {
+        eprintln!("swarm: renewed slot {slot} until {}s from now", lease.ttl_s);
+    }
+    Ok(())
+}
+
+async fn commit(paths: Paths, args: CommitArgs) -> Result<(), Failure> {
+    swarm::validate_message(&args.message)?;
+    let (slot, hub) = slot_and_hub(paths, &args.slot).await?;
+    let outcome = match hub.commit(&slot, &args.message).await {
+        Err(SwarmError::NothingToCommit(_)) => {
+            // nothing changed is an answer, not a failure
+            eprintln!("swarm: slot {slot}: nothing to commit");
+            if args.slot.json {
+                super::json::print(json!({ "landed": [] }));
+            }
+            return Ok(());
+        }
+        other => other?,
     };
-    match command {
-        SwarmCommand::Join(args) => {
-            if let Some(slot) = &args.slot {
-                crate::sys::name::validate_slot(slot)?;
-            }
-            if let Some(task) = &args.task {
-                crate::sys::name::validate_task_id(task)?;
-            }
-            match &args.agent {
-                Some(agent) => crate::sys::name::validate_agent(agent)?,
-                None => {
-                    swarm::agent_from_env()?;
-                }
-            }
-            let hub = connect(paths.clone()).await?;
-            let joined = hub
-                .join(JoinOptions {
-                    slot: args.slot,
-                    agent: args.agent,
-                    task: args.task,
-                    ttl: Some(args.ttl),
-                    restore: args.restore,
-                    pid: args.pid,
-                })
-                .await?;
-            eprintln!(
-                "swarm: slot {} {} (branch {}, lease {}s)",
-                joined.slot,
-                joined.how.replace('_', " "),
-                joined.branch,
-                joined.ttl_s
-            );
-            if joined.generated_agent && joined.how == "created" {
-                eprintln!(
-                    "swarm: agent id {} (export {}={} to join this slot again)",
-                    joined.agent_id,
-                    swarm::AGENT_ENV,
-                    joined.agent_id
-                );
-            }
-            for saved in &joined.rescued {
-                eprintln!("swarm: earlier work in this slot was saved to {saved}");
-            }
-            if let Some(restored) = &joined.restored {
-                eprintln!("swarm: restored the work saved at {restored} as uncommitted edits");
-            }
-            if !joined.conflicts.is_empty() {
-                eprintln!(
-                    "swarm: resolve the conflict markers in {}, then `bones swarm commit`",
-                    joined.conflicts.join(", ")
-                );
-            }
-            if args.json {
-                println!("{}", json!(joined));
-            } else {
-                println!("{}", joined.path.display());
-            }
+    eprintln!(
+        "swarm: slot {slot}: landed {} commit(s); trunk is {}{}",
+        outcome.landed.len(),
+        &outcome.trunk[..12],
+        if outcome.synced {
+            ""
+        } else {
+            " (the checkout was left as it is: files changed during the commit)"
         }
-        SwarmCommand::Cwd(args) => {
-            let slot = slot_flag(&args)?;
-            let hub = acting(connect(paths).await?, &args)?;
-            let path = hub.checkout(&slot).await?;
-            if args.json {
-                println!("{}", json!({ "slot": slot, "path": path }));
-            } else {
-                println!("{}", path.display());
-            }
-        }
-        SwarmCommand::Renew(args) => {
-            let slot = slot_flag(&args)?;
-            let hub = acting(connect(paths).await?, &args)?;
-            let lease = hub.renew(&slot).await?;
-            if args.json {
-                println!("{}", json!(lease));
-            } else {
-                eprintln!("swarm: renewed slot {slot} until {}s from now", lease.ttl_s);
-            }
-        }
-        SwarmCommand::Commit(args) => {
-            swarm::validate_message(&args.message)?;
-            let slot = slot_flag(&args.slot)?;
-            let hub = acting(connect(paths).await?, &args.slot)?;
-            let outcome = match hub.commit(&slot, &args.message).await {
-                Err(SwarmError::NothingToCommit(_)) => {
-                    // nothing changed is an answer, not a failure
-                    eprintln!("swarm: slot {slot}: nothing to commit");
-                    if args.slot.json {
-                        println!("{}", json!({ "landed": [] }));
-                    }
-                    return Ok(());
-                }
-                other => other?,
-            };
-            eprintln!(
-                "swarm: slot {slot}: landed {} commit(s); trunk is {}{}",
-                outcome.landed.len(),
-                &outcome.trunk[..12],
-                if outcome.synced {
-                    ""
-                } else {
-                    " (the checkout was left as it is: files changed during the commit)"
-                }
-            );
-            if args.slot.json {
-                println!("{}", json!(outcome));
-            } else {
-                println!("{}", outcome.trunk);
-            }
-        }
-        SwarmCommand::Sync(args) => {
-            let slot = slot_flag(&args)?;
-            let hub = acting(connect(paths).await?, &args)?;
-            let synced = hub.sync(&slot).await?;
-            if let Some(saved) = &synced.saved {
-                eprintln!(
-                    "swarm: slot {slot}: its commits were saved to {saved} and replayed as uncommitted edits"
-                );
-            }
-            if synced.conflicts.is_empty() {
-                eprintln!("swarm: slot {slot} is on trunk {}", &synced.trunk[..12]);
-            } else {
-                eprintln!(
-                    "swarm: slot {slot}: resolve the conflict markers in {}, then `bones swarm commit`",
-                    synced.conflicts.join(", ")
-                );
-            }
-            if args.json {
-                println!("{}", json!(synced));
-            }
-        }
-        SwarmCommand::Close(args) => {
-            let slot = slot_flag(&args.slot)?;
-            let hub = acting(connect(paths).await?, &args.slot)?;
-            let closed = hub
-                .close(&slot, args.result == CloseResult::Abandon, args.close_tasks)
-                .await?;
-            match &closed.rescue_ref {
-                Some(r) => eprintln!("swarm: slot {slot} closed; uncommitted work saved to {r}"),
-                None => eprintln!("swarm: slot {slot} closed"),
-            }
-            if !closed.released.is_empty() {
-                eprintln!(
-                    "swarm: released task(s) {} (open again)",
-                    closed.released.join(", ")
-                );
-            }
-            if !closed.closed_tasks.is_empty() {
-                eprintln!("swarm: closed task(s) {}", closed.closed_tasks.join(", "));
-            }
-            if args.slot.json {
-                println!("{}", json!(closed));
-            }
-        }
-        SwarmCommand::Status(args) => {
-            let hub = connect(paths).await?;
-            let slots = hub.status().await?;
-            if args.json {
-                println!("{}", json!(slots));
-            } else if slots.is_empty() {
-                println!("no slots (take one with `bones swarm join --slot NAME`)");
-            } else {
-                print_status(&slots);
-            }
-        }
+    );
+    if args.slot.json {
+        super::json::print(outcome);
+    } else {
+        println!("{}", outcome.trunk);
+    }
+    Ok(())
+}
+
+async fn sync(paths: Paths, args: SlotArgs) -> Result<(), Failure> {
+    let (slot, hub) = slot_and_hub(paths, &args).await?;
+    let synced = hub.sync(&slot).await?;
+    if let Some(saved) = &synced.saved {
+        eprintln!(
+            "swarm: slot {slot}: its commits were saved to {saved} and replayed as uncommitted edits"
+        );
+    }
+    if synced.conflicts.is_empty() {
+        eprintln!("swarm: slot {slot} is on trunk {}", &synced.trunk[..12]);
+    } else {
+        eprintln!(
+            "swarm: slot {slot}: resolve the conflict markers in {}, then `bones swarm commit`",
+            synced.conflicts.join(", ")
+        );
+    }
+    if args.json {
+        super::json::print(synced);
+    }
+    Ok(())
+}
+
+async fn close(paths: Paths, args: CloseArgs) -> Result<(), Failure> {
+    let (slot, hub) = slot_and_hub(paths, &args.slot).await?;
+    let closed = hub
+        .close(&slot, args.result == CloseResult::Abandon, args.close_tasks)
+        .await?;
+    match &closed.rescue_ref {
+        Some(r) => eprintln!("swarm: slot {slot} closed; uncommitted work saved to {r}"),
+        None => eprintln!("swarm: slot {slot} closed"),
+    }
+    if !closed.released.is_empty() {
+        eprintln!(
+            "swarm: released task(s) {} (open again)",
+            closed.released.join(", ")
+        );
+    }
+    if !closed.closed_tasks.is_empty() {
+        eprintln!("swarm: closed task(s) {}", closed.closed_tasks.join(", "));
+    }
+    if args.slot.json {
+        super::json::print(closed);
+    }
+    Ok(())
+}
+
+async fn status(paths: Paths, args: StatusArgs) -> Result<(), Failure> {
+    let hub = connect(paths).await?;
+    let slots = hub.status().await?;
+    if args.json {
+        super::json::print(slots);
+    } else if slots.is_empty() {
+        println!("no slots (take one with `bones swarm join --slot NAME`)");
+    } else {
+        print_status(&slots);
     }
     Ok(())
 }

@@ -4,16 +4,16 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::json;
 
-use super::{exit, report};
+use super::Failure;
 use crate::coord;
 use crate::oplog::{EventKind, HubLog, LogEntry, LogLevel};
 use crate::state::Paths;
 use crate::swarm;
 use crate::sys::duration;
+use crate::sys::error::ErrorKind;
 use crate::sys::shown::plain;
-use crate::tasks::record::{self, Refusal};
+use crate::tasks::record;
 use crate::tasks::{Board, NewTask, Status, Task, TaskError, Update};
 
 #[derive(Debug, Subcommand)]
@@ -208,221 +208,217 @@ pub struct CloseArgs {
     out: JsonArgs,
 }
 
-/// What a verb can fail with, mapped to exit codes.
-enum Failure {
-    Task(TaskError),
-    Other(String, u8),
-    /// Already reported; carries the exit code.
-    Reported(u8),
-}
-
-impl From<TaskError> for Failure {
-    fn from(err: TaskError) -> Failure {
-        Failure::Task(err)
-    }
-}
-
-pub fn run(command: TasksCommand) -> u8 {
-    let (paths, runtime) = match super::workspace_and_runtime() {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
-    match runtime.block_on(dispatch(&paths, command)) {
-        Ok(()) => exit::OK,
-        Err(Failure::Reported(code)) => code,
-        Err(Failure::Other(message, code)) => {
-            report(&message);
-            code
+pub fn run(command: TasksCommand) -> Result<(), Failure> {
+    let (paths, runtime) = super::workspace_and_runtime()?;
+    let paths = &paths;
+    runtime.block_on(async move {
+        match command {
+            TasksCommand::Create(args) => create(paths, args).await,
+            TasksCommand::List(args) => list(paths, args).await,
+            TasksCommand::Show(args) => show(paths, args).await,
+            TasksCommand::Update(args) => update(paths, args).await,
+            TasksCommand::Claim(args) => claim(paths, args).await,
+            TasksCommand::Release(args) => release(paths, args).await,
+            TasksCommand::Close(args) => close(paths, args).await,
+            TasksCommand::Ready(args) => ready(paths, args).await,
         }
-        Err(Failure::Task(err)) => {
-            report(&err);
-            match err {
-                TaskError::Refused(Refusal::ClaimedBy { .. }) => exit::HELD,
-                TaskError::Invalid(_) => exit::USAGE,
-                _ => exit::FAILURE,
-            }
-        }
-    }
+    })
 }
 
 async fn connect(paths: &Paths) -> Result<Board, Failure> {
-    if let Err(code) = super::autostart(paths) {
-        return Err(Failure::Reported(code));
-    }
-    let client = coord::connect_running(paths)
-        .await
-        .map_err(|e| Failure::Other(e.to_string(), exit::FAILURE))?;
+    super::autostart(paths)?;
+    let client = coord::connect_running(paths).await?;
     Ok(Board::open(&async_nats::jetstream::new(client)).await?)
 }
 
 /// Who acts: the slot, else `$BONES_AGENT_ID`, else the workspace's agent id.
 fn who(paths: &Paths, args: &WhoArgs) -> Result<String, Failure> {
-    swarm::identity(paths, args.slot.clone())
-        .map_err(|e| Failure::Other(e.to_string(), exit::USAGE))
+    // whatever the reason, the identity came from the command line or
+    // the environment: a usage error
+    swarm::identity(paths, args.slot.clone()).map_err(|e| Failure::usage(e.to_string()))
 }
 
-async fn dispatch(paths: &Paths, command: TasksCommand) -> Result<(), Failure> {
-    match command {
-        TasksCommand::Create(args) => {
-            let body = match (&args.body, &args.body_file) {
-                (Some(body), _) => body.clone(),
-                (None, Some(file)) => read_body(file)?,
-                (None, None) => String::new(),
-            };
-            let new = NewTask {
-                title: args.title,
-                body,
-                parent: args.parent,
-                blocked_by: args.blocked_by,
-                labels: args.labels,
-                priority: args.priority,
-            };
-            new.validate().map_err(TaskError::from)?;
-            let by = who(paths, &WhoArgs { slot: None })?;
-            let board = connect(paths).await?;
-            let task = board.create(new, &by).await?;
+fn valid_id(id: &str) -> Result<(), Failure> {
+    Ok(record::validate_id(id).map_err(TaskError::from)?)
+}
+
+async fn create(paths: &Paths, args: CreateArgs) -> Result<(), Failure> {
+    let body = match (&args.body, &args.body_file) {
+        (Some(body), _) => body.clone(),
+        (None, Some(file)) => read_body(file)?,
+        (None, None) => String::new(),
+    };
+    let new = NewTask {
+        title: args.title,
+        body,
+        parent: args.parent,
+        blocked_by: args.blocked_by,
+        labels: args.labels,
+        priority: args.priority,
+    };
+    new.validate().map_err(TaskError::from)?;
+    let by = who(paths, &WhoArgs { slot: None })?;
+    let board = connect(paths).await?;
+    let task = board.create(new, &by).await?;
+    print_task_result(&task, args.out.json);
+    Ok(())
+}
+
+async fn list(paths: &Paths, args: ListArgs) -> Result<(), Failure> {
+    if let Some(label) = &args.label {
+        record::validate_label(label).map_err(TaskError::from)?;
+    }
+    let me = who(paths, &args.who)?;
+    let board = connect(paths).await?;
+    let (tasks, unreadable) = board.list().await?;
+    let wanted = args.status.map(|s| match s {
+        StatusFilter::Open => Status::Open,
+        StatusFilter::Claimed => Status::Claimed,
+        StatusFilter::Closed => Status::Closed,
+    });
+    let shown: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| wanted.is_none_or(|w| t.status == w))
+        .filter(|t| !args.mine || t.claimed_by.as_deref() == Some(me.as_str()))
+        .filter(|t| args.label.as_ref().is_none_or(|l| t.labels.contains(l)))
+        .collect();
+    print_list(&shown, args.out.json);
+    if !unreadable.is_empty() {
+        eprintln!(
+            "tasks: skipped {} unreadable record(s): {}",
+            unreadable.len(),
+            unreadable.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn show(paths: &Paths, args: ShowArgs) -> Result<(), Failure> {
+    valid_id(&args.id)?;
+    let board = connect(paths).await?;
+    let (task, revision) = board.get(&args.id).await?;
+    if args.out.json {
+        super::json::print(task);
+    } else {
+        print_one(&task, revision);
+    }
+    Ok(())
+}
+
+async fn update(paths: &Paths, args: UpdateArgs) -> Result<(), Failure> {
+    let by = who(paths, &args.who)?;
+    let edit = Update {
+        title: args.title,
+        body: args.body,
+        parent: if args.no_parent {
+            Some(None)
+        } else {
+            args.parent.map(Some)
+        },
+        add_labels: args.add_labels,
+        remove_labels: args.remove_labels,
+        add_blockers: args.add_blockers,
+        remove_blockers: args.remove_blockers,
+        priority: args.priority,
+    };
+    valid_id(&args.id)?;
+    edit.validate(&args.id).map_err(TaskError::from)?;
+    let board = connect(paths).await?;
+    let task = board.update(&args.id, &by, &edit).await?;
+    print_task_result(&task, args.out.json);
+    Ok(())
+}
+
+async fn claim(paths: &Paths, args: ClaimArgs) -> Result<(), Failure> {
+    if let Some(id) = &args.id {
+        valid_id(id)?;
+    }
+    if let Some(label) = &args.label {
+        record::validate_label(label).map_err(TaskError::from)?;
+    }
+    let by = who(paths, &args.who)?;
+    let board = connect(paths).await?;
+    if args.next {
+        return claim_next(&board, &by, &args).await;
+    }
+    let id = args.id.unwrap_or_default();
+    let started = Instant::now();
+    match board.claim(&id, &by).await {
+        Ok((task, fresh)) => {
+            if !fresh {
+                eprintln!("tasks: {id} was already yours");
+            }
             print_task_result(&task, args.out.json);
+            Ok(())
         }
-        TasksCommand::List(args) => {
-            if let Some(label) = &args.label {
-                record::validate_label(label).map_err(TaskError::from)?;
+        Err(err) => {
+            if matches!(err, TaskError::Refused(_)) {
+                log_refusal(paths, "tasks.claim", &by, &id, started, &err);
             }
-            let me = who(paths, &args.who)?;
-            let board = connect(paths).await?;
-            let (tasks, unreadable) = board.list().await?;
-            let wanted = args.status.map(|s| match s {
-                StatusFilter::Open => Status::Open,
-                StatusFilter::Claimed => Status::Claimed,
-                StatusFilter::Closed => Status::Closed,
-            });
-            let shown: Vec<&Task> = tasks
-                .iter()
-                .filter(|t| wanted.is_none_or(|w| t.status == w))
-                .filter(|t| !args.mine || t.claimed_by.as_deref() == Some(me.as_str()))
-                .filter(|t| args.label.as_ref().is_none_or(|l| t.labels.contains(l)))
-                .collect();
-            print_list(&shown, args.out.json);
-            if !unreadable.is_empty() {
-                eprintln!(
-                    "tasks: skipped {} unreadable record(s): {}",
-                    unreadable.len(),
-                    unreadable.join(", ")
-                );
-            }
-        }
-        TasksCommand::Show(args) => {
-            record::validate_id(&args.id).map_err(TaskError::from)?;
-            let board = connect(paths).await?;
-            let (task, revision) = board.get(&args.id).await?;
-            if args.out.json {
-                println!("{}", json!(task));
-            } else {
-                print_one(&task, revision);
-            }
-        }
-        TasksCommand::Update(args) => {
-            let by = who(paths, &args.who)?;
-            let edit = Update {
-                title: args.title,
-                body: args.body,
-                parent: if args.no_parent {
-                    Some(None)
-                } else {
-                    args.parent.map(Some)
-                },
-                add_labels: args.add_labels,
-                remove_labels: args.remove_labels,
-                add_blockers: args.add_blockers,
-                remove_blockers: args.remove_blockers,
-                priority: args.priority,
-            };
-            record::validate_id(&args.id).map_err(TaskError::from)?;
-            edit.validate(&args.id).map_err(TaskError::from)?;
-            let board = connect(paths).await?;
-            let task = board.update(&args.id, &by, &edit).await?;
-            print_task_result(&task, args.out.json);
-        }
-        TasksCommand::Claim(args) => {
-            if let Some(id) = &args.id {
-                record::validate_id(id).map_err(TaskError::from)?;
-            }
-            if let Some(label) = &args.label {
-                record::validate_label(label).map_err(TaskError::from)?;
-            }
-            let by = who(paths, &args.who)?;
-            let board = connect(paths).await?;
-            if args.next {
-                let label = args.label.as_deref();
-                let claimed = match args.wait {
-                    Some(wait) => {
-                        let mut said = false;
-                        let waiting = || {
-                            if !std::mem::replace(&mut said, true) {
-                                eprintln!("tasks: no task is ready; waiting for one");
-                            }
-                        };
-                        board.claim_next_wait(&by, label, wait, waiting).await?
-                    }
-                    None => board.claimer(&by).with_label(label).next().await?,
-                };
-                match claimed {
-                    Some(task) => print_task_result(&task, args.out.json),
-                    None => {
-                        let waited = match args.wait {
-                            Some(Some(wait)) => format!(" within {wait:?}"),
-                            _ => String::new(),
-                        };
-                        return Err(Failure::Other(
-                            format!(
-                                "no ready task to claim{waited} (`bones tasks list` shows them all)"
-                            ),
-                            exit::NOTHING_READY,
-                        ));
-                    }
-                }
-            } else {
-                let id = args.id.unwrap_or_default();
-                let started = Instant::now();
-                match board.claim(&id, &by).await {
-                    Ok((task, fresh)) => {
-                        if !fresh {
-                            eprintln!("tasks: {id} was already yours");
-                        }
-                        print_task_result(&task, args.out.json);
-                    }
-                    Err(err) => {
-                        if matches!(err, TaskError::Refused(_)) {
-                            log_refusal(paths, "tasks.claim", &by, &id, started, &err);
-                        }
-                        return Err(err.into());
-                    }
-                }
-            }
-        }
-        TasksCommand::Release(args) => {
-            record::validate_id(&args.id).map_err(TaskError::from)?;
-            let by = who(paths, &args.who)?;
-            let board = connect(paths).await?;
-            let task = board.release(&args.id, &by, args.force, None).await?;
-            print_task_result(&task, args.out.json);
-        }
-        TasksCommand::Close(args) => {
-            record::validate_id(&args.id).map_err(TaskError::from)?;
-            if let Some(reason) = &args.reason {
-                record::validate_reason(reason).map_err(TaskError::from)?;
-            }
-            let by = who(paths, &args.who)?;
-            let board = connect(paths).await?;
-            let task = board.close(&args.id, &by, args.reason, args.force).await?;
-            print_task_result(&task, args.out.json);
-        }
-        TasksCommand::Ready(args) => {
-            let board = connect(paths).await?;
-            let tasks = board.ready().await?;
-            let refs: Vec<&Task> = tasks.iter().collect();
-            print_list(&refs, args.json);
+            Err(err.into())
         }
     }
+}
+
+/// `tasks claim --next [--wait [D]]`.
+async fn claim_next(board: &Board, by: &str, args: &ClaimArgs) -> Result<(), Failure> {
+    let label = args.label.as_deref();
+    let claimed = match args.wait {
+        Some(wait) => {
+            let mut said = false;
+            let waiting = || {
+                if !std::mem::replace(&mut said, true) {
+                    eprintln!("tasks: no task is ready; waiting for one");
+                }
+            };
+            board.claim_next_wait(by, label, wait, waiting).await?
+        }
+        None => board.claimer(by).with_label(label).next().await?,
+    };
+    match claimed {
+        Some(task) => {
+            print_task_result(&task, args.out.json);
+            Ok(())
+        }
+        None => {
+            let waited = match args.wait {
+                Some(Some(wait)) => format!(" within {wait:?}"),
+                _ => String::new(),
+            };
+            Err(Failure::new(
+                ErrorKind::NothingReady,
+                format!("no ready task to claim{waited} (`bones tasks list` shows them all)"),
+            ))
+        }
+    }
+}
+
+async fn release(paths: &Paths, args: ReleaseArgs) -> Result<(), Failure> {
+    valid_id(&args.id)?;
+    let by = who(paths, &args.who)?;
+    let board = connect(paths).await?;
+    let task = board.release(&args.id, &by, args.force, None).await?;
+    print_task_result(&task, args.out.json);
+    Ok(())
+}
+
+async fn close(paths: &Paths, args: CloseArgs) -> Result<(), Failure> {
+    valid_id(&args.id)?;
+    if let Some(reason) = &args.reason {
+        record::validate_reason(reason).map_err(TaskError::from)?;
+    }
+    let by = who(paths, &args.who)?;
+    let board = connect(paths).await?;
+    let task = board.close(&args.id, &by, args.reason, args.force).await?;
+    print_task_result(&task, args.out.json);
+    Ok(())
+}
+
+async fn ready(paths: &Paths, args: JsonArgs) -> Result<(), Failure> {
+    let board = connect(paths).await?;
+    let tasks = board.ready().await?;
+    let refs: Vec<&Task> = tasks.iter().collect();
+    print_list(&refs, args.json);
     Ok(())
 }
 
@@ -437,34 +433,17 @@ fn read_body(file: &PathBuf) -> Result<String, Failure> {
     } else {
         std::fs::File::open(file).and_then(|f| f.take(limit).read_to_end(&mut bytes))
     };
-    read.map_err(|e| {
-        Failure::Other(
-            format!(
-                "cannot read the body from {}: {e}",
-                crate::sys::shown::shown(&file.to_string_lossy())
-            ),
-            exit::USAGE,
-        )
-    })?;
+    let shown = || crate::sys::shown::shown(&file.to_string_lossy());
+    read.map_err(|e| Failure::usage(format!("cannot read the body from {}: {e}", shown())))?;
     if bytes.len() > record::MAX_BODY {
-        return Err(Failure::Other(
-            format!(
-                "the body in {} is larger than the limit of {} bytes (64 KiB); put long text in a file in the repository",
-                crate::sys::shown::shown(&file.to_string_lossy()),
-                record::MAX_BODY
-            ),
-            exit::USAGE,
-        ));
+        return Err(Failure::usage(format!(
+            "the body in {} is larger than the limit of {} bytes (64 KiB); put long text in a file in the repository",
+            shown(),
+            record::MAX_BODY
+        )));
     }
-    String::from_utf8(bytes).map_err(|_| {
-        Failure::Other(
-            format!(
-                "the body in {} is not UTF-8 text",
-                crate::sys::shown::shown(&file.to_string_lossy())
-            ),
-            exit::USAGE,
-        )
-    })
+    String::from_utf8(bytes)
+        .map_err(|_| Failure::usage(format!("the body in {} is not UTF-8 text", shown())))
 }
 
 /// A refused claim writes nothing to the board, so no event: the refusal
@@ -474,6 +453,8 @@ fn log_refusal(paths: &Paths, rpc: &str, by: &str, task: &str, started: Instant,
     let mut entry = LogEntry::new(LogLevel::Warn, EventKind::Rpc).with_err(err.to_string());
     entry.msg = Some(rpc.to_string());
     entry.rpc = Some(rpc.to_string());
+    entry.by = Some(by.to_string());
+    // deprecated for task entries, kept one release (docs/json.md)
     entry.agent = Some(by.to_string());
     entry.task = Some(task.to_string());
     entry.took_ms = Some(started.elapsed().as_millis() as u64);
@@ -482,7 +463,7 @@ fn log_refusal(paths: &Paths, rpc: &str, by: &str, task: &str, started: Instant,
 
 fn print_task_result(task: &Task, as_json: bool) {
     if as_json {
-        println!("{}", json!(task));
+        super::json::print(task);
     } else {
         eprintln!(
             "tasks: {} {} ({})",
@@ -496,7 +477,7 @@ fn print_task_result(task: &Task, as_json: bool) {
 
 fn print_list(tasks: &[&Task], as_json: bool) {
     if as_json {
-        println!("{}", json!(tasks));
+        super::json::print(tasks);
         return;
     }
     if tasks.is_empty() {

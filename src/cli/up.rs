@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{exit, report};
+use super::Failure;
 use crate::state::workspace::Workspace;
 use crate::sys::shown;
 
@@ -13,25 +13,16 @@ pub struct UpArgs {
     json: bool,
 }
 
-pub fn run(args: UpArgs) -> u8 {
-    let cwd = match std::env::current_dir() {
-        Ok(cwd) => cwd,
-        Err(err) => {
-            report(&format!("cannot read the current directory: {err}"));
-            return exit::FAILURE;
-        }
-    };
+pub fn run(args: UpArgs) -> Result<(), Failure> {
+    let cwd = super::current_dir()?;
     match Workspace::init(&cwd) {
         Ok((ws, created)) => {
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "root": ws.root.to_string_lossy(),
-                        "state_dir": ws.state_dir.to_string_lossy(),
-                        "created": created,
-                    })
-                );
+                super::json::print(serde_json::json!({
+                    "root": ws.root.to_string_lossy(),
+                    "state_dir": ws.state_dir.to_string_lossy(),
+                    "created": created,
+                }));
             }
             let verb = if created { "created" } else { "already set up" };
             eprintln!(
@@ -39,11 +30,8 @@ pub fn run(args: UpArgs) -> u8 {
                 shown::path(&ws.root),
                 shown::path(&ws.state_dir)
             );
-            exit::OK
+            Ok(())
         }
-        Err(err) => {
-            report(&err);
-            exit::FAILURE
-        }
+        Err(err) => Err(err.into()),
     }
 }

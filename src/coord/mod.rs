@@ -12,6 +12,9 @@
 //! `hub::server`.
 
 pub mod credential;
+mod error;
+
+pub use error::ServerError;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::state::paths::Paths;
 use crate::state::ports;
+use crate::sys::error::{ErrorKind, Kinded};
 use crate::sys::fsutil;
 use credential::{Guard, Key};
 
@@ -96,8 +100,41 @@ pub enum CoordError {
         log: PathBuf,
         tail: String,
     },
-    #[error("cannot connect to the coordination server at {url}: {message}")]
-    Connect { url: String, message: String },
+    #[error("cannot connect to the coordination server at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+}
+
+impl Kinded for CoordError {
+    /// "No hub" when there is nothing to talk to (no URL, no key, nothing
+    /// listening); a time-out when the server did not answer in time.
+    fn kind(&self) -> ErrorKind {
+        use async_nats::ConnectErrorKind as Connect;
+        match self {
+            CoordError::HubNotRunning | CoordError::NoUrl(_) | CoordError::NoKey(_) => {
+                ErrorKind::NoHub
+            }
+            CoordError::Connect { source, .. } => match source.kind() {
+                Connect::TimedOut => ErrorKind::Timeout,
+                Connect::Io | Connect::MaxReconnects => ErrorKind::NoHub,
+                _ => ErrorKind::Server,
+            },
+            CoordError::NotReady { .. } => ErrorKind::Timeout,
+            CoordError::Exited { .. } => ErrorKind::Server,
+            CoordError::NotInstalled | CoordError::NotAt(_) => ErrorKind::NotFound,
+            CoordError::BadUrl { .. } | CoordError::BadKey(_) => ErrorKind::Corrupt,
+            CoordError::ForeignListener { .. } | CoordError::CopiedState { .. } => {
+                ErrorKind::Refused
+            }
+            CoordError::NonUtf8Path(_) => ErrorKind::Refused,
+            CoordError::Spawn { .. } | CoordError::Write { .. } | CoordError::Key { .. } => {
+                ErrorKind::Io
+            }
+        }
+    }
 }
 
 /// Connection settings for a client of this workspace's server at
@@ -223,10 +260,7 @@ pub async fn connect_with(
         .await
         .map_err(|e| match guard.refused() {
             Some(uid) => CoordError::ForeignListener { port, uid },
-            None => CoordError::Connect {
-                url,
-                message: e.to_string(),
-            },
+            None => CoordError::Connect { url, source: e },
         })
 }
 

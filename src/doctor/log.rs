@@ -104,7 +104,8 @@ fn errors_since(hub_log: &std::path::Path, since: OffsetDateTime) -> io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oplog::{LogEntry, format_rfc3339};
+    use crate::oplog::LogEntry;
+    use crate::sys::clock::format_rfc3339;
 
     #[test]
     fn counts_errors_of_the_window_across_rotated_files() {

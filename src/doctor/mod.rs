@@ -306,7 +306,7 @@ pub(crate) fn format_start(start_time: u64) -> String {
     i64::try_from(start_time)
         .ok()
         .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
-        .map(crate::oplog::format_rfc3339)
+        .map(crate::sys::clock::format_rfc3339)
         .unwrap_or_else(|| "at an unknown time".to_string())
 }
 

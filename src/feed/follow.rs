@@ -245,10 +245,7 @@ impl State {
         let Some(cursor) = &self.cursor else {
             return Ok(Start::After(0));
         };
-        match cursor
-            .load()
-            .map_err(|e| FeedError::Stream(e.to_string()))?
-        {
+        match cursor.load().map_err(super::store::stream_err)? {
             Some(position) if position.belongs_to(created) => Ok(Start::After(position.seq)),
             Some(_) => {
                 sink.notice(&format!(
@@ -320,7 +317,7 @@ impl State {
         };
         cursor
             .save(&Position::new(seq, created))
-            .map_err(|e| FeedError::Stream(e.to_string()))
+            .map_err(super::store::stream_err)
     }
 }
 
@@ -336,7 +333,7 @@ async fn sleep_until(due: Option<Instant>) {
 async fn connect(
     paths: &Paths,
     lost: tokio::sync::mpsc::UnboundedSender<()>,
-) -> Result<Feed, String> {
+) -> Result<Feed, FeedError> {
     let client = coord::connect_with(paths, |options| {
         options
             // reconnecting is done here, with a fresh look at the URL; the
@@ -357,11 +354,8 @@ async fn connect(
                 }
             })
     })
-    .await
-    .map_err(|e| e.to_string())?;
-    Feed::open(&jetstream::new(client))
-        .await
-        .map_err(|e| e.to_string())
+    .await?;
+    Feed::open(&jetstream::new(client)).await
 }
 
 async fn open_consumer(

@@ -45,16 +45,34 @@ pub enum FeedError {
     Invalid(#[from] InputError),
     #[error("feed retention: {0}")]
     Retention(#[from] RetentionError),
+    #[error(transparent)]
+    Coord(#[from] crate::coord::CoordError),
     #[error("knowledge feed ({STREAM}): {0}")]
-    Stream(String),
+    Stream(#[source] crate::coord::ServerError),
     #[error(
-        "sharing {id} failed: {why}; sharing is idempotent, so run it again once the hub answers"
+        "sharing {id} failed: {source}; sharing is idempotent, so run it again once the hub answers"
     )]
-    Publish { id: String, why: String },
+    Publish {
+        id: String,
+        #[source]
+        source: crate::coord::ServerError,
+    },
 }
 
-fn stream_err(err: impl std::fmt::Display) -> FeedError {
-    FeedError::Stream(err.to_string())
+impl crate::sys::error::Kinded for FeedError {
+    fn kind(&self) -> crate::sys::error::ErrorKind {
+        use crate::sys::error::ErrorKind;
+        match self {
+            FeedError::Coord(err) => err.kind(),
+            FeedError::Invalid(_) => ErrorKind::Usage,
+            FeedError::Retention(_) => ErrorKind::Usage,
+            FeedError::Stream(err) | FeedError::Publish { source: err, .. } => err.kind(),
+        }
+    }
+}
+
+pub(crate) fn stream_err(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> FeedError {
+    FeedError::Stream(crate::coord::ServerError::new(err))
 }
 
 /// The subject an entry is published on.
@@ -185,7 +203,7 @@ impl Feed {
     /// stores nothing and returns the first copy's sequence.
     pub async fn share(&self, new: NewEntry, origin: &str) -> Result<Published, FeedError> {
         new.validate()?;
-        let entry = new.into_entry(origin, &crate::tasks::record::precise_now());
+        let entry = new.into_entry(origin, &crate::sys::clock::utc_now_rfc3339());
         let sent = self.send(&entry).await?;
         self.settle(entry.id, sent).await
     }
@@ -204,7 +222,7 @@ impl Feed {
         for new in &entries {
             new.validate()?;
         }
-        let now = crate::tasks::record::precise_now();
+        let now = crate::sys::clock::utc_now_rfc3339();
         let mut results = Vec::with_capacity(entries.len());
         let mut in_flight = std::collections::VecDeque::with_capacity(PIPELINE);
         for new in entries {
@@ -227,7 +245,8 @@ impl Feed {
     }
 
     async fn send(&self, entry: &Entry) -> Result<PublishAckFuture, FeedError> {
-        let body = serde_json::to_vec(entry).map_err(stream_err)?;
+        let body = serde_json::to_vec(entry)
+            .map_err(|e| FeedError::Stream(crate::coord::ServerError::internal(e)))?;
         let message = PublishMessage::build()
             .payload(body.into())
             .message_id(&entry.id)
@@ -237,7 +256,7 @@ impl Feed {
             .await
             .map_err(|e| FeedError::Publish {
                 id: entry.id.clone(),
-                why: e.to_string(),
+                source: crate::coord::ServerError::new(e),
             })
     }
 
@@ -257,7 +276,7 @@ impl Feed {
                     .await
                     .map_err(|e| FeedError::Publish {
                         id: id.clone(),
-                        why: format!("already in the feed, but its first copy is unreadable: {e}"),
+                        source: crate::coord::ServerError::new(e),
                     })?;
                 Ok(Published {
                     id,
@@ -267,7 +286,7 @@ impl Feed {
             }
             Err(err) => Err(FeedError::Publish {
                 id,
-                why: err.to_string(),
+                source: crate::coord::ServerError::new(err),
             }),
         }
     }

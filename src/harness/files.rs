@@ -8,6 +8,18 @@ use std::path::{Path, PathBuf};
 
 use super::json::{self, Json};
 
+impl crate::sys::error::Kinded for IntegrateError {
+    fn kind(&self) -> crate::sys::error::ErrorKind {
+        use crate::sys::error::ErrorKind;
+        match self {
+            IntegrateError::Io { .. } => ErrorKind::Io,
+            IntegrateError::Unreadable { .. }
+            | IntegrateError::Shape { .. }
+            | IntegrateError::Markers { .. } => ErrorKind::Refused,
+        }
+    }
+}
+
 /// Largest settings file bones reads, in bytes: far above any real one.
 const MAX_FILE: u64 = 4 * 1024 * 1024;
 

@@ -36,9 +36,10 @@ use async_nats::jetstream::{self, stream};
 use serde::{Deserialize, Serialize};
 
 use super::projector::{DURABLE, EVENTS_STREAM};
-use crate::oplog::{HubLog, utc_now_rfc3339};
+use crate::oplog::HubLog;
 use crate::state::paths::Paths;
 use crate::swarm::lease::SESSIONS_BUCKET;
+use crate::sys::clock::utc_now_rfc3339;
 use crate::sys::fsutil;
 use crate::tasks::board::TASKS_BUCKET;
 

@@ -161,6 +161,28 @@ pub enum HubError {
     Runtime(std::io::Error),
 }
 
+impl crate::sys::error::Kinded for HubError {
+    fn kind(&self) -> crate::sys::error::ErrorKind {
+        use crate::sys::error::ErrorKind;
+        match self {
+            HubError::Coord(err) => err.kind(),
+            HubError::Workspace(err) => err.kind(),
+            HubError::LogSetting(_) => ErrorKind::Usage,
+            HubError::ActiveSlots(_) => ErrorKind::LiveLeases,
+            HubError::NotReady { .. } | HubError::DrainTimeout(_) | HubError::StillAlive(_) => {
+                ErrorKind::Timeout
+            }
+            HubError::Lock(_) | HubError::RunLockHeld(_) => ErrorKind::Contended,
+            HubError::Io { .. }
+            | HubError::Bind { .. }
+            | HubError::Runtime(_)
+            | HubError::Repo(_) => ErrorKind::Io,
+            HubError::Guard(_) | HubError::Ports(_) | HubError::SelfSignal(_) => ErrorKind::Refused,
+            HubError::ChildExited { .. } | HubError::Service(_) => ErrorKind::Server,
+        }
+    }
+}
+
 impl HubError {
     pub(crate) fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HubError {
         let path = path.to_path_buf();

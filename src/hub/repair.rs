@@ -49,6 +49,8 @@ pub enum RepairError {
     Coord(#[from] coord::CoordError),
     #[error("cannot read {EVENTS_STREAM}: {0}")]
     Events(String),
+    #[error(transparent)]
+    Board(#[from] crate::tasks::TaskError),
     #[error("cannot write task {task} back: {why}")]
     Write { task: String, why: String },
     #[error(transparent)]
@@ -59,6 +61,18 @@ pub enum RepairError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl crate::sys::error::Kinded for RepairError {
+    fn kind(&self) -> crate::sys::error::ErrorKind {
+        use crate::sys::error::ErrorKind;
+        match self {
+            RepairError::Hub(err) => err.kind(),
+            RepairError::Coord(err) => err.kind(),
+            RepairError::Board(err) => err.kind(),
+            _ => ErrorKind::Io,
+        }
+    }
 }
 
 fn paths_of(root: &Path) -> Result<Paths, RepairError> {
@@ -130,9 +144,7 @@ pub fn repair_store(root: &Path) -> Result<StoreRepair, RepairError> {
 /// Writes back, from the newest event of each task, every record the
 /// bucket lacks or holds in an older state.
 pub async fn recover_tasks(js: &jetstream::Context) -> Result<StoreRepair, RepairError> {
-    let board = Board::open(js)
-        .await
-        .map_err(|e| RepairError::Events(e.to_string()))?;
+    let board = Board::open(js).await?;
     let store = board.store();
     let mut repair = StoreRepair::default();
     for (task, bytes) in newest_records(js).await? {

@@ -135,7 +135,7 @@ fn bring_up(
         repo_port: ports.repo,
         coord_port: ports.coord,
         version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at: crate::oplog::utc_now_rfc3339(),
+        started_at: crate::sys::clock::utc_now_rfc3339(),
         state_dir: Some(
             StateDirId::of(&paths.state_dir)
                 .map_err(HubError::io("cannot read", &paths.state_dir))?,

@@ -122,18 +122,32 @@ fn refuse_with_live_leases(paths: &Paths, repo_port: u16) -> Result<(), HubError
     }
 }
 
-fn leases_from_coord(paths: &Paths) -> Result<Vec<String>, String> {
+/// Why the live leases could not be read from the coordination server.
+#[derive(Debug, thiserror::Error)]
+enum Unchecked {
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Coord(#[from] coord::CoordError),
+    #[error(transparent)]
+    Lease(#[from] lease::LeaseError),
+    #[error("the sessions bucket did not answer within 5s")]
+    Timeout,
+}
+
+fn leases_from_coord(paths: &Paths) -> Result<Vec<String>, Unchecked> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .map_err(Unchecked::Runtime)?;
     let checked = runtime.block_on(async {
-        let client = coord::connect(paths).await.map_err(|e| e.to_string())?;
+        let client = coord::connect(paths).await?;
         let js = async_nats::jetstream::new(client);
-        tokio::time::timeout(Duration::from_secs(5), lease::live(&js))
-            .await
-            .map_err(|_| "the sessions bucket did not answer within 5s".to_string())?
-            .map_err(|e| e.to_string())
+        Ok::<_, Unchecked>(
+            tokio::time::timeout(Duration::from_secs(5), lease::live(&js))
+                .await
+                .map_err(|_| Unchecked::Timeout)??,
+        )
     });
     checked.map(|live| live.iter().map(|l| l.slot().to_string()).collect())
 }

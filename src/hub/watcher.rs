@@ -27,9 +27,10 @@ use futures::{FutureExt, StreamExt};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use crate::coord::ServerError;
 use crate::oplog::{EventKind, HubLog, LogEntry, LogLevel};
 use crate::state::paths::Paths;
-use crate::swarm::lease;
+use crate::swarm::lease::{self, LeaseError};
 use crate::swarm::slot::{self, Reaped, SlotDir};
 use crate::tasks::Board;
 
@@ -66,6 +67,20 @@ pub fn spawn(js: jetstream::Context, paths: Paths, log: HubLog) -> tokio::task::
     })
 }
 
+/// Why the watcher stopped following the sessions bucket (it starts again
+/// after a pause).
+#[derive(Debug, thiserror::Error)]
+enum WatchError {
+    #[error(transparent)]
+    Bucket(#[from] LeaseError),
+    #[error("cannot watch {bucket}: {0}", bucket = lease::SESSIONS_BUCKET)]
+    Watch(#[source] ServerError),
+    #[error("the watch failed: {0}")]
+    Failed(#[source] ServerError),
+    #[error("the watch ended")]
+    Ended,
+}
+
 struct Watcher {
     js: jetstream::Context,
     paths: Paths,
@@ -85,12 +100,12 @@ impl Watcher {
     }
 
     /// Follows the bucket until the watch fails or ends.
-    async fn follow(&mut self) -> Result<(), String> {
-        let store = lease::bucket(&self.js).await.map_err(|e| e.to_string())?;
+    async fn follow(&mut self) -> Result<(), WatchError> {
+        let store = lease::bucket(&self.js).await?;
         let mut watch = store
             .watch_with_history(">")
             .await
-            .map_err(|e| format!("cannot watch {}: {e}", lease::SESSIONS_BUCKET))?;
+            .map_err(|e| WatchError::Watch(ServerError::new(e)))?;
         self.leases.clear();
         // a checkout made before the watch started may have no lease
         let mut checkouts_due = true;
@@ -99,8 +114,8 @@ impl Watcher {
             while let Some(next) = watch.next().now_or_never() {
                 match next {
                     Some(Ok(entry)) => checkouts_due |= self.apply(entry),
-                    Some(Err(err)) => return Err(format!("the watch failed: {err}")),
-                    None => return Err("the watch ended".to_string()),
+                    Some(Err(err)) => return Err(WatchError::Failed(ServerError::new(err))),
+                    None => return Err(WatchError::Ended),
                 }
             }
             let mut wake = None;
@@ -124,8 +139,8 @@ impl Watcher {
             tokio::select! {
                 next = watch.next() => match next {
                     Some(Ok(entry)) => checkouts_due |= self.apply(entry),
-                    Some(Err(err)) => return Err(format!("the watch failed: {err}")),
-                    None => return Err("the watch ended".to_string()),
+                    Some(Err(err)) => return Err(WatchError::Failed(ServerError::new(err))),
+                    None => return Err(WatchError::Ended),
                 },
                 () = sleep => {}
             }
@@ -229,7 +244,7 @@ impl Watcher {
 
     /// Reaps every checkout that has no lease; returns whether all were
     /// (a checkout that could not be removed is tried again later).
-    async fn reap_leaseless(&mut self, store: &kv::Store) -> Result<bool, String> {
+    async fn reap_leaseless(&mut self, store: &kv::Store) -> Result<bool, LeaseError> {
         let mut all = true;
         for name in slot::on_disk(&self.paths) {
             let dir = SlotDir::new(&self.paths, &name);
@@ -238,11 +253,7 @@ impl Watcher {
             }
             // the bucket is the authority: the watch may not have delivered
             // a lease taken just now (a slot leases before its checkout)
-            if lease::get(store, &name)
-                .await
-                .map_err(|e| e.to_string())?
-                .is_some()
-            {
+            if lease::get(store, &name).await?.is_some() {
                 continue;
             }
             all &= reap(
@@ -287,7 +298,7 @@ async fn reap(
     match retired {
         Ok(Ok(rescue_ref)) => {
             let _ = dir.mark_reaped(&Reaped {
-                reaped_at: crate::oplog::utc_now_rfc3339(),
+                reaped_at: crate::sys::clock::utc_now_rfc3339(),
                 rescue_ref: rescue_ref.clone(),
                 task_id: task_id.clone(),
                 agent_id: agent_id.clone(),

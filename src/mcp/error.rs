@@ -8,38 +8,33 @@ use rmcp::handler::server::tool::IntoCallToolResult;
 use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock};
 use serde::Serialize;
 
-use crate::agent::PrimeError;
-use crate::cli::codes;
-use crate::cli::exit;
-use crate::feed::FeedError;
-use crate::swarm::SwarmError;
-use crate::swarm::lease::LeaseError;
-use crate::tasks::TaskError;
-use crate::tasks::record::Refusal;
+use crate::cli::failure::exit_code;
+use crate::sys::error::{ErrorKind, Kinded};
 
 /// A failed tool call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ToolError {
     /// The exit code of the same failure on the command line.
     pub code: u8,
-    /// Its name ([`codes::kind`]).
-    pub kind: &'static str,
+    /// What kind of failure it is: the `kind` of a `--json` failure on
+    /// the command line (docs/json.md).
+    pub kind: ErrorKind,
     /// What failed and what to do, as the command line says it.
     pub message: String,
 }
 
 impl ToolError {
-    pub fn new(code: u8, message: impl Into<String>) -> ToolError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ToolError {
         ToolError {
-            code,
-            kind: codes::kind(code),
+            code: exit_code(kind),
+            kind,
             message: message.into(),
         }
     }
 
     /// A call the server cannot run as asked (exit code 2).
     pub fn usage(message: impl Into<String>) -> ToolError {
-        ToolError::new(exit::USAGE, message)
+        ToolError::new(ErrorKind::Usage, message)
     }
 }
 
@@ -50,59 +45,31 @@ impl IntoCallToolResult for ToolError {
     }
 }
 
-impl From<SwarmError> for ToolError {
-    fn from(err: SwarmError) -> ToolError {
-        let code = match &err {
-            SwarmError::Conflict { .. } => exit::CONFLICT,
-            SwarmError::Unresolved { .. } => exit::UNRESOLVED,
-            SwarmError::Lease(LeaseError::Held { .. }) | SwarmError::NotHolder { .. } => exit::HELD,
-            SwarmError::Task(err) => return ToolError::from_task(err),
-            SwarmError::Name(_) | SwarmError::Usage(_) => exit::USAGE,
-            SwarmError::NotStarted(code) => *code,
-            _ => exit::FAILURE,
-        };
-        ToolError::new(code, err.to_string())
-    }
-}
-
-impl ToolError {
-    fn from_task(err: &TaskError) -> ToolError {
-        let code = match err {
-            TaskError::Refused(Refusal::ClaimedBy { .. }) => exit::HELD,
-            TaskError::Invalid(_) => exit::USAGE,
-            _ => exit::FAILURE,
-        };
-        ToolError::new(code, err.to_string())
-    }
-}
-
-impl From<TaskError> for ToolError {
-    fn from(err: TaskError) -> ToolError {
-        ToolError::from_task(&err)
-    }
-}
-
-impl From<FeedError> for ToolError {
-    fn from(err: FeedError) -> ToolError {
-        let code = match err {
-            FeedError::Invalid(_) => exit::USAGE,
-            _ => exit::FAILURE,
-        };
-        ToolError::new(code, err.to_string())
-    }
-}
-
-impl From<PrimeError> for ToolError {
-    fn from(err: PrimeError) -> ToolError {
-        match err {
-            PrimeError::Swarm(err) => err.into(),
+/// A failure the command line's own code found (starting the hub on
+/// demand): the same code, kind and message.
+impl From<crate::cli::Failure> for ToolError {
+    fn from(failure: crate::cli::Failure) -> ToolError {
+        ToolError {
+            code: failure.code,
+            kind: failure.kind,
+            message: failure.message,
         }
+    }
+}
+
+/// Every library error says its kind; the tool error carries it and its
+/// exit code, as the command line's failure does.
+impl<E: Kinded> From<E> for ToolError {
+    fn from(err: E) -> ToolError {
+        ToolError::new(err.kind(), err.to_string())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::swarm::SwarmError;
+    use crate::swarm::lease::LeaseError;
 
     #[test]
     fn an_error_carries_its_exit_code_and_kind() {
@@ -113,7 +80,7 @@ mod tests {
             ttl_s: 60,
         })
         .into();
-        assert_eq!((err.code, err.kind), (6, "held"));
+        assert_eq!((err.code, err.kind), (6, ErrorKind::Held));
         let response = err.into_call_tool_result().unwrap();
         let CallToolResponse::Complete(result) = response else {
             panic!("not a complete result");

@@ -29,6 +29,12 @@ pub enum ServeError {
     Run(String),
 }
 
+impl crate::sys::error::Kinded for ServeError {
+    fn kind(&self) -> crate::sys::error::ErrorKind {
+        crate::sys::error::ErrorKind::Internal
+    }
+}
+
 /// Serves `session` on stdin and stdout until the client closes stdin
 /// (or the process is told to stop). The slot's lease is renewed while it
 /// runs; after that the slot is left to its lease (see [`session`]).

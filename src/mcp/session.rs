@@ -22,7 +22,6 @@ use async_nats::jetstream;
 use tokio::sync::Mutex;
 
 use super::error::ToolError;
-use crate::cli::exit;
 use crate::coord;
 use crate::feed::Feed;
 use crate::state::Paths;
@@ -141,8 +140,7 @@ impl Session {
     /// Starts the hub when none runs (as every CLI verb does; see
     /// `BONES_NO_AUTOSTART`).
     fn ensure_hub(&self) -> Result<(), ToolError> {
-        crate::cli::autostart(&self.paths)
-            .map_err(|code| ToolError::new(code, "no hub runs and none could be started"))
+        Ok(crate::cli::autostart(&self.paths)?)
     }
 
     /// The slot verbs, acting as this session's agent.
@@ -156,9 +154,7 @@ impl Session {
     /// The running hub's JetStream.
     pub async fn jetstream(&self) -> Result<jetstream::Context, ToolError> {
         self.ensure_hub()?;
-        let client = coord::connect_running(&self.paths)
-            .await
-            .map_err(|e| ToolError::new(exit::FAILURE, e.to_string()))?;
+        let client = coord::connect_running(&self.paths).await?;
         Ok(jetstream::new(client))
     }
 

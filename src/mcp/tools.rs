@@ -18,10 +18,10 @@ use super::error::ToolError;
 use super::session::Session;
 use crate::agent::{Primer, Step};
 use crate::cli::codes::exit_code;
-use crate::cli::exit;
 use crate::feed::{Kind, NewEntry, Published, Start, Stored};
 use crate::swarm::slot::Synced;
 use crate::swarm::{Closed, CommitOutcome, JoinOptions, Joined, SlotStatus, SwarmError};
+use crate::sys::error::ErrorKind;
 use crate::sys::name;
 use crate::tasks::record;
 use crate::tasks::{NewTask, Task};
@@ -143,6 +143,7 @@ pub struct PrimeInput {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct StatusOutput {
     /// This session's agent.
+    #[serde(rename = "agent")]
     pub agent_id: String,
     /// The slot this session holds.
     pub slot: Option<String>,
@@ -356,7 +357,7 @@ impl BonesServer {
             .await?;
         claimed.map(Json).ok_or_else(|| {
             ToolError::new(
-                exit::NOTHING_READY,
+                ErrorKind::NothingReady,
                 "no ready task to claim (tasks_ready lists them; a blocked task waits for its blockers)",
             )
         })
@@ -524,12 +525,12 @@ fn the_loop() -> Vec<Step> {
         Step::new(
             "join",
             "take a slot (your own checkout of trunk); edit files only in its `checkout`",
-            vec![exit_code(exit::HELD, "another agent holds that slot")],
+            vec![exit_code(ErrorKind::Held, "another agent holds that slot")],
         ),
         Step::new(
             "tasks_claim_next",
             "claim the next ready task; tasks_close with its id when it is done",
-            vec![exit_code(exit::NOTHING_READY, "no task is ready")],
+            vec![exit_code(ErrorKind::NothingReady, "no task is ready")],
         ),
         Step::new(
             "sync",
@@ -541,11 +542,11 @@ fn the_loop() -> Vec<Step> {
             "commit everything changed in the checkout and land it on trunk",
             vec![
                 exit_code(
-                    exit::CONFLICT,
+                    ErrorKind::Conflict,
                     "conflicts with trunk: trunk unchanged; sync, fix, commit again",
                 ),
                 exit_code(
-                    exit::UNRESOLVED,
+                    ErrorKind::Unresolved,
                     "conflict markers are still in files; nothing committed",
                 ),
             ],

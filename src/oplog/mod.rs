@@ -55,8 +55,6 @@ use std::sync::{Arc, Mutex};
 use nix::libc;
 
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// Default rotation size: 10 MiB.
 pub const DEFAULT_MAX_SIZE: u64 = 10 * 1024 * 1024;
@@ -150,7 +148,7 @@ macro_rules! log_entry {
             /// A new entry stamped now.
             pub fn new(level: LogLevel, event: EventKind) -> LogEntry {
                 LogEntry {
-                    ts: utc_now_rfc3339(),
+                    ts: crate::sys::clock::utc_now_rfc3339(),
                     level,
                     event,
                     $($text: None,)*
@@ -183,21 +181,6 @@ impl LogEntry {
     fn passes(&self, floor: LogLevel) -> bool {
         self.level == LogLevel::Error || self.err.is_some() || self.level >= floor
     }
-}
-
-/// Current UTC time as RFC 3339 with second precision and a `Z` suffix,
-/// the one timestamp format bones persists (jq's `fromdate` reads it).
-pub fn utc_now_rfc3339() -> String {
-    format_rfc3339(OffsetDateTime::now_utc())
-}
-
-/// Formats a time as UTC RFC 3339, seconds precision, `Z` suffix.
-pub fn format_rfc3339(at: OffsetDateTime) -> String {
-    let at = at
-        .to_offset(time::UtcOffset::UTC)
-        .replace_nanosecond(0)
-        .unwrap_or(at);
-    at.format(&Rfc3339).unwrap_or_default()
 }
 
 /// Rotation and filtering settings of the hub's [`HubLog`].
@@ -687,7 +670,7 @@ mod tests {
         assert_eq!(object["level"], "INFO");
         assert_eq!(object["event"], "lifecycle");
         let ts = object["ts"].as_str().unwrap();
-        assert!(ts.ends_with('Z') && ts.len() == 20, "{ts}");
+        assert!(ts.ends_with('Z') && ts.len() == 27, "{ts}");
     }
 
     #[test]

@@ -656,6 +656,7 @@ mod tests {
             revision: Some(41),
             commit: Some("0123456789abcdef0123456789abcdef01234567".to_string()),
             result: Some("ok".to_string()),
+            by: Some("alice".to_string()),
         };
         let line = serde_json::to_vec(&entry).unwrap();
         let written: serde_json::Value = serde_json::from_slice(&line).unwrap();

@@ -34,6 +34,10 @@ macro_rules! entry_fields {
                 /// On a `hook` entry, how the hook ended: `ok`, `skipped`
                 /// (nothing to do), `failed` or `timeout`.
                 result,
+                /// On a task entry, who acted: the board's identity (the slot
+                /// an agent acts in, else its agent id); `agent` always holds
+                /// an agent id (docs/json.md).
+                by,
             }
             number {
                 took_ms,

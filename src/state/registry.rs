@@ -80,6 +80,17 @@ pub enum RegistryError {
     NotPrivate(#[from] fsutil::NotPrivate),
 }
 
+impl crate::sys::error::Kinded for RegistryError {
+    fn kind(&self) -> crate::sys::error::ErrorKind {
+        use crate::sys::error::ErrorKind;
+        match self {
+            RegistryError::NoHome => ErrorKind::Usage,
+            RegistryError::Io { .. } => ErrorKind::Io,
+            RegistryError::NotPrivate(_) => ErrorKind::Refused,
+        }
+    }
+}
+
 /// How the registry directory is judged before it is read or written: one
 /// another user can write to could name any process for `hub reap`.
 const REGISTRY_DIR: fsutil::StatePath = fsutil::StatePath {

@@ -57,6 +57,19 @@ pub enum WorkspaceError {
     },
 }
 
+impl crate::sys::error::Kinded for WorkspaceError {
+    fn kind(&self) -> crate::sys::error::ErrorKind {
+        use crate::sys::error::ErrorKind;
+        match self {
+            WorkspaceError::NotFound { .. } => ErrorKind::NotFound,
+            WorkspaceError::BadBonesDir { .. } | WorkspaceError::NotPrivate(_) => {
+                ErrorKind::Refused
+            }
+            WorkspaceError::Io { .. } => ErrorKind::Io,
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WorkspaceError + '_ {
     move |source| WorkspaceError::Io {
         path: path.to_path_buf(),

@@ -120,6 +120,22 @@ pub enum ApplyError {
     Git(String),
 }
 
+impl crate::sys::error::Kinded for ApplyError {
+    fn kind(&self) -> crate::sys::error::ErrorKind {
+        use crate::sys::error::ErrorKind;
+        match self {
+            ApplyError::Name(_) => ErrorKind::Usage,
+            ApplyError::Conflict { .. } => ErrorKind::Conflict,
+            ApplyError::NoSuchSlot(_) | ApplyError::NoHubRepo(_) => ErrorKind::NotFound,
+            ApplyError::NotGit(_)
+            | ApplyError::CheckedOut(_)
+            | ApplyError::Dirty(_)
+            | ApplyError::DoesNotApply { .. } => ErrorKind::Refused,
+            ApplyError::Fetch(_) | ApplyError::Git(_) => ErrorKind::Io,
+        }
+    }
+}
+
 impl From<git2::Error> for ApplyError {
     fn from(err: git2::Error) -> ApplyError {
         ApplyError::Git(err.message().to_string())

@@ -22,6 +22,7 @@ use crate::coord;
 use crate::coord::CoordError;
 use crate::oplog::{HubLog, LogEntry, LogLevel};
 use crate::state::Paths;
+use crate::sys::error::{ErrorKind, Kinded};
 use crate::sys::name;
 use crate::sys::name::NameError;
 use crate::tasks::record::Refusal;
@@ -99,14 +100,77 @@ pub enum SwarmError {
         "slot {0} has no rescued work to restore (no refs/bones/rescued/{0}/*); join without --restore"
     )]
     NothingToRestore(String),
-    #[error("{0}")]
-    Usage(String),
-    #[error("{0}")]
-    Internal(String),
-    /// The hub could not be started on demand (the CLI reported why);
-    /// carries the exit code.
-    #[error("the hub could not be started")]
-    NotStarted(u8),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(
+        "no free --auto slot for agent {agent} after {MAX_AUTO_CANDIDATES} tries; pass --slot NAME"
+    )]
+    NoFreeAutoSlot { agent: String },
+    #[error("the hub repository: {0}")]
+    Git(#[from] git2::Error),
+    #[error("the hub repository: {0}")]
+    Land(#[from] crate::trunk::land::LandError),
+    #[error("cannot encode the landing request: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("background work failed: {0}")]
+    Background(#[from] tokio::task::JoinError),
+}
+
+/// Input a slot verb refuses before it touches anything.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error(
+        "a lease's time to live must be at least 1s, not {}; pass --ttl 1s or more (the default is 1h)",
+        crate::sys::duration::format(*.0)
+    )]
+    TtlTooShort(Duration),
+    #[error(
+        "no process {0} runs on this machine; --pid (or ${env}) names the agent's own \
+         process, e.g. --pid $PPID from the agent's shell",
+        env = lease::AGENT_PID_ENV
+    )]
+    NoProcess(u32),
+    #[error("${0} is not valid UTF-8; unset it or set it to a valid value")]
+    NotUtf8(String),
+    #[error("${AGENT_ENV} holds only blanks; unset it or set it to the agent's name")]
+    BlankAgent,
+    #[error("the commit message is empty; say what changed with -m")]
+    EmptyMessage,
+    #[error("the commit message is {0} bytes; keep it under {MAX_MESSAGE} (64 KiB)")]
+    LongMessage(usize),
+    #[error("the commit message contains a NUL byte; git cannot store it")]
+    NulInMessage,
+    #[error(
+        "slot {0} already has a checkout; --restore brings rescued work into a new one \
+         (close the slot first: `bones swarm close --slot {0}`)"
+    )]
+    RestoreIntoCheckout(String),
+}
+
+impl Kinded for SwarmError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            SwarmError::Coord(err) => err.kind(),
+            SwarmError::Lease(err) => err.kind(),
+            SwarmError::Task(err) => err.kind(),
+            SwarmError::Name(_) | SwarmError::Input(_) => ErrorKind::Usage,
+            SwarmError::Slot(SlotError::Uncommitted { .. }) => ErrorKind::Refused,
+            SwarmError::Slot(SlotError::ConflictRecord { .. }) => ErrorKind::Corrupt,
+            SwarmError::Slot(_) | SwarmError::Git(_) | SwarmError::Land(_) => ErrorKind::Io,
+            SwarmError::Unresolved { .. } => ErrorKind::Unresolved,
+            SwarmError::Conflict { .. } => ErrorKind::Conflict,
+            SwarmError::NotHolder { .. } => ErrorKind::Held,
+            SwarmError::NoSuchSlot(_) | SwarmError::NothingToRestore(_) => ErrorKind::NotFound,
+            SwarmError::NoSlot(_)
+            | SwarmError::NoCheckout(_)
+            | SwarmError::NothingToCommit(_)
+            | SwarmError::Unlanded { .. }
+            | SwarmError::LandFailed { .. }
+            | SwarmError::NoFreeAutoSlot { .. } => ErrorKind::Refused,
+            SwarmError::NotLanded { .. } => ErrorKind::Timeout,
+            SwarmError::Encode(_) | SwarmError::Background(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 /// Options for [`Swarm::join`].
@@ -310,20 +374,14 @@ impl Swarm {
         // leases count whole seconds: a shorter one used to become 1 s
         // without a word
         if ttl < MIN_TTL {
-            return Err(SwarmError::Usage(format!(
-                "a lease's time to live must be at least 1s, not {}; pass --ttl 1s or more (the default is 1h)",
-                crate::sys::duration::format(ttl)
-            )));
+            return Err(InputError::TtlTooShort(ttl).into());
         }
         // chosen before the checkout is made: making it may save the old
         // branch under a newer rescue ref
         let restore = if opts.restore {
             if SlotDir::new(&self.paths, &slot_name).has_checkout() {
                 // a restore writes over the checkout: only into a new one
-                return Err(SwarmError::Usage(format!(
-                    "slot {slot_name} already has a checkout; --restore brings rescued work into a new one \
-                     (close the slot first: `bones swarm close --slot {slot_name}`)"
-                )));
+                return Err(InputError::RestoreIntoCheckout(slot_name).into());
             }
             match slot::latest_rescue(&self.paths.hub_repo, &slot_name) {
                 Some(rescue) => Some(rescue),
@@ -345,11 +403,7 @@ impl Swarm {
             Some(pid) => match crate::sys::process::inspect(pid) {
                 Some(info) if !info.zombie => Some((pid, info.start_time)),
                 _ => {
-                    return Err(SwarmError::Usage(format!(
-                        "no process {pid} runs on this machine; --pid (or ${}) names the agent's own \
-                         process, e.g. --pid $PPID from the agent's shell",
-                        lease::AGENT_PID_ENV
-                    )));
+                    return Err(InputError::NoProcess(pid).into());
                 }
             },
             None => None,
@@ -503,8 +557,7 @@ impl Swarm {
                     return Err(SwarmError::Unresolved { slot, paths });
                 }
                 // the agent is the author; the slot names the address
-                let author = Signature::now(&author_name, &format!("{slot}@bones.invalid"))
-                    .map_err(|e| SwarmError::Internal(e.message().to_string()))?;
+                let author = Signature::now(&author_name, &format!("{slot}@bones.invalid"))?;
                 let commit = dir.commit_all(&full_message, &author)?;
                 let head = match commit {
                     Some(id) => id,
@@ -528,8 +581,7 @@ impl Swarm {
         let reply = self.land(&request).await?;
         match reply {
             LandReply::Landed { trunk, commits, .. } => {
-                let target =
-                    Oid::from_str(&trunk).map_err(|e| SwarmError::Internal(e.to_string()))?;
+                let target = Oid::from_str(&trunk)?;
                 let synced = blocking({
                     let dir = dir.clone();
                     move || {
@@ -565,7 +617,7 @@ impl Swarm {
             reason,
         };
         let body: bytes::Bytes = serde_json::to_vec(request)
-            .map_err(|e| SwarmError::Internal(e.to_string()))?
+            .map_err(SwarmError::Encode)?
             .into();
         let deadline = tokio::time::Instant::now() + LAND_TIMEOUT;
         let mut reconnected = false;
@@ -687,9 +739,9 @@ impl Swarm {
                 return Ok((candidate, n));
             }
         }
-        Err(SwarmError::Internal(format!(
-            "no free --auto slot for agent {agent} after {MAX_AUTO_CANDIDATES} tries; pass --slot NAME"
-        )))
+        Err(SwarmError::NoFreeAutoSlot {
+            agent: agent.to_string(),
+        })
     }
 
     /// The task board on the same connection.
@@ -960,9 +1012,7 @@ pub fn env_text(name: &str) -> Result<Option<String>, SwarmError> {
         Ok(value) if value.is_empty() => Ok(None),
         Ok(value) => Ok(Some(value)),
         Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => Err(SwarmError::Usage(format!(
-            "${name} is not valid UTF-8; unset it or set it to a valid value"
-        ))),
+        Err(std::env::VarError::NotUnicode(_)) => Err(InputError::NotUtf8(name.to_string()).into()),
     }
 }
 
@@ -974,9 +1024,7 @@ pub fn agent_from_env() -> Result<Option<String>, SwarmError> {
         return Ok(None);
     };
     if agent.trim().is_empty() {
-        return Err(SwarmError::Usage(format!(
-            "${AGENT_ENV} holds only blanks; unset it or set it to the agent's name"
-        )));
+        return Err(InputError::BlankAgent.into());
     }
     name::validate_agent(&agent)?;
     Ok(Some(agent))
@@ -1076,20 +1124,13 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 /// NUL (git would cut the message there).
 pub fn validate_message(message: &str) -> Result<(), SwarmError> {
     if message.trim().is_empty() {
-        return Err(SwarmError::Usage(
-            "the commit message is empty; say what changed with -m".to_string(),
-        ));
+        return Err(InputError::EmptyMessage.into());
     }
     if message.len() > MAX_MESSAGE {
-        return Err(SwarmError::Usage(format!(
-            "the commit message is {} bytes; keep it under {MAX_MESSAGE} (64 KiB)",
-            message.len()
-        )));
+        return Err(InputError::LongMessage(message.len()).into());
     }
     if message.contains('\0') {
-        return Err(SwarmError::Usage(
-            "the commit message contains a NUL byte; git cannot store it".to_string(),
-        ));
+        return Err(InputError::NulInMessage.into());
     }
     Ok(())
 }
@@ -1124,16 +1165,12 @@ fn author_name(agent: &str, slot: &str) -> String {
 
 /// How many commits of `head` trunk lacks.
 fn unlanded(hub_repo: &Path, head: Oid) -> Result<usize, SwarmError> {
-    let repo = Repository::open_bare(hub_repo)
-        .map_err(|e| SwarmError::Internal(e.message().to_string()))?;
-    let trunk =
-        crate::trunk::land::trunk(&repo).map_err(|e| SwarmError::Internal(e.to_string()))?;
+    let repo = Repository::open_bare(hub_repo)?;
+    let trunk = crate::trunk::land::trunk(&repo)?;
     if head == trunk || repo.graph_descendant_of(trunk, head).unwrap_or(false) {
         return Ok(0);
     }
-    crate::trunk::land::pending(&repo, trunk, head)
-        .map(|c| c.len())
-        .map_err(|e| SwarmError::Internal(e.to_string()))
+    Ok(crate::trunk::land::pending(&repo, trunk, head)?.len())
 }
 
 fn delete_branch(dir: &SlotDir) {
@@ -1154,9 +1191,7 @@ where
 {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(Into::into),
-        Err(err) => Err(SwarmError::Internal(format!(
-            "background work failed: {err}"
-        ))),
+        Err(err) => Err(err.into()),
     }
 }
 

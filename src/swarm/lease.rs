@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::coord::ServerError;
+use crate::sys::error::{ErrorKind, Kinded};
+
 /// The KV bucket holding one lease per slot, keyed by slot name.
 pub const SESSIONS_BUCKET: &str = "bones-swarm-sessions";
 /// Default lease time to live: longer than an agent's long turn (a test
@@ -49,9 +52,13 @@ pub struct Lease {
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     #[error("sessions bucket {SESSIONS_BUCKET}: {0}")]
-    Bucket(String),
-    #[error("cannot write the lease of slot {slot}: {message}")]
-    Write { slot: String, message: String },
+    Bucket(#[source] ServerError),
+    #[error("cannot write the lease of slot {slot}: {source}")]
+    Write {
+        slot: String,
+        #[source]
+        source: ServerError,
+    },
     #[error(
         "slot {slot} is held by agent {agent} (renewed {age_s}s ago, lease {ttl_s}s); pick another slot, \
          or pass --agent {agent} if that agent is you"
@@ -71,13 +78,24 @@ pub enum LeaseError {
     Contended(String),
 }
 
+impl Kinded for LeaseError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            LeaseError::Bucket(err) | LeaseError::Write { source: err, .. } => err.kind(),
+            LeaseError::Held { .. } => ErrorKind::Held,
+            LeaseError::Gone(_) => ErrorKind::NotFound,
+            LeaseError::Contended(_) => ErrorKind::Contended,
+        }
+    }
+}
+
 /// Bound on compare-and-swap retries for one lease operation.
 const MAX_ATTEMPTS: usize = 8;
 
 impl Lease {
     /// A fresh lease stamped now.
     pub fn new(slot: &str, agent_id: &str, task_id: Option<String>, ttl: Duration) -> Lease {
-        let now = crate::oplog::utc_now_rfc3339();
+        let now = crate::sys::clock::utc_now_rfc3339();
         Lease {
             slot: slot.to_string(),
             agent_id: agent_id.to_string(),
@@ -175,7 +193,7 @@ pub async fn bucket(js: &jetstream::Context) -> Result<kv::Store, LeaseError> {
         ..Default::default()
     })
     .await
-    .map_err(|e| LeaseError::Bucket(e.to_string()))
+    .map_err(bucket_err)
 }
 
 /// This machine's host name, recorded in leases for operators.
@@ -191,12 +209,12 @@ fn encode(lease: &Lease) -> Result<bytes::Bytes, LeaseError> {
         .map(bytes::Bytes::from)
         .map_err(|e| LeaseError::Write {
             slot: lease.slot.clone(),
-            message: e.to_string(),
+            source: ServerError::internal(e),
         })
 }
 
-fn bucket_err(err: impl std::fmt::Display) -> LeaseError {
-    LeaseError::Bucket(err.to_string())
+fn bucket_err(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> LeaseError {
+    LeaseError::Bucket(ServerError::new(err))
 }
 
 /// A lease as stored, with the revision a compare-and-swap must name.
@@ -317,7 +335,7 @@ pub async fn renew(store: &kv::Store, slot: &str) -> Result<Lease, LeaseError> {
         else {
             return Err(LeaseError::Gone(slot.to_string()));
         };
-        lease.last_renewed = crate::oplog::utc_now_rfc3339();
+        lease.last_renewed = crate::sys::clock::utc_now_rfc3339();
         match store.update(slot, encode(&lease)?, revision).await {
             Ok(_) => return Ok(lease),
             Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
@@ -369,10 +387,10 @@ pub async fn list(store: &kv::Store) -> Result<Vec<Stored>, LeaseError> {
     list_checked(store).await.map(|(all, _)| all)
 }
 
-fn write_err(slot: &str, err: impl std::fmt::Display) -> LeaseError {
+fn write_err(slot: &str, err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> LeaseError {
     LeaseError::Write {
         slot: slot.to_string(),
-        message: err.to_string(),
+        source: ServerError::new(err),
     }
 }
 
@@ -380,17 +398,11 @@ fn write_err(slot: &str, err: impl std::fmt::Display) -> LeaseError {
 /// tools that seed records.
 pub async fn put(js: &jetstream::Context, lease: &Lease) -> Result<u64, LeaseError> {
     let store = bucket(js).await?;
-    let value = serde_json::to_vec(lease).map_err(|e| LeaseError::Write {
-        slot: lease.slot.clone(),
-        message: e.to_string(),
-    })?;
+    let value = encode(lease)?;
     store
-        .put(&lease.slot, value.into())
+        .put(&lease.slot, value)
         .await
-        .map_err(|e| LeaseError::Write {
-            slot: lease.slot.clone(),
-            message: e.to_string(),
-        })
+        .map_err(|e| write_err(&lease.slot, e))
 }
 
 /// Every live lease, sorted by slot. A missing bucket means none.
@@ -398,9 +410,7 @@ pub async fn live(js: &jetstream::Context) -> Result<Vec<LiveLease>, LeaseError>
     let Ok(store) = js.get_key_value(SESSIONS_BUCKET).await else {
         // either no bucket (nothing was ever leased) or the server is
         // unreachable; tell the two apart with a request that must succeed
-        js.query_account()
-            .await
-            .map_err(|e| LeaseError::Bucket(e.to_string()))?;
+        js.query_account().await.map_err(bucket_err)?;
         return Ok(Vec::new());
     };
     if store.stream.cached_info().state.messages == 0 {

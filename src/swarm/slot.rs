@@ -53,8 +53,32 @@ fn marker_lines(content: &[u8]) -> impl Iterator<Item = String> + '_ {
 /// Why a slot's checkout could not be made, saved or removed.
 #[derive(Debug, thiserror::Error)]
 pub enum SlotError {
-    #[error("slot {slot}: {message}")]
-    Git { slot: String, message: String },
+    #[error("slot {slot}: {}", .source.message())]
+    Git {
+        slot: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("slot {slot}: {source}")]
+    Checkout {
+        slot: String,
+        #[source]
+        source: super::checkout::CheckoutError,
+    },
+    #[error(
+        "slot {slot}: uncommitted changes in the checkout; commit them first (`bones swarm commit`)"
+    )]
+    Uncommitted { slot: String },
+    #[error(
+        "slot {slot}: unreadable conflict record {}: {source}; delete it once the conflicts are resolved",
+        .file.display()
+    )]
+    ConflictRecord {
+        slot: String,
+        file: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("slot {slot}: {what} {path}: {source}")]
     Io {
         slot: String,
@@ -127,9 +151,9 @@ impl SlotDir {
     }
 
     fn git(&self) -> impl FnOnce(git2::Error) -> SlotError + '_ {
-        move |e| SlotError::Git {
+        move |source| SlotError::Git {
             slot: self.name.clone(),
-            message: e.message().to_string(),
+            source,
         }
     }
 
@@ -176,10 +200,10 @@ impl SlotDir {
         repo.reference(&branch, trunk, true, "bones: slot from trunk")
             .map_err(self.git())?;
         // git's own checkout: libgit2's took twice as long on big trees
-        super::checkout::add(&self.hub_repo, &self.name, &self.wt, &branch).map_err(|e| {
-            SlotError::Git {
+        super::checkout::add(&self.hub_repo, &self.name, &self.wt, &branch).map_err(|source| {
+            SlotError::Checkout {
                 slot: self.name.clone(),
-                message: e.to_string(),
+                source,
             }
         })?;
         let _ = fsutil::remove_if_exists(&self.reaped_file);
@@ -268,11 +292,8 @@ impl SlotDir {
             ..
         } = self.snapshot()?;
         if tree != head_tree {
-            return Err(SlotError::Git {
+            return Err(SlotError::Uncommitted {
                 slot: self.name.clone(),
-                message:
-                    "uncommitted changes in the checkout; commit them first (`bones swarm commit`)"
-                        .into(),
             });
         }
         let head = repo.find_commit(head).map_err(self.git())?;
@@ -393,12 +414,10 @@ impl SlotDir {
         // a record that cannot be read protects nothing: say so rather than
         // let markers through
         let record: ConflictRecord =
-            serde_json::from_slice(&bytes).map_err(|e| SlotError::Git {
+            serde_json::from_slice(&bytes).map_err(|source| SlotError::ConflictRecord {
                 slot: self.name.clone(),
-                message: format!(
-                    "unreadable conflict record {}: {e}; delete it once the conflicts are resolved",
-                    file.display()
-                ),
+                file: file.clone(),
+                source,
             })?;
         let mut left = Vec::new();
         for (path, before) in record.paths {

@@ -60,13 +60,34 @@ pub enum UserLandError {
          see \"Hubs seeded by earlier versions\" in the README"
     )]
     Unrelated,
-    #[error("{0}")]
-    Git(String),
+    #[error("{}", .0.message())]
+    Git(#[from] git2::Error),
+    #[error("{}: {}", .root.display(), .source.message())]
+    Open {
+        root: std::path::PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("cannot fetch your branch into the hub: {0}")]
+    Fetch(#[source] crate::sys::gitcli::GitError),
+    #[error("background work failed: {0}")]
+    Background(#[from] tokio::task::JoinError),
 }
 
-impl From<git2::Error> for UserLandError {
-    fn from(err: git2::Error) -> UserLandError {
-        UserLandError::Git(err.message().to_string())
+impl crate::sys::error::Kinded for UserLandError {
+    fn kind(&self) -> crate::sys::error::ErrorKind {
+        use crate::sys::error::ErrorKind;
+        match self {
+            UserLandError::Swarm(err) => err.kind(),
+            UserLandError::Conflict { .. } => ErrorKind::Conflict,
+            UserLandError::NoCommit | UserLandError::Merge(_) | UserLandError::Unrelated => {
+                ErrorKind::Refused
+            }
+            UserLandError::Git(_) | UserLandError::Open { .. } | UserLandError::Fetch(_) => {
+                ErrorKind::Io
+            }
+            UserLandError::Background(_) => ErrorKind::Internal,
+        }
     }
 }
 
@@ -75,9 +96,7 @@ impl Swarm {
     /// `Ok` with nothing landed when trunk already has them all.
     pub async fn land_user(&self) -> Result<UserLanded, UserLandError> {
         let paths = self.paths().clone();
-        let (branch, head, trunk) = tokio::task::spawn_blocking(move || prepare(&paths))
-            .await
-            .map_err(|e| UserLandError::Git(format!("background work failed: {e}")))??;
+        let (branch, head, trunk) = tokio::task::spawn_blocking(move || prepare(&paths)).await??;
         let Some(head) = head else {
             return Ok(UserLanded {
                 head: trunk.to_string(),
@@ -120,8 +139,10 @@ impl Swarm {
 /// Returns the branch name, the commit to land (`None`: trunk has it
 /// all) and the trunk tip.
 fn prepare(paths: &crate::state::Paths) -> Result<(String, Option<Oid>, Oid), UserLandError> {
-    let user = Repository::open(&paths.root)
-        .map_err(|e| UserLandError::Git(format!("{}: {}", paths.root.display(), e.message())))?;
+    let user = Repository::open(&paths.root).map_err(|source| UserLandError::Open {
+        root: paths.root.clone(),
+        source,
+    })?;
     let branch = match user.head() {
         Ok(head) if head.is_branch() => head.shorthand().unwrap_or("HEAD").to_string(),
         Ok(_) => "HEAD".to_string(),
@@ -134,7 +155,7 @@ fn prepare(paths: &crate::state::Paths) -> Result<(String, Option<Oid>, Oid), Us
         &[&format!("+HEAD:{USER_REF}")],
         Progress::Stderr("land"),
     )
-    .map_err(|e| UserLandError::Git(format!("cannot fetch your branch into the hub: {e}")))?;
+    .map_err(UserLandError::Fetch)?;
     let hub = Repository::open_bare(&paths.hub_repo)?;
     let head = hub.refname_to_id(USER_REF)?;
     let trunk = hub.refname_to_id(TRUNK_REF)?;

@@ -4,13 +4,16 @@
 //! file writes, durations, hashing, the display of untrusted text, and the
 //! validation of ids and names.
 
+pub mod clock;
 pub mod duration;
+pub mod error;
 pub mod fsutil;
 pub mod gitcli;
 pub mod hash;
 pub mod name;
 pub mod proc_net;
 pub mod process;
+pub mod schema;
 pub mod shown;
 pub mod signals;
 pub mod sockdiag;

@@ -16,6 +16,13 @@ pub struct NameError {
     why: &'static str,
 }
 
+impl crate::sys::error::Kinded for NameError {
+    /// Always input to fix.
+    fn kind(&self) -> crate::sys::error::ErrorKind {
+        crate::sys::error::ErrorKind::Usage
+    }
+}
+
 const SLOT_RULE: &str = "use 1-63 characters from a-z, 0-9, '.', '_' and '-', starting with a letter or digit, without '..' and not ending in '.' or '.lock'";
 const AGENT_RULE: &str = "use 1-128 bytes without control characters";
 const TASK_RULE: &str = "use 1-64 characters from A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit, without '..' and not ending in '.' or '.lock'";

@@ -16,6 +16,8 @@ use futures::StreamExt;
 
 use super::claimer::Claimer;
 use super::record::{self, InputError, Refusal, Status, Task};
+use crate::coord::ServerError;
+use crate::sys::error::{ErrorKind, Kinded};
 
 /// The bucket holding one record per task, keyed by id.
 pub const TASKS_BUCKET: &str = "bones-tasks";
@@ -34,7 +36,7 @@ const MAX_ATTEMPTS: usize = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     #[error("task board ({TASKS_BUCKET}): {0}")]
-    Bucket(String),
+    Bucket(#[source] ServerError),
     #[error("no task {0}; `bones tasks list` shows the ids")]
     NotFound(String),
     #[error("{0}")]
@@ -43,8 +45,27 @@ pub enum TaskError {
     Invalid(#[from] InputError),
     #[error("task {0} kept changing under this update; try again")]
     Contended(String),
-    #[error("task {id}: its record is not readable ({why}); fix or delete it with a NATS client")]
-    Corrupt { id: String, why: String },
+    #[error(
+        "task {id}: its record is not readable ({source}); fix or delete it with a NATS client"
+    )]
+    Corrupt {
+        id: String,
+        #[source]
+        source: record::DecodeError,
+    },
+}
+
+impl Kinded for TaskError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            TaskError::Bucket(err) => err.kind(),
+            TaskError::NotFound(_) => ErrorKind::NotFound,
+            TaskError::Refused(refusal) => refusal.kind(),
+            TaskError::Invalid(_) => ErrorKind::Usage,
+            TaskError::Contended(_) => ErrorKind::Contended,
+            TaskError::Corrupt { .. } => ErrorKind::Corrupt,
+        }
+    }
 }
 
 /// The key a message of the bucket's stream is stored under.
@@ -66,8 +87,8 @@ pub fn is_deletion(message: &async_nats::Message) -> bool {
         .is_some()
 }
 
-pub(super) fn bucket_err(err: impl std::fmt::Display) -> TaskError {
-    TaskError::Bucket(err.to_string())
+pub(super) fn bucket_err(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> TaskError {
+    TaskError::Bucket(ServerError::new(err))
 }
 
 /// What to create.
@@ -201,7 +222,7 @@ impl Board {
             self.get(id).await?;
         }
         loop {
-            let now = record::precise_now();
+            let now = crate::sys::clock::utc_now_rfc3339();
             let mut task = Task::new(new_id(), new.title.clone(), by, &now);
             task.body = new.body.clone();
             task.parent = new.parent.clone();
@@ -227,9 +248,9 @@ impl Board {
             .map_err(bucket_err)?
             .filter(|e| e.operation == kv::Operation::Put)
             .ok_or_else(|| TaskError::NotFound(id.to_string()))?;
-        let task = record::decode(id, &entry.value).map_err(|why| TaskError::Corrupt {
+        let task = record::decode(id, &entry.value).map_err(|source| TaskError::Corrupt {
             id: id.to_string(),
-            why,
+            source,
         })?;
         Ok((task, entry.revision))
     }
@@ -309,7 +330,7 @@ impl Board {
     ) -> Result<(Task, bool), TaskError> {
         for _ in 0..MAX_ATTEMPTS {
             let (mut task, revision) = self.get(id).await?;
-            let now = record::precise_now();
+            let now = crate::sys::clock::utc_now_rfc3339();
             if !rule(&mut task, &now)? {
                 return Ok((task, false));
             }
@@ -393,9 +414,7 @@ impl Board {
                 None => changes.next().await,
             };
             if change.is_none() {
-                return Err(TaskError::Bucket(
-                    "the subscription to the board's changes ended".to_string(),
-                ));
+                return Err(bucket_err("the subscription to the board's changes ended"));
             }
             // one read of the board for the whole burst
             while let Some(Some(_)) = futures::FutureExt::now_or_never(changes.next()) {}
@@ -582,7 +601,8 @@ pub(super) fn ready_mask<'a>(tasks: impl Iterator<Item = &'a Task> + Clone) -> V
 }
 
 pub(super) fn encode(task: &Task) -> Result<bytes::Bytes, TaskError> {
-    let bytes = serde_json::to_vec(task).map_err(|e| TaskError::Bucket(e.to_string()))?;
+    let bytes =
+        serde_json::to_vec(task).map_err(|e| TaskError::Bucket(ServerError::internal(e)))?;
     if bytes.len() > record::MAX_RECORD {
         return Err(InputError::RecordTooLarge(bytes.len()).into());
     }

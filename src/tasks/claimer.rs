@@ -21,7 +21,7 @@ use async_nats::jetstream::kv;
 use futures::{FutureExt, StreamExt};
 
 use super::board::{Board, CHANGES_PREFIX, TaskError, bucket_err, encode, ready_mask};
-use super::record::{self, Task};
+use super::record::Task;
 
 /// Reads of the board in one `next` when every candidate was taken meanwhile.
 const MAX_NEXT_ROUNDS: usize = 64;
@@ -86,7 +86,10 @@ impl<'a> Claimer<'a> {
             while let Some((mut task, revision)) =
                 self.queue.remove(self.spread.pick(self.queue.len()))
             {
-                if task.claim(&self.who, &record::precise_now()).is_err() {
+                if task
+                    .claim(&self.who, &crate::sys::clock::utc_now_rfc3339())
+                    .is_err()
+                {
                     continue;
                 }
                 task.last_op.took_ms = Some(started.elapsed().as_millis() as u64);

@@ -27,17 +27,6 @@ pub const MAX_REASON: usize = 1024;
 /// before it is written.
 pub const MAX_RECORD: usize = 2 * MAX_BODY;
 
-/// Now, UTC, RFC 3339 with microseconds: tasks created in a tight loop
-/// still sort in creation order, and the text sorts like the time.
-pub fn precise_now() -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_default()
-}
-
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -124,6 +113,18 @@ pub enum Refusal {
     },
     #[error(transparent)]
     Invalid(#[from] InputError),
+}
+
+impl Refusal {
+    /// Held by another, or refused by the task's state, or bad input.
+    pub fn kind(&self) -> crate::sys::error::ErrorKind {
+        use crate::sys::error::ErrorKind;
+        match self {
+            Refusal::ClaimedBy { .. } => ErrorKind::Held,
+            Refusal::Closed { .. } | Refusal::NotYours { .. } => ErrorKind::Refused,
+            Refusal::Invalid(_) => ErrorKind::Usage,
+        }
+    }
 }
 
 /// Input that can never be stored.
@@ -227,16 +228,25 @@ pub fn validate_id(id: &str) -> Result<(), InputError> {
 /// Decodes the record stored under `key`. A record whose `id` is not its
 /// key (another client wrote it) is refused: the id becomes a subject, a
 /// message id and the key of the next compare-and-swap.
-pub fn decode(key: &str, bytes: &[u8]) -> Result<Task, String> {
-    let task: Task = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+pub fn decode(key: &str, bytes: &[u8]) -> Result<Task, DecodeError> {
+    let task: Task = serde_json::from_slice(bytes)?;
     if task.id != key || validate_id(&task.id).is_err() {
-        return Err(format!(
-            "its id {} is not its key {} (or not a task id)",
-            crate::sys::shown::shown(&task.id),
-            crate::sys::shown::shown(key)
-        ));
+        return Err(DecodeError::WrongKey {
+            id: crate::sys::shown::shown(&task.id),
+            key: crate::sys::shown::shown(key),
+        });
     }
     Ok(task)
+}
+
+/// Why a stored record is not a task bones can use.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// Both shown quoted (see [`crate::sys::shown`]).
+    #[error("its id {id} is not its key {key} (or not a task id)")]
+    WrongKey { id: String, key: String },
 }
 
 impl Task {
@@ -397,7 +407,12 @@ impl Task {
 mod tests {
     #[test]
     fn a_record_is_read_only_under_its_own_key() {
-        let task = Task::new("t-abc12345".into(), "x".into(), "me", &precise_now());
+        let task = Task::new(
+            "t-abc12345".into(),
+            "x".into(),
+            "me",
+            &crate::sys::clock::utc_now_rfc3339(),
+        );
         let bytes = serde_json::to_vec(&task).unwrap();
         assert_eq!(decode("t-abc12345", &bytes).unwrap().id, "t-abc12345");
         assert!(decode("t-other000", &bytes).is_err());

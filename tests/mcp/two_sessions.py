@@ -125,7 +125,7 @@ async def main():
         b = await open_agent(stack, "b", "agent-b", validated)
 
         primer = await a.ok("prime")
-        assert primer["agent_id"] == "agent-a", primer
+        assert primer["agent"] == "agent-a", primer
         assert primer["slot"] is None and "The loop" in primer["text"], primer
         # the loop in tool calls, with the error kinds each can end with
         assert [s["command"] for s in primer["steps"]] == [
@@ -139,8 +139,8 @@ async def main():
         # bad inputs: a tool error with the exit code's kind, and nothing changes
         before = (await board(a), trunk())
         await a.fails("join", {"slot": "Bad Slot!"}, "usage", 2)
-        await a.fails("tasks_show", {"id": "t-nosuchtask"}, "failure", 1)
-        await a.fails("tasks_close", {"id": "t-nosuchtask", "reason": "done"}, "failure", 1)
+        await a.fails("tasks_show", {"id": "t-nosuchtask"}, "not_found", 1)
+        await a.fails("tasks_close", {"id": "t-nosuchtask", "reason": "done"}, "not_found", 1)
         await a.fails("tasks_claim_next", {"label": "no such label!"}, "usage", 2)
         await a.fails("commit", {"message": "nothing joined"}, "usage", 2)
         await a.fails("share", {"type": "learning", "text": "   "}, "usage", 2)

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::json;
 
-use super::super::{exit, report};
+use super::super::Failure;
 use crate::hub::backup::{self, RestoreOptions};
 use crate::sys::shown;
 
@@ -44,13 +44,14 @@ fn progress(line: &str) {
     eprintln!("{line}");
 }
 
-pub fn backup(cwd: &Path, args: BackupArgs) -> u8 {
-    match backup::backup(cwd, &args.dir, &progress) {
-        Ok(manifest) => {
+pub fn backup(cwd: &Path, args: BackupArgs) -> Result<(), Failure> {
+    let manifest = backup::backup(cwd, &args.dir, &progress)?;
+    {
+        {
             // now that it exists, the canonical path
             let dir = backup::absolute(&args.dir);
             if args.json {
-                println!("{}", manifest.summary(&dir));
+                super::super::json::print(manifest.summary(&dir));
             } else {
                 let messages: u64 = manifest.streams.iter().map(|s| s.messages).sum();
                 println!(
@@ -62,25 +63,22 @@ pub fn backup(cwd: &Path, args: BackupArgs) -> u8 {
                     manifest.bytes()
                 );
             }
-            exit::OK
-        }
-        Err(err) => {
-            report(&err);
-            exit::FAILURE
         }
     }
+    Ok(())
 }
 
-pub fn restore(cwd: &Path, args: RestoreArgs) -> u8 {
+pub fn restore(cwd: &Path, args: RestoreArgs) -> Result<(), Failure> {
     let opts = RestoreOptions { force: args.force };
-    match backup::restore(cwd, &args.dir, &opts, &progress) {
-        Ok(restored) => {
+    let restored = backup::restore(cwd, &args.dir, &opts, &progress)?;
+    {
+        {
             let manifest = &restored.manifest;
             if args.json {
                 let mut value = manifest.summary(&restored.dir);
                 value["source_workspace_id"] = json!(manifest.workspace_id);
                 value["previous_state"] = json!(restored.previous);
-                println!("{value}");
+                super::super::json::print(&value);
             } else {
                 println!(
                     "restored the backup of {} from {}: trunk {}, {} ref(s), {} stream(s)",
@@ -98,13 +96,9 @@ pub fn restore(cwd: &Path, args: RestoreArgs) -> u8 {
                 "restore: slot checkouts are not part of a backup; agents get theirs back with `bones swarm join --slot NAME`"
             );
             eprintln!("restore: start the hub with `bones hub start --detach`");
-            exit::OK
-        }
-        Err(err) => {
-            report(&err);
-            exit::FAILURE
         }
     }
+    Ok(())
 }
 
 fn short(oid: &str) -> &str {

@@ -6,9 +6,11 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::cli::{exit, report};
+use crate::cli::Failure;
+use crate::cli::json;
 use crate::hub::Health;
 use crate::hub::registry::{self, Condition, ReapOptions, Reaped, Registered};
+use crate::sys::error::ErrorKind;
 use crate::sys::{duration, shown};
 
 #[derive(Debug, Args)]
@@ -30,22 +32,16 @@ pub struct ReapArgs {
 
 /// `hub status --all`: exit 0 when every serving hub is healthy and none
 /// is orphaned, 3 otherwise (stale entries do not count).
-pub fn status_all(json: bool) -> u8 {
-    let (hubs, unreadable) = match registry::survey() {
-        Ok(found) => found,
-        Err(err) => {
-            report(&err);
-            return exit::FAILURE;
-        }
-    };
+pub fn status_all(as_json: bool) -> Result<(), Failure> {
+    let (hubs, unreadable) = registry::survey()?;
     let troubled = hubs.iter().any(|hub| match hub.condition {
         Condition::Serving => !is_healthy(hub),
         Condition::Orphaned(_) => true,
         Condition::Stale(_) => false,
     });
-    if json {
+    if as_json {
         let hubs: Vec<Value> = hubs.iter().map(hub_json).collect();
-        println!("{}", json!({ "hubs": hubs }));
+        json::print(json!({ "hubs": hubs }));
     } else {
         print_table(&hubs);
         if hubs.iter().any(|h| h.condition != Condition::Serving) {
@@ -60,22 +56,22 @@ pub fn status_all(json: bool) -> u8 {
             shown::path(&file)
         );
     }
-    if troubled { exit::DEGRADED } else { exit::OK }
+    if troubled {
+        return Err(Failure::quiet(
+            ErrorKind::Degraded,
+            "a hub you run is degraded or orphaned",
+        ));
+    }
+    Ok(())
 }
 
 /// `hub reap`: exit 0 when every orphan was stopped, 1 when one survived.
-pub fn reap(args: ReapArgs) -> u8 {
+pub fn reap(args: ReapArgs) -> Result<(), Failure> {
     let opts = ReapOptions {
         dry_run: args.dry_run,
         grace: args.grace,
     };
-    let done = match registry::reap(&opts) {
-        Ok(done) => done,
-        Err(err) => {
-            report(&err);
-            return exit::FAILURE;
-        }
-    };
+    let done = registry::reap(&opts)?;
     let failed = done.iter().any(|(_, r)| matches!(r, Reaped::Failed(_)));
     if args.json {
         let hubs: Vec<Value> = done
@@ -92,11 +88,17 @@ pub fn reap(args: ReapArgs) -> u8 {
                 value
             })
             .collect();
-        println!("{}", json!({ "dry_run": args.dry_run, "hubs": hubs }));
+        json::print(json!({ "dry_run": args.dry_run, "hubs": hubs }));
     } else {
         print_reaped(&done);
     }
-    if failed { exit::FAILURE } else { exit::OK }
+    if failed {
+        return Err(Failure::quiet(
+            ErrorKind::Internal,
+            "an orphaned hub survived SIGKILL",
+        ));
+    }
+    Ok(())
 }
 
 fn action(reaped: &Reaped) -> &'static str {

@@ -114,6 +114,22 @@ pub enum BackupError {
     Runtime(io::Error),
 }
 
+impl crate::sys::error::Kinded for BackupError {
+    fn kind(&self) -> crate::sys::error::ErrorKind {
+        use crate::sys::error::ErrorKind;
+        match self {
+            BackupError::Workspace(err) => err.kind(),
+            BackupError::Coord(err) => err.kind(),
+            BackupError::NotRunning => ErrorKind::NoHub,
+            BackupError::NotDrained { .. } => ErrorKind::Timeout,
+            BackupError::Nats { .. } => ErrorKind::Server,
+            BackupError::Git { .. } | BackupError::Io { .. } => ErrorKind::Io,
+            BackupError::Corrupt { .. } | BackupError::NotABackup { .. } => ErrorKind::Corrupt,
+            _ => ErrorKind::Refused,
+        }
+    }
+}
+
 impl BackupError {
     pub(crate) fn io(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> BackupError {
         let path = path.to_path_buf();
@@ -194,7 +210,7 @@ async fn take(
     let js = jetstream::new(client.clone());
     let names = snapshot::stream_names(&js).await?;
     // the backup's point in time: the streams are copied from here on
-    let created_at = crate::oplog::utc_now_rfc3339();
+    let created_at = crate::sys::clock::utc_now_rfc3339();
     let mut paused = Vec::new();
     let streams = match snapshot::pause_durables(&js, &names, &mut paused).await {
         Ok(()) => {

@@ -338,6 +338,9 @@ fn prepare(message: &jetstream::Message) -> Result<Option<Pending>, String> {
     let mut entry = LogEntry::new(LogLevel::Info, EventKind::Rpc);
     entry.msg = Some(rpc.clone());
     entry.rpc = Some(rpc);
+    entry.by = Some(task.last_op.by.clone());
+    // deprecated for task entries (it is not always an agent id): kept one
+    // release for readers and `bones logs --agent` (docs/json.md)
     entry.agent = Some(task.last_op.by.clone());
     entry.task = Some(task.id.clone());
     entry.took_ms = task.last_op.took_ms;
