@@ -17,6 +17,7 @@ pub mod projector;
 pub mod repair;
 mod run;
 pub mod server;
+mod services;
 pub mod status;
 mod stop;
 pub mod storage;
