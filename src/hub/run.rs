@@ -108,8 +108,8 @@ struct Server {
     key: Key,
 }
 
-/// Prepares state, records this process as the hub, spawns the
-/// coordination server and opens (or seeds) the repository.
+/// Prepares state, spawns the coordination server, records this process
+/// as the hub and opens (or seeds) the repository.
 fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubError> {
     let binary = crate::hub::server::find_nats_server()?;
     fsutil::ensure_private_dir(&paths.coord_dir)
@@ -123,6 +123,30 @@ fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubErro
         ));
     }
     crate::hub::server::write_config(paths, ports.coord, &key)?;
+    // the coordination server boots while the rest is done: it is the
+    // slowest part of a start
+    let supervisor = Supervisor::start(binary, paths, log.clone())?;
+    if let Err(err) = write_record(paths, ports) {
+        supervisor.stop(FAILED_START_GRACE);
+        return Err(err);
+    }
+    tighten_old_state(paths, log);
+    repo::clear_stale_trunk_lock(&paths.hub_repo);
+    match repo::open_or_seed(&paths.hub_repo, &paths.root) {
+        Ok(Some(seeded)) => {
+            log.info(repo::seeded_message(&seeded));
+            Ok(Server { supervisor, key })
+        }
+        Ok(None) => Ok(Server { supervisor, key }),
+        Err(err) => {
+            supervisor.stop(FAILED_START_GRACE);
+            Err(err.into())
+        }
+    }
+}
+
+/// Records this process as the hub (`hub.json`, `hub.pid`).
+fn write_record(paths: &Paths, ports: Ports) -> Result<(), HubError> {
     let record = HubRecord {
         pid: std::process::id(),
         start_time: process::own_start_time(),
@@ -137,21 +161,7 @@ fn bring_up(paths: &Paths, ports: Ports, log: &HubLog) -> Result<Server, HubErro
     };
     record
         .write(paths)
-        .map_err(HubError::io("cannot write", &paths.hub_pid))?;
-    let supervisor = Supervisor::start(binary, paths, log.clone())?;
-    tighten_old_state(paths, log);
-    repo::clear_stale_trunk_lock(&paths.hub_repo);
-    match repo::open_or_seed(&paths.hub_repo, &paths.root) {
-        Ok(Some(seeded)) => {
-            log.info(repo::seeded_message(&seeded));
-            Ok(Server { supervisor, key })
-        }
-        Ok(None) => Ok(Server { supervisor, key }),
-        Err(err) => {
-            supervisor.stop(FAILED_START_GRACE);
-            Err(err.into())
-        }
-    }
+        .map_err(HubError::io("cannot write", &paths.hub_pid))
 }
 
 /// State written by an earlier version, before the hub and the slot verbs
