@@ -287,6 +287,9 @@ fn serve(
                 // only now may /.status say ok: a detached start returns on it
                 *source.coord.write().await = Some(js);
                 drop(lock);
+                if opts.detached_child {
+                    tell_starter_ready();
+                }
                 stop.recv().await;
                 Some(client)
             }
@@ -324,6 +327,23 @@ fn serve(
             ready: client.is_some(),
         })
     })
+}
+
+/// What a detached hub writes to its starter once ready (see `detach`).
+pub(super) const READY_LINE: &[u8] = b"ready";
+
+/// Tells the starter of a detached hub that it is ready: [`READY_LINE`] on
+/// stdout, the starter's pipe. Stdout then goes to `/dev/null`, so nothing
+/// written later meets a pipe nobody reads any more.
+fn tell_starter_ready() {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(READY_LINE);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdout(&null);
+    }
 }
 
 /// Creates the knowledge feed's stream, or brings its retention in line
