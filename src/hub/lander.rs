@@ -72,12 +72,17 @@ pub async fn spawn(
         // the lander thread ends once its queue is gone
         drop(jobs);
         // no new request reaches this hub; those the server routed here
-        // before it saw the unsubscribe are refused (the subscription ends
-        // with the drain's round trip; the hub flushes its connection
-        // before the coordination server goes, so every answer reaches it)
+        // before it saw the unsubscribe are refused. The drain is one round
+        // trip (UNSUB, PING): its answer also says the server has every
+        // reply sent before it, so only refusals need a flush of their own
         if requests.drain().await.is_ok() {
+            let mut refused = false;
             while let Some(message) = requests.next().await {
                 answer(&client, &log, message, None).await;
+                refused = true;
+            }
+            if refused {
+                let _ = client.flush().await;
             }
         }
     }))

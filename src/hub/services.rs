@@ -174,7 +174,8 @@ mod tests {
         assert!(!services.drain(deadline, &log, async {}).await);
         let written = std::fs::read_to_string(tmp.path().join("hub.log")).unwrap();
         assert!(
-            written.contains("the store damage watch did not stop within the drain timeout; aborted"),
+            written
+                .contains("the store damage watch did not stop within the drain timeout; aborted"),
             "{written}"
         );
     }

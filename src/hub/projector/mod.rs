@@ -205,11 +205,12 @@ pub async fn spawn(
             }
         }
         // stopping in a burst: what was published is waited for and
-        // acknowledged (the hub flushes its connection before the
-        // coordination server goes)
+        // acknowledged, and the acknowledgement is on the server before the
+        // hub tells it to stop
         if let Some(message) = unacked {
             settle(&js, &log, &mut in_flight, &mut logged).await;
             let _ = message.ack().await;
+            let _ = js.client().flush().await;
         }
     }))
 }
