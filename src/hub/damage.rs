@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use super::projector::{DURABLE, EVENTS_STREAM};
 use crate::oplog::HubLog;
@@ -343,15 +344,18 @@ impl Watch {
         }
     }
 
-    /// Looks every few seconds until aborted.
-    pub fn spawn(mut self) -> tokio::task::JoinHandle<()> {
+    /// Looks every few seconds until `stop` is cancelled (a look under way
+    /// finishes: its marks are written whole).
+    pub fn spawn(mut self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await; // the first look was made at start
             loop {
-                tick.tick().await;
-                self.check().await;
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = tick.tick() => self.check().await,
+                }
             }
         })
     }

@@ -1,12 +1,15 @@
 //! `hub start --detach`: run the hub as a new session in the background and
 //! return once it is ready.
 //!
-//! Ready means the new process answers `/.status` on its repo port with its
-//! own pid and `status: ok` (or fails only its `store` part: damage found
-//! in the store, which the running hub reports). Checking the pid rejects a foreign service that
-//! happens to hold the port (Go #138 item 1); checking `ok` means JetStream
-//! answered. If the child dies or the deadline passes, the error carries the
-//! tail of hub.log, where the real cause is (Go #127).
+//! Ready means the new process says so on its stdout, a pipe to the
+//! starter, at the moment `/.status` starts answering `ok` for it: it has
+//! bound the repo port itself (a foreign service holding the port makes it
+//! fail instead, Go #138 item 1) and JetStream answered. The starter wakes
+//! on that line, or on the pipe's end when the hub exits, instead of
+//! polling `/.status` (which cost a start a poll interval and a status
+//! check in the hub, see the benchmarks in README.md). If the child dies or
+//! the deadline passes, the error carries the tail of hub.log, where the
+//! real cause is (Go #127).
 //!
 //! A failed start leaves nothing running: the hub is stopped (SIGKILL after
 //! a grace), and so is every coordination server running this state
@@ -51,7 +54,6 @@ pub(super) fn spawn(
         .args(["--ready-timeout", &duration::format(opts.ready_timeout)])
         .current_dir(&paths.root)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(Stdio::null());
     if let Some(level) = &opts.log_level {
         command.args(["--log-level", level]);
@@ -68,36 +70,46 @@ pub(super) fn spawn(
                 .map_err(std::io::Error::from)
         });
     }
-    let mut child = command
-        .spawn()
-        .map_err(HubError::io("cannot run", program.as_path()))?;
+    // the hub says it is ready on its stdout, this end of a pipe (see
+    // `run::tell_starter_ready`): the wait ends the moment it is, with no
+    // polling of `/.status`, and at once when the hub exits (end of file)
+    let (mut ready, ready_tx) =
+        std::io::pipe().map_err(HubError::io("cannot make a pipe for", paths.root.as_path()))?;
+    command.stdout(ready_tx);
+    let spawned = command.spawn();
+    // the command's copy of the pipe's other end goes, so that only the
+    // hub holds it
+    drop(command);
+    let mut child = spawned.map_err(HubError::io("cannot run", program.as_path()))?;
     let pid = child.id();
     let deadline = Instant::now() + opts.ready_timeout;
-    let mut last;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
+    match wait_for_ready(&mut ready, deadline) {
+        Ok(true) => {}
+        Ok(false) => {
+            // end of file: the hub is gone (or is going)
+            let status = child
+                .wait()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| format!("cannot be waited for: {e}"));
             log.error(
                 "hub: detached hub exited before it was ready",
-                status.to_string(),
+                status.clone(),
             );
             stop_spawned_servers(paths, log);
             return Err(HubError::ChildExited {
-                status: status.to_string(),
+                status,
                 tail: log_tail(paths, 12),
             });
         }
-        match probe::status(ports.repo, Duration::from_millis(500)) {
-            Probe::Answered { report, .. } if report.pid == pid && report.is_ready() => break,
-            Probe::Answered { report, .. } if report.pid != pid => {
-                last = format!(
-                    "port {} is answered by another process (pid {})",
+        Err(why) => {
+            let last = match probe::status(ports.repo, Duration::from_millis(500)) {
+                Probe::Answered { report, .. } if report.pid != pid => format!(
+                    "port {} is answered by another process (pid {}); {why}",
                     ports.repo, report.pid
-                );
-            }
-            Probe::Answered { report, .. } => last = format!("status {}", report.status),
-            Probe::Foreign(why) | Probe::Unreachable(why) => last = why,
-        }
-        if Instant::now() >= deadline {
+                ),
+                Probe::Answered { report, .. } => format!("status {}", report.status),
+                Probe::Foreign(reason) | Probe::Unreachable(reason) => reason,
+            };
             // the hub stops its own server within FAILED_START_GRACE; more
             // than that, and it is killed (its server is then stopped below)
             process::terminate(pid, run::FAILED_START_GRACE * 2);
@@ -110,12 +122,45 @@ pub(super) fn spawn(
                 tail: log_tail(paths, 12),
             });
         }
-        thread::sleep(Duration::from_millis(2));
     }
     // Reap the child if this process outlives it (library callers); the CLI
     // exits right away and the hub is re-parented.
     thread::spawn(move || child.wait());
     Ok(pid)
+}
+
+/// Reads the hub's stdout until it says [`run::READY_LINE`] (`Ok(true)`)
+/// or ends (`Ok(false)`: the hub exited); `Err` with why at `deadline`.
+fn wait_for_ready(pipe: &mut std::io::PipeReader, deadline: Instant) -> Result<bool, String> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use std::io::Read;
+    let mut said = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("it did not say it was ready".to_string());
+        }
+        let timeout = Timespec::try_from(left).map_err(|e| e.to_string())?;
+        let mut fds = [PollFd::new(&*pipe, PollFlags::IN)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) => {}
+            Err(err) => return Err(format!("cannot wait for it: {err}")),
+        }
+        let mut chunk = [0u8; 256];
+        match pipe.read(&mut chunk) {
+            Ok(0) => return Ok(false),
+            Ok(n) => said.extend_from_slice(&chunk[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(format!("cannot read its answer: {err}")),
+        }
+        if said
+            .split(|&b| b == b'\n')
+            .any(|line| line == run::READY_LINE)
+        {
+            return Ok(true);
+        }
+    }
 }
 
 /// Stops every coordination server running this state directory's config,

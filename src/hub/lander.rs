@@ -13,6 +13,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use git2::{Oid, Repository};
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use crate::oplog::{EventKind, HubLog, LogEntry, LogLevel};
 use crate::swarm::protocol::{LAND_SUBJECT, LandReply, LandRequest};
@@ -25,43 +26,98 @@ use crate::trunk::repo::USER_REF;
 /// landed commit (for hub.log).
 type Job = (LandRequest, oneshot::Sender<(LandReply, Option<String>)>);
 
-/// Starts answering landing requests; runs until the client is drained.
+/// Why the landing service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LanderError {
+    #[error("cannot subscribe to {LAND_SUBJECT}: {0}")]
+    Subscribe(#[source] async_nats::SubscribeError),
+    #[error("cannot start the lander thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// What a request gets once the hub is stopping.
+const STOPPING: &str = "the hub is stopping; commit again once it runs";
+
+/// Starts answering landing requests; runs until `stop` is cancelled.
+///
+/// A landing under way when `stop` comes finishes and is answered (the hub
+/// joins this task before its coordination server goes); requests already
+/// delivered to the hub then get a refusal, and later ones find no
+/// responder, so no client waits for an answer that never comes.
 pub async fn spawn(
     client: async_nats::Client,
     hub_repo: PathBuf,
     log: HubLog,
-) -> Result<tokio::task::JoinHandle<()>, async_nats::SubscribeError> {
-    let mut requests = client.subscribe(LAND_SUBJECT).await?;
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, LanderError> {
+    let mut requests = client
+        .subscribe(LAND_SUBJECT)
+        .await
+        .map_err(LanderError::Subscribe)?;
     let (jobs, queue) = mpsc::channel::<Job>();
     std::thread::Builder::new()
         .name("bones-lander".into())
         .spawn(move || work(hub_repo, queue))
-        .expect("spawn the lander thread");
+        .map_err(LanderError::Thread)?;
     Ok(tokio::spawn(async move {
-        while let Some(message) = requests.next().await {
-            let Some(reply_to) = message.reply.clone() else {
-                continue;
+        loop {
+            let message = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                message = requests.next() => message,
             };
-            let started = Instant::now();
-            let request: Result<LandRequest, _> = serde_json::from_slice(&message.payload);
-            let ((reply, subject), request) = match request {
-                Ok(request) => {
-                    let (tx, rx) = oneshot::channel();
-                    let stopped = || (failed("the lander stopped"), None);
-                    let reply = if jobs.send((request.clone(), tx)).is_ok() {
-                        rx.await.unwrap_or_else(|_| stopped())
-                    } else {
-                        stopped()
-                    };
-                    (reply, Some(request))
-                }
-                Err(err) => ((failed(&format!("bad landing request: {err}")), None), None),
-            };
-            log_rpc(&log, request.as_ref(), &reply, subject, started);
-            let body = serde_json::to_vec(&reply).unwrap_or_default();
-            let _ = client.publish(reply_to, body.into()).await;
+            let Some(message) = message else { return };
+            answer(&client, &log, message, Some(&jobs)).await;
+        }
+        // the lander thread ends once its queue is gone
+        drop(jobs);
+        // no new request reaches this hub; those the server routed here
+        // before it saw the unsubscribe are refused. The drain is one round
+        // trip (UNSUB, PING): its answer also says the server has every
+        // reply sent before it, so only refusals need a flush of their own
+        if requests.drain().await.is_ok() {
+            let mut refused = false;
+            while let Some(message) = requests.next().await {
+                answer(&client, &log, message, None).await;
+                refused = true;
+            }
+            if refused {
+                let _ = client.flush().await;
+            }
         }
     }))
+}
+
+/// Lands one request through the lander thread (or refuses it when there
+/// is none: the hub is stopping), logs it and replies.
+async fn answer(
+    client: &async_nats::Client,
+    log: &HubLog,
+    message: async_nats::Message,
+    jobs: Option<&mpsc::Sender<Job>>,
+) {
+    let Some(reply_to) = message.reply.clone() else {
+        return;
+    };
+    let started = Instant::now();
+    let request: Result<LandRequest, _> = serde_json::from_slice(&message.payload);
+    let ((reply, subject), request) = match (request, jobs) {
+        (Ok(request), Some(jobs)) => {
+            let (tx, rx) = oneshot::channel();
+            let stopped = || (failed("the lander stopped"), None);
+            let reply = if jobs.send((request.clone(), tx)).is_ok() {
+                rx.await.unwrap_or_else(|_| stopped())
+            } else {
+                stopped()
+            };
+            (reply, Some(request))
+        }
+        (Ok(request), None) => ((failed(STOPPING), None), Some(request)),
+        (Err(err), _) => ((failed(&format!("bad landing request: {err}")), None), None),
+    };
+    log_rpc(log, request.as_ref(), &reply, subject, started);
+    let body = serde_json::to_vec(&reply).unwrap_or_default();
+    let _ = client.publish(reply_to, body.into()).await;
 }
 
 fn failed(error: &str) -> LandReply {

@@ -18,6 +18,7 @@ pub mod registry;
 pub mod repair;
 mod run;
 pub mod server;
+mod services;
 pub mod status;
 mod stop;
 pub mod storage;

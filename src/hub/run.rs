@@ -1,4 +1,5 @@
-//! The hub process itself: bring-up, serving, and the drained shutdown.
+//! The hub process itself: bring-up, serving, and the drained shutdown
+//! (its order: [`super::services`]).
 //!
 //! Bring-up order matters for speed and for truth: the coordination server
 //! is spawned first (it is the slowest part), the repository is opened or
@@ -10,8 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::RwLock;
+use tokio_util::sync::CancellationToken;
 
 use super::http::{self, StatusSource};
+use super::services::Services;
 use crate::coord;
 use crate::coord::credential;
 use crate::coord::credential::Key;
@@ -109,8 +112,8 @@ struct Server {
     key: Key,
 }
 
-/// Prepares state, records this process as the hub, spawns the
-/// coordination server and opens (or seeds) the repository.
+/// Prepares state, spawns the coordination server, records this process
+/// as the hub and opens (or seeds) the repository.
 fn bring_up(
     paths: &Paths,
     ports: Ports,
@@ -129,6 +132,35 @@ fn bring_up(
         ));
     }
     crate::hub::server::write_config(paths, ports.coord, &key)?;
+    // the coordination server boots while the rest is done: it is the
+    // slowest part of a start
+    let supervisor = Supervisor::start(binary, paths, log.clone())?;
+    if let Err(err) = write_record(paths, ports, start_time, log) {
+        supervisor.stop(FAILED_START_GRACE);
+        return Err(err);
+    }
+    tighten_old_state(paths, log);
+    repo::clear_stale_trunk_lock(&paths.hub_repo);
+    match repo::open_or_seed(&paths.hub_repo, &paths.root) {
+        Ok(Some(seeded)) => {
+            log.info(repo::seeded_message(&seeded));
+            Ok(Server { supervisor, key })
+        }
+        Ok(None) => Ok(Server { supervisor, key }),
+        Err(err) => {
+            supervisor.stop(FAILED_START_GRACE);
+            Err(err.into())
+        }
+    }
+}
+
+/// Records this process as the hub (`hub.json`, `hub.pid`).
+fn write_record(
+    paths: &Paths,
+    ports: Ports,
+    start_time: u64,
+    log: &HubLog,
+) -> Result<(), HubError> {
     let record = HubRecord {
         pid: std::process::id(),
         start_time,
@@ -149,20 +181,7 @@ fn bring_up(
     if let Err(err) = registry::register(paths, &record) {
         log.warn(format!("hub: not in the registry of hubs: {err}"));
     }
-    let supervisor = Supervisor::start(binary, paths, log.clone())?;
-    tighten_old_state(paths, log);
-    repo::clear_stale_trunk_lock(&paths.hub_repo);
-    match repo::open_or_seed(&paths.hub_repo, &paths.root) {
-        Ok(Some(seeded)) => {
-            log.info(repo::seeded_message(&seeded));
-            Ok(Server { supervisor, key })
-        }
-        Ok(None) => Ok(Server { supervisor, key }),
-        Err(err) => {
-            supervisor.stop(FAILED_START_GRACE);
-            Err(err.into())
-        }
-    }
+    Ok(())
 }
 
 /// State written by an earlier version, before the hub and the slot verbs
@@ -239,13 +258,19 @@ fn serve(
             ready = coord::wait_ready(key, &guard, opts.ready_timeout, &paths.nats_log, || supervisor.first_exit()) => Some(ready),
             _ = stop.recv() => None,
         };
+        let mut services = Services::default();
         let client = match ready {
             Some(Ok(client)) => {
                 let js = async_nats::jetstream::new(client.clone());
                 // set up side by side: each is a few round trips to the server
                 let (lander, projector, feed) = tokio::join!(
-                    lander::spawn(client.clone(), paths.hub_repo.clone(), log.clone()),
-                    projector::spawn(js.clone(), log.clone()),
+                    lander::spawn(
+                        client.clone(),
+                        paths.hub_repo.clone(),
+                        log.clone(),
+                        services.token()
+                    ),
+                    projector::spawn(js.clone(), log.clone(), services.token()),
                     ensure_feed(&js, log),
                 );
                 feed.map_err(|e| HubError::Service(format!("knowledge feed: {e}")))?;
@@ -253,33 +278,39 @@ fn serve(
                     lander.map_err(|e| HubError::Service(format!("landing service: {e}")))?;
                 let projector =
                     projector.map_err(|e| HubError::Service(format!("task projector: {e}")))?;
-                let watcher = watcher::spawn(js.clone(), paths.clone(), log.clone());
-                let rotation = tokio::spawn(rotate_log_when_due(log.clone()));
-                let disk = storage::spawn(
-                    paths,
-                    log.clone(),
-                    source.storage.clone(),
-                    supervisor.restarter(),
-                    js.clone(),
+                services.using_coord("landing service", lander);
+                services.using_coord("task projector", projector);
+                services.using_coord(
+                    "lease watcher",
+                    watcher::spawn(js.clone(), paths.clone(), log.clone(), services.token()),
+                );
+                services.looking(
+                    "log rotation",
+                    tokio::spawn(rotate_log_when_due(log.clone(), services.token())),
+                );
+                services.looking(
+                    "disk watch",
+                    storage::spawn(
+                        paths,
+                        log.clone(),
+                        source.storage.clone(),
+                        supervisor.restarter(),
+                        js.clone(),
+                        services.token(),
+                    ),
                 );
                 // before ready: a start over a damaged store says so at once
                 let mut store = damage::Watch::new(paths, js.clone(), log.clone());
                 store.check().await;
-                let store = store.spawn();
+                services.looking("store damage watch", store.spawn(services.token()));
                 log.info("hub: ready");
                 // only now may /.status say ok: a detached start returns on it
                 *source.coord.write().await = Some(js);
                 drop(lock);
+                if opts.detached_child {
+                    tell_starter_ready();
+                }
                 stop.recv().await;
-                // the coordination server takes longest to shut down: start
-                // it now, and wind down the rest meanwhile
-                supervisor.begin_stop();
-                watcher.abort();
-                rotation.abort();
-                disk.abort();
-                store.abort();
-                lander.abort();
-                projector.abort();
                 Some(client)
             }
             Some(Err(err)) => {
@@ -292,20 +323,44 @@ fn serve(
 
         log.info("hub: stopping");
         let stopping = Instant::now();
+        let deadline = tokio::time::Instant::now() + opts.drain_timeout;
         let _ = shutdown_tx.send(true);
-        if tokio::time::timeout(opts.drain_timeout, server).await.is_err() {
+        let drained = async {
+            if client.is_none() {
+                return true; // never ready: nothing was started
+            }
+            // each service that uses the server has its last answers and
+            // acknowledgements on it before it ends
+            services
+                .drain(deadline, log, async { supervisor.begin_stop() })
+                .await
+        };
+        let (drained, http) = tokio::join!(drained, tokio::time::timeout_at(deadline, server));
+        if http.is_err() || !drained {
             return Err(HubError::DrainTimeout(opts.drain_timeout));
         }
-        let ready = client.is_some();
-        if let Some(client) = client {
-            // the services were stopped above; nothing is left to deliver
-            // but what is already written, so a flush (one round trip) is
-            // enough before the coordination server goes
-            let left = opts.drain_timeout.saturating_sub(stopping.elapsed());
-            let _ = tokio::time::timeout(left, client.flush()).await;
-        }
-        Ok(Served { stopping, ready })
+        Ok(Served {
+            stopping,
+            ready: client.is_some(),
+        })
     })
+}
+
+/// What a detached hub writes to its starter once ready (see `detach`).
+pub(super) const READY_LINE: &[u8] = b"ready";
+
+/// Tells the starter of a detached hub that it is ready: [`READY_LINE`] on
+/// stdout, the starter's pipe. Stdout then goes to `/dev/null`, so nothing
+/// written later meets a pipe nobody reads any more.
+fn tell_starter_ready() {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(READY_LINE);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdout(&null);
+    }
 }
 
 /// Creates the knowledge feed's stream, or brings its retention in line
@@ -332,11 +387,14 @@ const LOG_SIZE_CHECK: Duration = Duration::from_secs(1);
 /// CLIs append to hub.log but never rotate it (only the hub does, see
 /// `hub::log`); the hub's own entries rotate it, and this check rotates
 /// what CLIs appended while the hub wrote nothing.
-async fn rotate_log_when_due(log: HubLog) {
+async fn rotate_log_when_due(log: HubLog, stop: CancellationToken) {
     let mut tick = tokio::time::interval(LOG_SIZE_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
         // a stat, and rarely a rename chain of at most 100 files: no
         // slower than the entries every task writes inline
         log.rotate_if_due();

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::hub::server::Restarter;
 use crate::oplog::HubLog;
 use crate::state::paths::Paths;
@@ -81,13 +83,14 @@ impl StorageState {
     }
 }
 
-/// Watches the disk until aborted.
+/// Watches the disk until `stop` is cancelled (a look under way finishes).
 pub fn spawn(
     paths: &Paths,
     log: HubLog,
     state: Arc<StorageState>,
     restarter: Restarter,
     js: async_nats::jetstream::Context,
+    stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let mut watch = Watch {
         state_dir: paths.state_dir.clone(),
@@ -103,8 +106,10 @@ pub fn spawn(
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
-            watch.look().await;
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => watch.look().await,
+            }
         }
     })
 }

@@ -26,6 +26,7 @@ use async_nats::jetstream::{self, kv};
 use futures::{FutureExt, StreamExt};
 use time::OffsetDateTime;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::coord::ServerError;
 use crate::oplog::{EventKind, HubLog, LogEntry, LogLevel};
@@ -48,8 +49,15 @@ pub const PROCESS_CHECK: Duration = Duration::from_secs(1);
 /// not be read or written.
 pub const RETRY: Duration = Duration::from_secs(2);
 
-/// Runs the watcher until the task is aborted.
-pub fn spawn(js: jetstream::Context, paths: Paths, log: HubLog) -> tokio::task::JoinHandle<()> {
+/// Runs the watcher until `stop` is cancelled. It looks at `stop` only
+/// while it waits, so a reap under way finishes: the record deleted, the
+/// work rescued, the reap logged and the tasks released.
+pub fn spawn(
+    js: jetstream::Context,
+    paths: Paths,
+    log: HubLog,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut watcher = Watcher {
             js,
@@ -59,10 +67,14 @@ pub fn spawn(js: jetstream::Context, paths: Paths, log: HubLog) -> tokio::task::
             leases: HashMap::new(),
         };
         loop {
-            if let Err(err) = watcher.follow().await {
-                watcher.report(format!("hub: lease watcher: {err}; retrying"));
+            match watcher.follow(&stop).await {
+                Ok(()) => return,
+                Err(err) => watcher.report(format!("hub: lease watcher: {err}; retrying")),
             }
-            tokio::time::sleep(RETRY).await;
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(RETRY) => {}
+            }
         }
     })
 }
@@ -99,8 +111,9 @@ impl Watcher {
         }
     }
 
-    /// Follows the bucket until the watch fails or ends.
-    async fn follow(&mut self) -> Result<(), WatchError> {
+    /// Follows the bucket until `stop` is cancelled (`Ok`) or the watch
+    /// fails or ends.
+    async fn follow(&mut self, stop: &CancellationToken) -> Result<(), WatchError> {
         let store = lease::bucket(&self.js).await?;
         let mut watch = store
             .watch_with_history(">")
@@ -137,6 +150,7 @@ impl Watcher {
                 }
             };
             tokio::select! {
+                () = stop.cancelled() => return Ok(()),
                 next = watch.next() => match next {
                     Some(Ok(entry)) => checkouts_due |= self.apply(entry),
                     Some(Err(err)) => return Err(WatchError::Failed(ServerError::new(err))),

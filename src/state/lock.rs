@@ -17,7 +17,8 @@
 //! make a concurrent start believe a hub runs.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Seek, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::thread;
@@ -38,6 +39,10 @@ pub struct WorkspaceLock {
 pub struct RunLock {
     _lock: Flock<File>,
 }
+
+/// Bytes the run lock's pid takes, newline included: any `u32`, padded
+/// with spaces.
+const PID_FIELD: usize = 11;
 
 /// Why a lock could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -126,11 +131,18 @@ impl RunLock {
         RunLock::holding(path, lock)
     }
 
-    fn holding(path: &Path, mut lock: Flock<File>) -> Result<RunLock, LockError> {
-        let pid = format!("{}\n", std::process::id());
-        lock.set_len(0)
-            .and_then(|()| lock.rewind())
-            .and_then(|()| lock.write_all(pid.as_bytes()))
+    /// Writes the holder's pid over the file's first bytes, padded to
+    /// [`PID_FIELD`]: the file never changes length, so taking the lock
+    /// costs no truncation (on ext4 a journalled change that a start waited
+    /// for on a busy disk, twice: starter and hub). Readers trim the padding.
+    fn holding(path: &Path, lock: Flock<File>) -> Result<RunLock, LockError> {
+        let pid = format!("{:<width$}\n", std::process::id(), width = PID_FIELD - 1);
+        lock.write_all_at(pid.as_bytes(), 0)
+            .and_then(|()| match lock.metadata()?.len() {
+                // longer than any pid: not written by this version
+                len if len > PID_FIELD as u64 => lock.set_len(PID_FIELD as u64),
+                _ => Ok(()),
+            })
             .map_err(io_error(path))?;
         Ok(RunLock { _lock: lock })
     }

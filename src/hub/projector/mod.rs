@@ -24,6 +24,7 @@ use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use logged::Logged;
 
@@ -74,10 +75,15 @@ pub struct TaskEvent<'a> {
     pub record: &'a Task,
 }
 
-/// Starts the projector; runs until aborted.
+/// Starts the projector; runs until `stop` is cancelled. A revision being
+/// projected then is published first, and the publishes in flight are
+/// waited for (so they are in hub.log's entries the next hub reads back);
+/// one published but not yet acknowledged is offered again to the next
+/// hub, which knows it from those entries.
 pub async fn spawn(
     js: jetstream::Context,
     log: HubLog,
+    stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let board = match Board::ensure(&js).await {
         Ok(board) => board,
@@ -160,7 +166,14 @@ pub async fn spawn(
         let mut warned = false;
         // publishes in flight, oldest first
         let mut in_flight: VecDeque<(PublishAckFuture, Pending)> = VecDeque::new();
-        while let Some(message) = messages.next().await {
+        // the newest revision handled, while it is not acknowledged
+        let mut unacked = None;
+        loop {
+            let message = tokio::select! {
+                () = stop.cancelled() => break,
+                message = messages.next() => message,
+            };
+            let Some(message) = message else { break };
             let Ok(message) = message else { continue };
             match prepare(&message) {
                 Ok(Some(pending)) => {
@@ -186,7 +199,18 @@ pub async fn spawn(
                 // every revision up to this one is published: acknowledging
                 // this one acknowledges them all
                 let _ = message.ack().await;
+                unacked = None;
+            } else {
+                unacked = Some(message);
             }
+        }
+        // stopping in a burst: what was published is waited for and
+        // acknowledged, and the acknowledgement is on the server before the
+        // hub tells it to stop
+        if let Some(message) = unacked {
+            settle(&js, &log, &mut in_flight, &mut logged).await;
+            let _ = message.ack().await;
+            let _ = js.client().flush().await;
         }
     }))
 }
