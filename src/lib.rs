@@ -11,7 +11,7 @@
 //! | 2 | `state` | the workspace and its state directory: paths, the hub record, locks, ports |
 //! | 3 | `oplog`, `coord`, `trunk` | hub.log; the coordination client; the hub repository and landing |
 //! | 4 | `swarm`, `tasks`, `feed` | the domain as clients see it: slots, the task board, the feed |
-//! | 5 | `hub`, `doctor` | the hub server; read-only checks judged by the hub's rules |
+//! | 5 | `hub`, `doctor`, `view` | the hub server; read-only checks judged by the hub's rules; the live picture of the swarm |
 //! | 6 | `cli` | parse, call the library, print |
 
 pub mod cli;
@@ -25,3 +25,4 @@ pub mod swarm;
 pub mod sys;
 pub mod tasks;
 pub mod trunk;
+pub mod view;
