@@ -11,6 +11,7 @@ mod land;
 mod logs;
 mod swarm;
 mod tasks;
+mod ui;
 mod up;
 mod usage;
 
@@ -140,6 +141,16 @@ enum Command {
     ///   bones share --type learning "The parser tests need LANG=C"
     #[command(verbatim_doc_comment)]
     Feed(feed::FeedArgs),
+    /// Watch the swarm live in a browser: slots, tasks, landings, feed, log.
+    ///
+    /// Prints a URL of the hub's page with a one-time secret; opening it
+    /// sets a session cookie for that browser (the page shows task titles
+    /// and commit subjects, so it is not for every local user). The page
+    /// follows the hub by server-sent events and reconnects by itself.
+    ///   bones ui --open       print the URL and open it in the browser
+    ///   bones ui --json       {"url": ..., "expires_at": ...}
+    #[command(verbatim_doc_comment)]
+    Ui(ui::UiArgs),
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -159,6 +170,7 @@ pub fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Share(args) => feed::share(args),
         Command::Feed(args) => feed::feed(args),
+        Command::Ui(args) => ui::run(args),
     };
     if code == exit::FAILURE {
         hint_if_disk_full();

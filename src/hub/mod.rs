@@ -20,6 +20,7 @@ pub mod server;
 pub mod status;
 mod stop;
 pub mod storage;
+pub mod ui;
 mod watcher;
 
 use std::path::{Path, PathBuf};
