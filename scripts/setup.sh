@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what bones needs on a fresh Debian machine that has Rust:
 # git, jq and nats-server >= 2.11 (the hub runs on 2.10; `bones hub backup`,
-# and so the test suite, needs 2.11 to pause a consumer).
+# and so the test suite, needs 2.11 to pause a consumer); chromium and
+# chromedriver for the live view's browser test (tests/ui.rs).
 #
 # Source it (`. scripts/setup.sh`) to get BONES_NATS_SERVER exported, or run it
 # to install and print the export line. Idempotent: installs only what is missing.
@@ -11,6 +12,8 @@ _bones_setup() {
     command -v git >/dev/null 2>&1 || need_apt+=(git)
     command -v jq >/dev/null 2>&1 || need_apt+=(jq)
     command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+    command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
     if ((${#need_apt[@]})); then
         echo "setup: installing ${need_apt[*]} with apt-get" >&2
         local sudo=""

@@ -212,7 +212,7 @@ impl View {
         });
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(follow_log(
-            self.inner.paths.hub_log.clone(),
+            self.inner.paths.clone(),
             shared.clone(),
         )));
         type Part = for<'a> fn(
@@ -276,29 +276,63 @@ impl Inner {
 }
 
 /// Follows hub.log into the picture, starting again after a failure.
-async fn follow_log(hub_log: std::path::PathBuf, shared: Arc<Shared>) {
+async fn follow_log(paths: Paths, shared: Arc<Shared>) {
     loop {
+        let subjects = Subjects::open(&paths.hub_repo);
+        let landing = |entry: &crate::oplog::LogEntry| {
+            Landing::of(entry).map(|mut landing| {
+                if let Some(subject) = subjects.of(&landing.commit) {
+                    landing.subject = subject;
+                }
+                landing
+            })
+        };
         let result = logtail::follow(
-            hub_log.clone(),
+            paths.hub_log.clone(),
             |tail| {
+                let landings = tail.iter().filter_map(landing).collect();
                 shared.health("hub.log", Ok(()));
-                shared.apply(Change::Log(tail));
+                shared.apply(Change::Log(tail, landings));
             },
             |entry| {
-                let landing = Landing::of(&entry);
+                let landed = landing(&entry);
                 shared.apply(Change::One(Delta::Log(Box::new(entry))));
-                if let Some(landing) = landing {
-                    shared.apply(Change::One(Delta::Landing(landing)));
+                if let Some(landed) = landed {
+                    shared.apply(Change::One(Delta::Landing(landed)));
                 }
             },
         )
         .await;
         let why = match result {
             Ok(()) => "stopped".to_string(),
-            Err(err) => format!("cannot follow {}: {err}", hub_log.display()),
+            Err(err) => format!("cannot follow {}: {err}", paths.hub_log.display()),
         };
         shared.health("hub.log", Err(why));
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Reads landed commits' subjects from the hub repository: hub.log holds
+/// them quoted and cut at 40 characters.
+struct Subjects {
+    /// Behind a lock only to be shared by the follower's two callbacks
+    /// (a repository handle is not `Sync`); they never run at once.
+    repo: Option<Mutex<git2::Repository>>,
+}
+
+impl Subjects {
+    fn open(hub_repo: &std::path::Path) -> Subjects {
+        Subjects {
+            repo: git2::Repository::open_bare(hub_repo).ok().map(Mutex::new),
+        }
+    }
+
+    /// The first line of `commit`'s message (one object read).
+    fn of(&self, commit: &str) -> Option<String> {
+        let repo = self.repo.as_ref()?.lock().ok()?;
+        let id = git2::Oid::from_str(commit).ok()?;
+        let found = repo.find_commit(id).ok()?;
+        found.summary().ok().flatten().map(str::to_string)
     }
 }
 

@@ -138,13 +138,17 @@ impl Landing {
             return None;
         }
         let commit = entry.commit.clone()?;
-        // "swarm.commit: landed <12 hex> <subject>"
+        // "swarm.commit: landed <12 hex> <subject quoted, cut at 40>": the
+        // follower replaces it with the commit's own subject when it can
+        // read the hub repository
         let subject = entry
             .msg
             .as_deref()
             .and_then(|m| m.strip_prefix("swarm.commit: landed "))
             .and_then(|rest| rest.split_once(' '))
-            .map(|(_, subject)| subject.to_string())
+            .map(|(_, quoted)| {
+                serde_json::from_str::<String>(quoted).unwrap_or_else(|_| quoted.to_string())
+            })
             .unwrap_or_default();
         Some(Landing {
             ts: entry.ts.clone(),
@@ -219,7 +223,8 @@ pub enum Change {
     Slots(Vec<SlotView>),
     Tasks(Vec<TaskView>),
     Feed(Vec<FeedStored>),
-    Log(Vec<LogEntry>),
+    /// hub.log's last lines, and the landings among them.
+    Log(Vec<LogEntry>, Vec<Landing>),
     /// One change to a part.
     One(Delta),
 }
@@ -265,8 +270,8 @@ impl Model {
                 s.loaded.insert("feed".into());
                 Applied::Reset
             }
-            Change::Log(all) => {
-                s.landings = all.iter().filter_map(Landing::of).collect();
+            Change::Log(all, landings) => {
+                s.landings = landings.into_iter().collect();
                 trim(&mut s.landings, LANDINGS);
                 s.log = all.into_iter().collect();
                 trim(&mut s.log, LOG_LINES);
@@ -423,6 +428,8 @@ mod tests {
         entry.slot = Some("s1".into());
         let landing = Landing::of(&entry).unwrap();
         assert_eq!(landing.subject, "fix the parser");
+        entry.msg = Some("swarm.commit: landed 0123456789ab \"fix the parser\"".into());
+        assert_eq!(Landing::of(&entry).unwrap().subject, "fix the parser");
         assert_eq!(landing.slot.as_deref(), Some("s1"));
 
         let mut model = Model::default();

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 
 use super::http::{StatusSource, check};
 use crate::state::paths::Paths;
-use crate::view::{Connecting, Connector, Snapshot, Subscription, Update, View};
+use crate::view::{Connecting, Connector, Delta, Snapshot, Subscription, Update, View};
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
@@ -236,31 +236,45 @@ async fn events(State(ui): State<Arc<Ui>>) -> Sse<impl Stream<Item = Result<Even
     let subscription = ui.view.subscribe();
     let mut stopping = ui.stopping.clone();
     let stream = futures::stream::unfold(
-        (ui, subscription, Step::Status),
+        (ui, subscription, Step::Updates),
         |(ui, mut subscription, next)| async move {
-            let event = match next {
+            // the hub's health is checked on connect, and again whenever a
+            // part of the picture was read afresh or changed health (the
+            // coordination server came up, say): no timer
+            let (event, then) = match next {
                 Step::Status => {
                     let report = check(&ui.status).await;
-                    Event::default()
+                    let event = Event::default()
                         .event("status")
                         .retry(Duration::from_millis(RECONNECT_MS))
                         .json_data(&report)
-                        .unwrap_or_default()
+                        .unwrap_or_default();
+                    (event, Step::Updates)
                 }
                 Step::Updates => match subscription.next().await {
-                    Update::Snapshot(snapshot) => Event::default()
-                        .event("snapshot")
-                        .id(snapshot.seq.to_string())
-                        .json_data(&*snapshot)
-                        .unwrap_or_default(),
-                    Update::Delta { seq, delta } => Event::default()
-                        .event("delta")
-                        .id(seq.to_string())
-                        .json_data(serde_json::json!({ "seq": seq, "delta": &*delta }))
-                        .unwrap_or_default(),
+                    Update::Snapshot(snapshot) => {
+                        let event = Event::default()
+                            .event("snapshot")
+                            .id(snapshot.seq.to_string())
+                            .json_data(&*snapshot)
+                            .unwrap_or_default();
+                        (event, Step::Status)
+                    }
+                    Update::Delta { seq, delta } => {
+                        let then = match *delta {
+                            Delta::Source { .. } => Step::Status,
+                            _ => Step::Updates,
+                        };
+                        let event = Event::default()
+                            .event("delta")
+                            .id(seq.to_string())
+                            .json_data(serde_json::json!({ "seq": seq, "delta": &*delta }))
+                            .unwrap_or_default();
+                        (event, then)
+                    }
                 },
             };
-            Some((Ok(event), (ui, subscription, Step::Updates)))
+            Some((Ok(event), (ui, subscription, then)))
         },
     )
     .take_until(async move {
