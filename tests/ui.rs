@@ -52,9 +52,19 @@ fn the_page_follows_the_swarm_live_and_across_a_hub_restart() {
         "the joined slot",
         &shows("#slots tr[data-slot='s1']", "agent-one"),
     );
+    browser.wait_for(
+        "the slot's clean checkout, level with trunk",
+        "const row = document.querySelector(\"#slots tr[data-slot='s1']\"); return !!row && row.querySelector('.changes').textContent === '0' && row.querySelector('.ahead-behind').textContent === '0 / 0';",
+    );
     browser.screenshot(&dir, "1-slot-joined");
 
     std::fs::write(checkout.join("feature.txt"), "x\n").unwrap();
+    // every slot verb renews the lease, and the checkout is looked at then
+    ws.ok(&["swarm", "renew", "--slot", "s1"]);
+    browser.wait_for(
+        "the slot's uncommitted file",
+        "const row = document.querySelector(\"#slots tr[data-slot='s1']\"); return !!row && row.querySelector('.changes').textContent === '1';",
+    );
     let out = commit(&ws, "s1", "add the feature file");
     assert!(out.status.success(), "{}", support::stderr(&out));
     browser.wait_for(

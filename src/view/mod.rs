@@ -16,6 +16,7 @@
 //! a client process builds the same picture with the workspace credential
 //! ([`ClientConnector`]).
 
+pub mod checkout;
 pub mod follow;
 pub mod logtail;
 pub mod model;
@@ -121,6 +122,9 @@ impl Drop for Running {
 struct Shared {
     model: Mutex<Model>,
     updates: broadcast::Sender<Update>,
+    /// What git facts to read again, and the wake-up of their reader.
+    due: Mutex<checkout::Due>,
+    due_notify: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -129,6 +133,7 @@ impl Shared {
     }
 
     fn apply(&self, change: Change) {
+        self.note_due(&change);
         let mut model = self.model();
         let (seq, applied) = model.apply(change);
         let update = match applied {
@@ -137,6 +142,29 @@ impl Shared {
         };
         // no receiver: nothing to tell
         let _ = self.updates.send(update);
+    }
+
+    /// Notes which slots' git facts a change may have moved.
+    fn note_due(&self, change: &Change) {
+        let mut due = self.due.lock().unwrap_or_else(|p| p.into_inner());
+        match change {
+            Change::Slots(all) => due.slots.extend(all.iter().map(|s| s.slot.clone())),
+            Change::One(Delta::Slot {
+                slot,
+                state: Some(_),
+            }) => {
+                due.slots.insert(slot.clone());
+            }
+            // a slot verb's own entry (join writes its lease before the
+            // checkout exists)
+            Change::One(Delta::Log(entry)) if entry.slot.is_some() => {
+                due.slots.extend(entry.slot.clone());
+            }
+            Change::One(Delta::Landing(_)) => due.trunk_moved = true,
+            _ => return,
+        }
+        drop(due);
+        self.due_notify.notify_one();
     }
 
     fn health(&self, name: &str, result: Result<(), String>) {
@@ -209,8 +237,14 @@ impl View {
         let shared = Arc::new(Shared {
             model: Mutex::default(),
             updates,
+            due: Mutex::default(),
+            due_notify: tokio::sync::Notify::new(),
         });
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(read_slot_git(
+            self.inner.paths.clone(),
+            shared.clone(),
+        )));
         tasks.push(tokio::spawn(follow_log(
             self.inner.paths.clone(),
             shared.clone(),
@@ -309,6 +343,38 @@ async fn follow_log(paths: Paths, shared: Arc<Shared>) {
         };
         shared.health("hub.log", Err(why));
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Reads the git facts of slots as changes make them due; changes that
+/// arrive while a read runs are taken together by the next one.
+async fn read_slot_git(paths: Paths, shared: Arc<Shared>) {
+    loop {
+        shared.due_notify.notified().await;
+        let due = std::mem::take(&mut *shared.due.lock().unwrap_or_else(|p| p.into_inner()));
+        if due.is_empty() {
+            continue;
+        }
+        let (all, known) = {
+            let model = shared.model();
+            let s = model.snapshot();
+            (
+                s.slots.keys().cloned().collect::<Vec<_>>(),
+                s.slot_git.clone(),
+            )
+        };
+        let paths = paths.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            checkout::read(&paths, &due, &all, |slot| known.get(slot).cloned())
+        })
+        .await
+        .unwrap_or_default();
+        for (slot, git) in read {
+            let unchanged = shared.model().snapshot().slot_git.get(&slot) == Some(&git);
+            if !unchanged {
+                shared.apply(Change::One(Delta::SlotGit { slot, git }));
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::Serialize;
 
+use super::checkout::SlotGit;
 use crate::feed::store::Stored as FeedStored;
 use crate::oplog::LogEntry;
 use crate::swarm::lease::Lease;
@@ -181,6 +182,8 @@ pub struct Snapshot {
     /// follows it.
     pub seq: u64,
     pub slots: BTreeMap<String, SlotView>,
+    /// What git knows about each slot (ahead/behind trunk, changed files).
+    pub slot_git: BTreeMap<String, SlotGit>,
     pub tasks: BTreeMap<String, TaskView>,
     /// Newest last.
     pub landings: VecDeque<Landing>,
@@ -201,6 +204,11 @@ pub enum Delta {
     Slot {
         slot: String,
         state: Option<SlotView>,
+    },
+    /// What git knows about a slot was read again.
+    SlotGit {
+        slot: String,
+        git: SlotGit,
     },
     /// A task was written, or removed.
     Task {
@@ -256,6 +264,7 @@ impl Model {
         let applied = match change {
             Change::Slots(all) => {
                 s.slots = all.into_iter().map(|v| (v.slot.clone(), v)).collect();
+                s.slot_git.retain(|slot, _| s.slots.contains_key(slot));
                 s.loaded.insert("slots".into());
                 Applied::Reset
             }
@@ -295,8 +304,14 @@ fn apply_delta(s: &mut Snapshot, delta: &Delta) {
             }
             None => {
                 s.slots.remove(slot);
+                s.slot_git.remove(slot);
             }
         },
+        Delta::SlotGit { slot, git } => {
+            if s.slots.contains_key(slot) {
+                s.slot_git.insert(slot.clone(), git.clone());
+            }
+        }
         Delta::Task { id, state } => match state {
             Some(view) => {
                 s.tasks.insert(id.clone(), view.clone());

@@ -60,7 +60,7 @@ fn health(s: &Snapshot, out: &mut String) {
 fn slots(s: &Snapshot, out: &mut String) {
     let _ = write!(
         out,
-        "<section id=\"slots\"><h2>Slots ({})</h2><table><thead><tr><th>slot</th><th>agent</th><th>tasks held</th><th>lease renewed</th><th>last landing</th></tr></thead><tbody>",
+        "<section id=\"slots\"><h2>Slots ({})</h2><table><thead><tr><th>slot</th><th>agent</th><th>tasks held</th><th>lease renewed</th><th>changes</th><th>ahead / behind</th><th>last landing</th></tr></thead><tbody>",
         s.slots.len()
     );
     for slot in s.slots.values() {

@@ -86,6 +86,8 @@ function renderSlots() {
   for (const slot of Object.values(state.slots)) {
     const held = heldBy(slot).map((t) => t.id).join(", ") || "–";
     const landing = lastLanding(slot.slot);
+    const git = state.slot_git[slot.slot] || {};
+    const count = (n) => (n === null || n === undefined ? "–" : String(n));
     body.append(
       el("tr", { "data-slot": slot.slot },
         el("td", {}, slot.slot),
@@ -93,10 +95,12 @@ function renderSlots() {
         el("td", {}, held),
         el("td", { class: "lease " + freshness(slot), title: slot.last_renewed || "" },
           slot.last_renewed ? age(slot.last_renewed) + " ago" : "–"),
+        el("td", { class: "changes" }, count(git.changes)),
+        el("td", { class: "ahead-behind" }, count(git.ahead) + " / " + count(git.behind)),
         el("td", {}, landing ? age(landing.ts) + " ago: " + landing.subject : "–"))
     );
   }
-  const head = el("tr", {}, ...["slot", "agent", "tasks held", "lease renewed", "last landing"].map((h) => el("th", {}, h)));
+  const head = el("tr", {}, ...["slot", "agent", "tasks held", "lease renewed", "changes", "ahead / behind", "last landing"].map((h) => el("th", {}, h)));
   return section("slots", "Slots (" + Object.keys(state.slots).length + ")", el("table", {}, el("thead", {}, head), body));
 }
 
@@ -202,7 +206,11 @@ function apply(seq, delta) {
   state.seq = seq;
   switch (delta.kind) {
     case "slot":
-      if (delta.state) state.slots[delta.slot] = delta.state; else delete state.slots[delta.slot];
+      if (delta.state) state.slots[delta.slot] = delta.state;
+      else { delete state.slots[delta.slot]; delete state.slot_git[delta.slot]; }
+      break;
+    case "slot_git":
+      if (state.slots[delta.slot]) state.slot_git[delta.slot] = delta.git;
       break;
     case "task":
       if (delta.state) state.tasks[delta.id] = delta.state; else delete state.tasks[delta.id];
