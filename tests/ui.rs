@@ -167,6 +167,17 @@ fn data_needs_the_cookie_from_a_one_time_url() {
         assert!(cookie.contains(attribute), "{cookie}");
     }
     let session = cookie.split(';').next().unwrap();
+    // without JavaScript the page itself is a readable snapshot
+    let id = stdout(&ws.ok(&["tasks", "create", "<b>escaped</b> title"]))
+        .trim()
+        .to_string();
+    let (status, page) = http(port, "GET", "/ui", &[("Cookie", session)], None);
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(&format!("data-task=\"{id}\"")),
+        "the server-rendered board lacks {id}: {page}"
+    );
+    assert!(page.contains("&lt;b&gt;escaped&lt;/b&gt; title"), "{page}");
     let (status, body) = http(port, "GET", "/ui/snapshot", &[("Cookie", session)], None);
     assert_eq!(status, 200);
     let snapshot: serde_json::Value = serde_json::from_str(&body).unwrap();
