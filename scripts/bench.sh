@@ -21,6 +21,9 @@
 #                            `bones swarm join` vs `git worktree add`; 4 concurrent joins
 #                            vs 4 concurrent worktree adds; first `bones apply` vs
 #                            `git fetch` of the same commits into a fresh clone
+#   scripts/bench.sh ui      the live view with one page open, 64 slots, 5,000 tasks and
+#                            10 landings a second: time from a landing's acknowledgement
+#                            to its event on the page's stream, and the hub's CPU
 #   scripts/bench.sh all     all of the above
 #
 # Each measure prints one machine-readable line on stdout (medians in ms;
@@ -39,10 +42,12 @@
 #   bench bigrepo seed_ratio=<bones/git> join_ratio=<bones/git> join4_ratio=<bones/git>
 #     apply_ratio=<bones/git> seed_ms=<ms> clone_ms=<ms> ... files=<n> runs=<n>
 #     (ratios: the median of each run's ratio; times: medians of each side)
+#   bench ui latency_ms=<median ms> cpu_pct=<% of a core> base_pct=<same, no page> landings=<n>
 # Progress goes to stderr. Targets: start ratio <= 2.0, stop ratio <= 1.5,
 # logs ratio >= 10 with rss_mb < 32 at both sizes, commits ratio >= 1.0,
 # claims ratio >= 0.8 and cli_ratio <= 4, feed protocol_ratio >= 0.8 and
-# ratio >= 0.5, wait ms <= 100, reap latency_ms <= 1000, every bigrepo ratio <= 1.5.
+# ratio >= 0.5, wait ms <= 100, reap latency_ms <= 1000, every bigrepo ratio <= 1.5,
+# ui latency_ms <= 100 and cpu_pct <= 5.
 #
 # Environment: BENCH_RUNS (start/stop runs of each side, default 7),
 # BENCH_LOG_RUNS (timed runs of each side for logs, default 3),
@@ -67,7 +72,7 @@ case "${1:-}" in
     usage
     exit 0
     ;;
-start | stop | logs | commits | claims | feed | wait | reap | bigrepo | all) mode="$1" ;;
+start | stop | logs | commits | claims | feed | wait | reap | bigrepo | ui | all) mode="$1" ;;
 *)
     usage >&2
     exit 2
@@ -158,6 +163,9 @@ build() {
     fi
     if [ "$mode" = reap ] || [ "$mode" = all ]; then
         run_bg cargo build --release --quiet --example bench_reap
+    fi
+    if [ "$mode" = ui ] || [ "$mode" = all ]; then
+        run_bg cargo build --release --quiet --example bench_ui
     fi
 }
 
@@ -418,6 +426,18 @@ bench_reap() {
     (cd "$ws" && "$BONES" hub stop --force >/dev/null 2>&1)
 }
 
+# The live view with one page open: from a landing's acknowledgement to
+# its event on the stream, and the hub's CPU at 10 landings a second with
+# 64 slots and 5,000 tasks (examples/bench_ui.rs).
+bench_ui() {
+    local ws="$TMP/ws-ui"
+    new_workspace ws-ui
+    (cd "$ws" && "$BONES" hub start --detach 2>/dev/null)
+    log "ui: one page open, 64 slots, 5,000 tasks, 10 landings a second"
+    run_bg target/release/examples/bench_ui "$ws" "${BENCH_UI_SECONDS:-10}"
+    (cd "$ws" && "$BONES" hub stop --force >/dev/null 2>&1)
+}
+
 # Prints the path of a generated repository of $1 tracked files (about
 # 2 KiB of source text each, in 2,000 directories, three commits, packed),
 # made once under $BENCH_CACHE and reused by later runs.
@@ -591,6 +611,7 @@ feed) bench_feed ;;
 wait) bench_wait ;;
 reap) bench_reap ;;
 bigrepo) bench_bigrepo ;;
+ui) bench_ui ;;
 all)
     bench_start_stop both
     bench_logs
@@ -600,5 +621,6 @@ all)
     bench_wait
     bench_reap
     bench_bigrepo
+    bench_ui
     ;;
 esac

@@ -121,6 +121,22 @@ step "bones swarm status: agent, tasks held, changed files, ahead/behind, last l
 echo "draft" > "$wt_b/draft.txt"
 "$bones" swarm status
 
+step "bones ui: the live view; a screenshot of it is kept in target/demo/ui.png"
+url="$("$bones" ui)"
+echo "$url" | sed 's/secret=.*/secret=.../'
+if command -v chromium >/dev/null 2>&1; then
+    mkdir -p "$repo/target/demo"
+    # the one-time URL sets the cookie and redirects to the page, which the
+    # hub renders with the picture in it
+    chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --user-data-dir="$work/chromium" --window-size=1400,1000 \
+        --screenshot="$repo/target/demo/ui.png" "$url" >/dev/null 2>&1 &&
+        echo "screenshot: $repo/target/demo/ui.png" >&2
+else
+    echo "(no chromium: install it with scripts/setup.sh for the screenshot)" >&2
+fi
+
 step "mallory may not close bob's live slot (exit 6)"
 set +e
 BONES_AGENT_ID=mallory "$bones" swarm close --slot agent-b

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what bones needs on a fresh Debian machine that has Rust:
 # git, jq, groff (a test renders the man page), the Python MCP SDK (for
-# tests/mcp.rs) and nats-server >= 2.11 (the hub runs on 2.10; `bones hub
+# tests/mcp.rs), chromium and chromedriver (the live view's browser test,
+# tests/ui.rs) and nats-server >= 2.11 (the hub runs on 2.10; `bones hub
 # backup`, and so the test suite, needs 2.11 to pause a consumer).
 #
 # Source it (`. scripts/setup.sh`) to get BONES_NATS_SERVER exported, or run it
@@ -14,6 +15,8 @@ _bones_setup() {
     command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
     # the man page test renders `bones man` with groff
     command -v groff >/dev/null 2>&1 || need_apt+=(groff-base)
+    command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
     if ((${#need_apt[@]})); then
         echo "setup: installing ${need_apt[*]} with apt-get" >&2
         local sudo=""

@@ -11,7 +11,7 @@
 //! | 2 | `state` | the workspace and its state directory: paths, the hub record, locks, ports |
 //! | 3 | `oplog`, `coord`, `trunk` | hub.log; the coordination client; the hub repository and landing |
 //! | 4 | `swarm`, `tasks`, `feed` | the domain as clients see it: slots, the task board, the feed |
-//! | 5 | `hub`, `doctor`, `agent`, `harness` | the hub server; read-only checks judged by the hub's rules; an agent's session as a whole (its primer); agent harnesses' configuration and hook input |
+//! | 5 | `hub`, `doctor`, `agent`, `harness`, `view` | the hub server; read-only checks judged by the hub's rules; an agent's session as a whole (its primer); agent harnesses' configuration and hook input; the live picture of the swarm |
 //! | 6 | `cli`, `mcp` | the interfaces: parse, call the library, print (`cli`); the same verbs as MCP tools on stdio (`mcp`) |
 
 pub mod agent;
@@ -28,3 +28,4 @@ pub mod swarm;
 pub mod sys;
 pub mod tasks;
 pub mod trunk;
+pub mod view;

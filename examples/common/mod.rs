@@ -56,7 +56,8 @@ impl Cpu {
     }
 }
 
-fn cpu_seconds(pid: &str) -> f64 {
+/// CPU seconds (user + system) used so far by process `pid` (or `self`).
+pub fn cpu_seconds(pid: &str) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };

@@ -59,6 +59,7 @@ mod mcp;
 pub(crate) mod prime;
 mod swarm;
 mod tasks;
+mod ui;
 mod up;
 mod usage;
 
@@ -229,6 +230,16 @@ enum Command {
     /// Never fails the session: on any problem it warns on stderr and
     /// exits 0, within 10 seconds.
     Hook(hook::HookArgs),
+    /// Watch the swarm live in a browser: slots, tasks, landings, feed, log.
+    ///
+    /// Prints a URL of the hub's page with a one-time secret; opening it
+    /// sets a session cookie for that browser (the page shows task titles
+    /// and commit subjects, so it is not for every local user). The page
+    /// follows the hub by server-sent events and reconnects by itself.
+    ///   bones ui --open       print the URL and open it in the browser
+    ///   bones ui --json       {"url": ..., "expires_at": ...}
+    #[command(verbatim_doc_comment)]
+    Ui(ui::UiArgs),
 }
 
 /// Parses the command line, runs the command, and returns its exit code:
@@ -271,6 +282,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Mcp(args) => mcp::run(args),
         Command::Integrate(args) => integrate::run(args),
         Command::Hook(args) => hook::run(args),
+        Command::Ui(args) => ui::run(args),
     }
 }
 

@@ -3,7 +3,8 @@
 //! It serves `GET /.status` (each request checks the parts it reports on)
 //! and `GET /.leases` (the slots with live leases, for the stop guard).
 //! Both are read-only and carry no secrets (see `docs/security.md` for
-//! what they do reveal); a fuller read-only view of the swarm comes later.
+//! what they do reveal). The live view of the swarm (`hub::ui`), which
+//! does show what agents write, is merged in behind a session cookie.
 //!
 //! Any local user can connect, so the server bounds what a connection can
 //! hold: a request's head must arrive within [`HEADER_TIMEOUT`] (which also
@@ -55,13 +56,15 @@ pub struct StatusSource {
 /// How long a health check waits for JetStream before calling it down.
 const JETSTREAM_CHECK: Duration = Duration::from_secs(1);
 
-/// The router for the repo port.
-pub fn router(source: Arc<StatusSource>) -> Router {
+/// The router for the repo port: `/.status`, `/.leases`, and the routes
+/// of `more` (the live view, see `hub::ui`), all behind the same guard.
+pub fn router(source: Arc<StatusSource>, more: Router) -> Router {
     Router::new()
         .route("/.status", get(status))
         .route("/.leases", get(leases))
-        .layer(axum::middleware::from_fn(loopback_host_only))
         .with_state(source)
+        .merge(more)
+        .layer(axum::middleware::from_fn(loopback_host_only))
 }
 
 /// Refuses requests that name another host than loopback. The listener is
@@ -97,7 +100,8 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The longest any connection is kept, whatever it does: a request body or
 /// an answer trickled a byte at a time cannot hold a slot for longer. The
-/// live view (to come) streams for longer and will need its own bound.
+/// live view's event stream is closed at this bound too; its page opens a
+/// new one at once and is sent a fresh snapshot.
 pub const MAX_CONNECTION_TIME: Duration = Duration::from_secs(60);
 
 /// The most connections a hub serves at once, whatever its descriptor

@@ -22,6 +22,7 @@ mod services;
 pub mod status;
 mod stop;
 pub mod storage;
+pub mod ui;
 mod watcher;
 
 use std::path::{Path, PathBuf};

@@ -242,9 +242,17 @@ fn serve(
             coord_dir: paths.coord_dir.clone(),
         });
         let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
+        let ui = super::ui::router(paths.clone(), source.clone(), shutdown_rx.clone()).map_err(
+            |source| {
+                HubError::Service(format!(
+                    "live view: cannot read or make the session key {}: {source}",
+                    paths.ui_key.display()
+                ))
+            },
+        )?;
         let server = tokio::spawn(http::serve(
             listener,
-            http::router(source.clone()),
+            http::router(source.clone(), ui),
             http_limits,
             async move {
                 let _ = shutdown_rx.wait_for(|stop| *stop).await;

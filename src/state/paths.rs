@@ -33,6 +33,10 @@ pub struct Paths {
     pub swarm_dir: PathBuf,
     /// flock target of `hub backup`: one backup at a time.
     pub backup_lock: PathBuf,
+    /// The key the hub signs the live view's session cookies with (0600).
+    pub ui_key: PathBuf,
+    /// One-time login secrets `bones ui` made, one file each (0700).
+    pub ui_login_dir: PathBuf,
 }
 
 impl Paths {
@@ -67,6 +71,8 @@ impl Paths {
             run_lock: dir.join("hub.run.lock"),
             swarm_dir: dir.join("swarm"),
             backup_lock: dir.join("backup.lock"),
+            ui_key: dir.join("ui.key"),
+            ui_login_dir: dir.join("ui-login"),
         }
     }
 }

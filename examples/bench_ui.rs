@@ -1,0 +1,210 @@
+//! `scripts/bench.sh ui`: what the live view costs the hub, and how soon a
+//! landing reaches a page.
+//!
+//! Sets up 64 slots and 5,000 tasks, logs in as `bones ui` does and holds
+//! one event stream open (as a page does), then lands 10 commits a second
+//! through the library, round-robin over 8 of the slots. Each landing's
+//! latency is from the moment its commit call returns (the lander's
+//! acknowledgement) to its `landing` event arriving on the stream; one that
+//! arrives first (hub.log is written just before the reply) counts as 0.
+//! CPU is the hub process's user + system time over the landing phase, as
+//! a share of one core; `base_pct` is the same phase with no page open (the
+//! lander's own work), so the view's cost is the difference.
+//!
+//! Usage: bench_ui WORKSPACE [SECONDS] (a hub must be running for
+//! WORKSPACE). Prints one line: `bench ui latency_ms=<median> cpu_pct=<%>
+//! base_pct=<%> landings=<n>`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bones::state::Paths;
+use bones::state::workspace::Workspace;
+use bones::swarm::{JoinOptions, Swarm};
+use bones::tasks::{Board, NewTask};
+
+#[path = "common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+use common::{Error, connect, cpu_seconds, median};
+
+const SLOTS: usize = 64;
+const TASKS: usize = 5_000;
+const LANDING_SLOTS: usize = 8;
+const PER_SECOND: u32 = 10;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 2 {
+        eprintln!("usage: bench_ui WORKSPACE [SECONDS]");
+        std::process::exit(2);
+    }
+    let workspace = PathBuf::from(&args[1]);
+    let seconds: u64 = args.get(2).map_or(Ok(10), |s| s.parse())?;
+    let paths = Paths::new(&Workspace::discover(&workspace)?);
+    let js = connect(&paths).await?;
+
+    eprintln!("bench: ui: joining {SLOTS} slots and creating {TASKS} tasks");
+    let swarm = Swarm::connect(paths.clone()).await?;
+    for i in 0..SLOTS {
+        swarm
+            .join(JoinOptions {
+                slot: Some(format!("s{i}")),
+                agent: Some(format!("agent-{i}")),
+                ..Default::default()
+            })
+            .await?;
+    }
+    let board = Board::open(&js).await?;
+    for i in 0..TASKS {
+        let new = NewTask {
+            title: format!("task {i}"),
+            ..Default::default()
+        };
+        board.create(new, "bench").await?;
+    }
+
+    let base = land_for(&swarm, &paths, seconds, None).await?;
+    let port = repo_port(&paths)?;
+    let cookie = login(&paths, port)?;
+    let (arrivals_tx, arrivals) = mpsc::channel();
+    let stream = follow_events(port, &cookie, arrivals_tx)?;
+    let measured = land_for(&swarm, &paths, seconds, Some(&arrivals)).await?;
+    drop(stream);
+
+    let mut latencies = measured.latencies_ms;
+    if latencies.is_empty() {
+        return Err("no landing event reached the stream".into());
+    }
+    let count = latencies.len();
+    let slowest = latencies.iter().copied().fold(f64::MIN, f64::max);
+    let latency = median(&mut latencies);
+    eprintln!(
+        "bench: ui: {count} landings seen on the stream, median {latency:.1} ms, slowest {slowest:.1} ms after the acknowledgement; hub CPU {:.2}% of a core with a page open, {:.2}% without (targets: latency <= 100 ms, CPU <= 5%)",
+        measured.cpu_pct, base.cpu_pct
+    );
+    println!(
+        "bench ui latency_ms={latency:.1} cpu_pct={:.2} base_pct={:.2} landings={count}",
+        measured.cpu_pct, base.cpu_pct
+    );
+    Ok(())
+}
+
+struct Phase {
+    cpu_pct: f64,
+    latencies_ms: Vec<f64>,
+}
+
+/// Lands `PER_SECOND` commits a second for `seconds`; with `arrivals`,
+/// matches each to its event on the stream.
+async fn land_for(
+    swarm: &Swarm,
+    paths: &Paths,
+    seconds: u64,
+    arrivals: Option<&mpsc::Receiver<(String, Instant)>>,
+) -> Result<Phase, Error> {
+    let total = seconds as usize * PER_SECOND as usize;
+    let mut acked = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / PER_SECOND);
+    let before = hub_cpu(paths);
+    let started = Instant::now();
+    for n in 0..total {
+        tick.tick().await;
+        let slot = format!("s{}", n % LANDING_SLOTS);
+        let checkout = swarm.checkout(&slot).await?;
+        std::fs::write(checkout.join(format!("bench-{n}.txt")), format!("{n}\n"))?;
+        let outcome = swarm.commit(&slot, &format!("bench landing {n}")).await?;
+        if let Some(commit) = outcome.landed.last() {
+            acked.insert(commit.clone(), Instant::now());
+        }
+    }
+    let cpu = hub_cpu(paths) - before;
+    let wall = started.elapsed().as_secs_f64();
+    let mut latencies_ms = Vec::new();
+    if let Some(arrivals) = arrivals {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while latencies_ms.len() < acked.len() && Instant::now() < deadline {
+            let Ok((commit, at)) = arrivals.recv_timeout(Duration::from_secs(1)) else {
+                continue;
+            };
+            if let Some(ack) = acked.get(&commit) {
+                latencies_ms.push(at.saturating_duration_since(*ack).as_secs_f64() * 1e3);
+            }
+        }
+    }
+    Ok(Phase {
+        cpu_pct: cpu / wall * 100.0,
+        latencies_ms,
+    })
+}
+
+fn hub_cpu(paths: &Paths) -> f64 {
+    let pid = std::fs::read_to_string(&paths.hub_pid).unwrap_or_default();
+    cpu_seconds(pid.trim())
+}
+
+fn repo_port(paths: &Paths) -> Result<u16, Error> {
+    let url = std::fs::read_to_string(&paths.repo_url_file)?;
+    bones::state::ports::parse_loopback_url(url.trim(), "http")
+        .ok_or_else(|| "no repo port recorded".into())
+}
+
+/// Redeems a one-time secret as the page does; the session cookie.
+fn login(paths: &Paths, port: u16) -> Result<String, Error> {
+    let login = bones::hub::ui::access::issue_login(paths)?;
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        stream,
+        "GET /ui/login?secret={} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        login.secret
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_string)
+        .ok_or_else(|| format!("login refused: {answer}").into())
+}
+
+/// Opens `/ui/events` and sends each landing's commit with its arrival
+/// time; the thread ends with the connection.
+fn follow_events(
+    port: u16,
+    cookie: &str,
+    arrivals: mpsc::Sender<(String, Instant)>,
+) -> Result<TcpStream, Error> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        stream,
+        "GET /ui/events HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n"
+    )?;
+    let reader = BufReader::new(stream.try_clone()?);
+    std::thread::spawn(move || {
+        for line in reader.lines() {
+            let Ok(line) = line else { break };
+            let Some(data) = line.strip_prefix("data: ") else {
+                continue;
+            };
+            if !data.contains("\"kind\":\"landing\"") {
+                continue;
+            }
+            let at = Instant::now();
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(data) else {
+                continue;
+            };
+            if let Some(commit) = value["delta"]["commit"].as_str()
+                && arrivals.send((commit.to_string(), at)).is_err()
+            {
+                break;
+            }
+        }
+    });
+    Ok(stream)
+}
