@@ -2,7 +2,7 @@
 //! same sequence of changes always gives the same picture (the web page and
 //! a terminal view each render it; tests check it without a server).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::Serialize;
 
@@ -185,6 +185,8 @@ pub struct Snapshot {
     /// Newest last.
     pub log: VecDeque<LogEntry>,
     pub sources: BTreeMap<String, SourceHealth>,
+    /// The parts read in full at least once (of [`SOURCES`]).
+    pub loaded: BTreeSet<String>,
 }
 
 /// One change to the picture.
@@ -249,15 +251,18 @@ impl Model {
         let applied = match change {
             Change::Slots(all) => {
                 s.slots = all.into_iter().map(|v| (v.slot.clone(), v)).collect();
+                s.loaded.insert("slots".into());
                 Applied::Reset
             }
             Change::Tasks(all) => {
                 s.tasks = all.into_iter().map(|t| (t.id.clone(), t)).collect();
+                s.loaded.insert("tasks".into());
                 Applied::Reset
             }
             Change::Feed(all) => {
                 s.feed = all.into_iter().collect();
                 trim(&mut s.feed, FEED);
+                s.loaded.insert("feed".into());
                 Applied::Reset
             }
             Change::Log(all) => {
@@ -265,6 +270,7 @@ impl Model {
                 trim(&mut s.landings, LANDINGS);
                 s.log = all.into_iter().collect();
                 trim(&mut s.log, LOG_LINES);
+                s.loaded.insert("hub.log".into());
                 Applied::Reset
             }
             Change::One(delta) => {
@@ -319,6 +325,11 @@ fn trim<T>(items: &mut VecDeque<T>, keep: usize) {
 }
 
 impl Snapshot {
+    /// Whether every part was read in full at least once.
+    pub fn is_loaded(&self) -> bool {
+        SOURCES.iter().all(|part| self.loaded.contains(*part))
+    }
+
     /// The column a task sits in: claimed and closed by status; an open
     /// task is ready when [`Task::is_ready`]'s rule holds (every blocker
     /// closed, an unknown one blocks; a parent that is not closed).
@@ -363,6 +374,16 @@ impl Snapshot {
             .iter()
             .rev()
             .find(|l| l.slot.as_deref() == Some(slot))
+    }
+}
+
+/// A subscriber's own copy of the picture: a terminal view keeps one and
+/// changes it by each delta it receives.
+impl Snapshot {
+    /// Applies a delta received numbered `seq` (the picture's number then).
+    pub fn apply(&mut self, seq: u64, delta: &Delta) {
+        apply_delta(self, delta);
+        self.seq = seq;
     }
 }
 
