@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what bones needs on a fresh Debian machine that has Rust:
-# git, jq and nats-server >= 2.11 (the hub runs on 2.10; `bones hub backup`,
+# git, jq, tmux and nats-server >= 2.11 (the hub runs on 2.10; `bones hub backup`,
 # and so the test suite, needs 2.11 to pause a consumer).
 #
 # Source it (`. scripts/setup.sh`) to get BONES_NATS_SERVER exported, or run it
@@ -10,6 +10,8 @@ _bones_setup() {
     local need_apt=()
     command -v git >/dev/null 2>&1 || need_apt+=(git)
     command -v jq >/dev/null 2>&1 || need_apt+=(jq)
+    # the tests of `bones top` run it in a real terminal
+    command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
     command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
     if ((${#need_apt[@]})); then
         echo "setup: installing ${need_apt[*]} with apt-get" >&2

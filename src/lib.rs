@@ -12,7 +12,7 @@
 //! | 3 | `oplog`, `coord`, `trunk` | hub.log; the coordination client; the hub repository and landing |
 //! | 4 | `swarm`, `tasks`, `feed` | the domain as clients see it: slots, the task board, the feed |
 //! | 5 | `hub`, `doctor`, `view` | the hub server; read-only checks judged by the hub's rules; the live picture of the swarm |
-//! | 6 | `cli` | parse, call the library, print |
+//! | 6 | `cli`, `top` | the interfaces: parse, call the library, print; the terminal view |
 
 pub mod cli;
 pub mod coord;
@@ -24,5 +24,6 @@ pub mod state;
 pub mod swarm;
 pub mod sys;
 pub mod tasks;
+pub mod top;
 pub mod trunk;
 pub mod view;

@@ -11,6 +11,7 @@ mod land;
 mod logs;
 mod swarm;
 mod tasks;
+mod top;
 mod up;
 mod usage;
 
@@ -140,6 +141,13 @@ enum Command {
     ///   bones share --type learning "The parser tests need LANG=C"
     #[command(verbatim_doc_comment)]
     Feed(feed::FeedArgs),
+    /// Watch the swarm live in the terminal: slots, tasks, landings, hub.log.
+    ///
+    /// The same picture as the hub's web page, updated as things happen
+    /// (never by polling): tab or the arrow keys move between panes and
+    /// rows, enter shows a row's detail, q quits. Never starts a hub: it
+    /// waits for one and follows it across restarts.
+    Top(top::TopArgs),
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -159,6 +167,7 @@ pub fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Share(args) => feed::share(args),
         Command::Feed(args) => feed::feed(args),
+        Command::Top(args) => top::run(args),
     };
     if code == exit::FAILURE {
         hint_if_disk_full();
