@@ -153,3 +153,75 @@ pub fn plain_frame(app: &App, width: u16, height: u16, now: OffsetDateTime) -> S
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use time::format_description::well_known::Rfc3339;
+
+    use super::*;
+    use crate::oplog::{LogEntry, LogLevel};
+    use crate::view::model::{LeaseView, SlotView};
+    use crate::view::{Delta, Landing, Update};
+
+    fn delta(seq: u64, delta: Delta) -> Update {
+        Update::Delta {
+            seq,
+            delta: Arc::new(delta),
+        }
+    }
+
+    #[test]
+    fn a_frame_shows_each_part_and_escapes_what_records_carry() {
+        let mut app = App::default();
+        let lease = LeaseView {
+            agent: "agent-7".into(),
+            task: None,
+            host: "h".into(),
+            started_at: "2026-12-01T10:00:00Z".into(),
+            last_renewed: "2026-12-01T10:00:00Z".into(),
+            ttl_s: 60,
+            pid: None,
+        };
+        app.update(delta(
+            1,
+            Delta::Slot {
+                slot: "s-seven".into(),
+                state: Some(SlotView {
+                    slot: "s-seven".into(),
+                    lease: Some(lease),
+                }),
+            },
+        ));
+        app.update(delta(
+            2,
+            Delta::Landing(Landing {
+                ts: "2026-12-01T10:00:05Z".into(),
+                slot: Some("s-seven".into()),
+                agent: Some("agent-7".into()),
+                task: None,
+                commit: "0123456789abcdef".into(),
+                subject: "Fix the parser".into(),
+            }),
+        ));
+        let entry = LogEntry::lifecycle(LogLevel::Warn, "odd \x1b[2J title");
+        app.update(delta(3, Delta::Log(Box::new(entry))));
+
+        let now = OffsetDateTime::parse("2026-12-01T10:00:10Z", &Rfc3339).unwrap();
+        let frame = plain_frame(&app, 120, 30, now);
+        assert_eq!(frame.lines().count(), 30);
+        for seen in [
+            "s-seven",
+            "agent-7",
+            "10s",
+            "Fix the parser",
+            "0123456789",
+            "WARN",
+        ] {
+            assert!(frame.contains(seen), "no {seen:?} in\n{frame}");
+        }
+        assert!(!frame.contains('\x1b'), "an escape reached the frame");
+        assert!(frame.contains("odd \\u{1b}[2J title"), "{frame}");
+    }
+}
