@@ -97,33 +97,37 @@ fn pane_block(app: &App, pane: Pane, counts: String) -> Block<'static> {
         .title(Line::from(format!(" {marker}{} {counts} ", pane.title())).style(style))
 }
 
-/// A table in a pane, its selected row kept in view; `tail` shows the
-/// last rows when none is selected.
+/// A pane's table: each column's heading and width, the rows, and what its
+/// title says after the pane's name. The selected row is kept in view; the
+/// log shows its last rows when none is selected.
 fn draw_table(
     frame: &mut Frame,
     app: &App,
     pane: Pane,
     area: Rect,
-    table: Table,
-    rows: usize,
-    tail: bool,
+    columns: &[(&'static str, Constraint)],
+    rows: Vec<Row>,
+    counts: String,
 ) {
     let mut state = TableState::default().with_selected(app.selected(pane));
-    if tail && app.selected(pane).is_none() {
+    if pane == Pane::Log && app.selected(pane).is_none() {
         // two borders and the header row
         let visible = area.height.saturating_sub(3) as usize;
-        *state.offset_mut() = rows.saturating_sub(visible);
+        *state.offset_mut() = rows.len().saturating_sub(visible);
     }
     let highlight = if app.focus() == pane {
         Style::new().add_modifier(Modifier::REVERSED)
     } else {
         Style::new().add_modifier(Modifier::UNDERLINED)
     };
-    frame.render_stateful_widget(table.row_highlight_style(highlight), area, &mut state);
-}
-
-fn header(cells: &[&'static str]) -> Row<'static> {
-    Row::new(cells.to_vec()).style(Style::new().add_modifier(Modifier::BOLD))
+    let table = Table::new(rows, columns.iter().map(|(_, width)| *width))
+        .header(
+            Row::new(columns.iter().map(|(name, _)| *name))
+                .style(Style::new().add_modifier(Modifier::BOLD)),
+        )
+        .block(pane_block(app, pane, counts))
+        .row_highlight_style(highlight);
+    frame.render_stateful_widget(table, area, &mut state);
 }
 
 /// Seconds since an RFC 3339 time, when it parses.
@@ -184,20 +188,15 @@ fn draw_slots(frame: &mut Frame, app: &App, area: Rect, now: OffsetDateTime) {
             ])
         })
         .collect();
-    let count = rows.len();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Max(16),
-            Constraint::Max(14),
-            Constraint::Max(14),
-            Constraint::Length(5),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(header(&["SLOT", "AGENT", "TASKS", "LEASE", "LAST LANDING"]))
-    .block(pane_block(app, Pane::Slots, format!("({count})")));
-    draw_table(frame, app, Pane::Slots, area, table, count, false);
+    let columns = [
+        ("SLOT", Constraint::Max(16)),
+        ("AGENT", Constraint::Max(14)),
+        ("TASKS", Constraint::Max(14)),
+        ("LEASE", Constraint::Length(5)),
+        ("LAST LANDING", Constraint::Fill(1)),
+    ];
+    let counts = format!("({})", rows.len());
+    draw_table(frame, app, Pane::Slots, area, &columns, rows, counts);
 }
 
 fn column_style(column: Column) -> Style {
@@ -239,19 +238,14 @@ fn draw_tasks(frame: &mut Frame, app: &App, area: Rect) {
             ])
         })
         .collect();
-    let count = rows.len();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(7),
-            Constraint::Max(14),
-            Constraint::Max(16),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(header(&["STATE", "ID", "HOLDER", "TITLE"]))
-    .block(pane_block(app, Pane::Tasks, format!("({summary})")));
-    draw_table(frame, app, Pane::Tasks, area, table, count, false);
+    let columns = [
+        ("STATE", Constraint::Length(7)),
+        ("ID", Constraint::Max(14)),
+        ("HOLDER", Constraint::Max(16)),
+        ("TITLE", Constraint::Fill(1)),
+    ];
+    let counts = format!("({summary})");
+    draw_table(frame, app, Pane::Tasks, area, &columns, rows, counts);
 }
 
 /// `HH:MM:SS` of an RFC 3339 UTC time, else the text as written.
@@ -283,20 +277,15 @@ fn draw_landings(frame: &mut Frame, app: &App, area: Rect) {
             ])
         })
         .collect();
-    let count = rows.len();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(8),
-            Constraint::Max(14),
-            Constraint::Max(12),
-            Constraint::Length(10),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(header(&["TIME", "BY", "TASK", "COMMIT", "SUBJECT"]))
-    .block(pane_block(app, Pane::Landings, format!("(latest {count})")));
-    draw_table(frame, app, Pane::Landings, area, table, count, false);
+    let columns = [
+        ("TIME", Constraint::Length(8)),
+        ("BY", Constraint::Max(14)),
+        ("TASK", Constraint::Max(12)),
+        ("COMMIT", Constraint::Length(10)),
+        ("SUBJECT", Constraint::Fill(1)),
+    ];
+    let counts = format!("(latest {})", rows.len());
+    draw_table(frame, app, Pane::Landings, area, &columns, rows, counts);
 }
 
 /// Landings newest first, as the pane lists them.
@@ -341,18 +330,13 @@ fn draw_log(frame: &mut Frame, app: &App, area: Rect) {
             ])
         })
         .collect();
-    let count = rows.len();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(8),
-            Constraint::Length(5),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(header(&["TIME", "LEVEL", "MESSAGE"]))
-    .block(pane_block(app, Pane::Log, format!("(last {count})")));
-    draw_table(frame, app, Pane::Log, area, table, count, true);
+    let columns = [
+        ("TIME", Constraint::Length(8)),
+        ("LEVEL", Constraint::Length(5)),
+        ("MESSAGE", Constraint::Fill(1)),
+    ];
+    let counts = format!("(last {})", rows.len());
+    draw_table(frame, app, Pane::Log, area, &columns, rows, counts);
 }
 
 /// The selected row's fields, one `name: value` line each.
