@@ -224,4 +224,39 @@ mod tests {
         assert!(!frame.contains('\x1b'), "an escape reached the frame");
         assert!(frame.contains("odd \\u{1b}[2J title"), "{frame}");
     }
+
+    #[test]
+    fn only_rows_in_view_are_drawn_and_the_selection_stays_in_view() {
+        use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+        let mut app = App::default();
+        for i in 0..300 {
+            let entry = LogEntry::lifecycle(LogLevel::Info, format!("line-{i:03}"));
+            app.update(delta(i + 1, Delta::Log(Box::new(entry))));
+        }
+        let now = OffsetDateTime::now_utc();
+        let frame = plain_frame(&app, 100, 40, now);
+        assert!(
+            frame.contains("line-299"),
+            "the log's tail is in view:\n{frame}"
+        );
+        assert!(!frame.contains("line-000"), "{frame}");
+
+        let key = |code| KeyEvent::new(code, KeyModifiers::NONE);
+        app.key(key(KeyCode::BackTab));
+        app.key(key(KeyCode::Home));
+        let frame = plain_frame(&app, 100, 40, now);
+        assert!(
+            frame.contains("line-000"),
+            "the first row, selected:\n{frame}"
+        );
+        assert!(!frame.contains("line-299"), "{frame}");
+        for _ in 0..150 {
+            app.key(key(KeyCode::Down));
+        }
+        let frame = plain_frame(&app, 100, 40, now);
+        assert!(
+            frame.contains("line-150"),
+            "the selected row is in view:\n{frame}"
+        );
+    }
 }

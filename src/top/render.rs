@@ -97,24 +97,31 @@ fn pane_block(app: &App, pane: Pane, counts: String) -> Block<'static> {
         .title(Line::from(format!(" {marker}{} {counts} ", pane.title())).style(style))
 }
 
-/// A pane's table: each column's heading and width, the rows, and what its
-/// title says after the pane's name. The selected row is kept in view; the
-/// log shows its last rows when none is selected.
-fn draw_table(
+/// A pane's table: each column's heading and width, what its title says
+/// after the pane's name, and its items with how each becomes a row.
+///
+/// Only the rows in view are made (a board of 5,000 tasks shows a few
+/// dozen): the selected one, at the bottom when it is below the first
+/// screenful; the log's last rows when none is selected there.
+fn draw_table<'a, T>(
     frame: &mut Frame,
     app: &App,
-    pane: Pane,
-    area: Rect,
+    (pane, area): (Pane, Rect),
     columns: &[(&'static str, Constraint)],
-    rows: Vec<Row>,
     counts: String,
+    items: impl ExactSizeIterator<Item = T>,
+    to_row: impl FnMut(T) -> Row<'a>,
 ) {
-    let mut state = TableState::default().with_selected(app.selected(pane));
-    if pane == Pane::Log && app.selected(pane).is_none() {
-        // two borders and the header row
-        let visible = area.height.saturating_sub(3) as usize;
-        *state.offset_mut() = rows.len().saturating_sub(visible);
-    }
+    // two borders and the header row
+    let visible = (area.height.saturating_sub(3) as usize).max(1);
+    let selected = app.selected(pane);
+    let first = match selected {
+        Some(row) => (row + 1).saturating_sub(visible),
+        None if pane == Pane::Log => items.len().saturating_sub(visible),
+        None => 0,
+    };
+    let rows: Vec<Row> = items.skip(first).take(visible).map(to_row).collect();
+    let mut state = TableState::default().with_selected(selected.map(|row| row - first));
     let highlight = if app.focus() == pane {
         Style::new().add_modifier(Modifier::REVERSED)
     } else {
@@ -169,10 +176,23 @@ fn lease_age(slot: &SlotView, now: OffsetDateTime) -> Cell<'static> {
 
 fn draw_slots(frame: &mut Frame, app: &App, area: Rect, now: OffsetDateTime) {
     let picture = app.picture();
-    let rows: Vec<Row> = picture
-        .slots
-        .values()
-        .map(|slot| {
+    let columns = [
+        ("SLOT", Constraint::Max(16)),
+        ("AGENT", Constraint::Max(14)),
+        ("TASKS", Constraint::Max(14)),
+        ("LEASE", Constraint::Length(5)),
+        ("LAST LANDING", Constraint::Fill(1)),
+    ];
+    let counts = format!("({})", picture.slots.len());
+    let items = picture.slots.values();
+    draw_table(
+        frame,
+        app,
+        (Pane::Slots, area),
+        &columns,
+        counts,
+        items,
+        |slot| {
             let agent = slot.lease.as_ref().map_or("(unreadable)", |l| &l.agent);
             let held: Vec<&str> = picture.held_by(slot).map(|t| t.id.as_str()).collect();
             let last = picture
@@ -186,17 +206,8 @@ fn draw_slots(frame: &mut Frame, app: &App, area: Rect, now: OffsetDateTime) {
                 lease_age(slot, now),
                 Cell::from(clean(last)),
             ])
-        })
-        .collect();
-    let columns = [
-        ("SLOT", Constraint::Max(16)),
-        ("AGENT", Constraint::Max(14)),
-        ("TASKS", Constraint::Max(14)),
-        ("LEASE", Constraint::Length(5)),
-        ("LAST LANDING", Constraint::Fill(1)),
-    ];
-    let counts = format!("({})", rows.len());
-    draw_table(frame, app, Pane::Slots, area, &columns, rows, counts);
+        },
+    );
 }
 
 fn column_style(column: Column) -> Style {
@@ -216,10 +227,22 @@ fn draw_tasks(frame: &mut Frame, app: &App, area: Rect) {
         .map(|(c, n)| format!("{} {n}", c.as_str()))
         .collect::<Vec<_>>()
         .join(" · ");
-    let board = app.board();
-    let rows: Vec<Row> = board
-        .iter()
-        .map(|(column, task)| {
+    let columns = [
+        ("STATE", Constraint::Length(7)),
+        ("ID", Constraint::Max(14)),
+        ("HOLDER", Constraint::Max(16)),
+        ("TITLE", Constraint::Fill(1)),
+    ];
+    let counts = format!("({summary})");
+    let items = app.board().into_iter();
+    draw_table(
+        frame,
+        app,
+        (Pane::Tasks, area),
+        &columns,
+        counts,
+        items,
+        |(column, task)| {
             // who holds it, or what it waits for
             let who = match column {
                 Column::Claimed => task.claimed_by.clone().unwrap_or_default(),
@@ -231,21 +254,13 @@ fn draw_tasks(frame: &mut Frame, app: &App, area: Rect) {
                 Column::Ready => String::new(),
             };
             Row::new(vec![
-                Cell::from(column.as_str()).style(column_style(*column)),
+                Cell::from(column.as_str()).style(column_style(column)),
                 Cell::from(clean(&task.id)),
                 Cell::from(clean(&who)),
                 Cell::from(clean(&task.title)),
             ])
-        })
-        .collect();
-    let columns = [
-        ("STATE", Constraint::Length(7)),
-        ("ID", Constraint::Max(14)),
-        ("HOLDER", Constraint::Max(16)),
-        ("TITLE", Constraint::Fill(1)),
-    ];
-    let counts = format!("({summary})");
-    draw_table(frame, app, Pane::Tasks, area, &columns, rows, counts);
+        },
+    );
 }
 
 /// `HH:MM:SS` of an RFC 3339 UTC time, else the text as written.
@@ -266,17 +281,6 @@ fn landing_by(landing: &Landing) -> String {
 }
 
 fn draw_landings(frame: &mut Frame, app: &App, area: Rect) {
-    let rows: Vec<Row> = newest_first(app)
-        .map(|landing| {
-            Row::new(vec![
-                Cell::from(clock(&landing.ts)),
-                Cell::from(landing_by(landing)),
-                Cell::from(clean(landing.task.as_deref().unwrap_or(""))),
-                Cell::from(clean(short_commit(&landing.commit))),
-                Cell::from(clean(&landing.subject)),
-            ])
-        })
-        .collect();
     let columns = [
         ("TIME", Constraint::Length(8)),
         ("BY", Constraint::Max(14)),
@@ -284,12 +288,29 @@ fn draw_landings(frame: &mut Frame, app: &App, area: Rect) {
         ("COMMIT", Constraint::Length(10)),
         ("SUBJECT", Constraint::Fill(1)),
     ];
-    let counts = format!("(latest {})", rows.len());
-    draw_table(frame, app, Pane::Landings, area, &columns, rows, counts);
+    let counts = format!("(latest {})", app.picture().landings.len());
+    let items = newest_first(app);
+    draw_table(
+        frame,
+        app,
+        (Pane::Landings, area),
+        &columns,
+        counts,
+        items,
+        |landing| {
+            Row::new(vec![
+                Cell::from(clock(&landing.ts)),
+                Cell::from(landing_by(landing)),
+                Cell::from(clean(landing.task.as_deref().unwrap_or(""))),
+                Cell::from(clean(short_commit(&landing.commit))),
+                Cell::from(clean(&landing.subject)),
+            ])
+        },
+    );
 }
 
 /// Landings newest first, as the pane lists them.
-fn newest_first(app: &App) -> impl Iterator<Item = &Landing> {
+fn newest_first(app: &App) -> impl ExactSizeIterator<Item = &Landing> {
     app.picture().landings.iter().rev()
 }
 
@@ -318,25 +339,28 @@ fn log_text(entry: &LogEntry) -> String {
 }
 
 fn draw_log(frame: &mut Frame, app: &App, area: Rect) {
-    let rows: Vec<Row> = app
-        .picture()
-        .log
-        .iter()
-        .map(|entry| {
-            Row::new(vec![
-                Cell::from(clock(&entry.ts)),
-                Cell::from(entry.level.as_str()).style(level_style(entry.level)),
-                Cell::from(log_text(entry)),
-            ])
-        })
-        .collect();
     let columns = [
         ("TIME", Constraint::Length(8)),
         ("LEVEL", Constraint::Length(5)),
         ("MESSAGE", Constraint::Fill(1)),
     ];
-    let counts = format!("(last {})", rows.len());
-    draw_table(frame, app, Pane::Log, area, &columns, rows, counts);
+    let log = &app.picture().log;
+    let counts = format!("(last {})", log.len());
+    draw_table(
+        frame,
+        app,
+        (Pane::Log, area),
+        &columns,
+        counts,
+        log.iter(),
+        |entry| {
+            Row::new(vec![
+                Cell::from(clock(&entry.ts)),
+                Cell::from(entry.level.as_str()).style(level_style(entry.level)),
+                Cell::from(log_text(entry)),
+            ])
+        },
+    );
 }
 
 /// The selected row's fields, one `name: value` line each.
