@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what bones needs on a fresh Debian machine that has Rust:
-# git, jq, groff (a test renders the man page), the Python MCP SDK (for
+# git, jq, tmux (the terminal view's test), groff (a test renders the man page), the Python MCP SDK (for
 # tests/mcp.rs), chromium and chromedriver (the live view's browser test,
 # tests/ui.rs) and nats-server >= 2.11 (the hub runs on 2.10; `bones hub
 # backup`, and so the test suite, needs 2.11 to pause a consumer).
@@ -12,6 +12,8 @@ _bones_setup() {
     local need_apt=()
     command -v git >/dev/null 2>&1 || need_apt+=(git)
     command -v jq >/dev/null 2>&1 || need_apt+=(jq)
+    # the tests of `bones top` run it in a real terminal
+    command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
     command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
     # the man page test renders `bones man` with groff
     command -v groff >/dev/null 2>&1 || need_apt+=(groff-base)

@@ -12,7 +12,7 @@
 //! | 3 | `oplog`, `coord`, `trunk` | hub.log; the coordination client; the hub repository and landing |
 //! | 4 | `swarm`, `tasks`, `feed` | the domain as clients see it: slots, the task board, the feed |
 //! | 5 | `hub`, `doctor`, `agent`, `harness`, `view` | the hub server; read-only checks judged by the hub's rules; an agent's session as a whole (its primer); agent harnesses' configuration and hook input; the live picture of the swarm |
-//! | 6 | `cli`, `mcp` | the interfaces: parse, call the library, print (`cli`); the same verbs as MCP tools on stdio (`mcp`) |
+//! | 6 | `cli`, `mcp`, `top` | the interfaces: parse, call the library, print (`cli`); the same verbs as MCP tools on stdio (`mcp`); the terminal view (`top`) |
 
 pub mod agent;
 pub mod cli;
@@ -27,5 +27,6 @@ pub mod state;
 pub mod swarm;
 pub mod sys;
 pub mod tasks;
+pub mod top;
 pub mod trunk;
 pub mod view;

@@ -59,6 +59,7 @@ mod mcp;
 pub(crate) mod prime;
 mod swarm;
 mod tasks;
+mod top;
 mod ui;
 mod up;
 mod usage;
@@ -240,6 +241,13 @@ enum Command {
     ///   bones ui --json       {"url": ..., "expires_at": ...}
     #[command(verbatim_doc_comment)]
     Ui(ui::UiArgs),
+    /// Watch the swarm live in the terminal: slots, tasks, landings, hub.log.
+    ///
+    /// The same picture as the hub's web page, updated as things happen
+    /// (never by polling): tab or the arrow keys move between panes and
+    /// rows, enter shows a row's detail, q quits. Never starts a hub: it
+    /// waits for one and follows it across restarts.
+    Top(top::TopArgs),
 }
 
 /// Parses the command line, runs the command, and returns its exit code:
@@ -283,6 +291,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Integrate(args) => integrate::run(args),
         Command::Hook(args) => hook::run(args),
         Command::Ui(args) => ui::run(args),
+        Command::Top(args) => top::run(args),
     }
 }
 

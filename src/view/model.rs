@@ -397,6 +397,16 @@ impl Snapshot {
     }
 }
 
+/// A subscriber's own copy of the picture: a terminal view keeps one and
+/// changes it by each delta it receives.
+impl Snapshot {
+    /// Applies a delta received numbered `seq` (the picture's number then).
+    pub fn apply(&mut self, seq: u64, delta: &Delta) {
+        apply_delta(self, delta);
+        self.seq = seq;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
