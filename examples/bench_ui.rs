@@ -69,12 +69,12 @@ async fn main() -> Result<(), Error> {
         board.create(new, "bench").await?;
     }
 
-    let base = land_for(&swarm, &paths, seconds, None).await?;
+    let base = land_for(&swarm, &paths, "closed", seconds, None).await?;
     let port = repo_port(&paths)?;
     let cookie = login(&paths, port)?;
     let (arrivals_tx, arrivals) = mpsc::channel();
     let stream = follow_events(port, &cookie, arrivals_tx)?;
-    let measured = land_for(&swarm, &paths, seconds, Some(&arrivals)).await?;
+    let measured = land_for(&swarm, &paths, "open", seconds, Some(&arrivals)).await?;
     drop(stream);
 
     let mut latencies = measured.latencies_ms;
@@ -105,6 +105,7 @@ struct Phase {
 async fn land_for(
     swarm: &Swarm,
     paths: &Paths,
+    phase: &str,
     seconds: u64,
     arrivals: Option<&mpsc::Receiver<(String, Instant)>>,
 ) -> Result<Phase, Error> {
@@ -117,8 +118,14 @@ async fn land_for(
         tick.tick().await;
         let slot = format!("s{}", n % LANDING_SLOTS);
         let checkout = swarm.checkout(&slot).await?;
-        std::fs::write(checkout.join(format!("bench-{n}.txt")), format!("{n}\n"))?;
-        let outcome = swarm.commit(&slot, &format!("bench landing {n}")).await?;
+        // a new file each landing (of each phase): always something to commit
+        std::fs::write(
+            checkout.join(format!("bench-{phase}-{n}.txt")),
+            format!("{n}\n"),
+        )?;
+        let outcome = swarm
+            .commit(&slot, &format!("bench landing {phase} {n}"))
+            .await?;
         if let Some(commit) = outcome.landed.last() {
             acked.insert(commit.clone(), Instant::now());
         }

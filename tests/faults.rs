@@ -204,7 +204,14 @@ fn run_under_faults(kills: usize, mut fault: impl FnMut(&TestWorkspace, &mut Tim
         }
         for _ in 0..kills {
             std::thread::sleep(timing.pause(200, 1500));
-            fault(&ws, &mut timing);
+            // a failed check in the fault must end the test, not leave the
+            // agents looping while the scope waits for them
+            let faulted =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fault(&ws, &mut timing)));
+            if let Err(panic) = faulted {
+                stop.store(true, Ordering::SeqCst);
+                std::panic::resume_unwind(panic);
+            }
         }
         // the agents must get work through after the last fault, too
         let after = acked.commits.load(Ordering::SeqCst);

@@ -2,7 +2,7 @@
 //! signed, got by redeeming a one-time login secret that `bones ui` made.
 //!
 //! The page shows task titles, commit subjects and feed text, so unlike
-//! `/.status` it is not for every local user (ADR 0013-ui). A secret is 32
+//! `/.status` it is not for every local user (ADR 0016). A secret is 32
 //! random bytes, good once and for [`LOGIN_TTL`]: `bones ui` stores it
 //! under the state directory (0700, one 0600 file named by the secret's
 //! SHA-256, so the name alone does not redeem it), and the hub redeems it
