@@ -418,24 +418,29 @@ bench_wait() {
 # A lease expiring with nothing else happening: from its expiry to its
 # slot's reap entry in hub.log (examples/bench_reap.rs).
 bench_reap() {
-    local ws="$TMP/ws-reap"
-    new_workspace ws-reap
-    (cd "$ws" && "$BONES" hub start --detach 2>/dev/null)
     log "reap: a lease expiring untouched, from its expiry to its slot's reap"
-    run_bg target/release/examples/bench_reap "$ws" "${BENCH_REAP_RUNS:-9}"
+    with_hub ws-reap target/release/examples/bench_reap "${BENCH_REAP_RUNS:-9}"
+}
+
+# Runs example $2 with a fresh workspace $1 (its hub running) as its first
+# argument and the rest of the arguments after it, then stops the hub.
+with_hub() {
+    local ws="$TMP/$1" example="$2"
+    shift 2
+    new_workspace "$(basename "$ws")"
+    (cd "$ws" && "$BONES" hub start --detach 2>/dev/null)
+    local rc=0
+    run_bg "$example" "$ws" "$@" || rc=$?
     (cd "$ws" && "$BONES" hub stop --force >/dev/null 2>&1)
+    return "$rc"
 }
 
 # The live view with one page open: from a landing's acknowledgement to
 # its event on the stream, and the hub's CPU at 10 landings a second with
 # 64 slots and 5,000 tasks (examples/bench_ui.rs).
 bench_ui() {
-    local ws="$TMP/ws-ui"
-    new_workspace ws-ui
-    (cd "$ws" && "$BONES" hub start --detach 2>/dev/null)
     log "ui: one page open, 64 slots, 5,000 tasks, 10 landings a second"
-    run_bg target/release/examples/bench_ui "$ws" "${BENCH_UI_SECONDS:-10}"
-    (cd "$ws" && "$BONES" hub stop --force >/dev/null 2>&1)
+    with_hub ws-ui target/release/examples/bench_ui "${BENCH_UI_SECONDS:-10}"
 }
 
 # Prints the path of a generated repository of $1 tracked files (about
