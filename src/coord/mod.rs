@@ -290,6 +290,18 @@ pub async fn wait_ready(
                 tail: file_tail(log_path, 3),
             });
         }
+        // a bare connect first, every millisecond: refused costs a few
+        // microseconds, where each failed client connect cost about 4 ms
+        // (strace of a start), which the server, booting on the same cores,
+        // paid for too and the start waited out after it was ready
+        if tokio::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, guard.port()))
+            .await
+            .is_err()
+        {
+            last_error = format!("{url} refused the connection");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
         match client_options(key.clone(), guard.clone())
             .connect(url)
             .await

@@ -256,7 +256,10 @@ pub fn start(root: &Path, opts: &StartOptions) -> Result<StartOutcome, HubError>
     // a running hub with no start in progress: nothing to wait for. While
     // a start runs, wait for it below, so the answer comes once its hub is
     // ready (decision 6)
-    if lock::holder(&paths.lock) == lock::Holder::Free
+    // (only when the run lock's holder is plain to see: otherwise the
+    // locks taken below tell, without a read of the kernel's lock table)
+    if lock::quick_holder(&paths.run_lock).is_some()
+        && lock::holder(&paths.lock) == lock::Holder::Free
         && let HubState::Running(record) = record::hub_state(&paths)
     {
         return Ok(StartOutcome::AlreadyRunning(record));

@@ -71,12 +71,9 @@ fn get(port: u16, path: &str, timeout: Duration) -> std::io::Result<(u16, Vec<u8
     // segment, and the server waits for the rest
     let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
     stream.write_all(request.as_bytes())?;
-    let mut response = Vec::with_capacity(4096);
-    stream.take(1 << 20).read_to_end(&mut response)?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("malformed HTTP response"))?;
+    let response = read_response(&mut stream)?;
+    let split =
+        head_end(&response).ok_or_else(|| std::io::Error::other("malformed HTTP response"))?;
     let head = String::from_utf8_lossy(&response[..split]);
     let code = head
         .split_whitespace()
@@ -84,4 +81,46 @@ fn get(port: u16, path: &str, timeout: Duration) -> std::io::Result<(u16, Vec<u8
         .and_then(|c| c.parse::<u16>().ok())
         .ok_or_else(|| std::io::Error::other("malformed HTTP status line"))?;
     Ok((code, response[split + 4..].to_vec()))
+}
+
+/// Reads a response up to the end its `content-length` gives, or to the
+/// end of the stream without one: the server's close of the connection
+/// came a millisecond after the body (strace of `hub stop`, which waited
+/// for it on every stop).
+fn read_response(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    const MAX: usize = 1 << 20;
+    let mut response = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(split) = head_end(&response)
+            && let Some(length) = content_length(&response[..split])
+            && response.len() >= split + 4 + length
+        {
+            response.truncate(split + 4 + length);
+            return Ok(response);
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(response);
+        }
+        response.extend_from_slice(&chunk[..n]);
+        if response.len() > MAX {
+            return Err(std::io::Error::other("HTTP response larger than 1 MiB"));
+        }
+    }
+}
+
+/// Where the head of a response ends (its blank line).
+fn head_end(response: &[u8]) -> Option<usize> {
+    response.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+/// The `content-length` a response head gives, if any.
+fn content_length(head: &[u8]) -> Option<usize> {
+    String::from_utf8_lossy(head).lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse().ok())?
+    })
 }

@@ -270,8 +270,11 @@ fn serve(
         let client = match ready {
             Some(Ok(client)) => {
                 let js = async_nats::jetstream::new(client.clone());
-                // set up side by side: each is a few round trips to the server
-                let (lander, projector, feed) = tokio::join!(
+                // set up side by side: each is a few round trips to the
+                // server. The store's first look is made before ready, so a
+                // start over a damaged store says so at once.
+                let mut store = damage::Watch::new(paths, js.clone(), log.clone());
+                let (lander, projector, feed, ()) = tokio::join!(
                     lander::spawn(
                         client.clone(),
                         paths.hub_repo.clone(),
@@ -280,6 +283,7 @@ fn serve(
                     ),
                     projector::spawn(js.clone(), log.clone(), services.token()),
                     ensure_feed(&js, log),
+                    store.check(),
                 );
                 feed.map_err(|e| HubError::Service(format!("knowledge feed: {e}")))?;
                 let lander =
@@ -307,9 +311,6 @@ fn serve(
                         services.token(),
                     ),
                 );
-                // before ready: a start over a damaged store says so at once
-                let mut store = damage::Watch::new(paths, js.clone(), log.clone());
-                store.check().await;
                 services.looking("store damage watch", store.spawn(services.token()));
                 log.info("hub: ready");
                 // only now may /.status say ok: a detached start returns on it
