@@ -29,7 +29,9 @@
 # Each measure prints one machine-readable line on stdout (medians in ms;
 # logs: ratio = jq time / bones time, rss_mb = peak RSS of bones):
 #   bench start ratio=<bones/anchor> bones_ms=<ms> anchor_ms=<ms> runs=<n>
+#     floor_ratio=<(anchor + exec)/anchor> exec_ms=<ms: two runs of `bones --version`>
 #   bench stop ratio=<bones/anchor> bones_ms=<ms> anchor_ms=<ms> runs=<n>
+#     floor_ratio=<(anchor + exec)/anchor> exec_ms=<ms: one run of `bones --version`>
 #   bench logs ratio=<jq/bones> rss_mb=<MiB> lines=<n>
 #   bench commits ratio=<bones/git> bones_per_s=<n> git_per_s=<n> commits=<n>
 #   bench claims ratio=<bones/anchor> cli_ratio=<cli/git> lib_claims_per_s=<n>
