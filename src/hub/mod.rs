@@ -175,10 +175,8 @@ impl crate::sys::error::Kinded for HubError {
                 ErrorKind::Timeout
             }
             HubError::Lock(_) | HubError::RunLockHeld(_) => ErrorKind::Contended,
-            HubError::Io { .. }
-            | HubError::Bind { .. }
-            | HubError::Runtime(_)
-            | HubError::Repo(_) => ErrorKind::Io,
+            HubError::Repo(err) => err.kind(),
+            HubError::Io { .. } | HubError::Bind { .. } | HubError::Runtime(_) => ErrorKind::Io,
             HubError::Guard(_) | HubError::Ports(_) | HubError::SelfSignal(_) => ErrorKind::Refused,
             HubError::ChildExited { .. } | HubError::Service(_) => ErrorKind::Server,
         }

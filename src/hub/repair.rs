@@ -70,6 +70,7 @@ impl crate::sys::error::Kinded for RepairError {
             RepairError::Hub(err) => err.kind(),
             RepairError::Coord(err) => err.kind(),
             RepairError::Board(err) => err.kind(),
+            RepairError::Repo(err) => err.kind(),
             _ => ErrorKind::Io,
         }
     }
