@@ -126,6 +126,13 @@ pub enum BackupError {
     /// `git` failed; `stderr` is the last line it wrote.
     #[error("{what}: {stderr}")]
     Git { what: &'static str, stderr: String },
+    /// libgit2 could not read a file to hash it.
+    #[error("cannot read {}: {}", shown::path(path), .source.message())]
+    Hash {
+        path: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
     #[error("cannot read the bundle: {}: {source}", shown::path(file))]
     BundleRead {
         file: PathBuf,
@@ -161,6 +168,7 @@ impl crate::sys::error::Kinded for BackupError {
             BackupError::Nats { source, .. } => source.kind(),
             BackupError::Server { .. } => ErrorKind::Server,
             BackupError::Repo { .. }
+            | BackupError::Hash { .. }
             | BackupError::GitSpawn { .. }
             | BackupError::Git { .. }
             | BackupError::BundleRead { .. }
