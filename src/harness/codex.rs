@@ -65,7 +65,7 @@ fn with_mcp_server(text: &str, path: &Path) -> Result<String, IntegrateError> {
             .map_err(|e: toml_edit::TomlError| IntegrateError::Unreadable {
                 path: path.to_path_buf(),
                 format: "TOML",
-                why: e.message().to_string(),
+                source: e.into(),
             })?;
     let shape = |key: String, item: &Item| IntegrateError::Shape {
         path: path.to_path_buf(),
