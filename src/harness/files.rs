@@ -65,8 +65,9 @@ pub enum Unparsed {
     NotUtf8(#[source] std::string::FromUtf8Error),
     #[error("{0}")]
     Json(#[from] serde_json::Error),
+    /// Boxed: a TOML error is large, and every plan returns this type.
     #[error("{}", .0.message())]
-    Toml(#[from] toml_edit::TomlError),
+    Toml(#[source] Box<toml_edit::TomlError>),
 }
 
 /// One file of the project: what it holds now and what it will hold.
