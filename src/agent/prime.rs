@@ -15,13 +15,13 @@ use async_nats::jetstream;
 use serde::Serialize;
 
 use crate::feed::prime::{Digest, MIN_MAX_CHARS as MIN_FEED_CHARS};
-use crate::feed::{Feed, Start, Stored};
+use crate::feed::{Feed, FeedError, Start, Stored};
 use crate::state::Paths;
 use crate::swarm::lease;
 use crate::swarm::slot::SlotDir;
 use crate::swarm::{self, SwarmError};
 use crate::sys::shown::plain;
-use crate::tasks::{Board, Task};
+use crate::tasks::{Board, Task, TaskError};
 
 /// The version of the primer's JSON document.
 pub const SCHEMA: u32 = 1;
@@ -199,7 +199,8 @@ impl Primer {
                 if let Some(view) = &mut slot_view {
                     view.agent_id = holder(&js, &view.slot).await;
                 }
-                read_hub(&js).await
+                // shown in the primer as text, beside the callers' own reasons
+                read_hub(&js).await.map_err(|e| e.to_string())
             }
             Err(err) => Err(err),
         };
@@ -288,15 +289,23 @@ async fn holder(js: &jetstream::Context, slot: &str) -> Option<String> {
     stored.lease.map(|l| l.agent_id)
 }
 
+/// Why the hub's tasks or feed could not be read.
+#[derive(Debug, thiserror::Error)]
+enum HubUnread {
+    #[error(transparent)]
+    Tasks(#[from] TaskError),
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+}
+
 /// The ready tasks and the whole feed.
-async fn read_hub(js: &jetstream::Context) -> Result<(Vec<Task>, Vec<Stored>), String> {
-    let board = Board::open(js).await.map_err(|e| e.to_string())?;
-    let ready = board.ready().await.map_err(|e| e.to_string())?;
-    let feed = Feed::open(js).await.map_err(|e| e.to_string())?;
+async fn read_hub(js: &jetstream::Context) -> Result<(Vec<Task>, Vec<Stored>), HubUnread> {
+    let board = Board::open(js).await?;
+    let ready = board.ready().await?;
+    let feed = Feed::open(js).await?;
     let mut all = Vec::new();
     feed.read(Start::After(0), |stored| all.push(stored))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok((ready, all))
 }
 

@@ -94,7 +94,7 @@ pub fn ensure(paths: &Paths) -> Result<(Key, Origin), CoordError> {
             let pair = nkeys::KeyPair::new_user();
             let seed = pair.seed().map_err(|e| CoordError::Write {
                 path: paths.nats_seed.clone(),
-                source: io::Error::other(e.to_string()),
+                source: io::Error::other(e),
             })?;
             fsutil::write_private(&paths.nats_seed, format!("{seed}\n").as_bytes()).map_err(
                 |source| CoordError::Write {

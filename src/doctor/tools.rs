@@ -143,16 +143,27 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .find(|p| fsutil::is_executable(p))
 }
 
+/// Why `<binary> --version` told no version.
+#[derive(Debug, thiserror::Error)]
+enum VersionError {
+    /// It could not be started or waited for.
+    #[error("{0}")]
+    Run(#[from] std::io::Error),
+    #[error("no answer within {VERSION_TIMEOUT:?}")]
+    Silent,
+    #[error("{0}")]
+    Failed(std::process::ExitStatus),
+}
+
 /// Runs `<binary> --version` (bounded in time) and reads the first version
 /// number it prints.
-fn version_of(binary: &Path) -> Result<Option<(u32, u32, u32)>, String> {
+fn version_of(binary: &Path) -> Result<Option<(u32, u32, u32)>, VersionError> {
     let mut child = Command::new(binary)
         .arg("--version")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+        .spawn()?;
     let deadline = Instant::now() + VERSION_TIMEOUT;
     let status = loop {
         match child.try_wait() {
@@ -161,9 +172,9 @@ fn version_of(binary: &Path) -> Result<Option<(u32, u32, u32)>, String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("no answer within {VERSION_TIMEOUT:?}"));
+                return Err(VersionError::Silent);
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     };
     let mut out = String::new();
@@ -171,7 +182,7 @@ fn version_of(binary: &Path) -> Result<Option<(u32, u32, u32)>, String> {
         let _ = stdout.read_to_string(&mut out);
     }
     if !status.success() {
-        return Err(status.to_string());
+        return Err(VersionError::Failed(status));
     }
     Ok(parse_version(&out))
 }

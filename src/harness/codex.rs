@@ -24,7 +24,7 @@ use std::path::Path;
 
 use toml_edit::{Array, DocumentMut, Item, Table, value};
 
-use super::files::{self, Change, IntegrateError};
+use super::files::{self, Change, IntegrateError, Unparsed};
 use super::json::Json;
 use super::{
     HOOK_TIMEOUT_S, Harness, MCP_ARGS, MCP_COMMAND, MCP_SERVER_NAME, hook_command, set_hooks,
@@ -65,7 +65,7 @@ fn with_mcp_server(text: &str, path: &Path) -> Result<String, IntegrateError> {
             .map_err(|e: toml_edit::TomlError| IntegrateError::Unreadable {
                 path: path.to_path_buf(),
                 format: "TOML",
-                why: e.message().to_string(),
+                source: Unparsed::Toml(Box::new(e)),
             })?;
     let shape = |key: String, item: &Item| IntegrateError::Shape {
         path: path.to_path_buf(),

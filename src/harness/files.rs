@@ -34,11 +34,12 @@ pub enum IntegrateError {
         #[source]
         source: io::Error,
     },
-    #[error("{} is not valid {format} ({why}); fix it or move it aside, then run `bones integrate` again (nothing was written)", .path.display())]
+    #[error("{} is not valid {format} ({source}); fix it or move it aside, then run `bones integrate` again (nothing was written)", .path.display())]
     Unreadable {
         path: PathBuf,
         format: &'static str,
-        why: String,
+        #[source]
+        source: Unparsed,
     },
     #[error("{}: `{key}` is {found}, where the harness expects {expected}; fix it, then run `bones integrate` again (nothing was written)", .path.display())]
     Shape {
@@ -53,6 +54,20 @@ pub enum IntegrateError {
         begin: &'static str,
         end: &'static str,
     },
+}
+
+/// Why a file could not be read as its format.
+#[derive(Debug, thiserror::Error)]
+pub enum Unparsed {
+    #[error("it is larger than {MAX_FILE} bytes")]
+    TooLarge,
+    #[error("it holds bytes that are not UTF-8")]
+    NotUtf8(#[source] std::string::FromUtf8Error),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// Boxed: a TOML error is large, and every plan returns this type.
+    #[error("{}", .0.message())]
+    Toml(#[source] Box<toml_edit::TomlError>),
 }
 
 /// One file of the project: what it holds now and what it will hold.
@@ -146,7 +161,7 @@ fn read(path: &Path) -> Result<Option<String>, IntegrateError> {
             return Err(IntegrateError::Unreadable {
                 path: path.to_path_buf(),
                 format: "settings",
-                why: format!("it is larger than {MAX_FILE} bytes"),
+                source: Unparsed::TooLarge,
             });
         }
         Ok(_) => {}
@@ -156,10 +171,10 @@ fn read(path: &Path) -> Result<Option<String>, IntegrateError> {
     match fs::read(path) {
         Ok(bytes) => String::from_utf8(bytes)
             .map(Some)
-            .map_err(|_| IntegrateError::Unreadable {
+            .map_err(|e| IntegrateError::Unreadable {
                 path: path.to_path_buf(),
                 format: "UTF-8 text",
-                why: "it holds bytes that are not UTF-8".to_string(),
+                source: Unparsed::NotUtf8(e),
             }),
         Err(err) => Err(io_err(err)),
     }
@@ -198,7 +213,7 @@ pub(super) fn json_file(
                 json::parse(text).map_err(|e| IntegrateError::Unreadable {
                     path: path.to_path_buf(),
                     format: "JSON",
-                    why: e.to_string(),
+                    source: e.into(),
                 })?
             }
             _ => Json::object(),

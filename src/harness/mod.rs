@@ -21,7 +21,7 @@ mod snippet;
 
 use std::path::Path;
 
-pub use files::{Change, IntegrateError};
+pub use files::{Change, IntegrateError, Unparsed};
 use json::Json;
 
 /// The MCP server's command and arguments, as every harness launches it.

@@ -200,7 +200,16 @@ struct Seen {
     projector_floor: Option<u64>,
 }
 
-async fn look(js: &jetstream::Context) -> Result<Seen, String> {
+/// Why a look at a stream failed; the next look tries again.
+#[derive(Debug, thiserror::Error)]
+#[error("stream {stream}: {source}")]
+struct LookError {
+    stream: String,
+    #[source]
+    source: jetstream::context::GetStreamError,
+}
+
+async fn look(js: &jetstream::Context) -> Result<Seen, LookError> {
     // side by side: a look is on the start's path to ready (one round trip
     // per stream, the tasks stream two, instead of two or four in a row)
     let looks = futures::future::join_all(watched().map(|name| look_at(js, name))).await;
@@ -220,7 +229,7 @@ async fn look(js: &jetstream::Context) -> Result<Seen, String> {
 async fn look_at(
     js: &jetstream::Context,
     name: String,
-) -> Result<Option<(String, Mark, Option<u64>)>, String> {
+) -> Result<Option<(String, Mark, Option<u64>)>, LookError> {
     // the projector's position before the stream's end: a revision
     // projected between the two reads is then counted, never missed
     let floor = if name == tasks_stream() {
@@ -244,7 +253,12 @@ async fn look_at(
         {
             return Ok(None);
         }
-        Err(err) => return Err(format!("stream {name}: {err}")),
+        Err(source) => {
+            return Err(LookError {
+                stream: name,
+                source,
+            });
+        }
     };
     // the answer to the lookup is the stream's info, read just now
     let mark = Mark::of(&stream.cached_info().state);

@@ -129,30 +129,44 @@ pub(super) fn spawn(
     Ok(pid)
 }
 
+/// Why the hub's stdout never said it was ready.
+#[derive(Debug, thiserror::Error)]
+enum Unready {
+    #[error("it did not say it was ready")]
+    Silent,
+    /// The time left does not fit a poll's timeout.
+    #[error("{0}")]
+    Deadline(#[from] std::num::TryFromIntError),
+    #[error("cannot wait for it: {0}")]
+    Poll(#[source] rustix::io::Errno),
+    #[error("cannot read its answer: {0}")]
+    Read(#[source] std::io::Error),
+}
+
 /// Reads the hub's stdout until it says [`run::READY_LINE`] (`Ok(true)`)
 /// or ends (`Ok(false)`: the hub exited); `Err` with why at `deadline`.
-fn wait_for_ready(pipe: &mut std::io::PipeReader, deadline: Instant) -> Result<bool, String> {
+fn wait_for_ready(pipe: &mut std::io::PipeReader, deadline: Instant) -> Result<bool, Unready> {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     use std::io::Read;
     let mut said = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err("it did not say it was ready".to_string());
+            return Err(Unready::Silent);
         }
-        let timeout = Timespec::try_from(left).map_err(|e| e.to_string())?;
+        let timeout = Timespec::try_from(left)?;
         let mut fds = [PollFd::new(&*pipe, PollFlags::IN)];
         match poll(&mut fds, Some(&timeout)) {
             Ok(0) | Err(rustix::io::Errno::INTR) => continue,
             Ok(_) => {}
-            Err(err) => return Err(format!("cannot wait for it: {err}")),
+            Err(err) => return Err(Unready::Poll(err)),
         }
         let mut chunk = [0u8; 256];
         match pipe.read(&mut chunk) {
             Ok(0) => return Ok(false),
             Ok(n) => said.extend_from_slice(&chunk[..n]),
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(format!("cannot read its answer: {err}")),
+            Err(err) => return Err(Unready::Read(err)),
         }
         if said
             .split(|&b| b == b'\n')

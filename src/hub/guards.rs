@@ -21,8 +21,12 @@ pub enum GuardError {
         "{root} has no git-tracked files to seed the trunk from; commit at least one file (`git add . && git commit -m init`) before `bones hub start`"
     )]
     NoTrackedFiles { root: PathBuf },
-    #[error("cannot read the git index of {root}: {message}")]
-    GitIndex { root: PathBuf, message: String },
+    #[error("cannot read the git index of {root}: {}", .source.message())]
+    GitIndex {
+        root: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
 }
 
 /// Agents of an older layout kept checkouts in `.claude/worktrees/agent-*`;
@@ -60,9 +64,9 @@ pub fn has_tracked_files(root: &Path) -> Result<(), GuardError> {
             root: root.to_path_buf(),
         });
     }
-    let index = repo.index().map_err(|e| GuardError::GitIndex {
+    let index = repo.index().map_err(|source| GuardError::GitIndex {
         root: root.to_path_buf(),
-        message: e.message().to_string(),
+        source,
     })?;
     if index.is_empty() {
         return Err(GuardError::NoTrackedFiles {

@@ -157,8 +157,22 @@ pub enum HubError {
         "another hub (pid {0}) holds the run lock of this state directory; use it, or stop it with `bones hub stop`"
     )]
     RunLockHeld(u32),
-    #[error("cannot start the hub's {0}")]
-    Service(String),
+    /// A service of the hub (the landing service, the task projector, the
+    /// knowledge feed) did not start.
+    #[error("cannot start the hub's {what}: {source}")]
+    Service {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "cannot start the hub's live view: cannot read or make the session key {path}: {source}"
+    )]
+    UiKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -175,12 +189,11 @@ impl crate::sys::error::Kinded for HubError {
                 ErrorKind::Timeout
             }
             HubError::Lock(_) | HubError::RunLockHeld(_) => ErrorKind::Contended,
-            HubError::Io { .. }
-            | HubError::Bind { .. }
-            | HubError::Runtime(_)
-            | HubError::Repo(_) => ErrorKind::Io,
+            HubError::Repo(err) => err.kind(),
+            HubError::Io { .. } | HubError::Bind { .. } | HubError::Runtime(_) => ErrorKind::Io,
             HubError::Guard(_) | HubError::Ports(_) | HubError::SelfSignal(_) => ErrorKind::Refused,
-            HubError::ChildExited { .. } | HubError::Service(_) => ErrorKind::Server,
+            HubError::ChildExited { .. } | HubError::Service { .. } => ErrorKind::Server,
+            HubError::UiKey { .. } => ErrorKind::Io,
         }
     }
 }

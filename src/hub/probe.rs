@@ -40,16 +40,37 @@ pub fn status(port: u16, timeout: Duration) -> Probe {
     }
 }
 
+/// Why the hub did not tell its live leases.
+#[derive(Debug, thiserror::Error)]
+pub enum LeasesError {
+    #[error(transparent)]
+    Get(#[from] std::io::Error),
+    #[error("127.0.0.1:{port} answered HTTP {code} without JSON")]
+    NotJson {
+        port: u16,
+        code: u16,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The hub answered with an error; its text.
+    #[error("{0}")]
+    Refused(String),
+    #[error("127.0.0.1:{port} answered without a lease list")]
+    NoList { port: u16 },
+}
+
 /// GETs `/.leases`: the slots the hub sees holding live leases.
-pub fn live_leases(port: u16, timeout: Duration) -> Result<Vec<String>, String> {
-    let (code, body) = get(port, "/.leases", timeout).map_err(|e| e.to_string())?;
+pub fn live_leases(port: u16, timeout: Duration) -> Result<Vec<String>, LeasesError> {
+    let (code, body) = get(port, "/.leases", timeout)?;
     let value: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|_| format!("127.0.0.1:{port} answered HTTP {code} without JSON"))?;
+        .map_err(|source| LeasesError::NotJson { port, code, source })?;
     if code != 200 {
-        return Err(value["error"]
-            .as_str()
-            .unwrap_or("unknown error")
-            .to_string());
+        return Err(LeasesError::Refused(
+            value["error"]
+                .as_str()
+                .unwrap_or("unknown error")
+                .to_string(),
+        ));
     }
     value["live"]
         .as_array()
@@ -59,7 +80,7 @@ pub fn live_leases(port: u16, timeout: Duration) -> Result<Vec<String>, String> 
                 .filter_map(|s| s.as_str().map(str::to_string))
                 .collect()
         })
-        .ok_or_else(|| format!("127.0.0.1:{port} answered without a lease list"))
+        .ok_or(LeasesError::NoList { port })
 }
 
 fn get(port: u16, path: &str, timeout: Duration) -> std::io::Result<(u16, Vec<u8>)> {

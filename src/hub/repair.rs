@@ -48,11 +48,21 @@ pub enum RepairError {
     #[error(transparent)]
     Coord(#[from] coord::CoordError),
     #[error("cannot read {EVENTS_STREAM}: {0}")]
-    Events(String),
+    Events(#[source] coord::ServerError),
     #[error(transparent)]
     Board(#[from] crate::tasks::TaskError),
-    #[error("cannot write task {task} back: {why}")]
-    Write { task: String, why: String },
+    #[error("cannot write task {task} back: {source}")]
+    Write {
+        task: String,
+        #[source]
+        source: coord::ServerError,
+    },
+    #[error("cannot write task {task} back: its last event holds no valid record ({source})")]
+    Undecodable {
+        task: String,
+        #[source]
+        source: record::DecodeError,
+    },
     #[error(transparent)]
     Record(#[from] damage::RecordError),
     #[error("cannot clear the damage record {path}: {source}")]
@@ -70,6 +80,10 @@ impl crate::sys::error::Kinded for RepairError {
             RepairError::Hub(err) => err.kind(),
             RepairError::Coord(err) => err.kind(),
             RepairError::Board(err) => err.kind(),
+            RepairError::Repo(err) => err.kind(),
+            RepairError::Events(err) => err.kind(),
+            RepairError::Write { source, .. } => source.kind(),
+            RepairError::Undecodable { .. } => ErrorKind::Corrupt,
             _ => ErrorKind::Io,
         }
     }
@@ -149,21 +163,21 @@ pub async fn recover_tasks(js: &jetstream::Context) -> Result<StoreRepair, Repai
     let mut repair = StoreRepair::default();
     for (task, bytes) in newest_records(js).await? {
         repair.examined += 1;
-        let event = record::decode(&task, &bytes).map_err(|why| RepairError::Write {
+        let event = record::decode(&task, &bytes).map_err(|source| RepairError::Undecodable {
             task: task.clone(),
-            why: format!("its last event holds no valid record ({why})"),
+            source,
         })?;
         // written as bones writes records, whatever the event's layout
         let bytes = serde_json::to_vec(&event).map_err(|e| RepairError::Write {
             task: task.clone(),
-            why: e.to_string(),
+            source: coord::ServerError::internal(e),
         })?;
         let current = store
             .entry(task.as_str())
             .await
             .map_err(|e| RepairError::Write {
                 task: task.clone(),
-                why: e.to_string(),
+                source: coord::ServerError::new(e),
             })?;
         let written = match current {
             None => match store.create(task.as_str(), bytes.into()).await {
@@ -173,7 +187,7 @@ pub async fn recover_tasks(js: &jetstream::Context) -> Result<StoreRepair, Repai
                 Err(err) => {
                     return Err(RepairError::Write {
                         task,
-                        why: err.to_string(),
+                        source: coord::ServerError::new(err),
                     });
                 }
             },
@@ -195,7 +209,7 @@ pub async fn recover_tasks(js: &jetstream::Context) -> Result<StoreRepair, Repai
                         Err(err) => {
                             return Err(RepairError::Write {
                                 task,
-                                why: err.to_string(),
+                                source: coord::ServerError::new(err),
                             });
                         }
                     }
@@ -218,8 +232,10 @@ async fn newest_records(js: &jetstream::Context) -> Result<BTreeMap<String, Vec<
         task: String,
         record: serde_json::Value,
     }
-    let events = |e: &dyn std::fmt::Display| RepairError::Events(e.to_string());
-    let stream = js.get_stream(EVENTS_STREAM).await.map_err(|e| events(&e))?;
+    fn events(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> RepairError {
+        RepairError::Events(coord::ServerError::new(err))
+    }
+    let stream = js.get_stream(EVENTS_STREAM).await.map_err(events)?;
     let consumer = stream
         .create_consumer(consumer::push::OrderedConfig {
             deliver_subject: js.client().new_inbox(),
@@ -228,18 +244,22 @@ async fn newest_records(js: &jetstream::Context) -> Result<BTreeMap<String, Vec<
             ..Default::default()
         })
         .await
-        .map_err(|e| events(&e))?;
+        .map_err(events)?;
     let mut records = BTreeMap::new();
     if consumer.cached_info().num_pending == 0 {
         return Ok(records);
     }
-    let mut messages = consumer.messages().await.map_err(|e| events(&e))?;
+    let mut messages = consumer.messages().await.map_err(events)?;
     loop {
         let message = match tokio::time::timeout(READ_TIMEOUT, messages.next()).await {
             Ok(Some(Ok(message))) => message,
-            Ok(Some(Err(err))) => return Err(events(&err)),
+            Ok(Some(Err(err))) => return Err(events(err)),
             Ok(None) => break,
-            Err(_) => return Err(events(&"no event arrived for 10 s")),
+            Err(_) => {
+                return Err(RepairError::Events(coord::ServerError::timed_out(
+                    "no event arrived for 10 s",
+                )));
+            }
         };
         let last = message.info().map(|i| i.pending == 0).unwrap_or(true);
         // an event that does not parse cannot give a record back

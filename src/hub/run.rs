@@ -243,11 +243,9 @@ fn serve(
         });
         let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
         let ui = super::ui::router(paths.clone(), source.clone(), shutdown_rx.clone()).map_err(
-            |source| {
-                HubError::Service(format!(
-                    "live view: cannot read or make the session key {}: {source}",
-                    paths.ui_key.display()
-                ))
+            |source| HubError::UiKey {
+                path: paths.ui_key.clone(),
+                source,
             },
         )?;
         let server = tokio::spawn(http::serve(
@@ -285,11 +283,10 @@ fn serve(
                     ensure_feed(&js, log),
                     store.check(),
                 );
-                feed.map_err(|e| HubError::Service(format!("knowledge feed: {e}")))?;
-                let lander =
-                    lander.map_err(|e| HubError::Service(format!("landing service: {e}")))?;
-                let projector =
-                    projector.map_err(|e| HubError::Service(format!("task projector: {e}")))?;
+                feed.map_err(service("knowledge feed"))?;
+                let lander = lander.map_err(service("landing service"))?;
+                // the projector says why as text
+                let projector = projector.map_err(service("task projector"))?;
                 services.using_coord("landing service", lander);
                 services.using_coord("task projector", projector);
                 services.using_coord(
@@ -357,6 +354,17 @@ fn serve(
 
 /// What a detached hub writes to its starter once ready (see `detach`).
 pub(super) const READY_LINE: &[u8] = b"ready";
+
+/// A hub service, `what`, that did not start, keeping why.
+fn service<E>(what: &'static str) -> impl FnOnce(E) -> HubError
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    move |err| HubError::Service {
+        what,
+        source: err.into(),
+    }
+}
 
 /// Tells the starter of a detached hub that it is ready: [`READY_LINE`] on
 /// stdout, the starter's pipe. Stdout then goes to `/dev/null`, so nothing

@@ -111,13 +111,19 @@ pub enum ApplyError {
     )]
     Conflict { branch: String, paths: Vec<String> },
     #[error(
-        "the changes do not apply to your working tree ({message}); nothing was changed. Integrate the branch instead: git merge {branch}"
+        "the changes do not apply to your working tree ({}); nothing was changed. Integrate the branch instead: git merge {branch}",
+        .source.message()
     )]
-    DoesNotApply { branch: String, message: String },
+    DoesNotApply {
+        branch: String,
+        #[source]
+        source: git2::Error,
+    },
     #[error("cannot fetch from the hub repository: {0}")]
     Fetch(#[source] GitError),
-    #[error("{0}")]
-    Git(String),
+    /// libgit2 failed reading the hub repository or the user's.
+    #[error("{}", .0.message())]
+    Git(#[from] git2::Error),
 }
 
 impl crate::sys::error::Kinded for ApplyError {
@@ -133,12 +139,6 @@ impl crate::sys::error::Kinded for ApplyError {
             | ApplyError::DoesNotApply { .. } => ErrorKind::Refused,
             ApplyError::Fetch(_) | ApplyError::Git(_) => ErrorKind::Io,
         }
-    }
-}
-
-impl From<git2::Error> for ApplyError {
-    fn from(err: git2::Error) -> ApplyError {
-        ApplyError::Git(err.message().to_string())
     }
 }
 
@@ -284,9 +284,9 @@ pub fn apply(paths: &Paths, opts: &ApplyOptions) -> Result<Applied, ApplyError> 
         ApplyLocation::Both
     };
     user.apply(&diff, location, None)
-        .map_err(|e| ApplyError::DoesNotApply {
+        .map_err(|source| ApplyError::DoesNotApply {
             branch: branch.clone(),
-            message: e.message().to_string(),
+            source,
         })?;
     user.reference(&applied_ref, tip, true, "bones apply --worktree")?;
     applied.staged = !opts.unstaged;

@@ -77,7 +77,11 @@ pub enum SwarmError {
     #[error(
         "slot {slot}: not landed ({reason}); the commit is safe on slot/{slot}: run `bones swarm commit` again once the hub answers"
     )]
-    NotLanded { slot: String, reason: String },
+    NotLanded {
+        slot: String,
+        #[source]
+        reason: NoAnswer,
+    },
     #[error("slot {slot}: the hub refused to land: {error}")]
     LandFailed { slot: String, error: String },
     #[error(
@@ -114,6 +118,19 @@ pub enum SwarmError {
     Encode(#[source] serde_json::Error),
     #[error("background work failed: {0}")]
     Background(#[from] tokio::task::JoinError),
+}
+
+/// Why a landing request got no answer the client could use.
+#[derive(Debug, thiserror::Error)]
+pub enum NoAnswer {
+    #[error("the hub is not answering; is it running? `bones hub status`")]
+    NoResponders(#[source] async_nats::RequestError),
+    #[error("no answer from the hub within {LAND_TIMEOUT:?}")]
+    TimedOut(#[source] async_nats::RequestError),
+    #[error("{0}")]
+    Request(#[source] async_nats::RequestError),
+    #[error("unreadable answer from the hub: {0}")]
+    Unreadable(#[source] serde_json::Error),
 }
 
 /// Input a slot verb refuses before it touches anything.
@@ -156,7 +173,8 @@ impl Kinded for SwarmError {
             SwarmError::Name(_) | SwarmError::Input(_) => ErrorKind::Usage,
             SwarmError::Slot(SlotError::Uncommitted { .. }) => ErrorKind::Refused,
             SwarmError::Slot(SlotError::ConflictRecord { .. }) => ErrorKind::Corrupt,
-            SwarmError::Slot(_) | SwarmError::Git(_) | SwarmError::Land(_) => ErrorKind::Io,
+            SwarmError::Land(err) => err.kind(),
+            SwarmError::Slot(_) | SwarmError::Git(_) => ErrorKind::Io,
             SwarmError::Unresolved { .. } => ErrorKind::Unresolved,
             SwarmError::Conflict { .. } => ErrorKind::Conflict,
             SwarmError::NotHolder { .. } => ErrorKind::Held,
@@ -612,7 +630,7 @@ impl Swarm {
     }
 
     pub(crate) async fn land(&self, request: &LandRequest) -> Result<LandReply, SwarmError> {
-        let not_landed = |reason: String| SwarmError::NotLanded {
+        let not_landed = |reason: NoAnswer| SwarmError::NotLanded {
             slot: request.slot.clone(),
             reason,
         };
@@ -652,17 +670,13 @@ impl Swarm {
             }
             let message = sent.map_err(|err| {
                 not_landed(match err.kind() {
-                    async_nats::RequestErrorKind::NoResponders => {
-                        "the hub is not answering; is it running? `bones hub status`".to_string()
-                    }
-                    async_nats::RequestErrorKind::TimedOut => {
-                        format!("no answer from the hub within {LAND_TIMEOUT:?}")
-                    }
-                    _ => err.to_string(),
+                    async_nats::RequestErrorKind::NoResponders => NoAnswer::NoResponders(err),
+                    async_nats::RequestErrorKind::TimedOut => NoAnswer::TimedOut(err),
+                    _ => NoAnswer::Request(err),
                 })
             })?;
             return serde_json::from_slice(&message.payload)
-                .map_err(|e| not_landed(format!("unreadable answer from the hub: {e}")));
+                .map_err(|e| not_landed(NoAnswer::Unreadable(e)));
         }
     }
 

@@ -15,9 +15,9 @@ pub mod slot;
 pub mod user;
 
 pub use client::{
-    AGENT_ENV, Closed, CommitOutcome, InputError, JoinOptions, Joined, MAX_MESSAGE, SLOT_ENV,
-    SlotStatus, Swarm, SwarmError, agent_from_env, auto_slot_name, current_slot, env_text,
-    validate_message,
+    AGENT_ENV, Closed, CommitOutcome, InputError, JoinOptions, Joined, MAX_MESSAGE, NoAnswer,
+    SLOT_ENV, SlotStatus, Swarm, SwarmError, agent_from_env, auto_slot_name, current_slot,
+    env_text, validate_message,
 };
 pub use identity::identity;
 pub use slot::removed_checkout_hint;

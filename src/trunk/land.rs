@@ -11,6 +11,7 @@
 
 use git2::{Oid, Repository, Signature};
 
+use crate::sys::error::{ErrorKind, Kinded};
 use crate::trunk::repo::TRUNK_REF;
 
 /// Who trunk commits name as committer when a replay rewrites them.
@@ -30,7 +31,7 @@ pub struct Landed {
 }
 
 /// Why a landing changed nothing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, PartialEq, thiserror::Error)]
 pub enum LandError {
     #[error("commit {commit} conflicts with trunk in {}", .paths.join(", "))]
     Conflict { commit: Oid, paths: Vec<String> },
@@ -42,13 +43,19 @@ pub enum LandError {
     Unrelated,
     #[error("trunk kept moving; gave up after {MAX_ATTEMPTS} attempts")]
     Contended,
-    #[error("{0}")]
-    Git(String),
+    /// libgit2 failed reading or writing the hub repository.
+    #[error("{}", .0.message())]
+    Git(#[from] git2::Error),
 }
 
-impl From<git2::Error> for LandError {
-    fn from(err: git2::Error) -> LandError {
-        LandError::Git(err.message().to_string())
+impl Kinded for LandError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            LandError::Conflict { .. } => ErrorKind::Conflict,
+            LandError::MergeCommit(_) | LandError::Unrelated => ErrorKind::Refused,
+            LandError::Contended => ErrorKind::Contended,
+            LandError::Git(_) => ErrorKind::Io,
+        }
     }
 }
 

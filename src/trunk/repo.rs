@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{Delta, DiffOptions, Oid, Repository, Signature};
 
+use crate::sys::error::{ErrorKind, Kinded};
 use crate::sys::gitcli;
 use crate::sys::gitcli::{GitError, Progress};
 
@@ -42,8 +43,16 @@ pub const SEED_AUTHOR: &str = "orchestrator";
 /// Why the hub repository could not be opened or seeded.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
-    #[error("hub repository {path}: {message}")]
-    Git { path: PathBuf, message: String },
+    /// libgit2 failed on the repository at `path` (the hub's, or the
+    /// workspace's when seeding).
+    #[error("hub repository {path}: {}", .source.message())]
+    Git {
+        path: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("hub repository {path}: trunk is not a direct reference")]
+    TrunkNotDirect { path: PathBuf },
     #[error("seed: cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -56,8 +65,16 @@ pub enum RepoError {
         #[source]
         source: GitError,
     },
-    #[error("seed: {0}")]
-    Seed(String),
+    #[error("seed: cannot move the new repository into {path}: {source}")]
+    Move {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "seed: no git-tracked files in {workspace} could be read; commit at least one regular file"
+    )]
+    NoFiles { workspace: PathBuf },
     /// The repository is there but its trunk ref is gone: starting would
     /// serve a hub that cannot land anything (and once waited out the whole
     /// ready timeout to say only "degraded").
@@ -75,10 +92,23 @@ pub enum RepoError {
     },
 }
 
+impl Kinded for RepoError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RepoError::Git { .. }
+            | RepoError::Read { .. }
+            | RepoError::Fetch { .. }
+            | RepoError::Move { .. } => ErrorKind::Io,
+            RepoError::NoFiles { .. } => ErrorKind::Refused,
+            RepoError::TrunkNotDirect { .. } | RepoError::TrunkMissing { .. } => ErrorKind::Corrupt,
+        }
+    }
+}
+
 fn git_err(path: &Path) -> impl FnOnce(git2::Error) -> RepoError + '_ {
-    move |e| RepoError::Git {
+    move |source| RepoError::Git {
         path: path.to_path_buf(),
-        message: e.message().to_string(),
+        source,
     }
 }
 
@@ -134,11 +164,9 @@ pub fn open_or_seed_with(
     let result = seed_into(&tmp, workspace_root, progress);
     match result {
         Ok(seeded) => {
-            fs::rename(&tmp, hub_repo).map_err(|e| {
-                RepoError::Seed(format!(
-                    "cannot move the new repository into {}: {e}",
-                    hub_repo.display()
-                ))
+            fs::rename(&tmp, hub_repo).map_err(|source| RepoError::Move {
+                path: hub_repo.to_path_buf(),
+                source,
             })?;
             Ok(Some(seeded))
         }
@@ -239,10 +267,9 @@ fn seed_into(
     let tree = repo.find_tree(tree_id).map_err(git_err(target))?;
     let files = count_files(&tree).map_err(git_err(target))?;
     if files == 0 {
-        return Err(RepoError::Seed(format!(
-            "no git-tracked files in {} could be read; commit at least one regular file",
-            workspace_root.display()
-        )));
+        return Err(RepoError::NoFiles {
+            workspace: workspace_root.to_path_buf(),
+        });
     }
     let commit = match base {
         Some(base) if tree_id == baseline.id() => base,
@@ -449,10 +476,11 @@ pub fn trunk_tip(hub_repo: &Path) -> Result<String, RepoError> {
     let repo = Repository::open_bare(hub_repo).map_err(git_err(hub_repo))?;
     check_trunk(&repo, hub_repo)?;
     let reference = repo.find_reference(TRUNK_REF).map_err(git_err(hub_repo))?;
-    let oid = reference.target().ok_or_else(|| RepoError::Git {
-        path: hub_repo.to_path_buf(),
-        message: "trunk is not a direct reference".to_string(),
-    })?;
+    let oid = reference
+        .target()
+        .ok_or_else(|| RepoError::TrunkNotDirect {
+            path: hub_repo.to_path_buf(),
+        })?;
     Ok(oid.to_string())
 }
 

@@ -15,8 +15,8 @@ use git2::Repository;
 use super::BackupError;
 use crate::trunk::repo::TRUNK_REF;
 
-fn git(what: &'static str) -> impl Fn(String) -> BackupError {
-    move |message| BackupError::Git { what, message }
+fn git2_err(what: &'static str) -> impl Fn(git2::Error) -> BackupError {
+    move |source| BackupError::Repo { what, source }
 }
 
 /// Runs git with a quiet, prompt-free environment; stderr becomes the error.
@@ -25,19 +25,19 @@ fn run(what: &'static str, args: &[&std::ffi::OsStr]) -> Result<(), BackupError>
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         .output()
-        .map_err(|e| git(what)(format!("cannot run git: {e}; is git installed?")))?;
+        .map_err(|source| BackupError::GitSpawn { what, source })?;
     if out.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let message = stderr
+    let stderr = stderr
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("git failed without a message")
         .trim()
         .to_string();
-    Err(git(what)(message))
+    Err(BackupError::Git { what, stderr })
 }
 
 /// Bundles every ref of `hub_repo` (everything under `refs/`) into `file` and returns the refs the
@@ -66,23 +66,24 @@ pub fn create(hub_repo: &Path, file: &Path) -> Result<BTreeMap<String, String>, 
 
 /// The refs listed in a bundle's header (`HEAD` excluded).
 pub fn heads(file: &Path) -> Result<BTreeMap<String, String>, BackupError> {
-    let unreadable = |why: String| {
-        git("cannot read the bundle")(format!("{}: {why}", crate::sys::shown::path(file)))
+    let read = |source| BackupError::BundleRead {
+        file: file.to_path_buf(),
+        source,
+    };
+    let unreadable = |why: String| BackupError::BundleHeader {
+        file: file.to_path_buf(),
+        why,
     };
     let reader =
         BufReader::new(std::fs::File::open(file).map_err(BackupError::io("cannot read", file))?);
     let mut lines = reader.split(b'\n');
-    let signature = lines
-        .next()
-        .transpose()
-        .map_err(|e| unreadable(e.to_string()))?
-        .unwrap_or_default();
+    let signature = lines.next().transpose().map_err(read)?.unwrap_or_default();
     if !signature.starts_with(b"# v2 git bundle") && !signature.starts_with(b"# v3 git bundle") {
         return Err(unreadable("not a git bundle".to_string()));
     }
     let mut refs = BTreeMap::new();
     for line in lines {
-        let line = line.map_err(|e| unreadable(e.to_string()))?;
+        let line = line.map_err(read)?;
         if line.is_empty() {
             break; // the header ends with an empty line; the pack follows
         }
@@ -107,8 +108,8 @@ pub fn unbundle(
     target: &Path,
     expected: &BTreeMap<String, String>,
 ) -> Result<(), BackupError> {
-    let repo = Repository::init_bare(target)
-        .map_err(|e| git("cannot create the hub repository")(e.message().to_string()))?;
+    let repo =
+        Repository::init_bare(target).map_err(git2_err("cannot create the hub repository"))?;
     run(
         "cannot fetch from the bundle",
         &[
@@ -122,22 +123,21 @@ pub fn unbundle(
         ],
     )?;
     repo.set_head(TRUNK_REF)
-        .map_err(|e| git("cannot point HEAD at trunk")(e.message().to_string()))?;
+        .map_err(git2_err("cannot point HEAD at trunk"))?;
     let mut found = BTreeMap::new();
     let references = repo
         .references()
-        .map_err(|e| git("cannot list the restored refs")(e.message().to_string()))?;
+        .map_err(git2_err("cannot list the restored refs"))?;
     for reference in references.flatten() {
         if let (Ok(name), Some(oid)) = (reference.name(), reference.target()) {
             found.insert(name.to_string(), oid.to_string());
         }
     }
     if &found != expected {
-        return Err(git("the restored refs differ from the manifest")(format!(
-            "expected {} refs, found {}",
-            expected.len(),
-            found.len()
-        )));
+        return Err(BackupError::RefsDiffer {
+            expected: expected.len(),
+            found: found.len(),
+        });
     }
     Ok(())
 }

@@ -134,10 +134,9 @@ impl FileEntry {
 
 /// The git blob id of a file's content, read in chunks by libgit2.
 pub fn blob_id(path: &Path) -> Result<Oid, BackupError> {
-    Oid::hash_file(ObjectType::Blob, path).map_err(|e| BackupError::Io {
-        what: "cannot read",
+    Oid::hash_file(ObjectType::Blob, path).map_err(|source| BackupError::Hash {
         path: path.to_path_buf(),
-        source: std::io::Error::other(e.message().to_string()),
+        source,
     })
 }
 

@@ -31,7 +31,7 @@ pub use manifest::{Manifest, absolute};
 pub use restore::{RestoreOptions, Restored, restore};
 
 use crate::coord;
-use crate::coord::CoordError;
+use crate::coord::{CoordError, ServerError};
 use crate::state::lock::{LockError, WorkspaceLock};
 use crate::state::paths::Paths;
 use crate::state::record;
@@ -99,10 +99,53 @@ pub enum BackupError {
         pending: usize,
         waited: Duration,
     },
-    #[error("{what}: {message}")]
-    Nats { what: String, message: String },
-    #[error("{what}: {message}")]
-    Git { what: &'static str, message: String },
+    /// A request to the coordination server failed.
+    #[error("{what}: {source}")]
+    Nats {
+        what: String,
+        #[source]
+        source: ServerError,
+    },
+    /// The coordination server answered with an error, or not as a
+    /// snapshot or restore needs; `why` says how.
+    #[error("{what}: {why}")]
+    Server { what: String, why: String },
+    /// libgit2 failed on the repository being restored.
+    #[error("{what}: {}", .source.message())]
+    Repo {
+        what: &'static str,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("{what}: cannot run git: {source}; is git installed?")]
+    GitSpawn {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// `git` failed; `stderr` is the last line it wrote.
+    #[error("{what}: {stderr}")]
+    Git { what: &'static str, stderr: String },
+    /// libgit2 could not read a file to hash it.
+    #[error("cannot read {}: {}", shown::path(path), .source.message())]
+    Hash {
+        path: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("cannot read the bundle: {}: {source}", shown::path(file))]
+    BundleRead {
+        file: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The bundle's header is not one git writes; `why` says where.
+    #[error("cannot read the bundle: {}: {why}", shown::path(file))]
+    BundleHeader { file: PathBuf, why: String },
+    #[error("the restored refs differ from the manifest: expected {expected} refs, found {found}")]
+    RefsDiffer { expected: usize, found: usize },
+    #[error("cannot bundle the hub repository: it has no trunk")]
+    NoTrunk,
     #[error("{what} {}: {source}", shown::path(path))]
     Io {
         what: &'static str,
@@ -122,9 +165,19 @@ impl crate::sys::error::Kinded for BackupError {
             BackupError::Coord(err) => err.kind(),
             BackupError::NotRunning => ErrorKind::NoHub,
             BackupError::NotDrained { .. } => ErrorKind::Timeout,
-            BackupError::Nats { .. } => ErrorKind::Server,
-            BackupError::Git { .. } | BackupError::Io { .. } => ErrorKind::Io,
-            BackupError::Corrupt { .. } | BackupError::NotABackup { .. } => ErrorKind::Corrupt,
+            BackupError::Nats { source, .. } => source.kind(),
+            BackupError::Server { .. } => ErrorKind::Server,
+            BackupError::Repo { .. }
+            | BackupError::Hash { .. }
+            | BackupError::GitSpawn { .. }
+            | BackupError::Git { .. }
+            | BackupError::BundleRead { .. }
+            | BackupError::Io { .. } => ErrorKind::Io,
+            BackupError::Corrupt { .. }
+            | BackupError::NotABackup { .. }
+            | BackupError::BundleHeader { .. }
+            | BackupError::RefsDiffer { .. }
+            | BackupError::NoTrunk => ErrorKind::Corrupt,
             _ => ErrorKind::Refused,
         }
     }
@@ -239,10 +292,7 @@ async fn take(
     let trunk = refs
         .get(crate::trunk::repo::TRUNK_REF)
         .cloned()
-        .ok_or_else(|| BackupError::Git {
-            what: "cannot bundle the hub repository",
-            message: "it has no trunk".to_string(),
-        })?;
+        .ok_or(BackupError::NoTrunk)?;
     progress(&format!(
         "backup: trunk {} and {} ref(s) bundled",
         &trunk[..trunk.len().min(12)],
@@ -281,9 +331,9 @@ async fn snapshot_all(
     let mut streams = Vec::new();
     for name in names {
         if !manifest::valid_stream_name(name) {
-            return Err(BackupError::Nats {
+            return Err(BackupError::Server {
                 what: format!("cannot back up stream {name:?}"),
-                message: "its name cannot be used as a file name".to_string(),
+                why: "its name cannot be used as a file name".to_string(),
             });
         }
         // renew the pauses, then make sure this snapshot ended inside them
@@ -294,9 +344,9 @@ async fn snapshot_all(
         let rel = manifest::stream_file(name);
         let (config, state) = snapshot::snapshot(js, name, &stage.join(&rel)).await?;
         if renewed.elapsed() >= snapshot::PAUSE_WINDOW {
-            return Err(BackupError::Nats {
+            return Err(BackupError::Server {
                 what: format!("cannot back up stream {name}"),
-                message: format!(
+                why: format!(
                     "its snapshot took longer than {:?}, so the consumers paused for it may have resumed; try again",
                     snapshot::PAUSE_WINDOW
                 ),

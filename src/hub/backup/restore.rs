@@ -18,6 +18,7 @@ use async_nats::jetstream;
 use super::manifest::{self, BUNDLE_FILE, Manifest};
 use super::scratch::Scratch;
 use super::{BackupError, bundle, lock, runtime, snapshot, sync_dir};
+use crate::coord::ServerError;
 use crate::oplog::HubLog;
 use crate::state::paths::Paths;
 use crate::state::record;
@@ -189,7 +190,7 @@ fn build(
         }
         client.flush().await.map_err(|e| BackupError::Nats {
             what: "the restore's coordination server".to_string(),
-            message: e.to_string(),
+            source: ServerError::new(e),
         })
     })?;
     drop(rt);

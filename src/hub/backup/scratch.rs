@@ -75,9 +75,9 @@ impl Scratch {
         if clean {
             return Ok(());
         }
-        Err(BackupError::Nats {
+        Err(BackupError::Server {
             what: "the restore's coordination server".to_string(),
-            message: format!(
+            why: format!(
                 "did not exit within {STOP_TIMEOUT:?} and was killed; nothing was changed, try again"
             ),
         })

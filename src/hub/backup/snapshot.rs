@@ -27,6 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::BackupError;
 use super::manifest::StreamEntry;
+use crate::coord::ServerError;
 
 /// Bytes per chunk, both ways: well under the server's default 1 MiB
 /// message limit.
@@ -37,22 +38,60 @@ const STALL: Duration = Duration::from_secs(30);
 /// resuming it; renewed before every stream's snapshot.
 pub const PAUSE_WINDOW: Duration = Duration::from_secs(60);
 
-fn nats(what: impl Into<String>) -> impl FnOnce(String) -> BackupError {
+/// A failed request to the server, doing `what`.
+fn nats<E>(what: impl Into<String>) -> impl FnOnce(E) -> BackupError
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let what = what.into();
-    move |message| BackupError::Nats { what, message }
+    move |err| BackupError::Nats {
+        what,
+        source: ServerError::new(err),
+    }
+}
+
+/// The server, doing `what`, did not do what was asked; `why` says how.
+fn server(what: impl Into<String>) -> impl FnOnce(String) -> BackupError {
+    let what = what.into();
+    move |why| BackupError::Server { what, why }
+}
+
+/// Why a JetStream API request failed.
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error(transparent)]
+    Request(#[from] jetstream::context::RequestError),
+    /// The server answered with an error; its description.
+    #[error("{0}")]
+    Answered(String),
+    /// The time a pause ends could not be written down.
+    #[error(transparent)]
+    Time(#[from] time::error::Format),
+}
+
+/// An [`ApiError`] met doing `what`.
+fn api_failed(what: impl Into<String>) -> impl FnOnce(ApiError) -> BackupError {
+    let what = what.into();
+    move |err| match err {
+        ApiError::Request(err) => nats(what)(err),
+        ApiError::Answered(why) => server(what)(why),
+        ApiError::Time(err) => BackupError::Nats {
+            what,
+            source: ServerError::internal(err),
+        },
+    }
 }
 
 /// Sends a JetStream API request and returns the response, or its error.
-async fn api(js: &jetstream::Context, subject: &str, body: &Value) -> Result<Value, String> {
-    let response: Value = js
-        .request(subject.to_string(), body)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn api(js: &jetstream::Context, subject: &str, body: &Value) -> Result<Value, ApiError> {
+    let response: Value = js.request(subject.to_string(), body).await?;
     match response.get("error") {
-        Some(error) => Err(error["description"]
-            .as_str()
-            .unwrap_or("unknown error")
-            .to_string()),
+        Some(error) => Err(ApiError::Answered(
+            error["description"]
+                .as_str()
+                .unwrap_or("unknown error")
+                .to_string(),
+        )),
         None => Ok(response),
     }
 }
@@ -61,7 +100,6 @@ async fn api(js: &jetstream::Context, subject: &str, body: &Value) -> Result<Val
 pub async fn stream_names(js: &jetstream::Context) -> Result<Vec<String>, BackupError> {
     let mut names: Vec<String> = js
         .stream_names()
-        .map(|n| n.map_err(|e| e.to_string()))
         .collect::<Vec<_>>()
         .await
         .into_iter()
@@ -92,11 +130,10 @@ pub async fn pause_durables(
         let stream = js
             .get_stream(name)
             .await
-            .map_err(|e| nats(format!("cannot open stream {name}"))(e.to_string()))?;
+            .map_err(nats(format!("cannot open stream {name}")))?;
         let mut consumers = stream.consumers();
         while let Some(info) = consumers.next().await {
-            let info =
-                info.map_err(|e| nats(format!("cannot list consumers of {name}"))(e.to_string()))?;
+            let info = info.map_err(nats(format!("cannot list consumers of {name}")))?;
             // ephemeral consumers belong to a client and vanish when it goes
             let durable =
                 info.config.durable_name.is_some() || info.config.inactive_threshold.is_zero();
@@ -120,7 +157,7 @@ pub async fn pause_durables(
 pub async fn extend_pause(js: &jetstream::Context, item: &Paused) -> Result<(), BackupError> {
     pause_for(js, &item.stream, &item.consumer, PAUSE_WINDOW)
         .await
-        .map_err(nats(format!(
+        .map_err(api_failed(format!(
             "cannot pause consumer {} of stream {} (pausing needs nats-server 2.11 or newer)",
             item.consumer, item.stream
         )))
@@ -132,7 +169,7 @@ pub async fn extend_pause(js: &jetstream::Context, item: &Paused) -> Result<(), 
 /// new message (seen with nats-server 2.15): revisions written during the
 /// backup would wait for the next task change to be projected. A pause
 /// that expires restarts its deliveries at once.
-async fn resume_one(js: &jetstream::Context, stream: &str, consumer: &str) -> Result<(), String> {
+async fn resume_one(js: &jetstream::Context, stream: &str, consumer: &str) -> Result<(), ApiError> {
     pause_for(js, stream, consumer, RESUME_AFTER).await
 }
 
@@ -146,10 +183,9 @@ async fn pause_for(
     stream: &str,
     consumer: &str,
     window: Duration,
-) -> Result<(), String> {
+) -> Result<(), ApiError> {
     let until = (time::OffsetDateTime::now_utc() + window)
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| e.to_string())?;
+        .format(&time::format_description::well_known::Rfc3339)?;
     api(
         js,
         &format!("CONSUMER.PAUSE.{stream}.{consumer}"),
@@ -172,19 +208,15 @@ pub async fn wait_drained(
         let mut consumer: jetstream::consumer::Consumer<jetstream::consumer::Config> = js
             .get_consumer_from_stream(&item.consumer, &item.stream)
             .await
-            .map_err(|e| {
-                nats(format!(
-                    "cannot read consumer {} of {}",
-                    item.consumer, item.stream
-                ))(e.to_string())
-            })?;
+            .map_err(nats(format!(
+                "cannot read consumer {} of {}",
+                item.consumer, item.stream
+            )))?;
         loop {
-            let info = consumer.info().await.map_err(|e| {
-                nats(format!(
-                    "cannot read consumer {} of {}",
-                    item.consumer, item.stream
-                ))(e.to_string())
-            })?;
+            let info = consumer.info().await.map_err(nats(format!(
+                "cannot read consumer {} of {}",
+                item.consumer, item.stream
+            )))?;
             let unbound_push = info.config.deliver_subject.is_some() && !info.push_bound;
             if info.num_ack_pending == 0 || unbound_push {
                 break;
@@ -225,21 +257,22 @@ pub async fn snapshot(
     name: &str,
     file: &Path,
 ) -> Result<(Value, Value), BackupError> {
-    let failed = || nats(format!("cannot snapshot stream {name}"));
+    let what = format!("cannot snapshot stream {name}");
+    let failed = || server(what.clone());
     let client = js.client();
     let inbox = client.new_inbox();
     // subscribed before asking: the server sends as soon as it sees interest
     let mut chunks = client
         .subscribe(inbox.clone())
         .await
-        .map_err(|e| failed()(e.to_string()))?;
+        .map_err(nats(what.clone()))?;
     let response = api(
         js,
         &format!("STREAM.SNAPSHOT.{name}"),
         &json!({ "deliver_subject": inbox, "no_consumers": false, "chunk_size": CHUNK }),
     )
     .await
-    .map_err(failed())?;
+    .map_err(api_failed(what.clone()))?;
     let mut out = tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -273,7 +306,7 @@ pub async fn snapshot(
             client
                 .publish(reply, Bytes::new())
                 .await
-                .map_err(|e| failed()(e.to_string()))?;
+                .map_err(nats(what.clone()))?;
         }
     }
     out.sync_all()
@@ -297,7 +330,8 @@ pub async fn restore(
     entry: &StreamEntry,
     file: &Path,
 ) -> Result<(), BackupError> {
-    let failed = || nats(format!("cannot restore stream {}", entry.name));
+    let what = format!("cannot restore stream {}", entry.name);
+    let failed = || server(what.clone());
     let client = js.client();
     let response = api(
         js,
@@ -305,7 +339,7 @@ pub async fn restore(
         &json!({ "config": entry.config, "state": entry.state }),
     )
     .await
-    .map_err(failed())?;
+    .map_err(api_failed(what.clone()))?;
     let target = response["deliver_subject"]
         .as_str()
         .ok_or_else(|| failed()("the server named no subject to send the snapshot to".into()))?
@@ -327,15 +361,18 @@ pub async fn restore(
                     .timeout(Some(STALL)),
             )
             .await
-            .map_err(|e| failed()(e.to_string()))?;
+            .map_err(nats(what.clone()))?;
         if last {
-            let info: Value = serde_json::from_slice(&answer.payload)
-                .map_err(|e| failed()(format!("unreadable answer: {e}")))?;
+            let info: Value =
+                serde_json::from_slice(&answer.payload).map_err(|e| BackupError::Nats {
+                    what: format!("{what}: unreadable answer"),
+                    source: ServerError::new(e),
+                })?;
             if let Some(error) = info.get("error") {
                 let why = error["description"].as_str().unwrap_or("unknown error");
                 return Err(failed()(why.to_string()));
             }
-            check_state(entry, &info["state"]).map_err(failed())?;
+            check_state(&what, entry, &info["state"])?;
             break;
         }
         if !answer.payload.is_empty() {
@@ -347,7 +384,7 @@ pub async fn restore(
     for consumer in &entry.paused_consumers {
         resume_one(js, &entry.name, consumer)
             .await
-            .map_err(nats(format!(
+            .map_err(api_failed(format!(
                 "cannot resume consumer {consumer} of {}",
                 entry.name
             )))?;
@@ -355,17 +392,19 @@ pub async fn restore(
     Ok(())
 }
 
-fn check_state(entry: &StreamEntry, state: &Value) -> Result<(), String> {
+/// Fails doing `what` unless the restored stream's `state` holds the
+/// messages and sequences the manifest records.
+fn check_state(what: &str, entry: &StreamEntry, state: &Value) -> Result<(), BackupError> {
     let got = |key: &str| state[key].as_u64().unwrap_or(0);
     let (messages, first, last) = (got("messages"), got("first_seq"), got("last_seq"));
     // an empty stream's first sequence is reported as 0 or last + 1
     let same_first = messages == 0 || first == entry.first_seq;
     if messages != entry.messages || last != entry.last_seq || !same_first {
-        return Err(format!(
+        return Err(server(what)(format!(
             "the restored stream has {messages} messages (seq {first}..{last}), \
              the backup {} (seq {}..{})",
             entry.messages, entry.first_seq, entry.last_seq
-        ));
+        )));
     }
     Ok(())
 }
