@@ -244,7 +244,7 @@ pub fn is_slot_key(key: &str) -> bool {
 /// Reads one slot's record; `None` when there is none (or it was deleted).
 pub async fn get(store: &kv::Store, slot: &str) -> Result<Option<Stored>, LeaseError> {
     Ok(match standing(store, slot).await? {
-        Standing::Leased(stored) => Some(stored),
+        Standing::Leased(stored) => Some(*stored),
         Standing::Ended | Standing::Unknown => None,
     })
 }
@@ -255,7 +255,7 @@ pub async fn get(store: &kv::Store, slot: &str) -> Result<Option<Stored>, LeaseE
 pub enum Standing {
     /// A record: a live lease, one expired but not yet reaped (the watcher
     /// will), or one that cannot be read (treated as live everywhere).
-    Leased(Stored),
+    Leased(Box<Stored>),
     /// The record was deleted: the slot was closed, or reaped by the hub.
     /// Nothing holds what is claimed under its name until it is joined
     /// again.
@@ -272,12 +272,12 @@ pub async fn standing(store: &kv::Store, slot: &str) -> Result<Standing, LeaseEr
         return Ok(Standing::Unknown);
     };
     Ok(match entry.operation {
-        kv::Operation::Put => Standing::Leased(Stored {
+        kv::Operation::Put => Standing::Leased(Box::new(Stored {
             // a record naming another slot than its key is not one bones wrote
             lease: decode(&entry.value).filter(|lease| lease.slot == entry.key),
             key: entry.key,
             revision: entry.revision,
-        }),
+        })),
         kv::Operation::Delete | kv::Operation::Purge => Standing::Ended,
     })
 }
