@@ -178,6 +178,17 @@ fn a_closed_slot_releases_its_tasks_and_refuses_or_loses_later_claims() {
     assert_eq!(error["error"]["kind"], "refused", "{error}");
     let message = error["error"]["message"].as_str().unwrap();
     assert!(message.contains("slot done was closed"), "{message}");
+    // logged like any refused claim
+    assert!(
+        support::log_entries(&ws, "rpc")
+            .iter()
+            .any(|e| e["rpc"] == "tasks.claim"
+                && e["err"]
+                    .as_str()
+                    .is_some_and(|err| err.contains("slot done was closed"))),
+        "{}",
+        ws.hub_log()
+    );
     let out = ws.run(&["tasks", "claim", "--next", "--slot", "done"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(

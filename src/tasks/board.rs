@@ -47,11 +47,6 @@ pub enum TaskError {
     Invalid(#[from] InputError),
     #[error("task {0} kept changing under this update; try again")]
     Contended(String),
-    #[error(
-        "slot {0} was closed, or reaped after its lease expired, so it cannot claim tasks; \
-         join it again (`bones swarm join --slot {0}`) and claim from there"
-    )]
-    SlotEnded(String),
     #[error(transparent)]
     Sessions(#[from] LeaseError),
     #[error(
@@ -72,7 +67,6 @@ impl Kinded for TaskError {
             TaskError::Refused(refusal) => refusal.kind(),
             TaskError::Invalid(_) => ErrorKind::Usage,
             TaskError::Contended(_) => ErrorKind::Contended,
-            TaskError::SlotEnded(_) => ErrorKind::Refused,
             TaskError::Sessions(err) => err.kind(),
             TaskError::Corrupt { .. } => ErrorKind::Corrupt,
         }
@@ -615,14 +609,17 @@ impl Board {
     }
 
     /// Refuses a claim under the name of a slot that ended
-    /// ([`TaskError::SlotEnded`]; see [`Board::claimant_ended`]), so an
+    /// ([`Refusal::SlotEnded`]; see [`Board::claimant_ended`]), so an
     /// agent whose slot was reaped is told so at once. The check and the
     /// claim's compare-and-swap are two reads of two buckets, so a slot can
     /// still end between them: the hub releases such a claim when it
     /// projects it (`hub::projector`).
     pub async fn check_claimant(&self, who: &str) -> Result<(), TaskError> {
         if self.claimant_ended(who).await? {
-            return Err(TaskError::SlotEnded(who.to_string()));
+            return Err(Refusal::SlotEnded {
+                slot: who.to_string(),
+            }
+            .into());
         }
         Ok(())
     }

@@ -71,8 +71,8 @@ impl<'a> Claimer<'a> {
     }
 
     /// Claims the next ready task; `None` when the board has none left.
-    /// Refused with [`TaskError::SlotEnded`] when the claimer is a slot
-    /// that was closed or reaped (see [`Board::check_claimant`]).
+    /// Refused ([`super::record::Refusal::SlotEnded`]) when the claimer is
+    /// a slot that was closed or reaped (see [`Board::check_claimant`]).
     ///
     /// Uncontended, that is the oldest ready task. A candidate someone
     /// changed since the board was read is passed over; when the candidates
