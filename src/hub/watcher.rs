@@ -12,7 +12,9 @@
 //! half-way, or the record was lost) is treated the same way; those are
 //! looked for when the watch starts and after every deletion. The watcher is
 //! silent when nothing is stale, and logs each failure once. Tasks a reaped
-//! slot had claimed go back to open.
+//! slot had claimed go back to open; a claim that lands after that is
+//! released by the task projector, which knows the slot ended from the
+//! deletion marker its lease record left (`projector::orphans`).
 //!
 //! Any client with the token can write into the bucket, so the watcher
 //! trusts nothing in it: a record it cannot read is treated as live (never
@@ -270,6 +272,12 @@ impl Watcher {
             if lease::get(store, &name).await?.is_some() {
                 continue;
             }
+            // a slot that never had a record gets the deletion marker a
+            // closed or reaped one has, so a claim under its name that
+            // lands after the release below is released by the projector
+            // too; at revision 0, so neither a lease written meanwhile nor
+            // an earlier marker is touched
+            lease::delete_at(store, &name, 0).await?;
             all &= reap(
                 &self.js,
                 &self.paths,

@@ -243,15 +243,43 @@ pub fn is_slot_key(key: &str) -> bool {
 
 /// Reads one slot's record; `None` when there is none (or it was deleted).
 pub async fn get(store: &kv::Store, slot: &str) -> Result<Option<Stored>, LeaseError> {
-    let entry = store.entry(slot).await.map_err(bucket_err)?;
-    Ok(entry
-        .filter(|e| e.operation == kv::Operation::Put)
-        .map(|e| Stored {
+    Ok(match standing(store, slot).await? {
+        Standing::Leased(stored) => Some(*stored),
+        Standing::Ended | Standing::Unknown => None,
+    })
+}
+
+/// What the sessions bucket says about a name now, for deciding whether a
+/// task claimed under that name still has a holder.
+#[derive(Debug, Clone)]
+pub enum Standing {
+    /// A record: a live lease, one expired but not yet reaped (the watcher
+    /// will), or one that cannot be read (treated as live everywhere).
+    Leased(Box<Stored>),
+    /// The record was deleted: the slot was closed, or reaped by the hub.
+    /// Nothing holds what is claimed under its name until it is joined
+    /// again.
+    Ended,
+    /// No record was ever written under this name: not a slot as far as
+    /// the bucket knows (an agent outside a slot claims under its id).
+    Unknown,
+}
+
+/// Where `slot` stands: one read of its newest record, a deletion marker
+/// included (the bucket keeps it: closing and reaping delete, never purge).
+pub async fn standing(store: &kv::Store, slot: &str) -> Result<Standing, LeaseError> {
+    let Some(entry) = store.entry(slot).await.map_err(bucket_err)? else {
+        return Ok(Standing::Unknown);
+    };
+    Ok(match entry.operation {
+        kv::Operation::Put => Standing::Leased(Box::new(Stored {
             // a record naming another slot than its key is not one bones wrote
-            lease: decode(&e.value).filter(|lease| lease.slot == e.key),
-            key: e.key,
-            revision: e.revision,
-        }))
+            lease: decode(&entry.value).filter(|lease| lease.slot == entry.key),
+            key: entry.key,
+            revision: entry.revision,
+        })),
+        kv::Operation::Delete | kv::Operation::Purge => Standing::Ended,
+    })
 }
 
 /// How [`acquire`] got the lease.

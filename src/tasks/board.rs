@@ -9,6 +9,7 @@
 //! derives the events on `tasks-events` from the bucket's own revisions.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_nats::jetstream::{self, consumer, kv};
@@ -17,6 +18,7 @@ use futures::StreamExt;
 use super::claimer::Claimer;
 use super::record::{self, InputError, Refusal, Status, Task};
 use crate::coord::ServerError;
+use crate::swarm::lease::{self, LeaseError, Standing};
 use crate::sys::error::{ErrorKind, Kinded};
 
 /// The bucket holding one record per task, keyed by id.
@@ -45,6 +47,8 @@ pub enum TaskError {
     Invalid(#[from] InputError),
     #[error("task {0} kept changing under this update; try again")]
     Contended(String),
+    #[error(transparent)]
+    Sessions(#[from] LeaseError),
     #[error(
         "task {id}: its record is not readable ({source}); fix or delete it with a NATS client"
     )]
@@ -63,6 +67,7 @@ impl Kinded for TaskError {
             TaskError::Refused(refusal) => refusal.kind(),
             TaskError::Invalid(_) => ErrorKind::Usage,
             TaskError::Contended(_) => ErrorKind::Contended,
+            TaskError::Sessions(err) => err.kind(),
             TaskError::Corrupt { .. } => ErrorKind::Corrupt,
         }
     }
@@ -172,6 +177,9 @@ impl Update {
 pub struct Board {
     pub(super) store: kv::Store,
     pub(super) client: async_nats::Client,
+    /// The sessions bucket, opened on the first claim (see
+    /// [`Board::check_claimant`]).
+    sessions: Arc<tokio::sync::OnceCell<kv::Store>>,
 }
 
 impl Board {
@@ -194,6 +202,7 @@ impl Board {
         Ok(Board {
             store,
             client: js.client(),
+            sessions: Arc::default(),
         })
     }
 
@@ -322,14 +331,25 @@ impl Board {
     /// Applies `rule` to the latest record and writes it with a
     /// compare-and-swap, re-reading and re-applying on every race. `rule`
     /// returns whether it changed anything; nothing is written if not.
+    /// With a `claimant`, the first read goes with
+    /// [`Board::check_claimant`], so the check costs no round trip of its
+    /// own.
     async fn mutate(
         &self,
         id: &str,
         started: Instant,
+        claimant: Option<&str>,
         mut rule: impl FnMut(&mut Task, &str) -> Result<bool, TaskError>,
     ) -> Result<(Task, bool), TaskError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (mut task, revision) = self.get(id).await?;
+        for attempt in 0..MAX_ATTEMPTS {
+            let (mut task, revision) = match claimant {
+                Some(who) if attempt == 0 => {
+                    let (checked, read) = tokio::join!(self.check_claimant(who), self.get(id));
+                    checked?;
+                    read?
+                }
+                _ => self.get(id).await?,
+            };
             let now = crate::sys::clock::utc_now_rfc3339();
             if !rule(&mut task, &now)? {
                 return Ok((task, false));
@@ -346,8 +366,10 @@ impl Board {
 
     /// Claims a task for `who`. `Ok((task, false))` when `who` already held it.
     pub async fn claim(&self, id: &str, who: &str) -> Result<(Task, bool), TaskError> {
-        self.mutate(id, Instant::now(), |task, now| Ok(task.claim(who, now)?))
-            .await
+        self.mutate(id, Instant::now(), Some(who), |task, now| {
+            Ok(task.claim(who, now)?)
+        })
+        .await
     }
 
     /// Claims a task for `who`, taking it over from `from` when `from`
@@ -359,7 +381,7 @@ impl Board {
         who: &str,
         from: &str,
     ) -> Result<(Task, bool), TaskError> {
-        self.mutate(id, Instant::now(), |task, now| {
+        self.mutate(id, Instant::now(), Some(who), |task, now| {
             if from != who
                 && task.status == Status::Claimed
                 && task.claimed_by.as_deref() == Some(from)
@@ -440,7 +462,7 @@ impl Board {
         if let Some(reason) = &reason {
             record::validate_reason(reason)?;
         }
-        self.mutate(id, Instant::now(), |task, now| {
+        self.mutate(id, Instant::now(), None, |task, now| {
             task.release(who, now, force, reason.clone())?;
             Ok(true)
         })
@@ -459,7 +481,7 @@ impl Board {
         if let Some(reason) = &reason {
             record::validate_reason(reason)?;
         }
-        self.mutate(id, Instant::now(), |task, now| {
+        self.mutate(id, Instant::now(), None, |task, now| {
             task.close(who, now, reason.clone(), force)?;
             Ok(true)
         })
@@ -476,7 +498,7 @@ impl Board {
         for blocker in &edit.add_blockers {
             self.get(blocker).await?;
         }
-        self.mutate(id, Instant::now(), |task, now| {
+        self.mutate(id, Instant::now(), None, |task, now| {
             apply_edit(task, edit)?;
             task.touch(who, now)?;
             Ok(true)
@@ -519,25 +541,87 @@ impl Board {
             .iter()
             .filter(|t| t.status == Status::Claimed && t.claimed_by.as_deref() == Some(holder))
         {
-            let done = self
-                .mutate(&task.id, Instant::now(), |task, now| {
-                    if task.claimed_by.as_deref() != Some(holder) {
-                        return Ok(false);
-                    }
-                    let reason = Some(reason.to_string());
-                    if close {
-                        task.close(by, now, reason, true)?;
-                    } else {
-                        task.release(by, now, true, reason)?;
-                    }
-                    Ok(true)
-                })
-                .await?;
-            if done.1 {
+            if self
+                .settle_held(&task.id, holder, by, reason, close)
+                .await?
+            {
                 settled.push(task.id.clone());
             }
         }
         Ok(settled)
+    }
+
+    /// Releases task `id` as `by` if `holder` still holds it (a claim left
+    /// to a slot that ended, see `hub::projector`); returns whether it did.
+    pub async fn release_if_held_by(
+        &self,
+        id: &str,
+        holder: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<bool, TaskError> {
+        self.settle_held(id, holder, by, reason, false).await
+    }
+
+    /// Releases (or closes) task `id` as `by` if `holder` still holds it.
+    async fn settle_held(
+        &self,
+        id: &str,
+        holder: &str,
+        by: &str,
+        reason: &str,
+        close: bool,
+    ) -> Result<bool, TaskError> {
+        let (_, done) = self
+            .mutate(id, Instant::now(), None, |task, now| {
+                if task.status != Status::Claimed || task.claimed_by.as_deref() != Some(holder) {
+                    return Ok(false);
+                }
+                let reason = Some(reason.to_string());
+                if close {
+                    task.close(by, now, reason, true)?;
+                } else {
+                    task.release(by, now, true, reason)?;
+                }
+                Ok(true)
+            })
+            .await?;
+        Ok(done)
+    }
+
+    /// Whether `who` names a slot that was closed or reaped (its lease
+    /// record deleted) and has not been joined again: nothing holds a claim
+    /// made under that name. A name that never had a lease (an agent
+    /// outside a slot) has not ended, nor has a slot whose lease is live,
+    /// expired but not yet reaped, or unreadable.
+    pub async fn claimant_ended(&self, who: &str) -> Result<bool, TaskError> {
+        if !lease::is_slot_key(who) {
+            return Ok(false);
+        }
+        let sessions = self
+            .sessions
+            .get_or_try_init(|| async { lease::bucket(&jetstream::new(self.client.clone())).await })
+            .await?;
+        Ok(matches!(
+            lease::standing(sessions, who).await?,
+            Standing::Ended
+        ))
+    }
+
+    /// Refuses a claim under the name of a slot that ended
+    /// ([`Refusal::SlotEnded`]; see [`Board::claimant_ended`]), so an
+    /// agent whose slot was reaped is told so at once. The check and the
+    /// claim's compare-and-swap are two reads of two buckets, so a slot can
+    /// still end between them: the hub releases such a claim when it
+    /// projects it (`hub::projector`).
+    pub async fn check_claimant(&self, who: &str) -> Result<(), TaskError> {
+        if self.claimant_ended(who).await? {
+            return Err(Refusal::SlotEnded {
+                slot: who.to_string(),
+            }
+            .into());
+        }
+        Ok(())
     }
 
     /// The ids of the tasks `holder` has claimed, oldest first.

@@ -71,6 +71,8 @@ impl<'a> Claimer<'a> {
     }
 
     /// Claims the next ready task; `None` when the board has none left.
+    /// Refused ([`super::record::Refusal::SlotEnded`]) when the claimer is
+    /// a slot that was closed or reaped (see [`Board::check_claimant`]).
     ///
     /// Uncontended, that is the oldest ready task. A candidate someone
     /// changed since the board was read is passed over; when the candidates
@@ -79,8 +81,16 @@ impl<'a> Claimer<'a> {
     pub async fn next(&mut self) -> Result<Option<Task>, TaskError> {
         let started = Instant::now();
         for _ in 0..MAX_NEXT_ROUNDS {
-            if self.queue.is_empty() && !self.read_board().await? {
-                return Ok(None);
+            if self.queue.is_empty() {
+                // the claimant is checked with each read of the board, not
+                // before each swap: a claim that slips past a slot ending
+                // between reads is released by the hub
+                let (board, who) = (self.board, self.who.clone());
+                let (checked, read) = tokio::join!(board.check_claimant(&who), self.read_board());
+                checked?;
+                if !read? {
+                    return Ok(None);
+                }
             }
             self.pass_over_changed();
             while let Some((mut task, revision)) =

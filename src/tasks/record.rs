@@ -111,6 +111,13 @@ pub enum Refusal {
         who: String,
         state: String,
     },
+    /// The claimant is a slot that was closed or reaped (its lease record
+    /// deleted) and not joined again: nothing would hold the claim.
+    #[error(
+        "slot {slot} was closed, or reaped after its lease expired, so it cannot claim tasks; \
+         join it again (`bones swarm join --slot {slot}`) and claim from there"
+    )]
+    SlotEnded { slot: String },
     #[error(transparent)]
     Invalid(#[from] InputError),
 }
@@ -121,7 +128,9 @@ impl Refusal {
         use crate::sys::error::ErrorKind;
         match self {
             Refusal::ClaimedBy { .. } => ErrorKind::Held,
-            Refusal::Closed { .. } | Refusal::NotYours { .. } => ErrorKind::Refused,
+            Refusal::Closed { .. } | Refusal::NotYours { .. } | Refusal::SlotEnded { .. } => {
+                ErrorKind::Refused
+            }
             Refusal::Invalid(_) => ErrorKind::Usage,
         }
     }

@@ -14,6 +14,7 @@
 //! ([`logged`]).
 
 mod logged;
+mod orphans;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -27,6 +28,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use logged::Logged;
+use orphans::Orphans;
 
 use crate::oplog::{EventKind, HubLog, LogEntry, LogLevel};
 use crate::tasks::board::{Board, TASKS_BUCKET, is_deletion, key_of};
@@ -153,6 +155,12 @@ pub async fn spawn(
         .map_err(|e| format!("consumer {DURABLE}: {e}"))?
         .peekable();
     let hub_log = log.path().to_path_buf();
+    let orphans = Orphans::new(board.clone(), log.clone());
+    // claims acknowledged by a hub that did not check them
+    tokio::spawn({
+        let orphans = orphans.clone();
+        async move { orphans.sweep().await }
+    });
     Ok(tokio::spawn(async move {
         // what earlier runs wrote, read off the runtime (up to 2 MiB) and
         // only when something is left over from them
@@ -175,7 +183,7 @@ pub async fn spawn(
             };
             let Some(message) = message else { break };
             let Ok(message) = message else { continue };
-            match prepare(&message) {
+            match prepare(&message, &orphans) {
                 Ok(Some(pending)) => {
                     let sent = send(&js, &log, &pending).await;
                     in_flight.push_back((sent, pending));
@@ -240,9 +248,10 @@ fn consumer_config(start: Option<u64>) -> consumer::push::Config {
 
 /// Waits for the publishes in flight, oldest first, publishing again any
 /// whose acknowledgement failed (the message id makes that safe), and logs
-/// each event unless it is a duplicate whose entry is already written.
-/// Returns once all are stored: a later revision's acknowledgement covers
-/// these too, so none may be left behind.
+/// each event unless it is a duplicate whose entry is already written;
+/// then for the check of its claim, if it is one ([`orphans`]). Returns
+/// once all are stored and checked: a later revision's acknowledgement
+/// covers these too, so none may be left behind.
 async fn settle(
     js: &jetstream::Context,
     log: &HubLog,
@@ -273,6 +282,9 @@ async fn settle(
             log.write(pending.entry);
         }
         logged.insert(key);
+        if let Some(check) = pending.check {
+            let _ = check.await;
+        }
     }
 }
 
@@ -283,6 +295,8 @@ struct Pending {
     msg_id: String,
     body: bytes::Bytes,
     entry: LogEntry,
+    /// The check of the claim this revision made, if it made one.
+    check: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Pending {
@@ -334,9 +348,10 @@ impl Backoff {
     }
 }
 
-/// The event and log entry for one revision; `None` for a delete or purge,
-/// an error for a revision that cannot be projected.
-fn prepare(message: &jetstream::Message) -> Result<Option<Pending>, String> {
+/// The event and log entry for one revision, and the check of the claim it
+/// made (started here); `None` for a delete or purge, an error for a
+/// revision that cannot be projected.
+fn prepare(message: &jetstream::Message, orphans: &Orphans) -> Result<Option<Pending>, String> {
     let info = message.info().map_err(|e| e.to_string())?;
     let revision = info.stream_sequence;
     if is_deletion(message) {
@@ -369,10 +384,12 @@ fn prepare(message: &jetstream::Message) -> Result<Option<Pending>, String> {
     entry.task = Some(task.id.clone());
     entry.took_ms = task.last_op.took_ms;
     entry.revision = Some(revision);
+    let check = Orphans::claimant(&task).map(|slot| orphans.check(&task.id, slot));
     Ok(Some(Pending {
         subject: format!("{EVENTS_PREFIX}.{}", task.id),
         msg_id: format!("{}:{revision}", task.id),
         body: body.into(),
         entry,
+        check,
     }))
 }
