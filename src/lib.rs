@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | 1 | `sys` | OS facts and plain values: processes, sockets, durable writes, durations, names |
 //! | 2 | `state` | the workspace and its state directory: paths, the hub record, locks, ports |
-//! | 3 | `oplog`, `coord`, `trunk` | hub.log; the coordination client; the hub repository and landing |
+//! | 3 | `oplog`, `coord`, `lease`, `trunk` | hub.log; the coordination client; slot leases in the sessions bucket (below both the swarm and the task board, which asks whether a claimant's slot has ended); the hub repository and landing |
 //! | 4 | `swarm`, `tasks`, `feed` | the domain as clients see it: slots, the task board, the feed |
 //! | 5 | `hub`, `doctor`, `agent`, `harness`, `view` | the hub server; read-only checks judged by the hub's rules; an agent's session as a whole (its primer); agent harnesses' configuration and hook input; the live picture of the swarm |
 //! | 6 | `cli`, `mcp`, `top` | the interfaces: parse, call the library, print (`cli`); the same verbs as MCP tools on stdio (`mcp`); the terminal view (`top`) |
@@ -21,6 +21,7 @@ pub mod doctor;
 pub mod feed;
 pub mod harness;
 pub mod hub;
+pub mod lease;
 pub mod mcp;
 pub mod oplog;
 pub mod state;

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use super::claimer::Claimer;
 use super::record::{self, InputError, Refusal, Status, Task};
 use crate::coord::ServerError;
-use crate::swarm::lease::{self, LeaseError, Standing};
+use crate::lease::{self, LeaseError, Standing};
 use crate::sys::error::{ErrorKind, Kinded};
 
 /// The bucket holding one record per task, keyed by id.

@@ -49,7 +49,7 @@ impl Orphans {
     pub fn claimant(task: &Task) -> Option<&str> {
         match (&task.status, task.claimed_by.as_deref()) {
             (Status::Claimed, Some(slot))
-                if task.last_op.op == "claim" && crate::swarm::lease::is_slot_key(slot) =>
+                if task.last_op.op == "claim" && crate::lease::is_slot_key(slot) =>
             {
                 Some(slot)
             }
