@@ -156,3 +156,88 @@ fn the_checker_sees_an_import_from_above() {
         ]
     );
 }
+
+/// Which top-level modules each top-level module uses (itself left out).
+fn module_graph() -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    let layers = layers();
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut graph: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let Some(top) = top_module(file) else {
+            continue;
+        };
+        let text = fs::read_to_string(file).unwrap();
+        let uses = graph.entry(top.clone()).or_default();
+        for (_, used) in used_modules(&text) {
+            if used != top && layers.contains_key(&used) {
+                uses.insert(used);
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle in `graph` as the path that closes it, if there is one.
+fn find_cycle(graph: &BTreeMap<String, std::collections::BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
+}
+
+/// Modules on one layer may use each other, but never both ways round: a
+/// cycle is what the layering exists to prevent (issue 14).
+#[test]
+fn no_import_cycle_between_top_level_modules() {
+    let cycle = find_cycle(&module_graph());
+    assert!(
+        cycle.is_none(),
+        "top-level modules use each other in a cycle: {}",
+        cycle.unwrap_or_default().join(" -> ")
+    );
+}
+
+#[test]
+fn the_cycle_finder_sees_a_cycle() {
+    let graph: BTreeMap<String, std::collections::BTreeSet<String>> = [
+        ("a", vec!["b"]),
+        ("b", vec!["c"]),
+        ("c", vec!["a"]),
+        ("d", vec!["a"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.into_iter().map(str::to_string).collect()))
+    .collect();
+    assert_eq!(find_cycle(&graph).unwrap(), ["a", "b", "c", "a"]);
+    let acyclic: BTreeMap<String, std::collections::BTreeSet<String>> =
+        [("a", vec!["b"]), ("b", vec![])]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.into_iter().map(str::to_string).collect()))
+            .collect();
+    assert!(find_cycle(&acyclic).is_none());
+}

@@ -5,6 +5,7 @@
 //! only combines them, so every interface (the command line, the MCP
 //! server) hands an agent the same picture.
 
+pub mod exit;
 pub mod prime;
 
 pub use prime::{ExitCode, PrimeError, Primer, SlotView, Step};

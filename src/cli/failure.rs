@@ -13,7 +13,6 @@
 
 use serde_json::json;
 
-use super::exit;
 use crate::sys::error::{ErrorKind, Kinded};
 
 /// Longest line of an error printed, in characters.
@@ -34,29 +33,9 @@ pub struct Failure {
     pub told: bool,
 }
 
-/// The exit code of each kind of failure: the one table (see
-/// [`super::exit`] for what scripts may rely on).
-pub fn exit_code(kind: ErrorKind) -> u8 {
-    match kind {
-        ErrorKind::Usage => exit::USAGE,
-        ErrorKind::Degraded => exit::DEGRADED,
-        ErrorKind::LiveLeases => exit::LIVE_LEASES,
-        ErrorKind::Conflict => exit::CONFLICT,
-        ErrorKind::Held => exit::HELD,
-        ErrorKind::NothingReady => exit::NOTHING_READY,
-        ErrorKind::Unresolved => exit::UNRESOLVED,
-        ErrorKind::NoHub
-        | ErrorKind::Timeout
-        | ErrorKind::Server
-        | ErrorKind::NotFound
-        | ErrorKind::Refused
-        | ErrorKind::Contended
-        | ErrorKind::Corrupt
-        | ErrorKind::Io
-        | ErrorKind::Unhealthy
-        | ErrorKind::Internal => exit::FAILURE,
-    }
-}
+/// The exit code of each kind of failure: the one table lives with the
+/// codes themselves.
+pub use crate::agent::exit::exit_code;
 
 impl Failure {
     /// A failure of `kind` found by the CLI itself.
@@ -158,6 +137,7 @@ fn shown_lines(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::exit;
 
     #[test]
     fn kinds_pick_the_documented_codes() {

@@ -44,8 +44,7 @@
 //! ```
 
 mod apply;
-pub(crate) mod codes;
-mod completions;
+pub(crate) mod completions;
 mod doctor;
 pub(crate) mod failure;
 mod feed;
@@ -72,30 +71,7 @@ use crate::sys::error::ErrorKind;
 pub use failure::Failure;
 
 /// Exit codes scripts can rely on.
-pub mod exit {
-    /// Success (for `hub status`: running and healthy).
-    pub const OK: u8 = 0;
-    /// The operation failed (for `hub status`: no hub running).
-    pub const FAILURE: u8 = 1;
-    /// The command line was wrong.
-    pub const USAGE: u8 = 2;
-    /// `hub status`: the hub runs but a part of it is not healthy.
-    pub const DEGRADED: u8 = 3;
-    /// `hub stop`: refused because slots hold live leases.
-    pub const LIVE_LEASES: u8 = 4;
-    /// `swarm commit`, `land`: the change conflicts with trunk; trunk is
-    /// unchanged. `apply --worktree`: trunk's changes conflict with your
-    /// commits; nothing was changed.
-    pub const CONFLICT: u8 = 5;
-    /// `swarm join`: another agent holds the slot's lease;
-    /// `tasks claim`: another holds the task.
-    pub const HELD: u8 = 6;
-    /// `tasks claim --next`: no task is ready.
-    pub const NOTHING_READY: u8 = 7;
-    /// `swarm commit`: files `swarm sync` left conflicted still hold
-    /// conflict markers; nothing was committed.
-    pub const UNRESOLVED: u8 = 8;
-}
+pub use crate::agent::exit;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -357,33 +333,12 @@ fn current_dir() -> Result<std::path::PathBuf, Failure> {
     })
 }
 
-/// Environment variable that turns off starting the hub on demand.
-pub const NO_AUTOSTART_ENV: &str = "BONES_NO_AUTOSTART";
+pub use crate::hub::NO_AUTOSTART_ENV;
 
-/// Starts the workspace hub in the background when none runs, for a verb
-/// that needs it (as the Go original does on the first such verb): one
-/// ready line on stderr. `BONES_NO_AUTOSTART=1` turns it off, and the verb
-/// then fails saying how to start one.
+/// Starts a hub in the background when none is running (see
+/// [`crate::hub::autostart`]); a failure says that starting one failed.
 pub(crate) fn autostart(paths: &crate::state::Paths) -> Result<(), Failure> {
-    let off = std::env::var_os(NO_AUTOSTART_ENV).is_some_and(|v| !v.is_empty() && v != "0");
-    if off || crate::hub::is_running(&paths.root) {
-        return Ok(());
-    }
-    let opts = crate::hub::StartOptions {
-        detach: true,
-        ..Default::default()
-    };
-    match crate::hub::start(&paths.root, &opts) {
-        Ok(crate::hub::StartOutcome::Started { pid, ports }) => {
-            eprintln!(
-                "hub: no hub was running; started one in the background (pid={pid}) repo={} coord={} \
-                 (set {NO_AUTOSTART_ENV}=1 to turn this off)",
-                crate::state::ports::repo_url(ports.repo),
-                crate::state::ports::nats_url(ports.coord)
-            );
-            Ok(())
-        }
-        Ok(_) => Ok(()),
-        Err(err) => Err(Failure::from(err).context("no hub was running and starting one failed")),
-    }
+    crate::hub::autostart(paths)
+        .map(drop)
+        .map_err(|err| Failure::from(err).context("no hub was running and starting one failed"))
 }

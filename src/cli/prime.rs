@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::Args;
 
 use super::Failure;
-use super::codes::exit_code;
+use crate::agent::exit::step as exit_code;
 use crate::agent::prime::{DEFAULT_MAX_CHARS, MIN_MAX_CHARS, Primer, Step};
 use crate::coord;
 use crate::sys::error::ErrorKind;

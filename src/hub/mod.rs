@@ -573,3 +573,34 @@ pub fn log_tail(paths: &Paths, max_lines: usize) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Environment variable that turns off starting the hub on demand.
+pub const NO_AUTOSTART_ENV: &str = "BONES_NO_AUTOSTART";
+
+/// Starts the workspace hub in the background when none runs, for a verb
+/// that needs it (as the Go original does on the first such verb): one
+/// ready line on stderr. `BONES_NO_AUTOSTART=1` turns it off, and the verb
+/// then fails saying how to start one. The pid of the hub started, if one
+/// was.
+pub fn autostart(paths: &Paths) -> Result<Option<u32>, HubError> {
+    let off = std::env::var_os(NO_AUTOSTART_ENV).is_some_and(|v| !v.is_empty() && v != "0");
+    if off || is_running(&paths.root) {
+        return Ok(None);
+    }
+    let opts = StartOptions {
+        detach: true,
+        ..Default::default()
+    };
+    match start(&paths.root, &opts)? {
+        StartOutcome::Started { pid, ports } => {
+            eprintln!(
+                "hub: no hub was running; started one in the background (pid={pid}) repo={} coord={} \
+                 (set {NO_AUTOSTART_ENV}=1 to turn this off)",
+                crate::state::ports::repo_url(ports.repo),
+                crate::state::ports::nats_url(ports.coord)
+            );
+            Ok(Some(pid))
+        }
+        _ => Ok(None),
+    }
+}

@@ -8,7 +8,7 @@ use rmcp::handler::server::tool::IntoCallToolResult;
 use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock};
 use serde::Serialize;
 
-use crate::cli::failure::exit_code;
+use crate::agent::exit::exit_code;
 use crate::sys::error::{ErrorKind, Kinded};
 
 /// A failed tool call.
@@ -42,18 +42,6 @@ impl IntoCallToolResult for ToolError {
     fn into_call_tool_result(self) -> Result<CallToolResponse, rmcp::ErrorData> {
         let text = serde_json::to_string(&self).unwrap_or_default();
         Ok(CallToolResult::error(vec![ContentBlock::text(text)]).into())
-    }
-}
-
-/// A failure the command line's own code found (starting the hub on
-/// demand): the same code, kind and message.
-impl From<crate::cli::Failure> for ToolError {
-    fn from(failure: crate::cli::Failure) -> ToolError {
-        ToolError {
-            code: failure.code,
-            kind: failure.kind,
-            message: failure.message,
-        }
     }
 }
 

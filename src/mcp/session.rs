@@ -26,6 +26,7 @@ use crate::coord;
 use crate::feed::Feed;
 use crate::state::Paths;
 use crate::swarm::{self, Swarm};
+use crate::sys::error::Kinded;
 use crate::tasks::Board;
 
 /// How often the session renews its slot's lease while connected: well
@@ -140,7 +141,12 @@ impl Session {
     /// Starts the hub when none runs (as every CLI verb does; see
     /// `BONES_NO_AUTOSTART`).
     fn ensure_hub(&self) -> Result<(), ToolError> {
-        Ok(crate::cli::autostart(&self.paths)?)
+        crate::hub::autostart(&self.paths).map(drop).map_err(|err| {
+            ToolError::new(
+                err.kind(),
+                format!("no hub was running and starting one failed: {err}"),
+            )
+        })
     }
 
     /// The slot verbs, acting as this session's agent.

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ToolError;
 use super::session::Session;
+use crate::agent::exit::step as exit_code;
 use crate::agent::{Primer, Step};
-use crate::cli::codes::exit_code;
 use crate::feed::{Kind, NewEntry, Published, Start, Stored};
 use crate::swarm::slot::Synced;
 use crate::swarm::{Closed, CommitOutcome, JoinOptions, Joined, SlotStatus, SwarmError};
