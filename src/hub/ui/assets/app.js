@@ -1,5 +1,5 @@
 // The live view: one state object, replaced by each `snapshot` event and
-// changed by each `delta` event from /ui/events, rendered whole into the
+// changed by the deltas of each `deltas` event from /ui/events, rendered whole into the
 // sections the server rendered first. Text from the swarm only ever goes
 // in through textContent, never as markup.
 "use strict";
@@ -254,10 +254,10 @@ function connect() {
     state = JSON.parse(e.data);
     schedule();
   });
-  events.addEventListener("delta", (e) => {
+  // the changes of a burst come as one frame, in order
+  events.addEventListener("deltas", (e) => {
     if (!state) return;
-    const { seq, delta } = JSON.parse(e.data);
-    apply(seq, delta);
+    for (const { seq, delta } of JSON.parse(e.data)) apply(seq, delta);
     schedule();
   });
 }
