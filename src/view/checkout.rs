@@ -179,3 +179,81 @@ fn changes(checkout: &Path) -> Option<usize> {
         .exclude_submodules(true);
     repo.statuses(Some(&mut options)).ok().map(|s| s.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use git2::Signature;
+
+    /// A commit on `parent` (or a root), made in `repo` without a ref.
+    fn commit(repo: &Repository, parent: Option<Oid>, n: usize) -> Oid {
+        let tree = repo.treebuilder(None).unwrap().write().unwrap();
+        let tree = repo.find_tree(tree).unwrap();
+        let who = Signature::now("t", "t@example.com").unwrap();
+        let parents: Vec<_> = parent
+            .map(|p| repo.find_commit(p).unwrap())
+            .into_iter()
+            .collect();
+        let parents: Vec<_> = parents.iter().collect();
+        repo.commit(None, &who, &who, &format!("c{n}"), &tree, &parents)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_landing_is_counted_once_not_once_per_slot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = Paths::in_dir(tmp.path());
+        let repo = Repository::init_bare(&paths.hub_repo).unwrap();
+        let mut trunk = commit(&repo, None, 0);
+        for n in 1..=50 {
+            trunk = commit(&repo, Some(trunk), n);
+        }
+        let base = commit(&repo, None, 100);
+        let slots: Vec<String> = (0..20).map(|i| format!("s{i}")).collect();
+        for slot in &slots {
+            repo.reference(&branch_ref(slot), base, true, "").unwrap();
+        }
+        // one slot with a commit of its own on trunk's tip
+        let own = commit(&repo, Some(trunk), 200);
+        repo.reference(&branch_ref("s0"), own, true, "").unwrap();
+        repo.reference(TRUNK_REF, trunk, true, "").unwrap();
+
+        let mut counter = Counter::new(paths);
+        let first = counter.read(&Due::default(), &slots, |_| None);
+        assert_eq!(first[0].1.ahead, Some(1));
+        assert_eq!(first[0].1.behind, Some(0));
+        assert_eq!(first[1].1.ahead, Some(1), "its unrelated root");
+        assert_eq!(first[1].1.behind, Some(51));
+
+        // unrelated roots count as a commit of their own: walked again;
+        // rebase the idle slots on trunk's first commit instead
+        let root = repo.revparse_single(&format!("{trunk}~50")).unwrap().id();
+        for slot in &slots[1..] {
+            repo.reference(&branch_ref(slot), root, true, "").unwrap();
+        }
+        let levelled = counter.read(&Due::default(), &slots, |_| None);
+        assert_eq!(levelled[5].1.behind, Some(50));
+        assert_eq!(levelled[5].1.ahead, Some(0));
+
+        let walked = counter.walked;
+        trunk = commit(&repo, Some(trunk), 51);
+        repo.reference(TRUNK_REF, trunk, true, "").unwrap();
+        let after = counter.read(&Due::default(), &slots, |_| None);
+        for (slot, git) in &after[1..] {
+            assert_eq!(git.behind, Some(51), "{slot}");
+            assert_eq!(git.ahead, Some(0), "{slot}");
+        }
+        assert_eq!(after[0].1.ahead, Some(1));
+        assert_eq!(after[0].1.behind, Some(1));
+        // trunk's growth once, and the one slot with work of its own
+        assert!(
+            counter.walked - walked <= 4,
+            "walked {} commits for one landing",
+            counter.walked - walked
+        );
+        // nothing moved: nothing walked
+        let walked = counter.walked;
+        assert_eq!(counter.read(&Due::default(), &slots, |_| None), after);
+        assert_eq!(counter.walked, walked);
+    }
+}

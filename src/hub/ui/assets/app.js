@@ -28,6 +28,11 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// a table cell cut to its column's width, the whole text in its tooltip
+function cell(text, attrs) {
+  return el("td", Object.assign({ title: text }, attrs || {}), text);
+}
+
 function column(task) {
   if (task.status === "claimed") return "claimed";
   if (task.status === "closed") return "closed";
@@ -90,17 +95,17 @@ function renderSlots() {
     const count = (n) => (n === null || n === undefined ? "–" : String(n));
     body.append(
       el("tr", { "data-slot": slot.slot },
-        el("td", {}, slot.slot),
-        el("td", {}, slot.agent || "(unreadable lease)"),
-        el("td", {}, held),
+        cell(slot.slot),
+        cell(slot.agent || "(unreadable lease)"),
+        cell(held),
         el("td", { class: "lease " + freshness(slot), title: slot.last_renewed || "" },
           slot.last_renewed ? age(slot.last_renewed) + " ago" : "–"),
         el("td", { class: "changes" }, count(git.changes)),
         el("td", { class: "ahead-behind" }, count(git.ahead) + " / " + count(git.behind)),
-        el("td", {}, landing ? age(landing.ts) + " ago: " + landing.subject : "–"))
+        cell(landing ? age(landing.ts) + " ago: " + landing.subject : "–", { class: "last-landing" }))
     );
   }
-  const head = el("tr", {}, ...["slot", "agent", "tasks held", "lease renewed", "changes", "ahead / behind", "last landing"].map((h) => el("th", {}, h)));
+  const head = el("tr", {}, ...["slot", "agent", "tasks held", "renewed", "changes", "ahead / behind", "last landing"].map((h) => el("th", {}, h)));
   return section("slots", "Slots (" + Object.keys(state.slots).length + ")", el("table", {}, el("thead", {}, head), body));
 }
 
@@ -138,10 +143,10 @@ function renderLandings() {
       el("code", {}, landing.commit.slice(0, 12)));
     body.append(el("tr", { "data-commit": landing.commit },
       el("td", { title: landing.ts }, age(landing.ts) + " ago"),
-      el("td", {}, landing.subject),
-      el("td", {}, landing.slot || "–"),
-      el("td", {}, landing.agent || "–"),
-      el("td", {}, landing.task || "–"),
+      cell(landing.subject),
+      cell(landing.slot || "–"),
+      cell(landing.agent || "–"),
+      cell(landing.task || "–"),
       el("td", {}, link)));
   }
   const head = el("tr", {}, ...["time", "subject", "slot", "agent", "task", "commit"].map((h) => el("th", {}, h)));
