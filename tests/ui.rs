@@ -265,7 +265,8 @@ fn a_client_process_builds_the_same_picture_and_stops_when_unwatched() {
         );
     });
     // the last subscriber left: the followers stop after the linger
-    let stopped = runtime.block_on(tokio::time::timeout(Duration::from_secs(30), view.idle()));
+    let stopped = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), view.idle()).await });
     assert!(
         stopped.is_ok() && !view.is_running(),
         "the followers still run with no subscriber"
