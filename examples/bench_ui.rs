@@ -119,6 +119,7 @@ async fn land_for(
     arrivals: Option<&mpsc::Receiver<Arrival>>,
 ) -> Result<Phase, Error> {
     let total = seconds as usize * PER_SECOND as usize;
+    eprintln!("bench: ui: landing for {seconds} s with the page {phase}");
     let mut acked = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1) / PER_SECOND);
     let before = hub_cpu(paths);
@@ -141,6 +142,7 @@ async fn land_for(
     }
     let cpu = hub_cpu(paths) - before;
     let wall = started.elapsed().as_secs_f64();
+    eprintln!("bench: ui: landed with the page {phase}");
     let mut latencies_ms = Vec::new();
     if let Some(arrivals) = arrivals {
         let deadline = Instant::now() + Duration::from_secs(10);
