@@ -15,7 +15,7 @@
 //! watches ([`super`]'s `CHANGES_EVERY`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::time::{Duration, Instant};
 
 use git2::{Oid, Repository, StatusOptions};
 use serde::Serialize;
@@ -41,11 +41,14 @@ pub struct Due {
     pub slots: BTreeSet<String>,
     /// Trunk (may have) moved: bring every slot's standing up to date.
     pub trunk_moved: bool,
+    /// Scan every checkout not scanned for this long (the slow rescan;
+    /// a slot a verb just had scanned is left out).
+    pub older_than: Option<Duration>,
 }
 
 impl Due {
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty() && !self.trunk_moved
+        self.slots.is_empty() && !self.trunk_moved && self.older_than.is_none()
     }
 }
 
@@ -68,6 +71,9 @@ pub struct Counter {
     /// How many commits trunk grew by from one tip to the next, counted
     /// once for every slot that needs it.
     grown: Option<(Oid, Oid, usize)>,
+    /// Each slot's checkout, kept open between scans, and when it was
+    /// last scanned.
+    checkouts: HashMap<String, (Repository, Instant)>,
     /// How many commits the reads walked, in all (for tests of the cost).
     pub walked: usize,
 }
@@ -79,6 +85,7 @@ impl Counter {
             repo: None,
             counted: HashMap::new(),
             grown: None,
+            checkouts: HashMap::new(),
             walked: 0,
         }
     }
@@ -97,6 +104,7 @@ impl Counter {
             self.repo = Repository::open_bare(&self.paths.hub_repo).ok();
         }
         self.counted.retain(|slot, _| all.contains(slot));
+        self.checkouts.retain(|slot, _| all.contains(slot));
         let trunk = self
             .repo
             .as_ref()
@@ -105,8 +113,12 @@ impl Counter {
         for name in all {
             let mut facts = known(name).unwrap_or_default();
             (facts.ahead, facts.behind) = trunk.and_then(|trunk| self.count(name, trunk)).unzip();
-            if due.slots.contains(name) {
-                facts.changes = changes(&SlotDir::new(&self.paths, name).wt);
+            let stale = |(_, at): &(Repository, Instant)| {
+                due.older_than.is_some_and(|age| at.elapsed() >= age)
+            };
+            let rescan = due.older_than.is_some() && self.checkouts.get(name).is_none_or(stale);
+            if due.slots.contains(name) || rescan {
+                facts.changes = self.changes(name);
             }
             out.push((name.clone(), facts));
         }
@@ -170,14 +182,25 @@ impl Counter {
     }
 }
 
-fn changes(checkout: &Path) -> Option<usize> {
-    let repo = Repository::open(checkout).ok()?;
-    let mut options = StatusOptions::new();
-    options
-        .include_untracked(true)
-        .recurse_untracked_dirs(false)
-        .exclude_submodules(true);
-    repo.statuses(Some(&mut options)).ok().map(|s| s.len())
+impl Counter {
+    /// The number of files changed or new in a slot's checkout, through
+    /// its handle kept open (opening one parses its config); a handle that
+    /// fails (the checkout went) is dropped and opened afresh next time.
+    fn changes(&mut self, slot: &str) -> Option<usize> {
+        let repo = match self.checkouts.remove(slot) {
+            Some((repo, _)) => repo,
+            None => Repository::open(SlotDir::new(&self.paths, slot).wt).ok()?,
+        };
+        let mut options = StatusOptions::new();
+        options
+            .include_untracked(true)
+            .recurse_untracked_dirs(false)
+            .exclude_submodules(true);
+        let count = repo.statuses(Some(&mut options)).ok().map(|s| s.len())?;
+        self.checkouts
+            .insert(slot.to_string(), (repo, Instant::now()));
+        Some(count)
+    }
 }
 
 #[cfg(test)]

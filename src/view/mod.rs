@@ -439,15 +439,15 @@ async fn read_slot_git(paths: Paths, shared: Arc<Shared>) {
         let started = std::time::Instant::now();
         let read = tokio::task::spawn_blocking(move || {
             let read = reader.read(&due, &all, |slot| known.get(slot).cloned());
-            (reader, read, due.slots.len())
+            (reader, read, due.older_than.is_some())
         })
         .await;
         // the blocking task panicked: nothing more to read with
-        let Ok((reader, read, scanned)) = read else {
+        let Ok((reader, read, rescan)) = read else {
             return;
         };
         counter = Some(reader);
-        if scanned > 0 && scanned == read.len() {
+        if rescan {
             *shared.full_scan.lock().unwrap_or_else(|p| p.into_inner()) = started.elapsed();
         }
         for (slot, git) in read {
@@ -466,16 +466,13 @@ async fn rescan_changes(shared: Arc<Shared>) {
     loop {
         let took = *shared.full_scan.lock().unwrap_or_else(|p| p.into_inner());
         tokio::time::sleep(CHANGES_EVERY.max(took * CHANGES_SHARE)).await;
-        let all: Vec<String> = shared.model().snapshot().slots.keys().cloned().collect();
-        if all.is_empty() {
-            continue;
-        }
+        // a checkout a verb had scanned in the last half of the interval
+        // is left for the next round
         shared
             .due
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .slots
-            .extend(all);
+            .older_than = Some(CHANGES_EVERY / 2);
         shared.due_notify.notify_one();
     }
 }
