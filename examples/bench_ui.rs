@@ -4,23 +4,29 @@
 //! Sets up 64 slots and 5,000 tasks, logs in as `bones ui` does and holds
 //! one event stream open (as a page does), then lands 10 commits a second
 //! through the library, round-robin over 8 of the slots. Each landing's
-//! latency is from the moment its commit call returns (the lander's
-//! acknowledgement) to its `landing` event arriving on the stream; one that
-//! arrives first (hub.log is written just before the reply) counts as 0.
+//! latency is from the time the lander stamped on it when it acknowledged
+//! the landing (the landing event's `ts`, taken just before the reply is
+//! sent) to its `landing` event arriving on the stream, both read from the
+//! same machine's clock. The lander announces a landing only after its
+//! reply, so none should arrive before its stamp; any that does counts as
+//! 0 and in `before_ack`.
 //! CPU is the hub process's user + system time over the landing phase, as
 //! a share of one core; `base_pct` is the same phase with no page open (the
-//! lander's own work), so the view's cost is the difference.
+//! lander's own work), so the view's cost is `view_pct`, the difference.
 //!
 //! Usage: bench_ui WORKSPACE [SECONDS] (a hub must be running for
 //! WORKSPACE). Prints one line: `bench ui latency_ms=<median> cpu_pct=<%>
-//! base_pct=<%> landings=<n>`.
+//! base_pct=<%> landings=<n> view_pct=<%> before_ack=<n>`.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use bones::state::Paths;
 use bones::state::workspace::Workspace;
@@ -77,19 +83,22 @@ async fn main() -> Result<(), Error> {
     let measured = land_for(&swarm, &paths, "open", seconds, Some(&arrivals)).await?;
     drop(stream);
 
-    let mut latencies = measured.latencies_ms;
-    if latencies.is_empty() {
+    let raw = measured.latencies_ms;
+    if raw.is_empty() {
         return Err("no landing event reached the stream".into());
     }
-    let count = latencies.len();
+    let count = raw.len();
+    let before_ack = raw.iter().filter(|ms| **ms < 0.0).count();
+    let mut latencies: Vec<f64> = raw.iter().map(|ms| ms.max(0.0)).collect();
     let slowest = latencies.iter().copied().fold(f64::MIN, f64::max);
     let latency = median(&mut latencies);
+    let view_pct = measured.cpu_pct - base.cpu_pct;
     eprintln!(
-        "bench: ui: {count} landings seen on the stream, median {latency:.1} ms, slowest {slowest:.1} ms after the acknowledgement; hub CPU {:.2}% of a core with a page open, {:.2}% without (targets: latency <= 100 ms, CPU <= 5%)",
+        "bench: ui: {count} landings seen on the stream, median {latency:.1} ms, slowest {slowest:.1} ms after the lander's acknowledgement ({before_ack} before it); hub CPU {:.2}% of a core with a page open, {:.2}% without, the view's share {view_pct:.2}% (targets: latency <= 100 ms, CPU <= 5%)",
         measured.cpu_pct, base.cpu_pct
     );
     println!(
-        "bench ui latency_ms={latency:.1} cpu_pct={:.2} base_pct={:.2} landings={count}",
+        "bench ui latency_ms={latency:.1} cpu_pct={:.2} base_pct={:.2} landings={count} view_pct={view_pct:.2} before_ack={before_ack}",
         measured.cpu_pct, base.cpu_pct
     );
     Ok(())
@@ -107,10 +116,11 @@ async fn land_for(
     paths: &Paths,
     phase: &str,
     seconds: u64,
-    arrivals: Option<&mpsc::Receiver<(String, Instant)>>,
+    arrivals: Option<&mpsc::Receiver<Arrival>>,
 ) -> Result<Phase, Error> {
     let total = seconds as usize * PER_SECOND as usize;
-    let mut acked = HashMap::new();
+    eprintln!("bench: ui: landing for {seconds} s with the page {phase}");
+    let mut acked = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1) / PER_SECOND);
     let before = hub_cpu(paths);
     let started = Instant::now();
@@ -127,20 +137,21 @@ async fn land_for(
             .commit(&slot, &format!("bench landing {phase} {n}"))
             .await?;
         if let Some(commit) = outcome.landed.last() {
-            acked.insert(commit.clone(), Instant::now());
+            acked.insert(commit.clone());
         }
     }
     let cpu = hub_cpu(paths) - before;
     let wall = started.elapsed().as_secs_f64();
+    eprintln!("bench: ui: landed with the page {phase}");
     let mut latencies_ms = Vec::new();
     if let Some(arrivals) = arrivals {
         let deadline = Instant::now() + Duration::from_secs(10);
         while latencies_ms.len() < acked.len() && Instant::now() < deadline {
-            let Ok((commit, at)) = arrivals.recv_timeout(Duration::from_secs(1)) else {
+            let Ok(arrival) = arrivals.recv_timeout(Duration::from_secs(1)) else {
                 continue;
             };
-            if let Some(ack) = acked.get(&commit) {
-                latencies_ms.push(at.saturating_duration_since(*ack).as_secs_f64() * 1e3);
+            if acked.contains(&arrival.commit) {
+                latencies_ms.push((arrival.at - arrival.acked).as_seconds_f64() * 1e3);
             }
         }
     }
@@ -180,12 +191,21 @@ fn login(paths: &Paths, port: u16) -> Result<String, Error> {
         .ok_or_else(|| format!("login refused: {answer}").into())
 }
 
-/// Opens `/ui/events` and sends each landing's commit with its arrival
-/// time; the thread ends with the connection.
+/// A landing event as the stream delivered it.
+struct Arrival {
+    commit: String,
+    /// When the lander acknowledged it (its stamp).
+    acked: OffsetDateTime,
+    /// When it was read off the stream.
+    at: OffsetDateTime,
+}
+
+/// Opens `/ui/events` and sends each landing with its arrival time; the
+/// thread ends with the connection.
 fn follow_events(
     port: u16,
     cookie: &str,
-    arrivals: mpsc::Sender<(String, Instant)>,
+    arrivals: mpsc::Sender<Arrival>,
 ) -> Result<TcpStream, Error> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     write!(
@@ -202,14 +222,31 @@ fn follow_events(
             if !data.contains("\"kind\":\"landing\"") {
                 continue;
             }
-            let at = Instant::now();
-            let Ok(value) = serde_json::from_str::<serde_json::Value>(data) else {
+            let at = OffsetDateTime::now_utc();
+            let Ok(serde_json::Value::Array(frame)) = serde_json::from_str(data) else {
                 continue;
             };
-            if let Some(commit) = value["delta"]["commit"].as_str()
-                && arrivals.send((commit.to_string(), at)).is_err()
-            {
-                break;
+            for numbered in frame {
+                let delta = &numbered["delta"];
+                if delta["kind"] != "landing" {
+                    continue;
+                }
+                let (Some(commit), Some(Ok(acked))) = (
+                    delta["commit"].as_str(),
+                    delta["ts"]
+                        .as_str()
+                        .map(|ts| OffsetDateTime::parse(ts, &Rfc3339)),
+                ) else {
+                    continue;
+                };
+                let arrival = Arrival {
+                    commit: commit.to_string(),
+                    acked,
+                    at,
+                };
+                if arrivals.send(arrival).is_err() {
+                    return;
+                }
             }
         }
     });

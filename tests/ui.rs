@@ -58,9 +58,9 @@ fn the_page_follows_the_swarm_live_and_across_a_hub_restart() {
     );
     browser.screenshot(&dir, "1-slot-joined");
 
+    // no slot verb says so: the view's slow rescan, while the page is open,
+    // finds the edit
     std::fs::write(checkout.join("feature.txt"), "x\n").unwrap();
-    // every slot verb renews the lease, and the checkout is looked at then
-    ws.ok(&["swarm", "renew", "--slot", "s1"]);
     browser.wait_for(
         "the slot's uncommitted file",
         "const row = document.querySelector(\"#slots tr[data-slot='s1']\"); return !!row && row.querySelector('.changes').textContent === '1';",
@@ -213,14 +213,20 @@ fn raw_get(port: u16, path: &str) -> String {
 #[test]
 fn a_client_process_builds_the_same_picture_and_stops_when_unwatched() {
     let ws = TestWorkspace::new();
-    ws.start();
+    // landings reach the view even when hub.log does not record them
+    ws.ok(&["hub", "start", "--detach", "--log-level", "warn"]);
     let runtime = support::runtime();
-    let view = bones::view::View::new(ws.paths(), bones::view::ClientConnector(ws.paths()));
+    let linger = Duration::from_millis(200);
+    let view = bones::view::View::with_linger(
+        ws.paths(),
+        bones::view::ClientConnector(ws.paths()),
+        linger,
+    );
     assert!(!view.is_running(), "nothing runs before a subscriber");
     runtime.block_on(async {
         let mut subscription = view.subscribe();
         assert!(view.is_running());
-        join(&ws, "s2", "agent-two", &[]);
+        let checkout = join(&ws, "s2", "agent-two", &[]);
         let seen = tokio::time::timeout(Duration::from_secs(60), async {
             loop {
                 subscription.next().await;
@@ -236,12 +242,33 @@ fn a_client_process_builds_the_same_picture_and_stops_when_unwatched() {
             snapshot.slots["s2"].lease.as_ref().unwrap().agent,
             "agent-two"
         );
+
+        std::fs::write(checkout.join("quiet.txt"), "x\n").unwrap();
+        let out = commit(&ws, "s2", "land without a log line");
+        assert!(out.status.success(), "{}", support::stderr(&out));
+        let landed = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let seen = subscription.snapshot().landings.iter().any(|l| {
+                    l.slot.as_deref() == Some("s2") && l.subject == "land without a log line"
+                });
+                if seen {
+                    break;
+                }
+                subscription.next().await;
+            }
+        })
+        .await;
+        assert!(landed.is_ok(), "the landing never reached the view");
+        assert!(
+            !ws.hub_log().contains("landed"),
+            "at level warn hub.log records no landing"
+        );
     });
     // the last subscriber left: the followers stop after the linger
-    runtime
-        .block_on(async { tokio::time::sleep(bones::view::LINGER + Duration::from_secs(1)).await });
+    let stopped = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), view.idle()).await });
     assert!(
-        !view.is_running(),
+        stopped.is_ok() && !view.is_running(),
         "the followers still run with no subscriber"
     );
 }

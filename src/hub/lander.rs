@@ -4,7 +4,9 @@
 //! Requests are handled strictly in order on one thread that owns the
 //! repository handle, so landings never race each other inside the hub;
 //! the compare-and-swap in [`crate::trunk::land`] guards against anyone else who
-//! moves trunk. Each request becomes one `rpc` entry in hub.log.
+//! moves trunk. Each request becomes one `rpc` entry in hub.log, and each
+//! landing is announced on [`crate::view::LANDINGS_SUBJECT`] once it was
+//! acknowledged, for the live view (whatever hub.log's level).
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -17,10 +19,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::oplog::{EventKind, HubLog, LogEntry, LogLevel};
 use crate::swarm::protocol::{LAND_SUBJECT, LandReply, LandRequest};
+use crate::sys::clock::utc_now_rfc3339;
 use crate::sys::name;
 use crate::trunk::land;
 use crate::trunk::land::LandError;
 use crate::trunk::repo::USER_REF;
+use crate::view::{LANDINGS_SUBJECT, Landing};
 
 /// A request, and where to send the reply with the subject of the last
 /// landed commit (for hub.log).
@@ -115,9 +119,36 @@ async fn answer(
         (Ok(request), None) => ((failed(STOPPING), None), Some(request)),
         (Err(err), _) => ((failed(&format!("bad landing request: {err}")), None), None),
     };
+    let landing = request
+        .as_ref()
+        .and_then(|request| announced(request, &reply, subject.as_deref()));
     log_rpc(log, request.as_ref(), &reply, subject, started);
     let body = serde_json::to_vec(&reply).unwrap_or_default();
+    let acked = utc_now_rfc3339();
     let _ = client.publish(reply_to, body.into()).await;
+    if let Some(mut landing) = landing {
+        // stamped before the reply went, announced after: a view never
+        // hears of a landing before its committer could
+        landing.ts = acked;
+        let body = serde_json::to_vec(&landing).unwrap_or_default();
+        let _ = client.publish(LANDINGS_SUBJECT, body.into()).await;
+    }
+}
+
+/// What the live view is told of a landing (its `ts` set on the reply).
+fn announced(request: &LandRequest, reply: &LandReply, subject: Option<&str>) -> Option<Landing> {
+    let LandReply::Landed { commits, .. } = reply else {
+        return None;
+    };
+    Some(Landing {
+        ts: String::new(),
+        // `bones land`: the user's branch, no slot
+        slot: request.user.is_none().then(|| request.slot.clone()),
+        agent: request.agent.clone(),
+        task: request.task.clone(),
+        commit: commits.last()?.clone(),
+        subject: subject.unwrap_or_default().to_string(),
+    })
 }
 
 fn failed(error: &str) -> LandReply {

@@ -2,7 +2,8 @@
 //! server pushing changes: the sessions and tasks buckets through KV
 //! watches (the latest record of every key, then each change, as the lease
 //! watcher and the claimers read them), the feed through an ordered
-//! consumer from its last [`FEED`] entries on.
+//! consumer from its last [`FEED`] entries on; landings through a core
+//! subscription to the lander's announcements ([`super::LANDINGS_SUBJECT`]).
 //!
 //! Each follower first hands the whole of its part over at once (so a
 //! board of 5,000 tasks becomes one snapshot, not 5,000 events), then one
@@ -11,7 +12,7 @@
 use async_nats::jetstream::{self, consumer, kv};
 use futures::StreamExt;
 
-use super::model::{Change, Delta, FEED, SlotView, TaskView};
+use super::model::{Change, Delta, FEED, Landing, SlotView, TaskView};
 use crate::feed::store::{self as feed_store, Feed};
 use crate::swarm::lease;
 use crate::tasks::Board;
@@ -179,4 +180,24 @@ pub async fn feed(js: &jetstream::Context, emit: &(dyn Fn(Change) + Sync)) -> Re
         }
     }
     Err("the feed's consumer ended".to_string())
+}
+
+/// Follows the lander's announcements: each landing as it is acknowledged,
+/// whatever hub.log's level (the history is hub.log's, read with its tail).
+pub async fn landings(
+    js: &jetstream::Context,
+    emit: &(dyn Fn(Change) + Sync),
+) -> Result<(), String> {
+    let mut landed = js
+        .client()
+        .subscribe(super::LANDINGS_SUBJECT)
+        .await
+        .map_err(|e| e.to_string())?;
+    while let Some(message) = landed.next().await {
+        // a message bones did not write is no landing
+        if let Ok(landing) = serde_json::from_slice::<Landing>(&message.payload) {
+            emit(Change::One(Delta::Landing(landing)));
+        }
+    }
+    Err("the subscription to the lander's announcements ended".to_string())
 }

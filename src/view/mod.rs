@@ -5,12 +5,15 @@
 //! It is built from what the coordination server and the state directory
 //! push, never by looking again on a timer: KV watches on the sessions and
 //! tasks buckets, an ordered consumer on the feed ([`follow`]), and hub.log
-//! through inotify ([`logtail`]); the lander records each landing in
-//! hub.log, so landings come with it. A subscriber gets a [`Snapshot`],
-//! then each change as a [`Delta`] numbered in order.
+//! through inotify ([`logtail`]), and the landings the lander announces on
+//! [`LANDINGS_SUBJECT`] (whatever hub.log's level; the landings already in
+//! hub.log's tail are the history a new picture starts from). A subscriber
+//! gets a [`Snapshot`], then each change as a [`Delta`] numbered in order.
 //!
 //! A [`View`] costs nothing until someone subscribes: the followers start
 //! with the first subscriber and stop [`LINGER`] after the last one left.
+//! The one timer, [`CHANGES_EVERY`], rescans checkouts for uncommitted
+//! changes, and runs only while the followers do.
 //! It needs only a workspace's paths and a way to reach its coordination
 //! server ([`Connector`]), so the hub serves it from its own connection and
 //! a client process builds the same picture with the workspace credential
@@ -39,6 +42,27 @@ use crate::sys::clock::utc_now_rfc3339;
 /// page that reloads, or whose stream the HTTP server's connection bound
 /// closed, comes back within it and finds the picture ready.
 pub const LINGER: Duration = Duration::from_secs(10);
+
+/// The environment variable that sets the hub's [`LINGER`] in milliseconds
+/// (read once when the hub starts; tests shorten it to see the followers
+/// stop).
+pub const LINGER_ENV: &str = "BONES_UI_LINGER_MS";
+
+/// The core NATS subject the lander announces each landing on, as a JSON
+/// [`Landing`] stamped with the time it acknowledged the landing. Core, not
+/// JetStream: with no view following, the server drops it.
+pub const LANDINGS_SUBJECT: &str = "bones.hub.landed";
+
+/// How often checkouts are scanned for uncommitted changes while someone
+/// watches (files edited between two slot verbs say nothing). The interval
+/// grows with the scan's own time so it never takes more than
+/// 1/[`CHANGES_SHARE`] of a core on a large repository.
+pub const CHANGES_EVERY: Duration = Duration::from_secs(5);
+const CHANGES_SHARE: u32 = 20;
+
+/// The shortest time between two reads of the slots' git facts: a burst of
+/// landings and slot verbs is read once, after it.
+const GIT_WINDOW: Duration = Duration::from_millis(100);
 
 /// How long a follower waits before starting again after its part failed.
 pub const RETRY: Duration = Duration::from_secs(1);
@@ -91,7 +115,10 @@ pub struct View {
 struct Inner {
     paths: Paths,
     connector: Box<dyn Connector>,
+    linger: Duration,
     state: Mutex<State>,
+    /// Whether the followers run, for [`View::idle`].
+    running: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -125,6 +152,8 @@ struct Shared {
     /// What git facts to read again, and the wake-up of their reader.
     due: Mutex<checkout::Due>,
     due_notify: tokio::sync::Notify,
+    /// How long the last scan of every checkout took.
+    full_scan: Mutex<Duration>,
 }
 
 impl Shared {
@@ -135,6 +164,16 @@ impl Shared {
     fn apply(&self, change: Change) {
         self.note_due(&change);
         let mut model = self.model();
+        // a landing announced while hub.log's tail was read comes twice
+        if let Change::One(Delta::Landing(landing)) = &change
+            && model
+                .snapshot()
+                .landings
+                .iter()
+                .any(|l| l.commit == landing.commit)
+        {
+            return;
+        }
         let (seq, applied) = model.apply(change);
         let update = match applied {
             Applied::Delta(delta) => Update::Delta { seq, delta },
@@ -192,13 +231,29 @@ impl View {
     /// A view of the workspace at `paths`, reaching its coordination
     /// server through `connector`. Nothing runs until [`View::subscribe`].
     pub fn new(paths: Paths, connector: impl Connector) -> View {
+        View::with_linger(paths, connector, LINGER)
+    }
+
+    /// A view whose followers stop `linger` after the last subscriber left.
+    pub fn with_linger(paths: Paths, connector: impl Connector, linger: Duration) -> View {
         View {
             inner: Arc::new(Inner {
                 paths,
                 connector: Box::new(connector),
+                linger,
                 state: Mutex::default(),
+                running: tokio::sync::watch::Sender::new(false),
             }),
         }
+    }
+
+    /// The hub's linger: [`LINGER_ENV`] when set to a number of
+    /// milliseconds, else [`LINGER`].
+    pub fn linger_from_env() -> Duration {
+        std::env::var(LINGER_ENV)
+            .ok()
+            .and_then(|ms| ms.trim().parse().ok())
+            .map_or(LINGER, Duration::from_millis)
     }
 
     /// Subscribes, starting the followers if none run. Must be called
@@ -222,7 +277,7 @@ impl View {
         Subscription {
             view: self.clone(),
             shared: shared.clone(),
-            first: Some(first),
+            held: Some(Update::Snapshot(first)),
             updates,
         }
     }
@@ -232,6 +287,14 @@ impl View {
         self.inner.state().running.is_some()
     }
 
+    /// Returns once the followers do not run (at once when they never
+    /// started).
+    pub async fn idle(&self) {
+        let mut running = self.inner.running.subscribe();
+        // the sender lives in `inner`, which `self` holds
+        let _ = running.wait_for(|running| !*running).await;
+    }
+
     fn start(&self) -> Running {
         let (updates, _) = broadcast::channel(BACKLOG);
         let shared = Arc::new(Shared {
@@ -239,12 +302,14 @@ impl View {
             updates,
             due: Mutex::default(),
             due_notify: tokio::sync::Notify::new(),
+            full_scan: Mutex::default(),
         });
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(read_slot_git(
             self.inner.paths.clone(),
             shared.clone(),
         )));
+        tasks.push(tokio::spawn(rescan_changes(shared.clone())));
         tasks.push(tokio::spawn(follow_log(
             self.inner.paths.clone(),
             shared.clone(),
@@ -254,10 +319,11 @@ impl View {
             &'a (dyn Fn(Change) + Sync),
         )
             -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
-        let parts: [(&str, Part); 3] = [
+        let parts: [(&str, Part); 4] = [
             ("slots", |js, emit| Box::pin(follow::slots(js, emit))),
             ("tasks", |js, emit| Box::pin(follow::tasks(js, emit))),
             ("feed", |js, emit| Box::pin(follow::feed(js, emit))),
+            ("landings", |js, emit| Box::pin(follow::landings(js, emit))),
         ];
         for (name, part) in parts {
             let (inner, shared) = (self.inner.clone(), shared.clone());
@@ -276,6 +342,7 @@ impl View {
                 }
             }));
         }
+        self.inner.running.send_replace(true);
         Running { shared, tasks }
     }
 
@@ -291,14 +358,14 @@ impl View {
             Ok(runtime) => {
                 let inner = self.inner.clone();
                 runtime.spawn(async move {
-                    tokio::time::sleep(LINGER).await;
+                    tokio::time::sleep(inner.linger).await;
                     let mut state = inner.state();
                     if state.subscribers == 0 && state.generation == generation {
-                        state.running = None;
+                        inner.stop(&mut state);
                     }
                 });
             }
-            Err(_) => state.running = None,
+            Err(_) => self.inner.stop(&mut state),
         }
     }
 }
@@ -306,6 +373,11 @@ impl View {
 impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn stop(&self, state: &mut State) {
+        state.running = None;
+        self.running.send_replace(false);
     }
 }
 
@@ -328,13 +400,8 @@ async fn follow_log(paths: Paths, shared: Arc<Shared>) {
                 shared.health("hub.log", Ok(()));
                 shared.apply(Change::Log(tail, landings));
             },
-            |entry| {
-                let landed = landing(&entry);
-                shared.apply(Change::One(Delta::Log(Box::new(entry))));
-                if let Some(landed) = landed {
-                    shared.apply(Change::One(Delta::Landing(landed)));
-                }
-            },
+            // later landings come from the lander's announcements
+            |entry| shared.apply(Change::One(Delta::Log(Box::new(entry)))),
         )
         .await;
         let why = match result {
@@ -346,15 +413,18 @@ async fn follow_log(paths: Paths, shared: Arc<Shared>) {
     }
 }
 
-/// Reads the git facts of slots as changes make them due; changes that
-/// arrive while a read runs are taken together by the next one.
+/// Reads the git facts of slots as changes make them due, at most once a
+/// [`GIT_WINDOW`]: changes that arrive meanwhile are taken together by the
+/// next read.
 async fn read_slot_git(paths: Paths, shared: Arc<Shared>) {
+    let mut counter = Some(checkout::Counter::new(paths));
     loop {
         shared.due_notify.notified().await;
         let due = std::mem::take(&mut *shared.due.lock().unwrap_or_else(|p| p.into_inner()));
         if due.is_empty() {
             continue;
         }
+        let next = tokio::time::Instant::now() + GIT_WINDOW;
         let (all, known) = {
             let model = shared.model();
             let s = model.snapshot();
@@ -363,18 +433,47 @@ async fn read_slot_git(paths: Paths, shared: Arc<Shared>) {
                 s.slot_git.clone(),
             )
         };
-        let paths = paths.clone();
+        let Some(mut reader) = counter.take() else {
+            return;
+        };
+        let started = std::time::Instant::now();
         let read = tokio::task::spawn_blocking(move || {
-            checkout::read(&paths, &due, &all, |slot| known.get(slot).cloned())
+            let read = reader.read(&due, &all, |slot| known.get(slot).cloned());
+            (reader, read, due.older_than.is_some())
         })
-        .await
-        .unwrap_or_default();
+        .await;
+        // the blocking task panicked: nothing more to read with
+        let Ok((reader, read, rescan)) = read else {
+            return;
+        };
+        counter = Some(reader);
+        if rescan {
+            *shared.full_scan.lock().unwrap_or_else(|p| p.into_inner()) = started.elapsed();
+        }
         for (slot, git) in read {
             let unchanged = shared.model().snapshot().slot_git.get(&slot) == Some(&git);
             if !unchanged {
                 shared.apply(Change::One(Delta::SlotGit { slot, git }));
             }
         }
+        tokio::time::sleep_until(next).await;
+    }
+}
+
+/// Scans every checkout for uncommitted changes every [`CHANGES_EVERY`]
+/// (or longer, when a scan is slow), while the followers run.
+async fn rescan_changes(shared: Arc<Shared>) {
+    loop {
+        let took = *shared.full_scan.lock().unwrap_or_else(|p| p.into_inner());
+        tokio::time::sleep(CHANGES_EVERY.max(took * CHANGES_SHARE)).await;
+        // a checkout a verb had scanned in the last half of the interval
+        // is left for the next round
+        shared
+            .due
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .older_than = Some(CHANGES_EVERY / 2);
+        shared.due_notify.notify_one();
     }
 }
 
@@ -406,7 +505,9 @@ impl Subjects {
 pub struct Subscription {
     view: View,
     shared: Arc<Shared>,
-    first: Option<Arc<Snapshot>>,
+    /// The next update, taken from the channel but not yet handed out
+    /// (the first snapshot; a snapshot met while gathering deltas).
+    held: Option<Update>,
     updates: broadcast::Receiver<Update>,
 }
 
@@ -414,19 +515,40 @@ impl Subscription {
     /// The next update: the snapshot taken when subscribing first, then
     /// each change; a fresh snapshot when this subscriber fell behind.
     pub async fn next(&mut self) -> Update {
-        if let Some(first) = self.first.take() {
-            return Update::Snapshot(first);
+        if let Some(held) = self.held.take() {
+            return held;
         }
         match self.updates.recv().await {
             Ok(update) => update,
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                let model = self.shared.model();
-                self.updates = self.updates.resubscribe();
-                Update::Snapshot(Arc::new(model.snapshot().clone()))
-            }
+            Err(broadcast::error::RecvError::Lagged(_)) => self.caught_up(),
             // the sender lives as long as this subscription's run
             Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
         }
+    }
+
+    /// The deltas already waiting, in order, at most `most` (a page sends
+    /// them as one frame); a snapshot among them is kept for [`Self::next`].
+    pub fn ready_deltas(&mut self, most: usize) -> Vec<(u64, Arc<Delta>)> {
+        let mut deltas = Vec::new();
+        while deltas.len() < most && self.held.is_none() {
+            let update = match self.updates.try_recv() {
+                Ok(update) => update,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => self.caught_up(),
+                Err(_) => break,
+            };
+            match update {
+                Update::Delta { seq, delta } => deltas.push((seq, delta)),
+                snapshot => self.held = Some(snapshot),
+            }
+        }
+        deltas
+    }
+
+    /// A fresh snapshot for a subscriber that fell behind.
+    fn caught_up(&mut self) -> Update {
+        let model = self.shared.model();
+        self.updates = self.updates.resubscribe();
+        Update::Snapshot(Arc::new(model.snapshot().clone()))
     }
 
     /// The picture now.

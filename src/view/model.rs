@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::checkout::SlotGit;
 use crate::feed::store::Stored as FeedStored;
@@ -117,9 +117,14 @@ impl Column {
     }
 }
 
-/// One landing on trunk, as the lander recorded it in hub.log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One landing on trunk, as the lander announced it on
+/// [`super::LANDINGS_SUBJECT`] (or, for those before the view started,
+/// recorded it in hub.log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Landing {
+    /// When the lander acknowledged the landing: stamped just before its
+    /// reply is sent (UTC RFC 3339, microseconds). From hub.log, the
+    /// entry's time, written just before the reply too.
     pub ts: String,
     /// `None` for `bones land` (the user's branch).
     pub slot: Option<String>,

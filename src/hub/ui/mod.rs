@@ -8,7 +8,7 @@
 //! | `GET /ui` | the page, with the picture rendered on the server (readable without JavaScript) |
 //! | `GET /ui/app.js`, `/ui/style.css` | the page's script and style |
 //! | `GET /ui/snapshot` | the picture as JSON |
-//! | `GET /ui/events` | `text/event-stream`: `snapshot`, then `delta` per change; `status` (the hub's health) on connect |
+//! | `GET /ui/events` | `text/event-stream`: `snapshot`, then `deltas` (the changes since, at most one frame per [`FRAME_WINDOW`]); `status` (the hub's health) on connect |
 //! | `GET /ui/diff/COMMIT` | the diff a trunk commit made, as text, at most [`diff::MAX_DIFF`] bytes |
 //!
 //! Everything but the login answers 401 without a valid session cookie
@@ -60,6 +60,15 @@ const RENDER_WAIT: Duration = Duration::from_secs(2);
 /// How long a page waits before opening its event stream again.
 const RECONNECT_MS: u64 = 1000;
 
+/// The shortest time between two frames of deltas: the changes of a burst
+/// (a landing's log line, lease write, landing and the slots' new standing)
+/// go as one frame, and a page gets at most 20 a second however busy the
+/// swarm. Well under the 100 ms a landing may take to reach a page.
+const FRAME_WINDOW: Duration = Duration::from_millis(50);
+
+/// The most deltas one frame carries.
+const FRAME_MOST: usize = 512;
+
 /// What the live view's routes share.
 struct Ui {
     view: View,
@@ -96,7 +105,11 @@ pub fn router(
     stopping: watch::Receiver<bool>,
 ) -> std::io::Result<Router> {
     let ui = Arc::new(Ui {
-        view: View::new(paths.clone(), HubConnector(status.clone())),
+        view: View::with_linger(
+            paths.clone(),
+            HubConnector(status.clone()),
+            View::linger_from_env(),
+        ),
         sessions: access::Sessions::load_or_create(&paths)?,
         paths,
         status,
@@ -235,9 +248,10 @@ enum Step {
 async fn events(State(ui): State<Arc<Ui>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let subscription = ui.view.subscribe();
     let mut stopping = ui.stopping.clone();
+    let sent = tokio::time::Instant::now();
     let stream = futures::stream::unfold(
-        (ui, subscription, Step::Updates),
-        |(ui, mut subscription, next)| async move {
+        (ui, subscription, Step::Updates, sent),
+        |(ui, mut subscription, next, mut sent)| async move {
             // the hub's health is checked on connect, and again whenever a
             // part of the picture was read afresh or changed health (the
             // coordination server came up, say): no timer
@@ -261,26 +275,51 @@ async fn events(State(ui): State<Arc<Ui>>) -> Sse<impl Stream<Item = Result<Even
                         (event, Step::Status)
                     }
                     Update::Delta { seq, delta } => {
-                        let then = match *delta {
-                            Delta::Source { .. } => Step::Status,
-                            _ => Step::Updates,
-                        };
-                        let event = Event::default()
-                            .event("delta")
-                            .id(seq.to_string())
-                            .json_data(serde_json::json!({ "seq": seq, "delta": &*delta }))
-                            .unwrap_or_default();
-                        (event, then)
+                        // what else the burst brings goes in the same frame
+                        tokio::time::sleep_until(sent + FRAME_WINDOW).await;
+                        let mut deltas = vec![(seq, delta)];
+                        deltas.extend(subscription.ready_deltas(FRAME_MOST));
+                        sent = tokio::time::Instant::now();
+                        deltas_event(&deltas)
                     }
                 },
             };
-            Some((Ok(event), (ui, subscription, then)))
+            Some((Ok(event), (ui, subscription, then, sent)))
         },
     )
     .take_until(async move {
         let _ = stopping.wait_for(|stop| *stop).await;
     });
     Sse::new(stream)
+}
+
+/// One frame of deltas: `[{"seq": N, "delta": {...}}, ...]`, its id the
+/// last number; the hub's health follows when a part changed health.
+fn deltas_event(deltas: &[(u64, Arc<Delta>)]) -> (Event, Step) {
+    let then = if deltas
+        .iter()
+        .any(|(_, d)| matches!(**d, Delta::Source { .. }))
+    {
+        Step::Status
+    } else {
+        Step::Updates
+    };
+    let last = deltas.last().map_or(0, |(seq, _)| *seq);
+    #[derive(serde::Serialize)]
+    struct Numbered<'a> {
+        seq: u64,
+        delta: &'a Delta,
+    }
+    let body: Vec<Numbered> = deltas
+        .iter()
+        .map(|(seq, delta)| Numbered { seq: *seq, delta })
+        .collect();
+    let event = Event::default()
+        .event("deltas")
+        .id(last.to_string())
+        .json_data(body)
+        .unwrap_or_default();
+    (event, then)
 }
 
 async fn commit_diff(State(ui): State<Arc<Ui>>, UrlPath(commit): UrlPath<String>) -> Response {

@@ -60,7 +60,7 @@ fn health(s: &Snapshot, out: &mut String) {
 fn slots(s: &Snapshot, out: &mut String) {
     let _ = write!(
         out,
-        "<section id=\"slots\"><h2>Slots ({})</h2><table><thead><tr><th>slot</th><th>agent</th><th>tasks held</th><th>lease renewed</th><th>changes</th><th>ahead / behind</th><th>last landing</th></tr></thead><tbody>",
+        "<section id=\"slots\"><h2>Slots ({})</h2><table><thead><tr><th>slot</th><th>agent</th><th>tasks held</th><th>renewed</th><th>changes</th><th>ahead / behind</th><th>last landing</th></tr></thead><tbody>",
         s.slots.len()
     );
     for slot in s.slots.values() {
@@ -72,18 +72,26 @@ fn slots(s: &Snapshot, out: &mut String) {
             Some(lease) => (escape(&lease.agent), escape(&lease.last_renewed)),
             None => ("(unreadable lease)".to_string(), "–".to_string()),
         };
+        let git = s.slot_git.get(&slot.slot).cloned().unwrap_or_default();
+        let count = |n: Option<usize>| n.map_or("–".to_string(), |n| n.to_string());
+        let held = if held.is_empty() {
+            "–".to_string()
+        } else {
+            held.join(", ")
+        };
+        let landing = landing.unwrap_or_else(|| "–".to_string());
+        // cells cut to their column's width keep the whole text as a title
         let _ = write!(
             out,
-            "<tr data-slot=\"{0}\"><td>{0}</td><td>{1}</td><td>{2}</td><td>{3}</td><td>{4}</td></tr>",
+            "<tr data-slot=\"{0}\"><td title=\"{0}\">{0}</td><td title=\"{1}\">{1}</td><td title=\"{2}\">{2}</td><td>{3}</td><td class=\"changes\">{4}</td><td class=\"ahead-behind\">{5} / {6}</td><td class=\"last-landing\" title=\"{7}\">{7}</td></tr>",
             escape(&slot.slot),
             agent,
-            if held.is_empty() {
-                "–".to_string()
-            } else {
-                held.join(", ")
-            },
+            held,
             renewed,
-            landing.unwrap_or_else(|| "–".to_string())
+            count(git.changes),
+            count(git.ahead),
+            count(git.behind),
+            landing,
         );
     }
     out.push_str("</tbody></table></section>");
@@ -132,7 +140,7 @@ fn landings(s: &Snapshot, out: &mut String) {
     for landing in s.landings.iter().rev() {
         let _ = write!(
             out,
-            "<tr data-commit=\"{5}\"><td>{0}</td><td>{1}</td><td>{2}</td><td>{3}</td><td>{4}</td><td><a href=\"/ui/diff/{5}\"><code>{6}</code></a></td></tr>",
+            "<tr data-commit=\"{5}\"><td>{0}</td><td title=\"{1}\">{1}</td><td title=\"{2}\">{2}</td><td title=\"{3}\">{3}</td><td title=\"{4}\">{4}</td><td><a href=\"/ui/diff/{5}\"><code>{6}</code></a></td></tr>",
             escape(&landing.ts),
             escape(&landing.subject),
             or_dash(landing.slot.as_deref()),

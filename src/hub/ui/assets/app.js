@@ -1,5 +1,5 @@
 // The live view: one state object, replaced by each `snapshot` event and
-// changed by each `delta` event from /ui/events, rendered whole into the
+// changed by the deltas of each `deltas` event from /ui/events, rendered whole into the
 // sections the server rendered first. Text from the swarm only ever goes
 // in through textContent, never as markup.
 "use strict";
@@ -26,6 +26,11 @@ function el(tag, attrs, ...children) {
     node.append(typeof child === "string" || typeof child === "number" ? String(child) : child);
   }
   return node;
+}
+
+// a table cell cut to its column's width, the whole text in its tooltip
+function cell(text, attrs) {
+  return el("td", Object.assign({ title: text }, attrs || {}), text);
 }
 
 function column(task) {
@@ -90,17 +95,17 @@ function renderSlots() {
     const count = (n) => (n === null || n === undefined ? "–" : String(n));
     body.append(
       el("tr", { "data-slot": slot.slot },
-        el("td", {}, slot.slot),
-        el("td", {}, slot.agent || "(unreadable lease)"),
-        el("td", {}, held),
+        cell(slot.slot),
+        cell(slot.agent || "(unreadable lease)"),
+        cell(held),
         el("td", { class: "lease " + freshness(slot), title: slot.last_renewed || "" },
           slot.last_renewed ? age(slot.last_renewed) + " ago" : "–"),
         el("td", { class: "changes" }, count(git.changes)),
         el("td", { class: "ahead-behind" }, count(git.ahead) + " / " + count(git.behind)),
-        el("td", {}, landing ? age(landing.ts) + " ago: " + landing.subject : "–"))
+        cell(landing ? age(landing.ts) + " ago: " + landing.subject : "–", { class: "last-landing" }))
     );
   }
-  const head = el("tr", {}, ...["slot", "agent", "tasks held", "lease renewed", "changes", "ahead / behind", "last landing"].map((h) => el("th", {}, h)));
+  const head = el("tr", {}, ...["slot", "agent", "tasks held", "renewed", "changes", "ahead / behind", "last landing"].map((h) => el("th", {}, h)));
   return section("slots", "Slots (" + Object.keys(state.slots).length + ")", el("table", {}, el("thead", {}, head), body));
 }
 
@@ -138,10 +143,10 @@ function renderLandings() {
       el("code", {}, landing.commit.slice(0, 12)));
     body.append(el("tr", { "data-commit": landing.commit },
       el("td", { title: landing.ts }, age(landing.ts) + " ago"),
-      el("td", {}, landing.subject),
-      el("td", {}, landing.slot || "–"),
-      el("td", {}, landing.agent || "–"),
-      el("td", {}, landing.task || "–"),
+      cell(landing.subject),
+      cell(landing.slot || "–"),
+      cell(landing.agent || "–"),
+      cell(landing.task || "–"),
       el("td", {}, link)));
   }
   const head = el("tr", {}, ...["time", "subject", "slot", "agent", "task", "commit"].map((h) => el("th", {}, h)));
@@ -254,10 +259,10 @@ function connect() {
     state = JSON.parse(e.data);
     schedule();
   });
-  events.addEventListener("delta", (e) => {
+  // the changes of a burst come as one frame, in order
+  events.addEventListener("deltas", (e) => {
     if (!state) return;
-    const { seq, delta } = JSON.parse(e.data);
-    apply(seq, delta);
+    for (const { seq, delta } of JSON.parse(e.data)) apply(seq, delta);
     schedule();
   });
 }
