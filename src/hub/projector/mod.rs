@@ -156,10 +156,18 @@ pub async fn spawn(
         .peekable();
     let hub_log = log.path().to_path_buf();
     let orphans = Orphans::new(board.clone(), log.clone());
-    // claims acknowledged by a hub that did not check them
-    tokio::spawn({
+    // claims acknowledged by a hub that did not check them: beside the
+    // projection, stopped with it and joined before it ends (the drain
+    // waits for the projector, so for this too)
+    let sweep = tokio::spawn({
         let orphans = orphans.clone();
-        async move { orphans.sweep().await }
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = orphans.sweep() => {}
+            }
+        }
     });
     Ok(tokio::spawn(async move {
         // what earlier runs wrote, read off the runtime (up to 2 MiB) and
@@ -220,6 +228,7 @@ pub async fn spawn(
             let _ = message.ack().await;
             let _ = js.client().flush().await;
         }
+        let _ = sweep.await;
     }))
 }
 
