@@ -16,9 +16,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use bones::lease::{self, Lease};
 use bones::state::Paths;
 use bones::state::workspace::Workspace;
-use bones::swarm::lease::{self, Lease};
 use time::OffsetDateTime;
 
 #[path = "common/mod.rs"]

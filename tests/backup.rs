@@ -66,8 +66,8 @@ fn hub_state(ws: &TestWorkspace) -> HubState {
             let (task, revision) = board.get(&task.id).await.unwrap();
             with_revisions.push((json!(task), revision));
         }
-        let store = bones::swarm::lease::bucket(&js).await.unwrap();
-        let leases = bones::swarm::lease::list(&store)
+        let store = bones::lease::bucket(&js).await.unwrap();
+        let leases = bones::lease::list(&store)
             .await
             .unwrap()
             .into_iter()

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use bones::swarm::lease::{Lease, SESSIONS_BUCKET};
+use bones::lease::{Lease, SESSIONS_BUCKET};
 use bones::tasks::board::TASKS_BUCKET;
 use support::{TestWorkspace, alive, run_with_stdin, runtime, stderr, stdout, wait_until};
 

@@ -8,7 +8,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bones::swarm::lease;
+use bones::lease;
 use support::{KillOnDrop, TestWorkspace, runtime, stdout, wait_until};
 
 fn join(ws: &TestWorkspace, slot: &str, agent: &str, extra: &[&str]) -> PathBuf {

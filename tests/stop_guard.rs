@@ -3,7 +3,7 @@
 
 mod support;
 
-use bones::swarm::lease::{self, Lease};
+use bones::lease::{self, Lease};
 use support::{TestWorkspace, alive, stderr};
 use time::OffsetDateTime;
 

@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use crate::feed::prime::{Digest, MIN_MAX_CHARS as MIN_FEED_CHARS};
 use crate::feed::{Feed, FeedError, Start, Stored};
+use crate::lease;
 use crate::state::Paths;
-use crate::swarm::lease;
 use crate::swarm::slot::SlotDir;
 use crate::swarm::{self, SwarmError};
 use crate::sys::shown::plain;

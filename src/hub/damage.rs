@@ -37,9 +37,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::projector::{DURABLE, EVENTS_STREAM};
+use crate::lease::SESSIONS_BUCKET;
 use crate::oplog::HubLog;
 use crate::state::paths::Paths;
-use crate::swarm::lease::SESSIONS_BUCKET;
 use crate::sys::clock::utc_now_rfc3339;
 use crate::sys::fsutil;
 use crate::tasks::board::TASKS_BUCKET;

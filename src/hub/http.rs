@@ -33,7 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, RwLock, Semaphore, watch};
 use super::status::{PartHealth, Parts, STATUS_DEGRADED, STATUS_OK, StatusReport};
 use super::storage::{self, StorageState};
 use crate::hub::damage;
-use crate::swarm::lease;
+use crate::lease;
 use crate::sys::clock::utc_now_rfc3339;
 use crate::trunk::repo;
 

@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use crate::coord;
 use crate::hub::{HubError, probe};
+use crate::lease;
 use crate::state::paths::Paths;
 use crate::state::record;
 use crate::state::record::{HubRecord, HubState};
 use crate::state::workspace::Workspace;
-use crate::swarm::lease;
 use crate::sys::process;
 use crate::sys::process::Termination;
 

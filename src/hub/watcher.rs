@@ -31,9 +31,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::coord::ServerError;
+use crate::lease::{self, LeaseError};
 use crate::oplog::{EventKind, HubLog, LogEntry, LogLevel};
 use crate::state::paths::Paths;
-use crate::swarm::lease::{self, LeaseError};
 use crate::swarm::slot::{self, Reaped, SlotDir};
 use crate::tasks::Board;
 

@@ -56,8 +56,8 @@ impl<E: Kinded> From<E> for ToolError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lease::LeaseError;
     use crate::swarm::SwarmError;
-    use crate::swarm::lease::LeaseError;
 
     #[test]
     fn an_error_carries_its_exit_code_and_kind() {

@@ -15,11 +15,11 @@ use git2::{Oid, Repository, Signature};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::lease::{self, Acquired, Lease, LeaseError};
 use super::protocol::{LAND_SUBJECT, LandReply, LandRequest};
 use super::slot::{self, SlotDir, SlotError};
 use crate::coord;
 use crate::coord::CoordError;
+use crate::lease::{self, Acquired, Lease, LeaseError};
 use crate::oplog::{HubLog, LogEntry, LogLevel};
 use crate::state::Paths;
 use crate::sys::error::{ErrorKind, Kinded};

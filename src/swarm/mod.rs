@@ -8,8 +8,6 @@ pub mod apply;
 mod checkout;
 mod client;
 mod identity;
-/// Leases live a layer below (the task board reads them too).
-pub use crate::lease;
 pub mod protocol;
 pub mod session;
 pub mod slot;

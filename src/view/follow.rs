@@ -14,7 +14,7 @@ use futures::StreamExt;
 
 use super::model::{Change, Delta, FEED, Landing, SlotView, TaskView};
 use crate::feed::store::{self as feed_store, Feed};
-use crate::swarm::lease;
+use crate::lease;
 use crate::tasks::Board;
 use crate::tasks::record;
 

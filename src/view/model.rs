@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::checkout::SlotGit;
 use crate::feed::store::Stored as FeedStored;
+use crate::lease::Lease;
 use crate::oplog::LogEntry;
-use crate::swarm::lease::Lease;
 use crate::tasks::record::{Status, Task};
 
 /// How many trunk landings the picture keeps, newest last.
