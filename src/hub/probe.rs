@@ -145,3 +145,43 @@ fn content_length(head: &[u8]) -> Option<usize> {
             .then(|| value.trim().parse().ok())?
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// Serves `response` to one connection, then keeps it open until the
+    /// client closes: a read that waited for the server's close would hang
+    /// (the read timeout then fails the test instead).
+    fn serve_once(response: &'static [u8]) -> u16 {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request);
+            conn.write_all(response).unwrap();
+            let _ = conn.read(&mut request); // until the client closes
+        });
+        port
+    }
+
+    #[test]
+    fn a_response_ends_at_its_content_length_without_waiting_for_the_close() {
+        let port = serve_once(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\n{\"live\":[]}\n");
+        let (code, body) = get(port, "/.leases", Duration::from_secs(5)).unwrap();
+        assert_eq!(code, 200);
+        assert_eq!(body, b"{\"live\":[]}\n");
+    }
+
+    #[test]
+    fn content_length_is_read_from_the_head_whatever_its_case() {
+        assert_eq!(
+            content_length(b"HTTP/1.0 200 OK\r\ncontent-length: 7"),
+            Some(7)
+        );
+        assert_eq!(content_length(b"HTTP/1.0 200 OK\r\nX-Other: 7"), None);
+        assert_eq!(head_end(b"HTTP/1.0 200 OK\r\n\r\nbody"), Some(15));
+    }
+}
