@@ -159,10 +159,6 @@ fn leases_from_coord(paths: &Paths) -> Result<Vec<String>, Unchecked> {
 
 /// Whether `hub.json` or `hub.pid` still names `pid`, a hub that has exited.
 fn left_by(paths: &Paths, pid: u32) -> bool {
-    let in_json = HubRecord::read(paths).is_some_and(|record| record.pid == pid);
-    let in_pid_file = crate::sys::fsutil::read_trimmed(&paths.hub_pid)
-        .ok()
-        .flatten()
-        .is_some_and(|text| text == pid.to_string());
-    in_json || in_pid_file
+    HubRecord::read(paths).is_some_and(|record| record.pid == pid)
+        || HubRecord::pid_file(paths) == Some(pid)
 }

@@ -107,6 +107,15 @@ impl HubRecord {
         fsutil::remove_if_exists(&paths.hub_json)
     }
 
+    /// The pid `hub.pid` names, if it holds one.
+    pub fn pid_file(paths: &Paths) -> Option<u32> {
+        fsutil::read_trimmed(&paths.hub_pid)
+            .ok()
+            .flatten()
+            .and_then(|text| text.parse::<u32>().ok())
+            .filter(|pid| *pid > 0)
+    }
+
     /// `hub.json` as written, whatever pid it names.
     pub fn read(paths: &Paths) -> Option<HubRecord> {
         let bytes = std::fs::read(&paths.hub_json).ok()?;
@@ -161,11 +170,7 @@ fn judge(paths: &Paths, holder: Holder) -> HubState {
             copy_of: Some(Box::new(copied.clone())),
         };
     }
-    let pid_file = fsutil::read_trimmed(&paths.hub_pid)
-        .ok()
-        .flatten()
-        .and_then(|text| text.parse::<u32>().ok())
-        .filter(|pid| *pid > 0);
+    let pid_file = HubRecord::pid_file(paths);
     match (holder, record) {
         // a hub of this version holds the run lock for its whole life; its
         // record naming a live process with its start time means the lock
