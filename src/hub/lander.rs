@@ -59,6 +59,12 @@ pub async fn spawn(
         .await
         .map_err(LanderError::Subscribe)?;
     let (jobs, queue) = mpsc::channel::<Job>();
+    // libgit2 checks that every entry of each tree it writes, and each
+    // commit's tree and parents, exist: one object read per entry of every
+    // tree a landing writes, a repository's whole top directory at least,
+    // for checks that cannot fail here (ADR 0019). Process-wide; the hub's
+    // other writers also build only from objects already in the repository.
+    git2::opts::strict_object_creation(false);
     std::thread::Builder::new()
         .name("bones-lander".into())
         .spawn(move || work(hub_repo, queue))
@@ -158,6 +164,7 @@ fn failed(error: &str) -> LandReply {
 }
 
 fn work(hub_repo: PathBuf, queue: mpsc::Receiver<Job>) {
+    crate::trunk::repo::make_object_dirs(&hub_repo);
     let mut repo = None;
     for (request, reply) in queue {
         if repo.is_none() {

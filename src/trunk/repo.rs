@@ -382,6 +382,25 @@ pub fn clear_stale_trunk_lock(hub_repo: &Path) {
     let _ = crate::sys::fsutil::remove_if_exists(&hub_repo.join(format!("{TRUNK_REF}.lock")));
 }
 
+/// Creates the 256 directories loose objects go in (`objects/00` to
+/// `objects/ff`) that are missing, so that writing an object never has to
+/// make one: a directory is an inode allocation, which on a journal-less
+/// ext4 with many recent deletions was the costliest step of a landing in
+/// a young repository. Best effort; git makes any that are still missing.
+pub fn make_object_dirs(hub_repo: &Path) {
+    let objects = hub_repo.join("objects");
+    let present: std::collections::HashSet<_> = match fs::read_dir(&objects) {
+        Ok(entries) => entries.flatten().map(|e| e.file_name()).collect(),
+        Err(_) => return,
+    };
+    for byte in 0..=255u8 {
+        let name = format!("{byte:02x}");
+        if !present.contains(std::ffi::OsStr::new(&name)) {
+            let _ = fs::create_dir(objects.join(name));
+        }
+    }
+}
+
 /// Makes git log every move of trunk in `hub.git`: bare repositories do
 /// not by default, and a deleted `trunk` ref then left no trace of its tip.
 /// With `core.logAllRefUpdates=true` each landing appends one line to
