@@ -71,6 +71,10 @@ fn the_page_follows_the_swarm_live_and_across_a_hub_restart() {
         "the landing on trunk, with its subject unquoted",
         &shows("#landings tr td:nth-child(2)", "add the feature file"),
     );
+    browser.wait_for(
+        "the slot's checkout, committed in full",
+        "const row = document.querySelector(\"#slots tr[data-slot='s1']\"); return !!row && row.querySelector('.changes').textContent === '0';",
+    );
     assert!(
         !browser
             .eval(&shows("#landings tr", "\"add the feature file\""))

@@ -2,22 +2,28 @@
 //! (ahead), trunk's commits it lacks (behind), and files changed in its
 //! checkout and not committed.
 //!
-//! Read when something says they may have changed: a slot verb (join,
-//! commit, sync, renew) writes the slot's lease or a hub.log entry naming
-//! it, so its checkout is looked at then; a landing moves trunk, so every
-//! slot's standing is brought up to date. That is cheap however many slots
-//! there are: a [`Counter`] keeps each slot's counts with the branch tip and
-//! trunk tip they were counted at, so a slot whose branch did not move and
-//! that has nothing unlanded is simply behind by as many more commits as
-//! trunk grew (counted once per landing), and only a slot whose branch
-//! moved, or that has commits of its own, is walked again. Files edited
-//! between two verbs are seen by the view's slow rescan while someone
-//! watches ([`super`]'s `CHANGES_EVERY`).
+//! Read when something says they may have changed. A slot's checkout is
+//! scanned when the slot appears and after a slot verb's hub.log entry
+//! (join, sync, ...); a commit needs no scan, since `swarm commit` commits
+//! everything first. A landing moves trunk, so every slot's standing is
+//! brought up to date. That is cheap however many slots there are: a
+//! [`Counter`] keeps each slot's counts with the branch tip and trunk tip
+//! they were counted at, so a slot whose branch did not move and that has
+//! nothing unlanded is simply behind by as many more commits as trunk grew
+//! (counted once per landing), and only a slot whose branch moved, or that
+//! has commits of its own, is walked again. Which branches moved the kernel
+//! says ([`Moved`]: inotify on the slots' ref directory), so a landing
+//! reads trunk's ref and the refs that changed, not one per slot. Files
+//! edited between two verbs are seen by the view's slow rescan while
+//! someone watches ([`super`]'s `CHANGES_EVERY`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use git2::{Oid, Repository, StatusOptions};
+use nix::errno::Errno;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use serde::Serialize;
 
 use crate::state::paths::Paths;
@@ -39,6 +45,10 @@ pub struct SlotGit {
 pub struct Due {
     /// Slots whose checkout to scan for uncommitted changes.
     pub slots: BTreeSet<String>,
+    /// Slots whose checkout was just committed in full (`swarm commit`):
+    /// nothing is uncommitted, no scan needed (unless `slots` names them
+    /// too).
+    pub committed: BTreeSet<String>,
     /// Trunk (may have) moved: bring every slot's standing up to date.
     pub trunk_moved: bool,
     /// Scan every checkout not scanned for this long (the slow rescan;
@@ -48,7 +58,10 @@ pub struct Due {
 
 impl Due {
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty() && !self.trunk_moved && self.older_than.is_none()
+        self.slots.is_empty()
+            && self.committed.is_empty()
+            && !self.trunk_moved
+            && self.older_than.is_none()
     }
 }
 
@@ -74,8 +87,13 @@ pub struct Counter {
     /// Each slot's checkout, kept open between scans, and when it was
     /// last scanned.
     checkouts: HashMap<String, (Repository, Instant)>,
+    /// Which slot branches moved since the last read.
+    moved: Moved,
     /// How many commits the reads walked, in all (for tests of the cost).
     pub walked: usize,
+    /// How many slot refs the reads looked up, in all (for tests of the
+    /// cost).
+    pub refs_read: usize,
 }
 
 impl Counter {
@@ -86,14 +104,17 @@ impl Counter {
             counted: HashMap::new(),
             grown: None,
             checkouts: HashMap::new(),
+            moved: Moved::new(),
             walked: 0,
+            refs_read: 0,
         }
     }
 
     /// The facts of every slot in `all`: ahead/behind brought up to date
-    /// (one ref read per slot; a walk only where [`Counter`] says), the
-    /// changed-files count scanned for the slots `due` names and kept from
-    /// `known` for the others.
+    /// (a ref read where [`Moved`] says; a walk only where [`Counter`]
+    /// says), the changed-files count scanned for the slots `due` names,
+    /// zero for those it says were committed, and kept from `known` for
+    /// the others.
     pub fn read(
         &mut self,
         due: &Due,
@@ -105,6 +126,9 @@ impl Counter {
         }
         self.counted.retain(|slot, _| all.contains(slot));
         self.checkouts.retain(|slot, _| all.contains(slot));
+        // the moves are taken before the refs are read: a ref that moves
+        // after this is read again next time
+        let moved = self.moved.take(&self.paths.hub_repo.join(SLOT_REFS));
         let trunk = self
             .repo
             .as_ref()
@@ -112,30 +136,46 @@ impl Counter {
         let mut out = Vec::with_capacity(all.len());
         for name in all {
             let mut facts = known(name).unwrap_or_default();
-            (facts.ahead, facts.behind) = trunk.and_then(|trunk| self.count(name, trunk)).unzip();
+            let tip = match (self.counted.get(name), &moved) {
+                (Some(counted), Some(moved)) if !moved.contains(name) => Some(counted.tip),
+                _ => self.tip(name),
+            };
+            (facts.ahead, facts.behind) = match (tip, trunk) {
+                (Some(tip), Some(trunk)) => self.count(name, tip, trunk),
+                _ => {
+                    self.counted.remove(name);
+                    None
+                }
+            }
+            .unzip();
             let stale = |(_, at): &(Repository, Instant)| {
                 due.older_than.is_some_and(|age| at.elapsed() >= age)
             };
             let rescan = due.older_than.is_some() && self.checkouts.get(name).is_none_or(stale);
             if due.slots.contains(name) || rescan {
                 facts.changes = self.changes(name);
+            } else if due.committed.contains(name) {
+                facts.changes = Some(0);
+                if let Some((_, scanned)) = self.checkouts.get_mut(name) {
+                    *scanned = Instant::now();
+                }
             }
             out.push((name.clone(), facts));
         }
         out
     }
 
-    /// A slot's (ahead, behind) against `trunk`, from what was counted
-    /// before when that still holds.
-    fn count(&mut self, slot: &str, trunk: Oid) -> Option<(usize, usize)> {
-        let Some(tip) = self
-            .repo
+    /// Where a slot's branch points, read from its ref.
+    fn tip(&mut self, slot: &str) -> Option<Oid> {
+        self.refs_read += 1;
+        self.repo
             .as_ref()
             .and_then(|repo| repo.refname_to_id(&branch_ref(slot)).ok())
-        else {
-            self.counted.remove(slot);
-            return None;
-        };
+    }
+
+    /// A slot's (ahead, behind) between its branch at `tip` and `trunk`,
+    /// from what was counted before when that still holds.
+    fn count(&mut self, slot: &str, tip: Oid, trunk: Oid) -> Option<(usize, usize)> {
         let counts = match self.counted.get(slot).copied() {
             Some(c) if c.tip == tip && c.trunk == trunk => (c.ahead, c.behind),
             // nothing of its own and its branch unmoved: it is an ancestor
@@ -179,6 +219,75 @@ impl Counter {
         let counts = self.repo.as_ref()?.graph_ahead_behind(from, to).ok()?;
         self.walked += counts.0 + counts.1;
         Some(counts)
+    }
+}
+
+/// The directory of the slots' branch refs in the hub repository
+/// ([`branch_ref`] without the slot's name).
+const SLOT_REFS: &str = "refs/heads/slot";
+
+/// Which slots' branch refs changed, from inotify on [`SLOT_REFS`]: git
+/// writes a ref by renaming `<name>.lock` over `<name>` and removes one by
+/// unlinking it, so each move names its slot. The watch is added on the
+/// first read that finds the directory; until then, and whenever events
+/// may have been lost, every ref counts as moved.
+struct Moved {
+    inotify: Option<Inotify>,
+    watching: bool,
+}
+
+impl Moved {
+    fn new() -> Moved {
+        Moved {
+            inotify: Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok(),
+            watching: false,
+        }
+    }
+
+    /// The slots whose ref moved since the last call; `None` when that is
+    /// not known (every ref must be read).
+    fn take(&mut self, dir: &Path) -> Option<HashSet<String>> {
+        let inotify = self.inotify.as_ref()?;
+        if !self.watching {
+            let flags = AddWatchFlags::IN_CREATE
+                | AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_CLOSE_WRITE
+                | AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_MOVED_FROM
+                | AddWatchFlags::IN_ONLYDIR;
+            // watching before the refs are read: no move is missed
+            self.watching = inotify.add_watch(dir, flags).is_ok();
+            return None;
+        }
+        let mut moved = HashSet::new();
+        loop {
+            match inotify.read_events() {
+                Ok(events) => {
+                    for event in events {
+                        if event
+                            .mask
+                            .intersects(AddWatchFlags::IN_Q_OVERFLOW | AddWatchFlags::IN_IGNORED)
+                        {
+                            // events were dropped, or the directory went
+                            // (its watch with it): start again
+                            self.watching = false;
+                            return None;
+                        }
+                        let Some(name) = event.name.as_ref().and_then(|n| n.to_str()) else {
+                            continue;
+                        };
+                        if !name.ends_with(".lock") {
+                            moved.insert(name.to_string());
+                        }
+                    }
+                }
+                Err(Errno::EAGAIN) => return Some(moved),
+                Err(_) => {
+                    self.watching = false;
+                    return None;
+                }
+            }
+        }
     }
 }
 
@@ -258,10 +367,14 @@ mod tests {
         assert_eq!(levelled[5].1.behind, Some(50));
         assert_eq!(levelled[5].1.ahead, Some(0));
 
-        let walked = counter.walked;
+        let (walked, refs_read) = (counter.walked, counter.refs_read);
         trunk = commit(&repo, Some(trunk), 51);
         repo.reference(TRUNK_REF, trunk, true, "").unwrap();
         let after = counter.read(&Due::default(), &slots, |_| None);
+        assert_eq!(
+            counter.refs_read, refs_read,
+            "no slot's branch moved: no slot ref is read"
+        );
         for (slot, git) in &after[1..] {
             assert_eq!(git.behind, Some(51), "{slot}");
             assert_eq!(git.ahead, Some(0), "{slot}");
@@ -278,5 +391,36 @@ mod tests {
         let walked = counter.walked;
         assert_eq!(counter.read(&Due::default(), &slots, |_| None), after);
         assert_eq!(counter.walked, walked);
+
+        // one slot's branch moves (a commit of its own), one is deleted:
+        // those two refs are read again, and counted right
+        let refs_read = counter.refs_read;
+        let own = commit(&repo, Some(trunk), 300);
+        repo.reference(&branch_ref("s7"), own, true, "").unwrap();
+        repo.find_reference(&branch_ref("s8"))
+            .unwrap()
+            .delete()
+            .unwrap();
+        let moved = counter.read(&Due::default(), &slots, |_| None);
+        assert_eq!(counter.refs_read - refs_read, 2);
+        assert_eq!((moved[7].1.ahead, moved[7].1.behind), (Some(1), Some(0)));
+        assert_eq!((moved[8].1.ahead, moved[8].1.behind), (None, None));
+        assert_eq!(moved[9].1.behind, Some(51));
+
+        // a slot whose checkout was committed in full has nothing
+        // uncommitted, without a scan (there is no checkout to scan here)
+        let due = Due {
+            committed: ["s3".to_string()].into(),
+            ..Due::default()
+        };
+        let known = |_: &str| {
+            Some(SlotGit {
+                changes: Some(5),
+                ..SlotGit::default()
+            })
+        };
+        let read = counter.read(&due, &slots, known);
+        assert_eq!(read[3].1.changes, Some(0));
+        assert_eq!(read[4].1.changes, Some(5), "the others keep what was known");
     }
 }

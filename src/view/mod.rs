@@ -58,7 +58,11 @@ pub const LANDINGS_SUBJECT: &str = "bones.hub.landed";
 /// grows with the scan's own time so it never takes more than
 /// 1/[`CHANGES_SHARE`] of a core on a large repository.
 pub const CHANGES_EVERY: Duration = Duration::from_secs(5);
-const CHANGES_SHARE: u32 = 20;
+const CHANGES_SHARE: u32 = 100;
+
+/// The `rpc` of the hub.log entry the lander writes for a slot's commit
+/// (landed or not, the checkout's files were all committed first).
+const COMMIT_RPC: &str = "swarm.commit";
 
 /// The shortest time between two reads of the slots' git facts: a burst of
 /// landings and slot verbs is read once, after it.
@@ -184,22 +188,39 @@ impl Shared {
     }
 
     /// Notes which slots' git facts a change may have moved.
+    ///
+    /// A slot's checkout is scanned when it appears and after a slot verb's
+    /// hub.log entry, but not on a lease renewal: agents renew on every
+    /// verb and between them, which says nothing about their files (the
+    /// slow rescan sees edits made between verbs). A commit needs no scan
+    /// either: `swarm commit` commits everything in the checkout before it
+    /// asks the hub to land it, so nothing is left uncommitted.
     fn note_due(&self, change: &Change) {
-        let mut due = self.due.lock().unwrap_or_else(|p| p.into_inner());
-        match change {
-            Change::Slots(all) => due.slots.extend(all.iter().map(|s| s.slot.clone())),
+        let appeared = match change {
             Change::One(Delta::Slot {
                 slot,
                 state: Some(_),
-            }) => {
+            }) => !self.model().snapshot().slots.contains_key(slot),
+            _ => false,
+        };
+        let mut due = self.due.lock().unwrap_or_else(|p| p.into_inner());
+        match change {
+            Change::Slots(all) => due.slots.extend(all.iter().map(|s| s.slot.clone())),
+            Change::One(Delta::Slot { slot, .. }) if appeared => {
                 due.slots.insert(slot.clone());
+            }
+            Change::One(Delta::Log(entry)) if entry.rpc.as_deref() == Some(COMMIT_RPC) => {
+                due.committed.extend(entry.slot.clone());
             }
             // a slot verb's own entry (join writes its lease before the
             // checkout exists)
             Change::One(Delta::Log(entry)) if entry.slot.is_some() => {
                 due.slots.extend(entry.slot.clone());
             }
-            Change::One(Delta::Landing(_)) => due.trunk_moved = true,
+            Change::One(Delta::Landing(landing)) => {
+                due.trunk_moved = true;
+                due.committed.extend(landing.slot.clone());
+            }
             _ => return,
         }
         drop(due);
