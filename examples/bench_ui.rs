@@ -128,11 +128,12 @@ async fn land_for(
         tick.tick().await;
         let slot = format!("s{}", n % LANDING_SLOTS);
         let checkout = swarm.checkout(&slot).await?;
-        // a new file each landing (of each phase): always something to commit
-        std::fs::write(
-            checkout.join(format!("bench-{phase}-{n}.txt")),
-            format!("{n}\n"),
-        )?;
+        // a new file each landing: always something to commit. Each phase
+        // fills a directory of its own, so the trees a landing rewrites are
+        // as big in both phases (the second does not pay for the first's)
+        let dir = checkout.join(format!("bench-{phase}"));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(format!("{n}.txt")), format!("{n}\n"))?;
         let outcome = swarm
             .commit(&slot, &format!("bench landing {phase} {n}"))
             .await?;
