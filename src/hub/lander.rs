@@ -166,12 +166,13 @@ fn failed(error: &str) -> LandReply {
 fn work(hub_repo: PathBuf, queue: mpsc::Receiver<Job>) {
     crate::trunk::repo::make_object_dirs(&hub_repo);
     let mut repo = None;
+    let mut seen = land::Seen::default();
     for (request, reply) in queue {
         if repo.is_none() {
             repo = Repository::open_bare(&hub_repo).ok();
         }
         let answer = match &repo {
-            Some(repo) => land_one(repo, &request),
+            Some(repo) => land_one(repo, &request, &mut seen),
             None => failed(&format!("cannot open {}", hub_repo.display())),
         };
         let subject = match (&answer, &repo) {
@@ -185,9 +186,9 @@ fn work(hub_repo: PathBuf, queue: mpsc::Receiver<Job>) {
     }
 }
 
-fn land_one(repo: &Repository, request: &LandRequest) -> LandReply {
+fn land_one(repo: &Repository, request: &LandRequest, seen: &mut land::Seen) -> LandReply {
     if let Some(branch) = &request.user {
-        return land_user(repo, request, branch);
+        return land_user(repo, request, branch, seen);
     }
     if let Err(err) = name::validate_slot(&request.slot) {
         return failed(&err.to_string());
@@ -211,12 +212,17 @@ fn land_one(repo: &Repository, request: &LandRequest) -> LandReply {
         Err(err) => return failed(&format!("slot/{}: {}", request.slot, err.message())),
     }
     let reflog = format!("bones: land slot {}", request.slot);
-    reply_of(land::land(repo, head, &reflog))
+    reply_of(land::land_seen(repo, head, &reflog, seen))
 }
 
 /// Lands the user's branch (`bones land`), fetched into
 /// [`USER_REF`]: the same replay and compare-and-swap as a slot's commits.
-fn land_user(repo: &Repository, request: &LandRequest, branch: &str) -> LandReply {
+fn land_user(
+    repo: &Repository,
+    request: &LandRequest,
+    branch: &str,
+    seen: &mut land::Seen,
+) -> LandReply {
     let Ok(head) = Oid::from_str(&request.head) else {
         return failed(&format!(
             "not a commit id: {}",
@@ -233,7 +239,7 @@ fn land_user(repo: &Repository, request: &LandRequest, branch: &str) -> LandRepl
         Err(err) => return failed(&format!("{USER_REF}: {}", err.message())),
     }
     let reflog = format!("bones: land {}", crate::sys::shown::shown(branch));
-    reply_of(land::land(repo, head, &reflog))
+    reply_of(land::land_seen(repo, head, &reflog, seen))
 }
 
 fn reply_of(landed: Result<land::Landed, LandError>) -> LandReply {

@@ -9,6 +9,8 @@
 //! commits. A commit whose change is already on trunk (a retry after a lost
 //! reply) replays to nothing and is skipped, so landing is idempotent.
 
+use std::collections::HashSet;
+
 use git2::{Oid, Repository, Signature};
 
 use crate::sys::error::{ErrorKind, Kinded};
@@ -59,16 +61,93 @@ impl Kinded for LandError {
     }
 }
 
+/// Trunk's commits as one lander saw it grow, so that a slot's base (where
+/// its commits leave trunk) is found by walking back the slot's own few
+/// commits rather than by a merge-base search through both histories,
+/// which reads every trunk commit since the slot's base from disk.
+///
+/// It holds trunk's tip when first seen and every commit trunk gained
+/// through this lander since: a linear chain (landings refuse merges), all
+/// ancestors of [`Seen::tip`]. When trunk is not where the lander left it
+/// (moved by someone else, restored), it starts again from the new tip.
+#[derive(Debug, Default)]
+pub struct Seen {
+    tip: Option<Oid>,
+    on_trunk: HashSet<Oid>,
+}
+
+/// How many commits the set may hold before it starts again (a few MiB).
+const SEEN_MOST: usize = 1 << 16;
+/// How far back a slot's commits are walked looking for trunk before the
+/// merge-base search is used instead.
+const SEEN_WALK: usize = 64;
+
+impl Seen {
+    /// Trunk is at `tip`: forgets what was seen when that is news.
+    fn at(&mut self, tip: Oid) {
+        if self.tip != Some(tip) || self.on_trunk.len() > SEEN_MOST {
+            self.on_trunk.clear();
+            self.on_trunk.insert(tip);
+            self.tip = Some(tip);
+        }
+    }
+
+    /// Trunk moved from [`Seen::tip`] to `landed.trunk` through `landed`'s
+    /// commits.
+    fn grew(&mut self, landed: &Landed) {
+        self.on_trunk.extend(landed.commits.iter().copied());
+        self.on_trunk.insert(landed.trunk);
+        self.tip = Some(landed.trunk);
+    }
+
+    /// Where `head`'s history meets trunk at `tip`, when the walk back from
+    /// `head` reaches a commit seen on trunk. Landed history is linear, so
+    /// the first such commit is the merge base.
+    fn base(&self, repo: &Repository, tip: Oid, head: Oid) -> Result<Option<Oid>, LandError> {
+        if self.tip != Some(tip) {
+            return Ok(None);
+        }
+        let mut at = head;
+        for _ in 0..SEEN_WALK {
+            if self.on_trunk.contains(&at) {
+                return Ok(Some(at));
+            }
+            let commit = repo.find_commit(at)?;
+            if commit.parent_count() != 1 {
+                // a root or a merge: the full search says what it is
+                return Ok(None);
+            }
+            at = commit.parent_id(0)?;
+        }
+        Ok(None)
+    }
+}
+
 /// Lands every commit of `head` that trunk lacks.
 pub fn land(repo: &Repository, head: Oid, reflog: &str) -> Result<Landed, LandError> {
+    land_seen(repo, head, reflog, &mut Seen::default())
+}
+
+/// [`land`], for a lander that keeps what it saw of trunk between
+/// landings in `seen`.
+pub fn land_seen(
+    repo: &Repository,
+    head: Oid,
+    reflog: &str,
+    seen: &mut Seen,
+) -> Result<Landed, LandError> {
     for _ in 0..MAX_ATTEMPTS {
         let tip = trunk(repo)?;
-        let plan = replay(repo, tip, head)?;
+        seen.at(tip);
+        let plan = replay(repo, tip, head, seen)?;
         if plan.trunk == tip {
             return Ok(plan);
         }
         match repo.reference_matching(TRUNK_REF, plan.trunk, true, tip, reflog) {
-            Ok(_) => return Ok(plan),
+            Ok(_) => {
+                seen.grew(&plan);
+                return Ok(plan);
+            }
             Err(err)
                 if matches!(
                     err.code(),
@@ -90,10 +169,24 @@ pub fn trunk(repo: &Repository) -> Result<Oid, LandError> {
 
 /// The commits of `head` not on trunk, oldest first; refuses merges.
 pub fn pending(repo: &Repository, tip: Oid, head: Oid) -> Result<Vec<Oid>, LandError> {
-    let base = match repo.merge_base(tip, head) {
-        Ok(base) => base,
-        Err(err) if err.code() == git2::ErrorCode::NotFound => return Err(LandError::Unrelated),
-        Err(err) => return Err(err.into()),
+    pending_seen(repo, tip, head, &Seen::default())
+}
+
+fn pending_seen(
+    repo: &Repository,
+    tip: Oid,
+    head: Oid,
+    seen: &Seen,
+) -> Result<Vec<Oid>, LandError> {
+    let base = match seen.base(repo, tip, head)? {
+        Some(base) => base,
+        None => match repo.merge_base(tip, head) {
+            Ok(base) => base,
+            Err(err) if err.code() == git2::ErrorCode::NotFound => {
+                return Err(LandError::Unrelated);
+            }
+            Err(err) => return Err(err.into()),
+        },
     };
     let mut commits = Vec::new();
     let mut at = head;
@@ -111,8 +204,8 @@ pub fn pending(repo: &Repository, tip: Oid, head: Oid) -> Result<Vec<Oid>, LandE
 
 /// Builds (but does not publish) the trunk that landing `head` on `tip`
 /// would give.
-fn replay(repo: &Repository, tip: Oid, head: Oid) -> Result<Landed, LandError> {
-    let commits = pending(repo, tip, head)?;
+fn replay(repo: &Repository, tip: Oid, head: Oid, seen: &Seen) -> Result<Landed, LandError> {
+    let commits = pending_seen(repo, tip, head, seen)?;
     if commits.is_empty() {
         return Ok(Landed {
             trunk: tip,
@@ -272,6 +365,34 @@ mod tests {
             }
         );
         assert_eq!(trunk(&repo).unwrap(), a);
+    }
+
+    #[test]
+    fn a_lander_that_remembers_trunk_lands_as_one_that_does_not() {
+        let (_d, repo, seed) = repo();
+        let mut seen = Seen::default();
+        let a = commit_files(&repo, Some(seed), &[("b.txt", "b")], "slot a");
+        let b = commit_files(&repo, Some(seed), &[("c.txt", "c")], "slot b");
+        let first = land_seen(&repo, a, "t", &mut seen).unwrap();
+        let second = land_seen(&repo, b, "t", &mut seen).unwrap();
+        assert_eq!(second.commits.len(), 1);
+        // the next slot's base is found among what was seen, not searched
+        let next = commit_files(&repo, Some(second.trunk), &[("e.txt", "e")], "next");
+        assert_eq!(
+            seen.base(&repo, second.trunk, next).unwrap(),
+            Some(second.trunk)
+        );
+
+        // someone else moves trunk back: what was seen no longer holds, so
+        // a slot based on the old trunk brings that commit along again
+        repo.reference(TRUNK_REF, seed, true, "restore").unwrap();
+        let c = commit_files(&repo, Some(first.trunk), &[("d.txt", "d")], "slot c");
+        let third = land_seen(&repo, c, "t", &mut seen).unwrap();
+        assert_eq!(third.commits, vec![a, c], "a fast-forward of both");
+        assert_eq!(file(&repo, third.trunk, "b.txt").as_deref(), Some("b"));
+        assert_eq!(file(&repo, third.trunk, "d.txt").as_deref(), Some("d"));
+        assert_eq!(file(&repo, third.trunk, "c.txt"), None);
+        assert_eq!(trunk(&repo).unwrap(), third.trunk);
     }
 
     #[test]
