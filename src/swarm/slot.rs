@@ -630,9 +630,12 @@ fn stage_everything(index: &mut git2::Index) -> Result<Oid, git2::Error> {
     index.write_tree()
 }
 
+/// Where the slots' branches live in `hub.git`, one ref per slot.
+pub const BRANCHES: &str = "refs/heads/slot";
+
 /// The branch of slot `name` in `hub.git`: `refs/heads/slot/<name>`.
 pub fn branch_ref(name: &str) -> String {
-    format!("refs/heads/slot/{name}")
+    format!("{BRANCHES}/{name}")
 }
 
 /// Names of the slots that have a directory under `swarm/`.

@@ -27,7 +27,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use serde::Serialize;
 
 use crate::state::paths::Paths;
-use crate::swarm::slot::{SlotDir, branch_ref};
+use crate::swarm::slot::{BRANCHES, SlotDir, branch_ref};
 use crate::trunk::repo::TRUNK_REF;
 
 /// A slot's standing against trunk. A count is `None` when it could not
@@ -128,7 +128,7 @@ impl Counter {
         self.checkouts.retain(|slot, _| all.contains(slot));
         // the moves are taken before the refs are read: a ref that moves
         // after this is read again next time
-        let moved = self.moved.take(&self.paths.hub_repo.join(SLOT_REFS));
+        let moved = self.moved.take(&self.paths.hub_repo.join(BRANCHES));
         let trunk = self
             .repo
             .as_ref()
@@ -222,11 +222,8 @@ impl Counter {
     }
 }
 
-/// The directory of the slots' branch refs in the hub repository
-/// ([`branch_ref`] without the slot's name).
-const SLOT_REFS: &str = "refs/heads/slot";
-
-/// Which slots' branch refs changed, from inotify on [`SLOT_REFS`]: git
+/// Which slots' branch refs changed, from inotify on their directory
+/// ([`BRANCHES`]): git
 /// writes a ref by renaming `<name>.lock` over `<name>` and removes one by
 /// unlinking it, so each move names its slot. The watch is added on the
 /// first read that finds the directory; until then, and whenever events
